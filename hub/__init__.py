@@ -1,0 +1,1 @@
+"""The anamnesis hub: discovery, routing, rooms, persistence, APIs and the CLI."""
