@@ -1,0 +1,455 @@
+"""OSC over UDP for one agent: an asyncio datagram server around :mod:`agents.oscmap`.
+
+Why not python-osc's ``AsyncIOOSCUDPServer``: it drops malformed packets silently,
+its dispatcher may ``time.sleep`` on a future-dated bundle (blocking the event
+loop), and it logs every unknown type tag through the root logger. Here every
+datagram is parsed by :func:`agents.oscmap.parse_packet` (python-osc's
+``OscMessage`` underneath), bundle contents are dispatched at once, and every
+problem is counted, answered with ``/error s`` to the sender, and logged once per
+peer and kind (STYLE 13). Replies to one host are limited to a budget (200 per
+second, bursts of 1000, by default) so an agent cannot be used to amplify spoofed
+traffic.
+
+Replies go to the sender's address from the agent's OSC port. Telemetry
+subscribers (``/subscribe [port]``) get one bundle per tick (20 Hz by default:
+``/level rms peak``, ``/error_rms``, ... every figure of ``control.telemetry()``, plus
+``/osc_malformed i`` and ``/osc_errors i``, this server's counters) from a connected
+socket of their own, so
+that an ICMP "port unreachable" is seen and a vanished subscriber is dropped
+after ``max_failures`` failed sends; a subscription also lapses when it is not
+renewed within its lease (60 s). Every table keyed by peers is capped.
+
+Slow commands (``/weights``, ``/snapshot``, ``/recall``, ``/subscribe``) go through
+one bounded queue served by one task, so they keep their order; parameter
+changes, ``/panic`` and queries are handled immediately in the datagram callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ProtocolError
+from .oscmap import MAX_DATAGRAM, OscAddressSpace, Request, build_bundle, build_message
+from .oscmap import parse_packet, telemetry_messages
+
+log = logging.getLogger(__name__)
+
+Reply = Callable[[bytes], None]
+Peer = tuple[str, int]
+
+
+class RateLimitedLog:
+    """Log a problem once per (peer host, kind), then only count it (STYLE 13).
+
+    At most ``max_keys`` peers are remembered; past that, new peers are only
+    counted (one line says so), so a flood of spoofed sources cannot grow memory.
+    """
+
+    def __init__(self, logger: logging.Logger, max_keys: int = 256, prefix: str = "OSC") -> None:
+        self._logger = logger
+        self._prefix = prefix
+        self._max_keys = max_keys
+        self._seen: set[tuple[str, str]] = set()
+        self.suppressed: Counter[str] = Counter()
+        self._overflowed = False
+
+    def __call__(self, peer: str, kind: str, message: str) -> None:
+        key = (peer, kind)
+        if key in self._seen:
+            self.suppressed[kind] += 1
+            return
+        if len(self._seen) >= self._max_keys:
+            self.suppressed[kind] += 1
+            if not self._overflowed:
+                self._overflowed = True
+                self._logger.warning(
+                    "%s: problems from more than %d peers/kinds; only counting from now on",
+                    self._prefix, self._max_keys)
+            return
+        self._seen.add(key)
+        self._logger.warning("%s %s from %s: %s (further %s from this peer are only counted)",
+                             self._prefix, kind, peer, message, kind)
+
+
+class ReplyBudget:
+    """Token bucket per peer host for replies (``rate`` per s, bursts of ``burst``).
+
+    A reply is bigger than the datagram that asked for it (an ``/error`` line, a
+    ``/state`` bundle), so without a budget an agent could be used to reflect
+    and amplify traffic towards a spoofed source. At most ``max_hosts`` hosts
+    are tracked; past that the least recently seen one is forgotten.
+    """
+
+    def __init__(self, rate: float = 200.0, burst: float = 1000.0, max_hosts: int = 256) -> None:
+        self.rate, self.burst, self.max_hosts = float(rate), float(burst), int(max_hosts)
+        self._buckets: dict[str, tuple[float, float]] = {}   # host -> (tokens, time s)
+
+    def allow(self, host: str, now: float) -> bool:
+        """Take one token for ``host`` at time ``now`` (s); False if none is left."""
+        tokens, last = self._buckets.pop(host, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        if len(self._buckets) >= self.max_hosts:          # dicts keep insertion order:
+            self._buckets.pop(next(iter(self._buckets)))  # drop the least recent host
+        self._buckets[host] = (tokens, now)
+        return allowed
+
+
+@dataclass
+class Subscriber:
+    """One telemetry destination."""
+
+    peer: Peer
+    transport: asyncio.DatagramTransport
+    expires: float          # loop time (s) when the lease runs out
+    failures: int = 0       # failed sends since the last renewal
+
+
+class _SubscriberProtocol(asyncio.DatagramProtocol):
+    def __init__(self, subscriber_failed: Callable[[Exception], None]) -> None:
+        self._failed = subscriber_failed
+
+    def error_received(self, exc: Exception) -> None:
+        self._failed(exc)
+
+
+class _ServerProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: OscServer) -> None:
+        self._server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        peer = (str(addr[0]), int(addr[1]))
+        server = self._server
+
+        def reply(message: bytes) -> None:
+            if server.budget.allow(peer[0], time.monotonic()):
+                transport.sendto(message, addr)
+            else:
+                server.count("replies_suppressed")
+                server.log_problem(peer[0], "reply budget",
+                                   f"more than {server.budget.rate:.0f} replies/s; "
+                                   "replies held back (subscribe instead of polling)")
+
+        server.handle_packet(data, peer, reply)
+
+    def error_received(self, exc: Exception) -> None:
+        self._server.count("send_errors")
+
+
+class OscServer:
+    """The UDP OSC control surface of one agent (see the module docstring).
+
+    ``control`` is the agent's :class:`~agents.control.AgentControl` (or anything
+    with its interface). ``telemetry_hz`` is the subscriber rate (Hz),
+    ``lease`` the subscription lease (s), ``max_subscribers`` and
+    ``max_failures`` cap the subscriber table and the failed sends tolerated
+    before a subscriber is dropped; ``queue_size`` bounds pending slow commands.
+    ``after_recall(name)`` is awaited after a successful ``/recall`` (the services
+    re-publish the zeroconf record with it). ``replies_per_s`` and ``reply_burst``
+    are the reply budget of one peer host (replies and ``/error`` beyond it are
+    counted and logged once, not sent).
+    """
+
+    def __init__(self, control: Any, *, space: OscAddressSpace | None = None,
+                 telemetry_hz: float = 20.0, lease: float = 60.0,
+                 max_subscribers: int = 32, max_failures: int = 10,
+                 queue_size: int = 64, logger: logging.Logger | None = None,
+                 after_recall: Callable[[str], Awaitable[None]] | None = None,
+                 replies_per_s: float = 200.0, reply_burst: float = 1000.0) -> None:
+        if not 0.1 <= telemetry_hz <= 200.0:
+            raise ValueError(f"telemetry_hz must be in [0.1, 200] Hz; got {telemetry_hz}")
+        self.control = control
+        self.space = space or OscAddressSpace(control.specs())
+        self.telemetry_period = 1.0 / telemetry_hz
+        self.lease = float(lease)
+        self.max_subscribers = int(max_subscribers)
+        self.max_failures = int(max_failures)
+        self._after_recall = after_recall
+        self.budget = ReplyBudget(rate=replies_per_s, burst=reply_burst)
+        self._counts: Counter[str] = Counter()
+        self._log = RateLimitedLog(logger or log)
+        self._subscribers: dict[Peer, Subscriber] = {}
+        self._queue: asyncio.Queue[tuple[Request, Peer | None, Reply]] = asyncio.Queue(queue_size)
+        self._protocol: _ServerProtocol | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.host: str | None = None
+        self.port: int | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self, host: str, port: int = 0) -> int:
+        """Bind the UDP socket to ``host:port`` (0 = any free port); return the port."""
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _ServerProtocol(self), local_addr=(host, port))
+        self._protocol = protocol
+        sockname = transport.get_extra_info("sockname")
+        self.host, self.port = str(sockname[0]), int(sockname[1])
+        self._tasks = [
+            asyncio.create_task(self._command_worker(), name="osc-commands"),
+            asyncio.create_task(self._telemetry_loop(), name="osc-telemetry"),
+        ]
+        log.info("OSC listening on udp://%s:%d", self.host, self.port)
+        return self.port
+
+    async def close(self) -> None:
+        """Stop the tasks, close every subscriber socket and the server socket."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for subscriber in self._subscribers.values():
+            subscriber.transport.close()
+        self._subscribers.clear()
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+        self._protocol = None
+
+    # -- accounting ---------------------------------------------------------------
+
+    def log_problem(self, host: str, kind: str, message: str) -> None:
+        """Log a problem with ``host`` once per kind (then only count it)."""
+        self._log(host, kind, message)
+
+    def count(self, kind: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``kind`` (shown by :meth:`stats`)."""
+        self._counts[kind] += n
+
+    def stats(self) -> dict[str, int]:
+        """Counters: datagrams, messages, malformed, unknown_address, bad_args, rejected,
+        busy, internal_errors, errors_sent, replies, replies_suppressed (over the
+        per-host reply budget), send_errors, subscribers,
+        subscribers_dropped, telemetry_frames, log_suppressed."""
+        out = {k: 0 for k in ("datagrams", "messages", "malformed", "unknown_address",
+                              "bad_args", "rejected", "busy", "internal_errors",
+                              "errors_sent", "replies", "replies_suppressed", "send_errors",
+                              "subscribers_dropped", "telemetry_frames")}
+        out.update(self._counts)
+        out["subscribers"] = len(self._subscribers)
+        out["log_suppressed"] = sum(self._log.suppressed.values())
+        return out
+
+    def subscribers(self) -> list[Peer]:
+        """The current telemetry destinations (host, port)."""
+        return list(self._subscribers)
+
+    # -- dispatch -----------------------------------------------------------------
+
+    def handle_packet(self, data: bytes, peer: Peer | None, reply: Reply) -> None:
+        """Handle one datagram (or WebSocket binary frame) from ``peer``; never raises.
+
+        ``reply`` sends bytes back to the sender. ``peer`` is None for transports
+        without a UDP return path (then ``/subscribe`` is refused).
+        """
+        self._counts["datagrams"] += 1
+        host = peer[0] if peer else "websocket"
+        try:
+            messages = parse_packet(data)
+        except ProtocolError as exc:
+            self._reject("malformed", host, reply, str(exc))
+            return
+        for address, args in messages:
+            self._counts["messages"] += 1
+            try:
+                request = self.space.decode(address, args)
+            except ProtocolError as exc:
+                kind = "unknown_address" if "unknown address" in str(exc) else "bad_args"
+                self._reject(kind, host, reply, str(exc))
+                continue
+            self._handle_request(request, peer, host, reply)
+
+    def _handle_request(self, request: Request, peer: Peer | None, host: str,
+                        reply: Reply) -> None:
+        control = self.control
+        try:
+            action = request.action
+            if action == "set":
+                value = request.value
+                if isinstance(value, tuple):
+                    value = np.asarray(value, dtype=np.float64)
+                control.set(str(request.name), value, index=request.index)
+            elif action == "get":
+                name = str(request.name)
+                self._send(reply, self.space.value_message(name, control.values()[name]))
+            elif action == "panic":
+                control.panic()
+            elif action == "unpanic":
+                control.unpanic()
+            elif action == "reset":
+                control.reset(request.value)
+            elif action == "state":
+                self._send(reply, self.space.state_bundle(control.values(),
+                                                          panicked=bool(control.panicked)))
+            elif action == "ping":
+                self._send(reply, build_message("/pong"))
+            elif action == "unsubscribe":
+                self._unsubscribe(request, peer, reply)
+            else:  # slow: weights, snapshot, recall, subscribe
+                if action == "subscribe" and peer is None:
+                    raise ProtocolError(f"{request.address}: only over UDP")
+                try:
+                    self._queue.put_nowait((request, peer, reply))
+                except asyncio.QueueFull:
+                    self._reject("busy", host, reply,
+                                 f"{request.address}: too many pending commands; try again")
+        except ProtocolError as exc:
+            self._reject("bad_args", host, reply, str(exc))
+        except ValueError as exc:  # out of range, unknown snapshot, ...: from the control facade
+            self._reject("rejected", host, reply, f"{request.address}: {exc}")
+        except Exception as exc:  # a bug behind the facade: answer, count, log; never crash
+            log.exception("OSC %s from %s failed", request.address, host)
+            self._reject("internal_errors", host, reply,
+                         f"{request.address}: internal error: {exc}")
+
+    def _send(self, reply: Reply, data: bytes) -> None:
+        if len(data) > MAX_DATAGRAM:
+            data = build_message("/error", [
+                f"reply of {len(data)} bytes exceeds one UDP datagram; use OSCQuery over HTTP"])
+            self._counts["errors_sent"] += 1
+        else:
+            self._counts["replies"] += 1
+        reply(data)
+
+    def _reject(self, kind: str, host: str, reply: Reply, message: str) -> None:
+        self._counts[kind] += 1
+        self._counts["errors_sent"] += 1
+        self._log(host, kind, message)
+        try:
+            reply(build_message("/error", [message[:1000]]))
+        except Exception:  # reply path broken (closed transport): count it, keep serving
+            self._counts["send_errors"] += 1
+
+    # -- slow commands --------------------------------------------------------------
+
+    async def _command_worker(self) -> None:
+        while True:
+            request, peer, reply = await self._queue.get()
+            host = peer[0] if peer else "websocket"
+            try:
+                await self._slow(request, peer, reply)
+            except ProtocolError as exc:
+                self._reject("bad_args", host, reply, str(exc))
+            except ValueError as exc:
+                self._reject("rejected", host, reply, f"{request.address}: {exc}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("OSC %s from %s failed", request.address, host)
+                self._reject("internal_errors", host, reply,
+                             f"{request.address}: internal error: {exc}")
+
+    async def _slow(self, request: Request, peer: Peer | None, reply: Reply) -> None:
+        control = self.control
+        if request.action == "get_weights":
+            weights = np.asarray(await control.get_weights(), dtype=np.float64).ravel()
+            self._send(reply, build_message("/weights", [float(w) for w in weights]))
+        elif request.action == "set_weights":
+            await control.set_weights(np.asarray(request.value, dtype=np.float64))
+        elif request.action == "snapshot":
+            await control.snapshot(str(request.value))
+            self._send(reply, build_message("/snapshot", [str(request.value)]))
+        elif request.action == "recall":
+            await control.recall(str(request.value))
+            self._send(reply, build_message("/recall", [str(request.value)]))
+            if self._after_recall is not None:
+                await self._after_recall(str(request.value))
+        elif request.action == "subscribe" and peer is not None:
+            await self._subscribe(request, peer, reply)
+
+    async def _subscribe(self, request: Request, peer: Peer, reply: Reply) -> None:
+        port = int(request.value) if request.value is not None else peer[1]  # type: ignore[arg-type]
+        target = (peer[0], port)
+        loop = asyncio.get_running_loop()
+        existing = self._subscribers.get(target)
+        if existing is not None:
+            existing.expires = loop.time() + self.lease
+            existing.failures = 0
+        else:
+            if len(self._subscribers) >= self.max_subscribers:
+                raise ValueError(
+                    f"at most {self.max_subscribers} subscribers; /unsubscribe one first")
+            holder: list[Subscriber] = []
+
+            def failed(exc: Exception) -> None:
+                if holder:
+                    holder[0].failures += 1
+
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _SubscriberProtocol(failed), remote_addr=target)
+            subscriber = Subscriber(target, transport, loop.time() + self.lease)  # type: ignore[arg-type]
+            holder.append(subscriber)
+            self._subscribers[target] = subscriber
+            log.info("OSC telemetry subscriber %s:%d (lease %.0f s)", target[0], port, self.lease)
+        self._send(reply, build_message("/subscribed", [port, float(self.lease)]))
+
+    def _unsubscribe(self, request: Request, peer: Peer | None, reply: Reply) -> None:
+        if peer is None:
+            raise ProtocolError(f"{request.address}: only over UDP")
+        port = int(request.value) if request.value is not None else peer[1]  # type: ignore[arg-type]
+        subscriber = self._subscribers.pop((peer[0], port), None)
+        if subscriber is None:
+            raise ValueError(f"{peer[0]}:{port} is not subscribed")
+        subscriber.transport.close()
+        self._send(reply, build_message("/unsubscribed", [port]))
+
+    # -- telemetry ------------------------------------------------------------------
+
+    async def _telemetry_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            next_tick += self.telemetry_period
+            delay = next_tick - loop.time()
+            if delay < -self.telemetry_period:  # fell behind (suspended loop): resync
+                next_tick = loop.time()
+                delay = 0.0
+            await asyncio.sleep(max(0.0, delay))
+            if self._subscribers:
+                self._send_telemetry(loop.time())
+
+    def _send_telemetry(self, now: float) -> None:
+        for peer, subscriber in list(self._subscribers.items()):
+            if now > subscriber.expires or subscriber.failures >= self.max_failures:
+                reason = "lease expired" if now > subscriber.expires else "unreachable"
+                log.info("OSC telemetry subscriber %s:%d dropped (%s)", peer[0], peer[1], reason)
+                subscriber.transport.close()
+                del self._subscribers[peer]
+                self._counts["subscribers_dropped"] += 1
+        if not self._subscribers:
+            return
+        try:
+            frame = dict(self.control.telemetry())
+            # The control plane's own health, so a hub sees a misbehaving peer.
+            frame["osc_malformed"] = self._counts["malformed"]
+            frame["osc_errors"] = self._counts["errors_sent"]
+            data = build_bundle(telemetry_messages(frame))
+        except Exception:  # a telemetry bug must not kill the loop: log it (rate-limited)
+            self._counts["internal_errors"] += 1
+            self._log("self", "telemetry", "telemetry frame could not be built")
+            return
+        self._counts["telemetry_frames"] += 1
+        for subscriber in self._subscribers.values():
+            subscriber.transport.sendto(data)
+
+
+__all__ = ["OscServer", "RateLimitedLog", "ReplyBudget", "Subscriber"]

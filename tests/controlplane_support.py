@@ -1,0 +1,265 @@
+"""Helpers for the control-plane tests (OSC, OSCQuery, zeroconf): a UDP OSC client and peers.
+
+Every socket here binds 127.0.0.1 and talks only to 127.0.0.1 (TESTING.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from agents.oscmap import build_message, parse_packet
+
+LOOPBACK = "127.0.0.1"
+
+
+def require_program(name: str) -> str:
+    """Path of a peer program; skip locally, fail in CI (where .ci/run installs peers)."""
+    path = shutil.which(name)
+    if path is None:
+        message = (f"{name} not installed "
+                   "(Debian: apt-get install --no-install-recommends liblo-tools)")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must provide peers: {message}")
+        pytest.skip(message)
+    return path
+
+
+#: Longest the event loop may be held by one callback in these tests (s).
+MAX_LOOP_STALL = 0.25
+
+
+@pytest.fixture(scope="session")
+def warm_kernels() -> None:
+    """Load (or compile) every model's numba kernels once, before any loop is watched:
+    numba holds the GIL while it compiles, which is start-up cost, not a blocked loop."""
+    for kind in MODEL_KINDS:
+        try:
+            engine = AgentEngine(create_model(kind, seed=0, sample_rate=SAMPLE_RATE,
+                                              max_block=BLOCK), block=BLOCK,
+                                 sample_rate=SAMPLE_RATE)
+            engine.process_block(np.zeros(BLOCK), np.zeros(BLOCK, dtype=np.float32))
+        except Exception:  # the test that uses this kind reports it
+            continue
+
+
+@pytest_asyncio.fixture
+async def loop_watchdog(warm_kernels):
+    """Fail a test during which the event loop was blocked for more than MAX_LOOP_STALL s
+    (STYLE 14): a 10 ms ticker measures how late it wakes up."""
+    loop = asyncio.get_running_loop()
+    worst = [0.0]
+
+    async def tick() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            worst[0] = max(worst[0], loop.time() - before - 0.01)
+
+    task = asyncio.create_task(tick())
+    yield worst
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    assert worst[0] < MAX_LOOP_STALL, f"event loop blocked for {worst[0] * 1000:.0f} ms"
+
+
+class _ClientProtocol(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.queue.put_nowait(data)
+
+
+class OscTestClient:
+    """A UDP OSC peer on 127.0.0.1 that sends to one agent and collects what comes back."""
+
+    def __init__(self, transport: asyncio.DatagramTransport, protocol: _ClientProtocol,
+                 target: tuple[str, int]) -> None:
+        self.transport, self.protocol, self.target = transport, protocol, target
+
+    @classmethod
+    async def open(cls, port: int, local_host: str = LOOPBACK) -> OscTestClient:
+        """A client socket on ``local_host`` (another 127.x address is another peer host)."""
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(
+            _ClientProtocol, local_addr=(local_host, 0))
+        return cls(transport, protocol, (LOOPBACK, port))  # type: ignore[arg-type]
+
+    @property
+    def port(self) -> int:
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    def send(self, address: str, *args: object) -> None:
+        self.transport.sendto(build_message(address, args), self.target)
+
+    def send_raw(self, data: bytes) -> None:
+        self.transport.sendto(data, self.target)
+
+    async def recv(self, timeout: float = 2.0) -> list[tuple[str, list[object]]]:
+        """The messages of the next datagram (a bundle gives several)."""
+        data = await asyncio.wait_for(self.protocol.queue.get(), timeout)
+        return parse_packet(data)
+
+    async def recv_one(self, timeout: float = 2.0) -> tuple[str, list[object]]:
+        messages = await self.recv(timeout)
+        assert len(messages) == 1, messages
+        return messages[0]
+
+    async def request(self, address: str, *args: object,
+                      timeout: float = 2.0) -> tuple[str, list[object]]:
+        self.send(address, *args)
+        return await self.recv_one(timeout)
+
+    async def request_all(self, address: str, *args: object,
+                          timeout: float = 2.0) -> list[tuple[str, list[object]]]:
+        self.send(address, *args)
+        return await self.recv(timeout)
+
+    async def expect(self, address: str, timeout: float = 2.0) -> list[object]:
+        """Skip other traffic (telemetry) until a message to ``address`` arrives; its args."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for got, args in await self.recv(max(0.0, deadline - loop.time())):
+                if got == address:
+                    return args
+
+    def drain(self) -> int:
+        n = 0
+        while not self.protocol.queue.empty():
+            self.protocol.queue.get_nowait()
+            n += 1
+        return n
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+# ---------------------------------------------------------------------------
+# Real agents: in this process (to read the services' counters) or as processes
+# ---------------------------------------------------------------------------
+
+import contextlib  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from agents.audio import NullBackend  # noqa: E402
+from agents.control import AgentControl  # noqa: E402
+from agents.engine import AgentEngine  # noqa: E402
+from agents.models import create_model  # noqa: E402
+from agents.snapshots import SnapshotStore  # noqa: E402
+
+SAMPLE_RATE = 48_000
+BLOCK = 256
+#: Model kinds whose control plane the tests exercise.
+MODEL_KINDS = ("autoregnn", "autoregnn2", "unlearn")
+
+
+def _sine_source(frequency: float = 200.0, amplitude: float = 0.5):
+    phase = [0.0]
+    step = 2.0 * np.pi * frequency / SAMPLE_RATE
+
+    def fill(mic: np.ndarray) -> None:
+        n = len(mic)
+        mic[:] = amplitude * np.sin(phase[0] + step * np.arange(n))
+        phase[0] = (phase[0] + step * n) % (2.0 * np.pi)
+    return fill
+
+
+@contextlib.asynccontextmanager
+async def running_agent(state_dir: Path, kind: str = "autoregnn",
+                        agent_id: str = "t1") -> AsyncIterator:
+    """A real AgentControl over a real model, engine and null clock (fed a 200 Hz sine),
+    with a snapshot store in ``state_dir``; the clock is stopped on exit."""
+    loop = asyncio.get_running_loop()
+
+    def build() -> AgentEngine:
+        # Off the loop: numba loads (or compiles) the kernels on the first block.
+        model = create_model(kind, seed=0, sample_rate=SAMPLE_RATE, max_block=BLOCK)
+        warm = AgentEngine(create_model(kind, seed=0, sample_rate=SAMPLE_RATE, max_block=BLOCK),
+                           block=BLOCK, sample_rate=SAMPLE_RATE)
+        warm.process_block(np.zeros(BLOCK), np.zeros(BLOCK, dtype=np.float32))
+        return AgentEngine(model, block=BLOCK, sample_rate=SAMPLE_RATE)
+
+    engine = await loop.run_in_executor(None, build)
+    store = SnapshotStore(state_dir, agent_id=agent_id, model_kind=kind)
+    await loop.run_in_executor(None, store.open)
+    backend = NullBackend(engine, source=_sine_source())
+    control = AgentControl(engine, agent_id=agent_id, store=store, backend_stats=backend.stats)
+    engine.attach_loop(loop)
+    backend.start()
+    try:
+        yield control
+    finally:
+        await loop.run_in_executor(None, backend.stop)
+        store.close()
+
+
+_READY = re.compile(r"agent (\S+) ready osc=(\d+) http=(\d+)")
+
+
+class AgentProcess:
+    """``python -m agents.process ... --audio null --interface 127.0.0.1`` as a child process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, osc_port: int, http_port: int,
+                 agent_id: str, stderr: list[str], reader: asyncio.Task) -> None:
+        self.proc, self.agent_id = proc, agent_id
+        self.osc_port, self.http_port = osc_port, http_port
+        self.stderr, self._reader = stderr, reader
+
+    @classmethod
+    async def start(cls, state_dir: Path, *, agent_id: str = "p1", model: str = "autoregnn",
+                    extra: tuple[str, ...] = ("--no-announce",),
+                    timeout: float = 60.0) -> AgentProcess:
+        args = [sys.executable, "-m", "agents.process", "--id", agent_id, "--model", model,
+                "--audio", "null", "--interface", LOOPBACK, "--state-dir", str(state_dir),
+                "--log-level", "warning", *extra]
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            cwd=str(Path(__file__).resolve().parent.parent))
+        stderr: list[str] = []
+
+        async def drain() -> None:   # a full stderr pipe would block the agent
+            while line := await proc.stderr.readline():  # type: ignore[union-attr]
+                stderr.append(line.decode(errors="replace").rstrip())
+
+        reader = asyncio.create_task(drain())
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout)  # type: ignore[union-attr]
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(f"agent {agent_id} not ready within {timeout} s") from None
+        match = _READY.search(line.decode())
+        if match is None:
+            await proc.wait()
+            await reader
+            raise AssertionError(f"agent {agent_id} did not start: {line!r}\n"
+                                 + "\n".join(stderr))
+        return cls(proc, int(match.group(2)), int(match.group(3)), agent_id, stderr, reader)
+
+    async def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, wait; SIGKILL if it does not exit in ``timeout`` s. Returns the exit code."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        await self._reader
+        return int(self.proc.returncode or 0)
