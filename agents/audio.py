@@ -1,0 +1,372 @@
+"""Audio backends: what clocks an agent's :class:`~agents.engine.AgentEngine`.
+
+One backend is chosen at start (``--audio``):
+
+* ``null`` — :class:`NullBackend`, a software clock at the block rate in one
+  named thread (headless runs, tests, benchmarks). Its mic hears silence unless
+  a ``source`` fills it; its speaker output is kept in ``last_output``.
+* ``sounddevice`` — :class:`SoundDeviceBackend`, a real interface through
+  PortAudio: one input and one output channel of one device. PortAudio is
+  imported lazily, so the other backends work on machines without it.
+* ``hub`` — the hub-clocked mode (the hub sends the simulated mic block and
+  awaits the output block) arrives with the RTP audio link; starting it now
+  fails with one clear line (:class:`HubBackend`).
+
+Threads: the null clock's thread is created here, named
+``anamnesis-null-clock``, and joined by :meth:`NullBackend.stop`. PortAudio's
+callback thread belongs to PortAudio; :meth:`SoundDeviceBackend.stop` returns
+after PortAudio has stopped calling it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from .engine import AgentEngine
+
+log = logging.getLogger(__name__)
+
+AUDIO_BACKENDS = ("sounddevice", "null", "hub")
+
+PORTAUDIO_MISSING = ("PortAudio library not found: install the Debian package libportaudio2 "
+                     "(sudo apt-get install libportaudio2), or run with --audio null")
+
+#: The null clock resynchronises (and counts a late block) when it falls this
+#: many block periods behind (a suspended machine, a stopped debugger).
+NULL_MAX_LATE_BLOCKS = 4
+
+
+class BackendError(RuntimeError):
+    """An audio backend cannot start; the message is one line for the user."""
+
+
+class AudioBackend(Protocol):
+    """What the agent process needs from a backend."""
+
+    name: str
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def stats(self) -> dict[str, float]: ...
+    def describe(self) -> str: ...
+
+
+class NullBackend:
+    """A software clock: calls ``engine.process_block`` every ``block / sample_rate`` s.
+
+    Deadlines are ``t0 + k * period`` on the monotonic clock, computed in
+    integer nanoseconds from the block count (no accumulated drift); the thread
+    sleeps on an event between blocks (never a busy loop) and wakes at once on
+    :meth:`stop`. ``source(mic)``, if given, fills the mic buffer (frames,)
+    before each block, on the clock thread.
+    """
+
+    name = "null"
+
+    def __init__(self, engine: AgentEngine, *,
+                 source: Callable[[np.ndarray], None] | None = None) -> None:
+        self._engine = engine
+        self._source = source
+        self._mic = np.zeros(engine.block)
+        #: The speaker signal of the latest block (float32, like a sound card's buffer).
+        self.last_output = np.zeros(engine.block, dtype=np.float32)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.late_blocks = 0
+        self.blocks = 0
+        self.source_errors = 0
+
+    def describe(self) -> str:
+        e = self._engine
+        return f"null clock, {e.block} frames at {e.sample_rate} Hz"
+
+    def start(self) -> None:
+        """Start the clock thread (once)."""
+        if self._thread is not None:
+            raise BackendError("the null clock is already started")
+        self._engine.clock_running = True
+        self._thread = threading.Thread(target=self._run, name="anamnesis-null-clock",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the clock and join its thread (idempotent)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5.0)
+            if thread.is_alive():
+                log.error("the null clock thread did not stop within 5 s")
+                return
+        self._engine.clock_running = False
+
+    def _run(self) -> None:
+        engine = self._engine
+        step_ns = engine.block * 1_000_000_000  # period = step_ns / sample_rate
+        sr = engine.sample_rate
+        max_late = NULL_MAX_LATE_BLOCKS * step_ns // sr
+        t0 = time.monotonic_ns()
+        k = 0
+        while not self._stop.is_set():
+            if self._source is not None:
+                try:
+                    self._source(self._mic)
+                except Exception:  # a broken test source gives silence, counted
+                    self._mic[:] = 0.0
+                    self.source_errors += 1
+            engine.process_block(self._mic, self.last_output)
+            self.blocks += 1
+            k += 1
+            deadline = t0 + k * step_ns // sr
+            now = time.monotonic_ns()
+            if now - deadline > max_late:
+                self.late_blocks += 1
+                t0, k = now, 0
+                continue
+            if deadline > now:
+                self._stop.wait((deadline - now) / 1e9)
+
+    def stats(self) -> dict[str, float]:
+        """``xruns``: times the clock fell behind and resynchronised."""
+        return {"xruns": float(self.late_blocks), "backend_blocks": float(self.blocks)}
+
+
+class HubBackend:
+    """Placeholder for the hub-clocked mode; :meth:`start` explains and fails."""
+
+    name = "hub"
+
+    def __init__(self, engine: AgentEngine) -> None:
+        self._engine = engine
+
+    def describe(self) -> str:
+        return "hub clock (not available yet)"
+
+    def start(self) -> None:
+        raise BackendError(
+            "--audio hub is not available yet: the hub-clocked mode arrives with the RTP "
+            "audio link between agents and hub; use --audio sounddevice or --audio null")
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+    def stats(self) -> dict[str, float]:
+        return {"xruns": 0.0}
+
+
+def import_sounddevice() -> Any:
+    """Import ``sounddevice`` (and so PortAudio); :class:`BackendError` with one clear
+    line when the Python package or the PortAudio library is missing."""
+    try:
+        import sounddevice
+    except ModuleNotFoundError:
+        raise BackendError("the Python package sounddevice is not installed "
+                           "(pip install sounddevice), or run with --audio null") from None
+    except OSError:
+        raise BackendError(PORTAUDIO_MISSING) from None
+    return sounddevice
+
+
+def set_jack_client_name(sd: Any, name: bytes) -> bool:
+    """Name our JACK client (shown by patchbays) before PortAudio connects to JACK.
+
+    ``PaJack_SetClientName`` must precede ``Pa_Initialize``, which sounddevice
+    calls on import, so PortAudio is re-initialised (nothing is open yet). Best
+    effort: False if this PortAudio has no JACK support.
+    """
+    try:
+        lib = ctypes.CDLL(sd._libname)
+        setter = lib.PaJack_SetClientName
+    except (OSError, AttributeError):
+        return False
+    setter.argtypes = [ctypes.c_char_p]
+    sd._terminate()
+    setter(name)  # PortAudio keeps the pointer: the caller keeps ``name`` alive
+    sd._initialize()
+    return True
+
+
+class SoundDeviceBackend:
+    """A real interface through PortAudio: input channel ``in_channel`` and output
+    channel ``out_channel`` (1-based) of ``device`` (index or name; None: default).
+
+    The stream asks PortAudio for its "high" (safe) latency: an installation
+    values glitch-free sound over a few milliseconds. Status flags of the
+    callback (input overflow/underflow, output underflow/overflow) count as
+    xruns. On JACK the client is named ``client_name``.
+    """
+
+    name = "sounddevice"
+
+    def __init__(self, engine: AgentEngine, *, device: int | str | None = None,
+                 in_channel: int = 1, out_channel: int = 1,
+                 client_name: str = "anamnesis") -> None:
+        for label, ch in (("--in-channel", in_channel), ("--out-channel", out_channel)):
+            if not isinstance(ch, int) or not 1 <= ch <= 256:
+                raise BackendError(f"{label} must be a channel number from 1; got {ch!r}")
+        self._engine = engine
+        self._device = device
+        self._in_idx = in_channel - 1
+        self._out_idx = out_channel - 1
+        self._client_name = client_name.encode("utf-8", "replace")[:60]
+        self._stream: Any = None
+        self.xruns = 0
+        self.flags = {"input_underflow": 0, "input_overflow": 0, "output_underflow": 0,
+                      "output_overflow": 0}
+        self.callback_errors = 0
+        self._description = "sounddevice (not started)"
+
+    def describe(self) -> str:
+        return self._description
+
+    def _resolve(self, sd: Any) -> tuple[int, int]:
+        """Device indices for input and output, checked against the channel numbers."""
+        try:
+            in_info = sd.query_devices(self._device, "input")
+            out_info = sd.query_devices(self._device, "output")
+        except (ValueError, sd.PortAudioError) as exc:
+            raise BackendError(f"audio device {self._device!r}: {exc} "
+                               "(see `anamnesis devices`)") from None
+        if in_info["max_input_channels"] <= self._in_idx:
+            raise BackendError(f"input channel {self._in_idx + 1} does not exist: "
+                               f"{in_info['name']!r} has {in_info['max_input_channels']} "
+                               "input channels")
+        if out_info["max_output_channels"] <= self._out_idx:
+            raise BackendError(f"output channel {self._out_idx + 1} does not exist: "
+                               f"{out_info['name']!r} has {out_info['max_output_channels']} "
+                               "output channels")
+        return int(in_info["index"]), int(out_info["index"])
+
+    def start(self) -> None:
+        """Open and start the stream; :class:`BackendError` with one line if impossible."""
+        sd = import_sounddevice()
+        if any("JACK" in api["name"] for api in sd.query_hostapis()):
+            set_jack_client_name(sd, self._client_name)
+        dev_in, dev_out = self._resolve(sd)
+        engine = self._engine
+        try:
+            stream = sd.Stream(
+                samplerate=engine.sample_rate, blocksize=engine.block,
+                device=(dev_in, dev_out), channels=(self._in_idx + 1, self._out_idx + 1),
+                dtype="float32", latency="high", callback=self._callback)
+        except (sd.PortAudioError, ValueError) as exc:
+            raise BackendError(f"cannot open the audio device at {engine.sample_rate} Hz, "
+                               f"{engine.block} frames: {exc}") from None
+        engine.clock_running = True
+        try:
+            stream.start()
+        except sd.PortAudioError as exc:
+            engine.clock_running = False
+            stream.close()
+            raise BackendError(f"cannot start the audio stream: {exc}") from None
+        self._stream = stream
+        lat_in, lat_out = stream.latency
+        names = (sd.query_devices(dev_in)["name"], sd.query_devices(dev_out)["name"])
+        self._description = (f"sounddevice in {names[0]!r} ch {self._in_idx + 1}, out "
+                             f"{names[1]!r} ch {self._out_idx + 1}, {engine.block} frames at "
+                             f"{engine.sample_rate} Hz, latency in {lat_in * 1e3:.1f} ms / out "
+                             f"{lat_out * 1e3:.1f} ms")
+
+    def _callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int,
+                  time_info: Any, status: Any) -> None:
+        # PortAudio's thread. The engine never raises; the guard around it keeps a
+        # bug in this adapter from aborting the stream.
+        try:
+            if status:
+                self._count(status)
+            if outdata.shape[1] > 1:
+                outdata.fill(0.0)
+            self._engine.process_block(indata[:, self._in_idx], outdata[:, self._out_idx])
+        except Exception:
+            outdata.fill(0.0)
+            self.callback_errors += 1
+
+    def _count(self, status: Any) -> None:
+        hit = False
+        for flag in self.flags:
+            if getattr(status, flag):
+                self.flags[flag] += 1
+                hit = True
+        if hit:
+            self.xruns += 1
+
+    def stop(self) -> None:
+        """Stop and close the stream; returns after the last callback (idempotent)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.stop()
+            finally:
+                stream.close()
+        self._engine.clock_running = False
+
+    def stats(self) -> dict[str, float]:
+        """``xruns`` (callbacks with an over/underflow flag), per-flag counts, and
+        callback errors of this adapter."""
+        out = {"xruns": float(self.xruns), "callback_errors": float(self.callback_errors)}
+        out.update({k: float(v) for k, v in self.flags.items()})
+        return out
+
+
+def create_backend(kind: str, engine: AgentEngine, *, device: int | str | None = None,
+                   in_channel: int = 1, out_channel: int = 1,
+                   client_name: str = "anamnesis") -> AudioBackend:
+    """The backend called ``kind`` (see :data:`AUDIO_BACKENDS`) for ``engine``; not started."""
+    if kind == "null":
+        return NullBackend(engine)
+    if kind == "sounddevice":
+        return SoundDeviceBackend(engine, device=device, in_channel=in_channel,
+                                  out_channel=out_channel, client_name=client_name)
+    if kind == "hub":
+        return HubBackend(engine)
+    raise BackendError(f"unknown audio backend {kind!r}; choose one of "
+                       f"{', '.join(AUDIO_BACKENDS)}")
+
+
+def parse_device(text: str | None) -> int | str | None:
+    """``--device`` as PortAudio wants it: an index if it is a number, else a name
+    (a substring of the device name, as sounddevice matches it)."""
+    if text is None or text == "":
+        return None
+    return int(text) if text.strip().isdigit() else text
+
+
+def list_devices() -> list[dict[str, object]]:
+    """Every PortAudio device: index, name, host API, input/output channels, default
+    sample rate (Hz), and whether it is the default input/output. Raises
+    :class:`BackendError` when PortAudio is missing."""
+    sd = import_sounddevice()
+    apis = sd.query_hostapis()
+    default_in, default_out = sd.default.device
+    out = []
+    for info in sd.query_devices():
+        out.append({
+            "index": int(info["index"]), "name": str(info["name"]),
+            "hostapi": str(apis[info["hostapi"]]["name"]),
+            "inputs": int(info["max_input_channels"]),
+            "outputs": int(info["max_output_channels"]),
+            "sample_rate": float(info["default_samplerate"]),
+            "default_input": int(info["index"]) == default_in,
+            "default_output": int(info["index"]) == default_out,
+        })
+    return out
+
+
+def format_devices(devices: list[dict[str, object]]) -> str:
+    """A table of :func:`list_devices` for the terminal."""
+    if not devices:
+        return "no audio devices found"
+    lines = []
+    for d in devices:
+        mark = ("<" if d["default_input"] else " ") + (">" if d["default_output"] else " ")
+        lines.append(f"{mark} {d['index']:3d}  {d['name']}  ({d['hostapi']}; "
+                     f"{d['inputs']} in, {d['outputs']} out; {d['sample_rate']:g} Hz)")
+    lines.append("< default input, > default output; use --device INDEX or a part of the name")
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""Helpers for tests that run real agent processes (``python -m agents.process``)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+READY = re.compile(r"^agent (\S+) ready osc=(\d+) http=(\d+)$")
+
+
+class AgentProcess:
+    """One ``python -m agents.process`` child with its stderr collected."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.stderr: list[str] = []
+        self.osc_port = self.http_port = 0
+        self._reader = asyncio.create_task(self._read_stderr())
+
+    async def _read_stderr(self) -> None:
+        while line := await self.proc.stderr.readline():
+            self.stderr.append(line.decode(errors="replace").rstrip())
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.stderr)
+
+    async def ready(self, timeout: float = 60.0) -> None:
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        match = READY.match(line.decode().strip())
+        if match is None:
+            await asyncio.wait_for(self.proc.wait(), 10)
+            await self._reader
+            raise AssertionError(f"no ready line; got {line!r}; stderr:\n{self.log}")
+        self.osc_port, self.http_port = int(match.group(2)), int(match.group(3))
+
+    async def wait(self, timeout: float = 20.0) -> int:
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        await self._reader
+        return code
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+
+async def spawn(*args: str, module: str = "agents.process",
+                env: dict[str, str] | None = None) -> AgentProcess:
+    """Start ``python -m MODULE ARGS`` with stdout and stderr piped."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, *args, cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    return AgentProcess(proc)

@@ -1,0 +1,190 @@
+"""The sounddevice backend against a real JACK server (dummy driver, TESTING.md).
+
+A player process feeds a 200 Hz sine into the agent's mic port; ffmpeg records
+the agent's speaker port. The recording must be finite, at or below the
+ceiling, and carry 200 Hz (AutoRegNN locks onto its input). Then the player
+is stopped for a moment, which makes JACK report an xrun to every client: the
+agent must count it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent_support import REPO, spawn
+from controlplane_support import OscTestClient
+
+PEERS = {"jackd": "jackd2", "jack_lsp": "jackd2", "jack_connect": "jackd2",
+         "jack_disconnect": "jackd2", "ffmpeg": "ffmpeg"}
+SR = 48000
+CEILING_DB = -3.0
+
+
+def _require_peers() -> None:
+    missing = sorted({pkg for prog, pkg in PEERS.items() if shutil.which(prog) is None})
+    if ctypes.util.find_library("portaudio") is None:
+        missing.append("libportaudio2")
+    if not missing:
+        return
+    message = (f"JACK test peers missing: install {' '.join(missing)} "
+               "(apt-get install --no-install-recommends)")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must provide the peers: {message}")
+    pytest.skip(message)
+
+
+def _ports(env: dict[str, str]) -> list[str]:
+    result = subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True, timeout=10)
+    return result.stdout.split()
+
+
+async def _wait_port(env: dict[str, str], port: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port in _ports(env):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"JACK port {port} did not appear; ports: {_ports(env)}")
+
+
+def _jack(env: dict[str, str], *args: str) -> None:
+    subprocess.run(list(args), env=env, capture_output=True, timeout=10, check=True)
+
+
+@pytest.fixture
+def jack_env(tmp_path):
+    """A private jackd (dummy driver, 48 kHz, 256 frames, 8 in/out) for this test."""
+    _require_peers()
+    name = f"anm-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
+    log = open(tmp_path / "jackd.log", "wb")
+    jackd = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r",
+                              str(SR), "-p", "256", "-C", "8", "-P", "8"],
+                             env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10.0
+        while "system:playback_1" not in _ports(env):
+            if jackd.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("jackd did not start: "
+                                     + (tmp_path / "jackd.log").read_text(errors="replace"))
+            time.sleep(0.1)
+        yield env
+    finally:
+        jackd.terminate()
+        try:
+            jackd.wait(10)
+        except subprocess.TimeoutExpired:
+            jackd.kill()
+            jackd.wait(5)
+        log.close()
+        for leftover in Path("/dev/shm").glob(f"jack_{name}_*"):
+            leftover.unlink(missing_ok=True)
+        for leftover in Path("/dev/shm").glob(f"jack_sem.*_{name}_*"):
+            leftover.unlink(missing_ok=True)
+
+
+async def test_agent_on_jack_learns_200_hz_within_the_ceiling_and_counts_xruns(
+        tmp_path, jack_env):
+    agent_name = "anamnesis-j1"
+    agent = await spawn("--id", "j1", "--model", "autoregnn", "--audio", "sounddevice",
+                        "--device", "system", "--in-channel", "1", "--out-channel", "1",
+                        "--ceiling-db", str(CEILING_DB), "--interface", "127.0.0.1",
+                        "--no-announce", "--fresh", "--state-dir", str(tmp_path / "j1"),
+                        env=jack_env)
+    player = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "jack_player.py"), "200", "0.5", "anm-player"],
+        env=jack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    recorder = None
+    try:
+        await agent.ready()
+        assert "sounddevice in 'system' ch 1" in agent.log
+        assert player.stdout.readline().strip() == b"playing"
+        await _wait_port(jack_env, f"{agent_name}:in_0")
+        await _wait_port(jack_env, "anm-player:out_0")
+        # PortAudio connected everyone to the system ports; wire player -> agent instead.
+        subprocess.run(["jack_disconnect", "system:capture_1", f"{agent_name}:in_0"],
+                       env=jack_env, capture_output=True, timeout=10)
+        _jack(jack_env, "jack_connect", "anm-player:out_0", f"{agent_name}:in_0")
+        wav = tmp_path / "agent.wav"
+        recorder = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "jack",
+             "-channels", "1", "-i", "anm-rec", "-t", "4", "-c:a", "pcm_f32le", "-y", str(wav)],
+            env=jack_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        await _wait_port(jack_env, "anm-rec:input_1")
+        _jack(jack_env, "jack_connect", f"{agent_name}:out_0", "anm-rec:input_1")
+        _, err = await asyncio.to_thread(recorder.communicate, timeout=30)
+        assert recorder.returncode == 0, err.decode(errors="replace")
+
+        import soundfile
+        y, rate = soundfile.read(str(wav), dtype="float32")
+        assert rate == SR and y.ndim == 1 and len(y) >= 3 * SR
+        assert np.all(np.isfinite(y))
+        ceiling = 10 ** (CEILING_DB / 20)
+        assert np.max(np.abs(y)) <= ceiling
+        tail = y[-2 * SR:].astype(np.float64)
+        assert np.sqrt(np.mean(tail ** 2)) > 0.05  # the agent plays, it is not silent
+        spectrum = np.abs(np.fft.rfft(tail * np.hanning(len(tail))))
+        freqs = np.fft.rfftfreq(len(tail), 1 / SR)
+        assert abs(freqs[np.argmax(spectrum)] - 200.0) <= 1.0
+        band = (freqs > 190) & (freqs < 210)
+        assert np.sum(spectrum[band] ** 2) > 0.5 * np.sum(spectrum ** 2)
+
+        # Stop the player for 300 ms: JACK reports an xrun to every client, and the
+        # agent's telemetry (OSC /subscribe, as a hub reads it) counts it.
+        osc = await OscTestClient.open(agent.osc_port)
+        try:
+            osc.send("/subscribe")
+            await asyncio.sleep(0.5)  # the graph settles after the rewiring
+            osc.drain()
+            before = (await osc.expect("/xruns"))[0]
+            player.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(0.3)
+            player.send_signal(signal.SIGCONT)
+            await asyncio.sleep(0.3)
+            osc.drain()
+            after = (await osc.expect("/xruns"))[0]
+            assert after > before, (before, after)
+        finally:
+            osc.close()
+        agent.proc.send_signal(signal.SIGTERM)
+        assert await agent.wait() == 0
+        match = re.search(r"stopped after (\d+) blocks; xruns (\d+), audio errors (\d+)",
+                          agent.log)
+        assert match, agent.log
+        blocks, xruns, errors = map(int, match.groups())
+        assert blocks > 4 * SR / 256 and errors == 0
+        assert xruns >= after, agent.log
+    finally:
+        agent.kill()
+        for proc in (player, recorder):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if player.stdout:
+            player.stdout.close()
+            player.stderr.close()
+
+
+def test_devices_lists_the_jack_device(jack_env):
+    result = subprocess.run([sys.executable, "-m", "hub.cli", "devices"], cwd=REPO, env=jack_env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"<> +\d+  system  \(JACK Audio Connection Kit; 8 in, 8 out; 48000 Hz\)",
+                     result.stdout), result.stdout

@@ -1,0 +1,229 @@
+"""The safety chain: whatever a model emits, a speaker gets finite samples <= the ceiling."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+
+from agents import safety
+from agents.safety import SafetyChain, db_to_lin
+
+SR = 48000
+WILD = [np.nan, np.inf, -np.inf, 1e30, -1e30, 1e308, -1e308, 5e-324, 0.0, 1.0, -1.0]
+
+
+def _segments(total: int, sizes: list[int]) -> list[tuple[int, int]]:
+    out, pos, k = [], 0, 0
+    while pos < total:
+        step = sizes[k % len(sizes)] if sizes else total
+        out.append((pos, min(total, pos + step)))
+        pos += step
+        k += 1
+    return out
+
+
+@st.composite
+def wild_signals(draw, max_frames: int = 4000):
+    """Signals mixing noise, DC, full-scale squares and non-finite/huge spikes."""
+    frames = draw(st.integers(1, max_frames))
+    kind = draw(st.sampled_from(["noise", "dc", "square", "huge", "wild"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if kind == "noise":
+        x = rng.normal(0.0, draw(st.floats(1e-3, 1e3)), frames)
+    elif kind == "dc":
+        x = np.full(frames, draw(st.floats(-1e6, 1e6)))
+    elif kind == "square":
+        period = draw(st.integers(2, 2000))
+        x = np.where((np.arange(frames) // (period // 2 + 1)) % 2 == 0, 1.0, -1.0)
+    elif kind == "huge":
+        x = rng.choice([1e30, -1e30, 1e10, -3e5], frames)
+    else:
+        x = rng.choice(np.array(WILD), frames)
+    spikes = draw(st.lists(st.tuples(st.integers(0, frames - 1), st.sampled_from(WILD)),
+                           max_size=8))
+    for i, v in spikes:
+        x[i] = v
+    return x
+
+
+@settings(max_examples=150, deadline=None)
+@given(x=wild_signals(), gain_db=st.floats(-60.0, 12.0),
+       ceiling_db=st.floats(-60.0, 0.0), block=st.integers(1, 1024),
+       mute=st.booleans())
+def test_any_input_gives_finite_output_at_or_below_the_ceiling(x, gain_db, ceiling_db, block,
+                                                                 mute):
+    chain = SafetyChain(SR, block, ceiling_db)
+    chain.set_gain_db(gain_db)
+    chain.set_mute(mute)
+    y = chain.process(x)
+    assert np.all(np.isfinite(y))
+    assert np.max(np.abs(y)) <= chain.ceiling
+    assert np.max(np.abs(y.astype(np.float32))) <= db_to_lin(ceiling_db)
+    # The limiter itself holds the ceiling: the hard clamp never had to catch it.
+    assert chain.counters()["clamped"] == 0
+    expected_nonfinite = int(np.sum(~np.isfinite(x)))
+    assert chain.counters()["nonfinite"] == expected_nonfinite
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=wild_signals(max_frames=3000), sizes=st.lists(st.integers(0, 700), min_size=1,
+                                                        max_size=6))
+def test_blockwise_output_equals_one_shot(x, sizes):
+    one = SafetyChain(SR, 4096)
+    expected = one.process(x)
+    split = SafetyChain(SR, 4096)
+    got = np.empty_like(x)
+    if not any(sizes):
+        sizes = [1]
+    for a, b in _segments(len(x), [s for s in sizes if s] or [1]):
+        split.process(x[a:b], out=got[a:b])
+        split.process(x[b:b])  # a zero-length block changes nothing
+    assert_array_equal(got, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(block=st.sampled_from([32, 64, 256, 512, 1024]), amp=st.floats(0.01, 100.0),
+       when=st.integers(0, 20))
+def test_panic_reaches_exact_silence_within_50_ms_and_stays_there(block, amp, when):
+    chain = SafetyChain(SR, block)
+    rng = np.random.default_rng(1)
+    for _ in range(when):
+        chain.process(rng.normal(0.0, amp, block))
+    chain.panic()
+    after = np.concatenate([chain.process(rng.normal(0.0, amp, block)) for _ in range(60)])
+    # In real time the call lands while a block is in flight: the fade begins at the
+    # next block start, up to one block later.
+    limit = int(0.050 * SR) - block
+    assert np.all(after[limit:] == 0.0)
+    assert chain.panicked
+    # still silent much later, whatever comes in
+    later = chain.process(np.full(block, 1e30))
+    assert np.all(later == 0.0)
+
+
+def test_unpanic_fades_back_in_without_a_jump():
+    chain = SafetyChain(SR, 256)
+    x = 0.5 * np.sin(2 * np.pi * 1000.0 * np.arange(SR) / SR)
+    chain.panic()
+    chain.process(x[: SR // 2])
+    chain.unpanic()
+    y = chain.process(x[SR // 2:])
+    fade = int(safety.UNPANIC_FADE_S * SR)
+    env_early = np.max(np.abs(y[: fade // 10]))
+    assert env_early < 0.5 * 0.11  # the first tenth of the fade stays below 11 % of the level
+    assert_allclose(np.max(np.abs(y[fade + 1000:])), 0.5, rtol=0.01)
+
+
+@pytest.mark.parametrize("toggle, before, after", [
+    ("mute", 1.0, 0.0), ("unmute", 0.0, 1.0), ("gain_down", 1.0, 1e-3), ("gain_up", 1e-3, 1.0)])
+def test_gain_and_mute_ramps_are_click_free(toggle, before, after):
+    """A change lands as a ramp of about 10 ms, not as a step: the gain trajectory,
+    read as the ratio to a reference chain left at unity, moves by at most
+    1/(9 ms) of the whole change per sample, and reaches its target."""
+    amp, freq, switch = 0.5, 1000.0, 12000  # the switch falls on a sine peak
+    x = amp * np.sin(2 * np.pi * freq * np.arange(SR // 2) / SR)
+    reference = SafetyChain(SR, 240).process(x)
+    chain = SafetyChain(SR, 240)
+    chain.set_mute(toggle == "unmute")
+    chain.set_gain_db(-60.0 if toggle == "gain_up" else 0.0)
+    chain.reset()  # start from the settled state
+    first = chain.process(x[:switch])
+    if toggle in ("mute", "unmute"):
+        chain.set_mute(toggle == "mute")
+    else:
+        chain.set_gain_db(-60.0 if toggle == "gain_down" else 0.0)
+    y = np.concatenate([first, chain.process(x[switch:])])
+    valid = np.flatnonzero(np.abs(reference) > 0.2)
+    valid = valid[valid > 2000]  # after the high-pass has settled
+    ratio = y[valid] / reference[valid]
+    slope = np.abs(np.diff(ratio)) / np.diff(valid)
+    assert np.max(slope) <= abs(after - before) / (0.009 * SR)
+    assert_allclose(ratio[valid < switch], before, rtol=1e-6, atol=1e-9)
+    settled = valid > switch + 0.011 * SR + chain.latency
+    assert_allclose(ratio[settled], after, rtol=1e-6, atol=1e-9)
+
+
+def test_dc_is_removed_and_audio_passes_at_unity():
+    chain = SafetyChain(SR, 1024)
+    t = np.arange(2 * SR) / SR
+    y = chain.process(0.4 + 0.3 * np.sin(2 * np.pi * 200.0 * t))
+    tail = y[SR:]
+    assert abs(np.mean(tail)) < 1e-4
+    assert_allclose(np.max(np.abs(tail)), 0.3, rtol=0.005)  # 200 Hz: within 0.05 dB
+    assert chain.counters()["limited"] == 0
+
+
+def test_highpass_corner_is_20_hz():
+    chain = SafetyChain(SR, 4096)
+    t = np.arange(4 * SR) / SR
+    y = chain.process(0.5 * np.sin(2 * np.pi * 20.0 * t))
+    ratio = np.max(np.abs(y[2 * SR:])) / 0.5
+    assert_allclose(20 * math.log10(ratio), -3.0, atol=0.3)  # Butterworth corner
+
+
+def test_limiter_holds_full_scale_square_and_releases():
+    chain = SafetyChain(SR, 512, ceiling_db=-6.0)
+    sq = np.where((np.arange(SR) // 120) % 2 == 0, 1.0, -1.0)
+    y = chain.process(np.concatenate([sq, 0.05 * np.sin(2 * np.pi * 440 * np.arange(SR) / SR)]))
+    assert np.max(np.abs(y)) <= chain.ceiling
+    assert np.max(np.abs(y[SR // 2:SR])) > 0.95 * chain.ceiling  # it sits at the ceiling
+    # after the release (100 ms time constant) the quiet sine is untouched
+    assert_allclose(np.max(np.abs(y[SR + SR // 2:])), 0.05, rtol=0.01)
+
+
+def test_nonfinite_input_does_not_poison_the_state():
+    chain = SafetyChain(SR, 256)
+    x = 0.3 * np.sin(2 * np.pi * 300.0 * np.arange(SR) / SR)
+    x[1000:1010] = np.nan
+    x[2000] = np.inf
+    y = chain.process(x)
+    assert np.all(np.isfinite(y))
+    assert chain.counters()["nonfinite"] == 11
+    assert_allclose(np.max(np.abs(y[SR // 2:])), 0.3, rtol=0.01)
+
+
+def test_kernel_without_jit_matches_the_compiled_kernel():
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.0, 2.0, 3000)
+    x[[5, 600]] = [np.nan, 1e30]
+    compiled = SafetyChain(SR, 3000)
+    expected = compiled.process(x)
+    plain = SafetyChain(SR, 3000)
+    got = np.empty_like(x)
+    safety.safety_kernel.py_func(x, got, len(x), plain._targets, plain._state, plain._coef,
+                                 plain._delay, plain._greq, plain._released, plain._counters)
+    assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_ceiling_is_a_float32_value_not_above_the_requested_level():
+    chain = SafetyChain(SR, 64, ceiling_db=-1.0)
+    assert chain.ceiling <= db_to_lin(-1.0)
+    assert float(np.float32(chain.ceiling)) == chain.ceiling
+    assert db_to_lin(-1.0) - chain.ceiling < 1e-7
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"ceiling_db": 3.0}, r"ceiling must be in \[-60, 0\] dBFS"),
+    ({"ceiling_db": float("nan")}, r"ceiling must be in"),
+    ({"sample_rate": 100}, r"sample_rate must be a whole number in \[8000, 384000\]"),
+    ({"max_block": 0}, r"max_block must be a whole number in \[1, 65536\]"),
+    ({"lookahead_ms": 50.0}, r"lookahead must be in \[0, 20\] ms"),
+])
+def test_constructor_rejects_bad_settings(kwargs, match):
+    args = {"sample_rate": SR, "max_block": 256, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        SafetyChain(**args)
+
+
+@pytest.mark.parametrize("db", [12.5, -61.0, float("inf"), float("nan")])
+def test_gain_out_of_range_is_rejected_and_unchanged(db):
+    chain = SafetyChain(SR, 64)
+    chain.set_gain_db(-6.0)
+    with pytest.raises(ValueError, match=r"gain must be in \[-60, 12\] dB"):
+        chain.set_gain_db(db)
+    assert chain.gain_db == -6.0
