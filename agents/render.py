@@ -85,6 +85,15 @@ def _check_preset(preset: Preset, model: Model) -> None:
             raise ValueError(f"preset {preset.name!r}: an exp ramp needs start and end > 0")
 
 
+def check_length(seconds: float, sample_rate: int) -> int:
+    """Validate a render length (s) and rate (Hz); return the length in frames."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds must be a positive number; got {seconds!r}")
+    if not 8000 <= sample_rate <= 192000:
+        raise ValueError(f"sample rate must be in [8000, 192000] Hz; got {sample_rate}")
+    return int(round(seconds * sample_rate))
+
+
 def render_preset(preset: Preset, seconds: float, *, seed: int = 0, sample_rate: int = 48000,
                   progress: Callable[[int], None] | None = None) -> Rendering:
     """Render ``seconds`` of ``preset`` with ``seed`` at ``sample_rate`` Hz.
@@ -92,11 +101,7 @@ def render_preset(preset: Preset, seconds: float, *, seed: int = 0, sample_rate:
     ``progress(frames)`` is called after every block with the frames just done.
     Raises ``ValueError`` for a bad length, rate or preset.
     """
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"seconds must be a positive number; got {seconds!r}")
-    if not 8000 <= sample_rate <= 192000:
-        raise ValueError(f"sample rate must be in [8000, 192000] Hz; got {sample_rate}")
-    total = int(round(seconds * sample_rate))
+    total = check_length(seconds, sample_rate)
     model = create_model(preset.model, seed=seed, sample_rate=sample_rate, **preset.model_args)
     for name, value in preset.params.items():
         model.set_param(name, value)
@@ -217,11 +222,15 @@ def run_render(args: argparse.Namespace) -> int:
         if path is not None and not path.parent.is_dir():
             return _fail(f"folder {path.parent} does not exist")
 
+    try:
+        total = check_length(seconds, args.sample_rate)
+    except ValueError as exc:
+        return _fail(str(exc))
+
     import time
 
     from tqdm import tqdm
 
-    total = int(round(seconds * args.sample_rate)) if seconds > 0 else 0
     bar = tqdm(total=total, unit="sample", unit_scale=True, desc=preset.name,
                disable=args.quiet, file=sys.stderr, leave=False)
     started = time.perf_counter()

@@ -11,6 +11,7 @@ from numpy.testing import assert_array_equal
 from agents.models import create_model
 from agents.presets import At, FollowInput, Preset, Ramp, SignalSpec, all_presets, get_preset
 from agents.render import render_preset
+from agents.signals import make_signal
 
 SR = 48000
 
@@ -46,12 +47,14 @@ def test_event_lands_on_its_exact_sample():
                     inputs=(SignalSpec("sine", {"freq": 300.0}),),
                     params={"lr": 0.2, "ridge": 1e-4},
                     events=(At(t_event, "learn", 0), At(t_event, "lr", 0.05)))
-    rendered = render_preset(preset, 0.3, seed=2).output
+    rendering = render_preset(preset, 0.3, seed=2)
+    rendered = rendering.output
 
     model = create_model("autoregnn", seed=2, sample_rate=SR)
     model.set_param("lr", 0.2)
     model.set_param("ridge", 1e-4)
-    x = 1.0 * np.sin(2 * np.pi * np.mod(300.0 * np.arange(int(0.3 * SR)) / SR, 1.0))
+    x = rendering.inputs[:, 0]
+    assert_array_equal(x, make_signal("sine", SR, freq=300.0).next(len(x)))
     cut = int(round(t_event * SR))
     head = model.process(x[:cut])
     model.set_param("learn", 0)

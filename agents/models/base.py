@@ -103,6 +103,8 @@ class ParamSpec:
     def _check_range(self, arr: np.ndarray) -> None:
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{self.name} must be finite")
+        if arr.size == 0:
+            return
         lo, hi = np.min(arr), np.max(arr)
         if lo < self.minimum or hi > self.maximum:
             bad = lo if lo < self.minimum else hi
