@@ -1,0 +1,1014 @@
+"""Unlearn: the lazy-neuron network (seed 000 §3, seed 001 "Unlearn").
+
+A recurrent network of ``N`` neurons, each with ``K`` delayed inputs, whose
+weights do not learn a task: every weight follows a small third-order
+dynamical system that climbs its neuron's *energy balance* and hovers on a
+small limit cycle. The temporal dynamics of that adaptation are the sound.
+
+Equations (per audio sample ``n``; ``dt`` is the ODE time step)
+===============================================================
+
+Topology. Connection ``c = i*K + k`` (neuron ``i``, input slot ``k``) reads
+source ``j = sources[c]`` through ``d = delays[c]`` whole samples in
+``[0, max_delay]``. Sources are drawn at random without self-loops (unless
+``self_loops=True``) and without repeats within a neuron. Source index ``N``
+is the external input: slot 0 of ``input_neuron`` reads it (seed 001 example
+6: "one of the three inputs of the first neuron"). ``output_neuron`` (the last
+neuron by default: "one other neuron") is the model's output.
+
+Neurons (seed 000 eq. 1-2). All neurons update together from the stored past
+(the one-sample step of a recurrent network), so a connection of delay ``d``
+reads its source ``d + 1`` samples back::
+
+    S_i(n) = sum_k w_ik(n) * x_j(n - 1 - d_ik)       x_N(n) = input_gain * input(n)
+    x_i(n) = f(shape * S_i(n))
+
+Energy balance (seed 001, the minus sign lost in extraction restored)::
+
+    E_i = -mu * f(shape * S_i) + nu * g(A)        A(n) = sum_j x_j(n)^2
+
+``A`` is seed 001's "total energy of the whole network" (``activity="energy"``;
+``activity="sum"`` takes seed 000's literal ``A = sum_j x_j``). It includes the
+neuron's own output ``x_i``, and that is how a neuron's weights reach the
+``nu`` term at all: were ``g`` independent of ``w_i``, ``nu`` could not change
+the dynamics, yet the examples span ``nu`` from 0.4 to 980. Through ``A`` the
+``nu`` term is Hebbian (``dE/dw_ij`` contains ``2 nu g'(A) x_i x_j f'``): a
+neuron strengthens inputs that move with its own output, while ``-mu f`` is
+its own expenditure. ``g = tanh`` (``energy_g="tanh"``): a saturating reward,
+so activity settles where ``2 nu g'(A) x_i`` balances ``mu`` — the lazy-neuron
+balance; ``energy_g="linear"`` takes ``g(A) = A``.
+
+Gradient (seed 000 eq. 4), from each weight's own change over one sample::
+
+    dE/dw_ij ~= (E(w_i | w_ij(n-1)) - E(w_i)) / (w_ij(n-1) - w_ij(n))
+
+Only ``S_i`` changes in ``E(w_i | w_ij(n-1))``, by ``D = (w_ij(n-1) - w_ij(n)) x_j``,
+and with it ``x_i`` and ``A``. The quotient is therefore computed in O(1) per
+weight as a product of divided differences, never dividing by the weight
+change itself::
+
+    q_f = (f(S+D) - f(S)) / D           dx = D q_f
+    dA  = dx (2 x_i + dx)               q_g = (g(A+dA) - g(A)) / dA
+    dE/dw_ij = x_j q_f (nu q_g (2 x_i + dx) - mu)          (activity="sum": 2 x_i + dx -> 1)
+
+A divided difference whose step is below 1e-3 is evaluated as its third-order
+Taylor polynomial (``f' + f'' D/2 + f''' D^2/6``): that is its analytic limit
+when the weight did not move, and it is more accurate than the cancelling
+difference for small steps. Larger steps use the exact difference. The
+result equals the brute-force quotient of the definition to 1e-9 relative or
+better (tests/test_unlearn.py).
+
+Sign. Seed 000 says the neuron *maximises* its energy balance (gradient
+ascent, ``w' = +lambda dE/dw``); seed 001 calls ``E`` a function "to be
+minimized", but prints the same equations (``+dE/dw`` in ``v'``). We follow
+the equations: ascent (``objective="maximise"``); ``"minimise"`` flips the sign
+of the gradient term.
+
+Weight dynamics (seed 000 eq. 5 = seed 001), per connection, with
+``c = s (r - sqrt((w - u)^2 + v^2))``::
+
+    w' = lambda v + c w                   (cycle_center="origin", the default:
+    v' = -lambda w + dE/dw + c v - a v     the equations as printed)
+    u' = w - u
+
+The printed equations centre the rotation and the limit cycle on ``w = 0``:
+the ``-lambda w`` spring holds every weight at ``dE/dw / lambda`` and the cycle
+draws it towards radius ``r``. The prose of seed 000 instead says the weights
+"converge to the local minimum ... then remain ... slowly oscillating around
+the converged point", with ``u`` a leaky integrator of ``w`` and ``r << w``. That
+reading is ``cycle_center="u"``: ``w`` is replaced by ``w - u`` in the spring
+and in the cycle term, so the rest points are ``dE/dw = 0`` and each weight
+hovers at radius ``r`` around its own slow mean ``u``. The two readings differ
+most when learning is switched off (``lambda = 0``): with ``"u"`` every weight
+stays near its mean ``u`` — the network keeps what it learnt; with
+``"origin"`` the cycle term keeps rescaling every weight about zero, and a
+network that adapted to a sine falls silent and wakes in bursts. The presets
+(``agents.presets_unlearn``) use the printed reading for examples 1, 3, 4, 5
+and ``"u"`` for examples 2 and 6, which the printed reading cannot produce
+(example 2 falls silent within two seconds at any time scale; example 6 rings
+at 100 Hz for about a second after the switch-off, then stays silent or bursts
+at other frequencies).
+
+Integration. ``dt = time_scale / sample_rate`` ODE time units per sample.
+``time_scale`` (ODE time units per second) is the time scale of ``lambda``,
+which the seeds do not give; 1 runs the ODE in seconds (``lambda = 60`` turns a
+weight at 60 rad/s). The default, 0.03, is the slow time at which example 1
+sounds as described (the presets choose per example). One semi-implicit step
+per sample: symplectic Euler for the conservative rotation (``v`` first from
+``w(n)``, then ``w`` from the new ``v``); the remaining linear terms are
+explicit where they excite and implicit where they damp, so damping is
+unconditionally stable at any ``s``, ``a``::
+
+    e = w - m           (m = 0, or u with cycle_center="u")
+    v(n+1) = (v + dt (-lambda e + dE/dw + max(c-a, 0) v)) / (1 + dt max(a-c, 0))
+    w(n+1) = m + (e + dt (lambda v(n+1) + max(c, 0) e)) / (1 + dt max(-c, 0))
+    u(n+1) = u + dt (w(n+1) - u)
+
+Symplectic Euler is stable for ``lambda dt < 2``; ``lambda dt`` is held at most
+1 rad per sample (``LAMBDA_DT_MAX``), which only the extreme corner of the
+ranges (lambda * time_scale > 48000 at 48 kHz) reaches.
+
+Activations (``z = shape * S``; ``shape`` is the steepness):
+
+* ``tanh``: ``tanh(z)``, output in (-1, 1);
+* ``sine``: ``sin(z)``, output in [-1, 1];
+* ``elevated_cosine``: the raised cosine ``(1 + cos z) / 2``, output in [0, 1]
+  (a non-negative "firing rate", 1 at rest, periodic in ``z``: with large
+  weights it folds its input many times — the noisy examples 3-5).
+  ``elevated_cosine_form="trough"`` gives ``(1 - cos z) / 2`` (0 and flat at rest,
+  which makes silence a super-stable state).
+
+The elevated cosine's own formula is lost from seed 001 (its "Activation
+function:" and "Energy function:" lines are empty). ``f`` in ``E_i`` is the
+activation itself, as seed 001 defines it ("f is the activation function of
+the neurons"); ``g`` is not given by any example and is the ``energy_g`` choice.
+
+Speed: ``tanh`` is a branch-free polynomial/exp form (:func:`fast_tanh`, a few
+ulp) so the neuron loop vectorises; connection arrays are stored k-major
+inside the kernel for the same reason.
+
+Output: ``x_out(n)`` itself, always finite: in (-1, 1) for tanh and sine, in
+[0, 1] for the elevated cosine (which carries a DC offset; the agent's safety
+chain removes DC).
+
+Real-time parameters are targets: ``input_gain`` and ``shape`` glide with a
+one-pole lag (``smoothing`` seconds); a new activation crossfades from the old
+over ``crossfade`` seconds; new delays crossfade from the old read head to the
+new over ``delay_fade`` seconds (a further change waits for the running fade),
+so nothing clicks. ``lambda_`` and ``s`` may also be given per sample in ``mod``.
+``reset`` and ``set_state`` jump.
+
+Initial state (not given by the seeds): weights uniform in
+``±init_weight``, ``v = 0``, ``u = w``; the stored past of every neuron is
+uniform noise of amplitude ``init_activity`` (the kick that starts
+self-oscillation; silence is otherwise a fixed point of a tanh network).
+
+Blow-ups. A neuron whose weight state becomes non-finite or exceeds 1e6 in
+magnitude is re-initialised to its seeded initial weights and counted in
+``stats()["blowups"]``. Non-finite input samples count as
+``nonfinite_inputs`` and are read as 0; input is clipped to ±1000.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .base import Counters, ParamSpec, check_block, check_size
+
+ACTIVATIONS = ("tanh", "sine", "elevated_cosine")
+_ACT_CODE = {name: code for code, name in enumerate(ACTIVATIONS)}
+TAYLOR_STEP = 1e-3
+"""Divided differences with a step below this use their Taylor polynomial."""
+W_LIMIT = 1e6
+"""A weight state beyond this magnitude counts as a blow-up."""
+INPUT_LIMIT = 1e3
+LAMBDA_DT_MAX = 1.0
+"""Largest rotation of a weight per sample, rad (symplectic Euler is stable below 2)."""
+_TINY = 1e-200  # flushed to zero: no denormal tails in a silent network
+
+# Floating-point licence for the kernel: reassociation and contraction let
+# LLVM vectorise the per-connection loops. No "nnan"/"ninf": the kernel relies
+# on finiteness checks. error_model="numpy" drops Python's ZeroDivisionError
+# check, which would otherwise keep every loop with a division scalar; for the
+# same reason the kernel writes max(x, 0) as a conditional expression (a
+# select), not as max(), which numba compiles to a NaN-aware branch.
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+# Slots of the float accumulator array.
+_ACC_ENERGY, _ACC_GRAD2, _ACC_ACTIVITY, _ACC_FRAMES = 0, 1, 2, 3
+# Slots of the int counter array.
+_CNT_BLOWUPS, _CNT_NONFINITE = 0, 1
+# Slots of the glide-state array.
+_LAG_GAIN, _LAG_SHAPE, _LAG_ACT_FADE = 0, 1, 2
+
+
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split for an exact range reduction
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e+00
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def fast_tanh(z):
+    """tanh(z) to a few ulp, branch-free so that loops over it vectorise.
+
+    |z| < 1/8: the odd Taylor polynomial to z^13 (truncation < 1e-16
+    relative). Otherwise ``1 - 2 / (e + 1)`` with ``e = exp(2|z|)`` computed as
+    ``2^k exp(q)``, ``|q| <= ln2 / 2``, ``exp(q)`` by its Taylor polynomial to
+    q^12 (< 2e-16); |z| is clamped at 20, where tanh is 1 in double precision.
+    Cancellation costs at most 3 bits at |z| = 1/8.
+    """
+    a = abs(z)
+    z2 = z * z
+    small = z * (1.0 + z2 * (-1.0 / 3.0 + z2 * (2.0 / 15.0 + z2 * (
+        -17.0 / 315.0 + z2 * (62.0 / 2835.0 + z2 * (
+            -1382.0 / 155925.0 + z2 * (21844.0 / 6081075.0)))))))
+    x = 2.0 * (a if a < 20.0 else 20.0)  # noqa: FURB136 (selects vectorise; see _FASTMATH)
+    k = int(x * _INV_LN2 + 0.5)
+    q = (x - k * _LN2_HI) - k * _LN2_LO
+    e = 1.0 + q * (1.0 + q * (1.0 / 2.0 + q * (1.0 / 6.0 + q * (1.0 / 24.0 + q * (
+        1.0 / 120.0 + q * (1.0 / 720.0 + q * (1.0 / 5040.0 + q * (1.0 / 40320.0 + q * (
+            1.0 / 362880.0 + q * (1.0 / 3628800.0 + q * (1.0 / 39916800.0 + q * (
+                1.0 / 479001600.0))))))))))))
+    e *= float(1 << k)
+    t = 1.0 - 2.0 / (e + 1.0)
+    large = t if z > 0.0 else -t
+    return small if a < 0.125 else large
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def _act_value(code, ecos_trough, z):
+    """f(z) of activation ``code`` (0 tanh, 1 sine, 2 elevated cosine)."""
+    if code == 0:
+        return fast_tanh(z)
+    if code == 1:
+        return math.sin(z)
+    if ecos_trough:
+        return 0.5 * (1.0 - math.cos(z))
+    return 0.5 * (1.0 + math.cos(z))
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def _act_derivs(code, ecos_trough, z, k):
+    """f(z) and the first three derivatives of S -> f(k S) at z = k S."""
+    if code == 0:
+        t = fast_tanh(z)
+        p = 1.0 - t * t
+        return t, k * p, -2.0 * k * k * t * p, -2.0 * k * k * k * p * (1.0 - 3.0 * t * t)
+    sn = math.sin(z)
+    cs = math.cos(z)
+    if code == 1:
+        return sn, k * cs, -k * k * sn, -k * k * k * cs
+    if ecos_trough:
+        return 0.5 * (1.0 - cs), 0.5 * k * sn, 0.5 * k * k * cs, -0.5 * k * k * k * sn
+    return 0.5 * (1.0 + cs), -0.5 * k * sn, -0.5 * k * k * cs, 0.5 * k * k * k * sn
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def _g_value(g_linear, a):
+    if g_linear:
+        return a
+    return fast_tanh(a)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def unlearn_kernel(x_in, out, lam, s_arr, frames,
+                   src, d_cur, d_next, d_pend, fade, off, hist, wp_arr,
+                   w, v, u, w_prev, w_init, grad, xin, y, s_sum,
+                   d1, d2, d3, lag, acc, counters, modes, coefs):
+    """Advance the network ``frames`` samples; write the output neuron to ``out``.
+
+    A pure function of its arrays (all state is updated in place); the module
+    docstring gives the equations. ``lam`` and ``s_arr`` hold lambda and s per
+    sample. Connection arrays are k-major (connection ``c = k*N + i``: slot
+    ``k`` of neuron ``i``), so every per-connection loop is contiguous and
+    vectorises; the class converts to the public neuron-major order. ``hist``
+    is the flat mirrored ring: row ``j`` occupies
+    ``[j*2R, (j+1)*2R)`` and every sample is written at ``wp`` and ``wp + R``, so a
+    read at ``off[c] + wp`` (``off = src*2R + R - 1 - delay``) never wraps.
+    ``modes`` = (act_from, act_to, n_neurons, n_inputs, output_neuron, ring,
+    activity_energy, g_linear, ecos_trough). ``coefs`` = (mu, nu, r, a, dt,
+    sign, centre_u, gain_target, shape_target, lag_coef, delay_fade_step,
+    act_fade_step). Returns the activation code in effect at the end.
+    """
+    act_from = modes[0]
+    act_to = modes[1]
+    n_neurons = modes[2]
+    n_inputs = modes[3]
+    output_neuron = modes[4]
+    ring = modes[5]
+    activity_energy = modes[6] != 0
+    g_linear = modes[7] != 0
+    ecos_trough = modes[8] != 0
+    mu = coefs[0]
+    nu = coefs[1]
+    r = coefs[2]
+    a = coefs[3]
+    dt = coefs[4]
+    sign = coefs[5]
+    centre_u = coefs[6]
+    gain_target = coefs[7]
+    shape_target = coefs[8]
+    lag_coef = coefs[9]
+    delay_step = coefs[10]
+    act_step = coefs[11]
+
+    n_conn = n_neurons * n_inputs
+    row = 2 * ring
+    wp = wp_arr[0]
+    gain = lag[_LAG_GAIN]
+    shape = lag[_LAG_SHAPE]
+    act_alpha = lag[_LAG_ACT_FADE]
+    inv_n = 1.0 / n_neurons
+    e_acc = 0.0
+    g2_acc = 0.0
+    a_acc = 0.0
+
+    moving = 0
+    for c in range(n_conn):
+        if d_cur[c] != d_next[c] or d_pend[c] != d_cur[c]:
+            moving += 1
+
+    for n in range(frames):
+        ext = x_in[n]
+        if not math.isfinite(ext):
+            ext = 0.0
+            counters[_CNT_NONFINITE] += 1
+        elif ext > INPUT_LIMIT:
+            ext = INPUT_LIMIT
+        elif ext < -INPUT_LIMIT:
+            ext = -INPUT_LIMIT
+        # Glides; snap within rounding of the target (no endless denormal tail).
+        gain = gain_target + lag_coef * (gain - gain_target)
+        if abs(gain - gain_target) < 1e-12:
+            gain = gain_target
+        shape = shape_target + lag_coef * (shape - shape_target)
+        if abs(shape - shape_target) < 1e-12 * shape_target:
+            shape = shape_target
+        fading_act = act_from != act_to
+        if fading_act:
+            act_alpha += act_step
+            if act_alpha >= 1.0:
+                act_alpha = 0.0
+                act_from = act_to
+                fading_act = False
+
+        # 1. Every connection's delayed input (two read heads while a delay fades).
+        if moving == 0:
+            for c in range(n_conn):
+                xin[c] = hist[off[c] + wp]
+        else:
+            moving = 0
+            for c in range(n_conn):
+                if d_cur[c] == d_next[c] and d_pend[c] != d_cur[c]:
+                    d_next[c] = d_pend[c]
+                    fade[c] = 0.0
+                xv = hist[off[c] + wp]
+                if d_next[c] != d_cur[c]:
+                    x2 = hist[src[c] * row + ring - 1 - d_next[c] + wp]
+                    xv += fade[c] * (x2 - xv)
+                    fade[c] += delay_step
+                    if fade[c] >= 1.0:
+                        d_cur[c] = d_next[c]
+                        fade[c] = 0.0
+                        off[c] = src[c] * row + ring - 1 - d_cur[c]
+                if d_next[c] != d_cur[c] or d_pend[c] != d_cur[c]:
+                    moving += 1
+                xin[c] = xv
+
+        # 2. Neuron outputs, the derivatives the gradient needs, the activity.
+        for i in range(n_neurons):
+            s_sum[i] = w[i] * xin[i]
+        for k in range(1, n_inputs):
+            b = k * n_neurons
+            for i in range(n_neurons):
+                s_sum[i] += w[b + i] * xin[b + i]
+        act = 0.0
+        y_sum = 0.0
+        for i in range(n_neurons):
+            si = s_sum[i]
+            s_sum[i] = si if abs(si) >= _TINY else 0.0
+        if act_from == 0 and not fading_act:
+            # The common case, written out so that it vectorises across neurons:
+            # f = tanh(k S); f1 = k p, f2 / 2 = -k^2 t p, f3 / 6 = -k^3 p (1 - 3 t^2) / 3.
+            k2 = -shape * shape
+            k3 = -shape * shape * shape * (1.0 / 3.0)
+            for i in range(n_neurons):
+                t = fast_tanh(shape * s_sum[i])
+                p = 1.0 - t * t
+                y[i] = t
+                d1[i] = shape * p
+                d2[i] = k2 * t * p
+                d3[i] = k3 * p * (1.0 - 3.0 * t * t)
+                y_sum += t
+                act += t * t if activity_energy else t
+        else:
+            for i in range(n_neurons):
+                z = shape * s_sum[i]
+                f0, f1, f2, f3 = _act_derivs(act_from, ecos_trough, z, shape)
+                if fading_act:
+                    h0, h1, h2, h3 = _act_derivs(act_to, ecos_trough, z, shape)
+                    f0 += act_alpha * (h0 - f0)
+                    f1 += act_alpha * (h1 - f1)
+                    f2 += act_alpha * (h2 - f2)
+                    f3 += act_alpha * (h3 - f3)
+                y[i] = f0
+                d1[i] = f1
+                d2[i] = 0.5 * f2
+                d3[i] = f3 * (1.0 / 6.0)
+                y_sum += f0
+                act += f0 * f0 if activity_energy else f0
+        if g_linear:
+            g0, g1, g2h, g3s = act, 1.0, 0.0, 0.0
+        else:
+            g0 = fast_tanh(act)
+            gp = 1.0 - g0 * g0
+            g1 = gp
+            g2h = -g0 * gp
+            g3s = -gp * (1.0 - 3.0 * g0 * g0) * (1.0 / 3.0)
+
+        # 3. Gradient estimates. When every weight step is small enough that both
+        # divided differences take their Taylor form (|dA| <= 2.01 |shape D|:
+        # |f'| <= shape, |x| <= 1), they are computed inside the integration loop
+        # below; otherwise here, exactly where a step is large.
+        big = 0.0
+        for c in range(n_conn):
+            m = abs(shape * (w_prev[c] - w[c]) * xin[c])
+            big = m if m > big else big  # noqa: FURB136
+        inline = big < 0.25 * TAYLOR_STEP
+        if not inline:
+            for c in range(n_conn):
+                i = c % n_neurons
+                xj = xin[c]
+                step = (w_prev[c] - w[c]) * xj
+                if abs(shape * step) < TAYLOR_STEP:
+                    q_f = d1[i] + step * (d2[i] + step * d3[i])
+                else:
+                    z2 = shape * (s_sum[i] + step)
+                    fz = _act_value(act_from, ecos_trough, z2)
+                    if fading_act:
+                        fz += act_alpha * (_act_value(act_to, ecos_trough, z2) - fz)
+                    q_f = (fz - y[i]) / step
+                dx = step * q_f
+                h = 2.0 * y[i] + dx if activity_energy else 1.0
+                d_act = dx * h
+                if abs(d_act) < TAYLOR_STEP:
+                    q_g = g1 + d_act * (g2h + d_act * g3s)
+                else:
+                    q_g = (_g_value(g_linear, act + d_act) - g0) / d_act
+                grad[c] = xj * q_f * (nu * q_g * h - mu)
+
+        # 4. One semi-implicit step of every weight's (w, v, u).
+        # Symplectic Euler turns (e, v) stably only while lambda dt < 2; beyond
+        # LAMBDA_DT_MAX the turn per sample is held there (and said so).
+        lam_n = lam[n] if lam[n] * dt < LAMBDA_DT_MAX else LAMBDA_DT_MAX / dt
+        s_n = s_arr[n]
+        total = 0.0
+        for k in range(n_inputs):
+            b = k * n_neurons
+            for i in range(n_neurons):
+                c = b + i
+                wc = w[c]
+                vc = v[c]
+                uc = u[c]
+                if inline:
+                    xj = xin[c]
+                    step = (w_prev[c] - wc) * xj
+                    q_f = d1[i] + step * (d2[i] + step * d3[i])
+                    dx = step * q_f
+                    h = 2.0 * y[i] + dx if activity_energy else 1.0
+                    d_act = dx * h
+                    q_g = g1 + d_act * (g2h + d_act * g3s)
+                    gc = xj * q_f * (nu * q_g * h - mu)
+                    grad[c] = gc
+                else:
+                    gc = grad[c]
+                g2_acc += gc * gc
+                dwu = wc - uc
+                cyc = s_n * (r - math.sqrt(dwu * dwu + vc * vc))
+                centre = centre_u * uc
+                e = wc - centre
+                lin_v = cyc - a
+                grow_v = lin_v if lin_v > 0.0 else 0.0  # noqa: FURB136
+                den_v = 1.0 + dt * (grow_v - lin_v)  # 1 + dt max(a - c, 0)
+                grow_w = cyc if cyc > 0.0 else 0.0  # noqa: FURB136
+                den_w = 1.0 + dt * (grow_w - cyc)  # 1 + dt max(-c, 0)
+                inv = 1.0 / (den_v * den_w)  # one division serves both implicit terms
+                v_new = (vc + dt * (sign * gc - lam_n * e + grow_v * vc)) * den_w * inv
+                w_new = centre + (e + dt * (lam_n * v_new + grow_w * e)) * den_v * inv
+                u_new = uc + dt * (w_new - uc)
+                v_new = v_new if abs(v_new) >= _TINY else 0.0
+                w_new = w_new if abs(w_new) >= _TINY else 0.0
+                u_new = u_new if abs(u_new) >= _TINY else 0.0
+                total += abs(w_new) + abs(v_new) + abs(u_new)
+                w_prev[c] = wc
+                w[c] = w_new
+                v[c] = v_new
+                u[c] = u_new
+        if not total < W_LIMIT:  # also true for inf and nan
+            for i in range(n_neurons):
+                bad = False
+                for k in range(n_inputs):
+                    c = k * n_neurons + i
+                    if not (abs(w[c]) < W_LIMIT and abs(v[c]) < W_LIMIT and abs(u[c]) < W_LIMIT):
+                        bad = True
+                if bad:
+                    counters[_CNT_BLOWUPS] += 1
+                    for k in range(n_inputs):
+                        c = k * n_neurons + i
+                        w[c] = w_init[c]
+                        w_prev[c] = w_init[c]
+                        u[c] = w_init[c]
+                        v[c] = 0.0
+
+        e_acc += nu * g0 - mu * y_sum * inv_n
+        a_acc += act
+
+        # 5. Store this sample's outputs (and the input) in the mirrored ring.
+        for i in range(n_neurons):
+            hist[i * row + wp] = y[i]
+            hist[i * row + wp + ring] = y[i]
+        xn = gain * ext
+        hist[n_neurons * row + wp] = xn
+        hist[n_neurons * row + wp + ring] = xn
+        wp += 1
+        if wp >= ring:
+            wp = 0
+        out[n] = y[output_neuron]
+
+    wp_arr[0] = wp
+    lag[_LAG_GAIN] = gain
+    lag[_LAG_SHAPE] = shape
+    lag[_LAG_ACT_FADE] = act_alpha
+    acc[_ACC_ENERGY] += e_acc
+    acc[_ACC_GRAD2] += g2_acc
+    acc[_ACC_ACTIVITY] += a_acc
+    acc[_ACC_FRAMES] += frames
+    return act_from
+
+
+def _param_specs(n_conn: int, max_delay: int) -> dict[str, ParamSpec]:
+    return {
+        "lambda_": ParamSpec(
+            "lambda_", 60.0, 0.0, 1000.0, "rad/time unit", "lin",
+            "learning rate λ: angular frequency of every weight's (w, v) rotation and "
+            "the stiffness of its spring; 0 switches learning off", per_sample=True),
+        "mu": ParamSpec("mu", 0.4, 0.0, 10000.0, "", "lin",
+                        "μ: weight of the neuron's own expenditure -μ f(S) in its energy "
+                        "balance"),
+        "nu": ParamSpec("nu", 0.4, 0.0, 10000.0, "", "lin",
+                        "ν: weight of the network-activity reward ν g(A) in the energy balance"),
+        "s": ParamSpec("s", 0.1, 0.0, 1000.0, "1/time unit", "lin",
+                       "strength of every weight's limit-cycle attractor", per_sample=True),
+        "r": ParamSpec("r", 0.01, 0.0, 10.0, "", "lin", "radius of every weight's limit cycle"),
+        "a": ParamSpec("a", 0.0, 0.0, 1000.0, "1/time unit", "lin",
+                       "friction on every weight's velocity v"),
+        "input_gain": ParamSpec("input_gain", 1.0, 0.0, 16.0, "", "lin",
+                                "gain of the external input into the input neuron "
+                                "(glides over `smoothing` seconds)"),
+        "activation": ParamSpec("activation", "tanh", kind="choice", choices=ACTIVATIONS,
+                                description="activation f of every neuron "
+                                            "(crossfades over `crossfade` seconds)"),
+        "shape": ParamSpec("shape", 1.0, 0.01, 100.0, "", "log",
+                           "steepness of the activation, f(shape * S) "
+                           "(glides over `smoothing` seconds)"),
+        "delays": ParamSpec("delays", 0.0, 0.0, float(max_delay), "samples", "lin",
+                            "delay of every connection, neuron-major (N*K whole samples); "
+                            "a change crossfades over `delay_fade` seconds",
+                            kind="array", size=n_conn),
+        "time_scale": ParamSpec("time_scale", 0.03, 1e-3, 1e3, "time units/s", "log",
+                                "ODE time units per second: dt = time_scale / sample_rate"),
+    }
+
+
+_STATE_KEYS = ("w", "v", "u", "w_prev", "w_init", "sources", "delays", "delay_cur",
+               "delay_next", "delay_fade", "history", "write_pos", "glide", "activation_from")
+
+
+class Unlearn:
+    """The lazy-neuron network as a real-time processor (equations: module docstring).
+
+    Structure, fixed at construction: ``n_neurons`` (2..256) neurons with
+    ``n_inputs`` (1..16) delayed inputs each, delays up to ``max_delay``
+    samples, at most ``max_block`` frames per kernel call (longer blocks are
+    processed in pieces), ``sample_rate`` Hz. ``seed`` draws the topology, the
+    delays, the initial weights and the initial activity.
+
+    Options where the seeds are ambiguous (see the module docstring):
+    ``activity`` ("energy" | "sum"), ``energy_g`` ("tanh" | "linear"),
+    ``objective`` ("maximise" | "minimise"), ``cycle_center`` ("origin" |
+    "u"), ``elevated_cosine_form`` ("peak" | "trough"); ``init_weight``
+    (initial weights uniform in ±init_weight) and ``init_activity`` (amplitude
+    of the noise that fills the stored past at start). The defaults of the
+    parameters and of ``init_weight`` are example 1 of seed 001 as the
+    ``unlearn1`` preset plays it, so a bare ``Unlearn()`` sounds. Glide times in seconds:
+    ``smoothing`` (input_gain, shape), ``crossfade`` (activation), ``delay_fade``
+    (delays).
+    """
+
+    kind = "unlearn"
+    WEIGHT_KEYS = ("w",)
+
+    def __init__(self, n_neurons: int = 16, n_inputs: int = 3, max_delay: int = 2400,
+                 seed: int = 0, sample_rate: int = 48000, activation: str = "tanh",
+                 max_block: int = 4096, *, input_neuron: int = 0,
+                 output_neuron: int | None = None, self_loops: bool = False,
+                 activity: str = "energy", energy_g: str = "tanh",
+                 objective: str = "maximise", cycle_center: str = "origin",
+                 elevated_cosine_form: str = "peak", init_weight: float = 3.0,
+                 init_activity: float = 0.5, smoothing: float = 0.01,
+                 crossfade: float = 0.02, delay_fade: float = 0.05) -> None:
+        self.n_neurons = check_size("n_neurons", n_neurons, 2, 256)
+        self.n_inputs = check_size("n_inputs", n_inputs, 1, 16)
+        self.max_delay = check_size("max_delay", max_delay, 0, 10 * 192000)
+        self.sample_rate = check_size("sample_rate", sample_rate, 1000, 768000)
+        self.max_block = check_size("max_block", max_block, 1, 1 << 20)
+        self.seed = check_size("seed", seed, 0, 2**63 - 1)
+        self.input_neuron = check_size("input_neuron", input_neuron, 0, self.n_neurons - 1)
+        self.output_neuron = check_size(
+            "output_neuron", self.n_neurons - 1 if output_neuron is None else output_neuron,
+            0, self.n_neurons - 1)
+        if not isinstance(self_loops, (bool, np.bool_)):
+            # ValueError, not TypeError: the model contract reports every bad argument so.
+            raise ValueError(  # noqa: TRY004
+                f"self_loops must be True or False; got {self_loops!r}")
+        self.self_loops = bool(self_loops)
+        limit = self.n_neurons if self.self_loops else self.n_neurons - 1
+        if self.n_inputs > limit:
+            raise ValueError(f"n_inputs must be <= {limit} (distinct sources"
+                             f"{'' if self.self_loops else ', no self-loops'}); "
+                             f"got {self.n_inputs}")
+        self.activity = _choice("activity", activity, ("energy", "sum"))
+        self.energy_g = _choice("energy_g", energy_g, ("tanh", "linear"))
+        self.objective = _choice("objective", objective, ("maximise", "minimise"))
+        self.cycle_center = _choice("cycle_center", cycle_center, ("origin", "u"))
+        self.elevated_cosine_form = _choice("elevated_cosine_form", elevated_cosine_form,
+                                            ("peak", "trough"))
+        self.init_weight = _non_negative("init_weight", init_weight, 1e3)
+        self.init_activity = _non_negative("init_activity", init_activity, 1.0)
+        self.smoothing = _non_negative("smoothing", smoothing, 10.0)
+        self.crossfade = _non_negative("crossfade", crossfade, 10.0)
+        self.delay_fade = _non_negative("delay_fade", delay_fade, 10.0)
+
+        n, c = self.n_neurons, self.n_neurons * self.n_inputs
+        self.n_connections = c
+        self.ring = self.max_delay + 1
+        self._specs = _param_specs(c, self.max_delay)
+        self._params: dict[str, object] = {
+            name: spec.default for name, spec in self._specs.items() if name != "delays"}
+        self._params["activation"] = self._specs["activation"].validate(activation)
+
+        self._src = np.zeros(c, dtype=np.int64)
+        self._d_cur = np.zeros(c, dtype=np.int64)
+        self._d_next = np.zeros(c, dtype=np.int64)
+        self._d_pend = np.zeros(c, dtype=np.int64)
+        self._fade = np.zeros(c)
+        self._off = np.zeros(c, dtype=np.int64)
+        self._hist = np.zeros((n + 1) * 2 * self.ring)
+        self._wp = np.zeros(1, dtype=np.int64)
+        self._w = np.zeros(c)
+        self._v = np.zeros(c)
+        self._u = np.zeros(c)
+        self._w_prev = np.zeros(c)
+        self._w_init = np.zeros(c)
+        self._grad = np.zeros(c)
+        self._xin = np.zeros(c)
+        self._d1 = np.zeros(n)
+        self._d2 = np.zeros(n)
+        self._d3 = np.zeros(n)
+        self._y = np.zeros(n)
+        self._s_sum = np.zeros(n)
+        self._lag = np.zeros(3)
+        self._acc = np.zeros(4)
+        self._counters = np.zeros(2, dtype=np.int64)
+        self._modes = np.zeros(9, dtype=np.int64)
+        self._coefs = np.zeros(12)
+        self._lam_buf = np.empty(self.max_block)
+        self._s_buf = np.empty(self.max_block)
+        self._act_from = _ACT_CODE[self._params["activation"]]
+        self._last = {"energy": 0.0, "error_rms": 0.0, "activity": 0.0}
+        self.counters = Counters()
+        self.reset(self.seed)
+
+    # --- lifetime --------------------------------------------------------------------
+
+    def reset(self, seed: int | None = None) -> None:
+        """Re-draw topology, delays, weights and the initial activity from ``seed``.
+
+        ``None`` keeps the current seed. Parameters and event counters are
+        kept; glides and crossfades jump to their targets.
+        """
+        if seed is not None:
+            self.seed = check_size("seed", seed, 0, 2**63 - 1)
+        rng = np.random.default_rng(self.seed)
+        n, k = self.n_neurons, self.n_inputs
+        sources = np.empty((n, k), dtype=np.int64)
+        for i in range(n):
+            pool = np.arange(n) if self.self_loops else np.delete(np.arange(n), i)
+            sources[i] = rng.choice(pool, size=k, replace=False)
+        sources[self.input_neuron, 0] = n
+        delays = rng.integers(0, self.max_delay + 1, size=n * k)
+        w0 = rng.uniform(-self.init_weight, self.init_weight, size=n * k)
+        past = rng.uniform(-self.init_activity, self.init_activity, size=(n, self.ring))
+        self._src[:] = self._internal(sources.ravel())
+        delays = self._internal(delays)
+        self._set_delays(delays, delays, delays, np.zeros(n * k))
+        self._w_init[:] = self._internal(w0)
+        self._w[:] = self._w_init
+        self._w_prev[:] = self._w_init
+        self._u[:] = self._w_init
+        self._v[:] = 0.0
+        self._grad[:] = 0.0
+        hist = self._hist.reshape(n + 1, 2 * self.ring)
+        hist[:n, :self.ring] = past
+        hist[:n, self.ring:] = past
+        hist[n] = 0.0
+        self._wp[0] = 0
+        self._lag[:] = (float(self._params["input_gain"]), float(self._params["shape"]), 0.0)
+        self._act_from = _ACT_CODE[self._params["activation"]]
+        self._y[:] = 0.0
+
+    def _internal(self, public: np.ndarray) -> np.ndarray:
+        """Neuron-major (i*K + k, the public order) to the kernel's k-major (k*N + i)."""
+        return np.ascontiguousarray(
+            np.asarray(public).reshape(self.n_neurons, self.n_inputs).T).ravel()
+
+    def _public(self, internal: np.ndarray) -> np.ndarray:
+        """The kernel's k-major order back to the public neuron-major order (a copy)."""
+        return np.ascontiguousarray(internal.reshape(self.n_inputs, self.n_neurons).T).ravel()
+
+    def _set_delays(self, pend: np.ndarray, cur: np.ndarray, nxt: np.ndarray,
+                    fade: np.ndarray) -> None:
+        self._d_pend[:] = pend
+        self._d_cur[:] = cur
+        self._d_next[:] = nxt
+        self._fade[:] = fade
+        self._off[:] = self._src * (2 * self.ring) + self.ring - 1 - self._d_cur
+
+    # --- audio -----------------------------------------------------------------------
+
+    def process(self, x: np.ndarray, mod: dict[str, np.ndarray] | None = None,
+                out: np.ndarray | None = None) -> np.ndarray:
+        """Run input ``x`` (frames,) through the network; return the output neuron's samples.
+
+        ``mod`` may map "lambda_" and/or "s" to per-sample arrays (frames,).
+        With ``out`` (float64, shape (frames,)) nothing is allocated. Any split
+        of a signal into blocks gives the same samples as one call.
+        """
+        x = check_block(x)
+        frames = x.shape[0]
+        if out is None:
+            out = np.empty(frames)
+        elif not (isinstance(out, np.ndarray) and out.dtype == np.float64
+                  and out.shape == (frames,)):
+            raise ValueError(f"out must be a float64 array of shape ({frames},)")
+        lam_mod = s_mod = None
+        if mod:
+            for name in mod:
+                if name not in ("lambda_", "s"):
+                    raise ValueError(f"cannot modulate {name!r} per sample; "
+                                     f"per-sample parameters: lambda_, s")
+                if frames == 0 and np.shape(mod[name]) != (0,):
+                    raise ValueError(f"{name} modulation must have shape (0,); "
+                                     f"got {np.shape(mod[name])}")
+        if mod and frames:
+            if "lambda_" in mod:
+                lam_mod = self._specs["lambda_"].validate_block(mod["lambda_"], frames)
+            if "s" in mod:
+                s_mod = self._specs["s"].validate_block(mod["s"], frames)
+        if frames == 0:
+            return out
+        self._prepare_coefs()
+        self._acc[:] = 0.0
+        pos = 0
+        while pos < frames:
+            m = min(self.max_block, frames - pos)
+            lam = self._lam_buf[:m]
+            s = self._s_buf[:m]
+            if lam_mod is None:
+                lam.fill(self._params["lambda_"])
+            else:
+                lam[:] = lam_mod[pos:pos + m]
+            if s_mod is None:
+                s.fill(self._params["s"])
+            else:
+                s[:] = s_mod[pos:pos + m]
+            self._modes[0] = self._act_from
+            self._act_from = unlearn_kernel(
+                x[pos:pos + m], out[pos:pos + m], lam, s, m,
+                self._src, self._d_cur, self._d_next, self._d_pend, self._fade, self._off,
+                self._hist, self._wp, self._w, self._v, self._u, self._w_prev, self._w_init,
+                self._grad, self._xin, self._y, self._s_sum, self._d1, self._d2,
+                self._d3, self._lag, self._acc, self._counters, self._modes, self._coefs)
+            pos += m
+        self._update_stats()
+        return out
+
+    def _prepare_coefs(self) -> None:
+        p, sr = self._params, self.sample_rate
+        self._modes[1:] = (
+            _ACT_CODE[p["activation"]], self.n_neurons, self.n_inputs, self.output_neuron,
+            self.ring, self.activity == "energy", self.energy_g == "linear",
+            self.elevated_cosine_form == "trough")
+        self._coefs[:] = (
+            p["mu"], p["nu"], p["r"], p["a"], p["time_scale"] / sr,
+            1.0 if self.objective == "maximise" else -1.0,
+            1.0 if self.cycle_center == "u" else 0.0,
+            p["input_gain"], p["shape"],
+            math.exp(-1.0 / (self.smoothing * sr)) if self.smoothing > 0 else 0.0,
+            1.0 / max(1.0, self.delay_fade * sr),
+            1.0 / max(1.0, self.crossfade * sr))
+
+    def _update_stats(self) -> None:
+        frames = self._acc[_ACC_FRAMES]
+        self._last["energy"] = float(self._acc[_ACC_ENERGY] / frames)
+        self._last["error_rms"] = float(math.sqrt(
+            self._acc[_ACC_GRAD2] / (frames * self.n_connections)))
+        self._last["activity"] = float(self._acc[_ACC_ACTIVITY] / frames)
+        self.counters.blowups = int(self._counters[_CNT_BLOWUPS])
+        self.counters.nonfinite_inputs = int(self._counters[_CNT_NONFINITE])
+
+    def stats(self) -> dict[str, float]:
+        """Telemetry of the last ``process`` call and the event counters.
+
+        ``energy``: mean energy balance E_i over neurons and samples;
+        ``error_rms``: RMS of the gradient estimates dE/dw over connections and
+        samples — Unlearn has no prediction error, and this learning drive is
+        what the dashboard plots in its place; ``activity``: mean A (network
+        energy); ``weight_rms``: RMS of the weights now; ``delays_moving``: how
+        many connections are still crossfading to new delays; ``blowups``,
+        ``nonfinite_inputs``: counts since construction.
+        """
+        moving = int(np.count_nonzero((self._d_cur != self._d_pend)
+                                      | (self._d_cur != self._d_next)))
+        return {
+            "blowups": float(self.counters.blowups),
+            "nonfinite_inputs": float(self.counters.nonfinite_inputs),
+            "energy": self._last["energy"],
+            "error_rms": self._last["error_rms"],
+            "activity": self._last["activity"],
+            "weight_rms": float(np.sqrt(np.mean(self._w ** 2))),
+            "delays_moving": float(moving),
+        }
+
+    def last_gradient(self) -> np.ndarray:
+        """The estimates dE/dw of every weight at the last sample processed (N*K,), a copy.
+
+        Neuron-major like "w". This is the learning drive the weights feel
+        (the dashboard can show it next to the weights).
+        """
+        return self._public(self._grad)
+
+    # --- parameters ------------------------------------------------------------------
+
+    def set_param(self, name: str, value: object) -> None:
+        """Set real-time parameter ``name`` (see :meth:`param_specs`); ``ValueError`` if invalid.
+
+        Call between ``process`` calls. "delays" takes N*K whole numbers of
+        samples in [0, max_delay] (neuron-major) and crossfades to them.
+        """
+        spec = self._specs.get(name)
+        if spec is None:
+            raise ValueError(f"unknown parameter {name!r}; parameters: {', '.join(self._specs)}")
+        checked = spec.validate(value)
+        if name == "delays":
+            self._d_pend[:] = self._internal(_whole("delays", checked))
+            return
+        self._params[name] = checked
+
+    def params(self) -> dict[str, object]:
+        """Current parameter values (targets); "delays" as a float array in samples."""
+        out = dict(self._params)
+        out["delays"] = self._public(self._d_pend).astype(np.float64)
+        return out
+
+    def param_specs(self) -> dict[str, ParamSpec]:
+        """Range, unit, scale and description of every real-time parameter."""
+        return dict(self._specs)
+
+    # --- state -----------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """A full snapshot (copies): enough to continue bit-identically elsewhere.
+
+        ``w``, ``v``, ``u``, ``w_prev`` (weights one sample back), ``w_init``
+        (what a blow-up restores): (N*K,). ``sources``: (N*K,) ints, N = the
+        external input. ``delays``: requested delays (samples); ``delay_cur``,
+        ``delay_next``, ``delay_fade``: the read heads of running crossfades.
+        ``history``: (N+1, max_delay+1) past outputs (row N: the scaled input),
+        ring-ordered; ``write_pos``: the ring index written next. ``glide``:
+        (input_gain, shape, activation-crossfade position) in effect;
+        ``activation_from``: the activation code being faded from.
+        """
+        n, pub = self.n_neurons, self._public
+        return {
+            "w": pub(self._w), "v": pub(self._v), "u": pub(self._u),
+            "w_prev": pub(self._w_prev), "w_init": pub(self._w_init),
+            "sources": pub(self._src), "delays": pub(self._d_pend),
+            "delay_cur": pub(self._d_cur), "delay_next": pub(self._d_next),
+            "delay_fade": pub(self._fade),
+            "history": self._hist.reshape(n + 1, 2 * self.ring)[:, :self.ring].copy(),
+            "write_pos": np.array(self._wp[0]), "glide": self._lag.copy(),
+            "activation_from": np.array(self._act_from),
+        }
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore any subset of :meth:`get_state`'s keys; if invalid, ``ValueError`` and no change.
+
+        Setting "delays" alone moves every read head there at once (a snapshot
+        recall jumps; use ``set_param("delays", ...)`` to crossfade).
+        Setting "w" alone also sets ``w_prev`` to it (the weights are at rest).
+        """
+        unknown = sorted(set(state) - set(_STATE_KEYS))
+        if unknown:
+            raise ValueError(f"unknown state keys {unknown}; valid keys: {', '.join(_STATE_KEYS)}")
+        n, c, ring = self.n_neurons, self.n_connections, self.ring
+        new: dict[str, np.ndarray] = {}
+        for key in ("w", "v", "u", "w_prev", "w_init"):
+            if key in state:
+                arr = _float_array(key, state[key], (c,))
+                if np.any(np.abs(arr) >= W_LIMIT):
+                    raise ValueError(f"{key} must be smaller than {W_LIMIT:g} in magnitude")
+                new[key] = arr
+        if "sources" in state:
+            src = _int_array("sources", state["sources"], (c,), 0, n)
+            if not self.self_loops and np.any(src == np.repeat(np.arange(n), self.n_inputs)):
+                raise ValueError("sources must not connect a neuron to itself "
+                                 "(construct with self_loops=True to allow it)")
+            new["sources"] = src
+        for key in ("delays", "delay_cur", "delay_next"):
+            if key in state:
+                new[key] = _int_array(key, state[key], (c,), 0, self.max_delay)
+        if "delay_fade" in state:
+            fade = _float_array("delay_fade", state["delay_fade"], (c,))
+            if np.any((fade < 0) | (fade >= 1)):
+                raise ValueError("delay_fade must be in [0, 1)")
+            new["delay_fade"] = fade
+        if "history" in state:
+            new["history"] = _float_array("history", state["history"], (n + 1, ring))
+        if "write_pos" in state:
+            new["write_pos"] = _int_array("write_pos", state["write_pos"], (), 0, ring - 1)
+        if "glide" in state:
+            glide = _float_array("glide", state["glide"], (3,))
+            self._specs["input_gain"].validate(float(glide[0]))
+            self._specs["shape"].validate(float(glide[1]))
+            if not 0.0 <= glide[2] < 1.0:
+                raise ValueError("glide[2] (activation crossfade position) must be in [0, 1)")
+            new["glide"] = glide
+        if "activation_from" in state:
+            new["activation_from"] = _int_array("activation_from", state["activation_from"],
+                                                (), 0, len(ACTIVATIONS) - 1)
+
+        for key in ("w", "v", "u", "w_prev", "w_init", "sources", "delays", "delay_cur",
+                    "delay_next", "delay_fade"):
+            if key in new:
+                new[key] = self._internal(new[key])
+        for key in ("w", "v", "u", "w_prev", "w_init"):
+            if key in new:
+                getattr(self, f"_{key}")[:] = new[key]
+        if "w" in new and "w_prev" not in new:
+            self._w_prev[:] = new["w"]
+        if "sources" in new:
+            self._src[:] = new["sources"]
+        if any(k in new for k in ("delays", "delay_cur", "delay_next", "delay_fade", "sources")):
+            pend = new.get("delays", self._d_pend)
+            cur = new.get("delay_cur", pend if "delays" in new else self._d_cur)
+            nxt = new.get("delay_next", cur if ("delays" in new or "delay_cur" in new)
+                          else self._d_next)
+            fade = new.get("delay_fade", np.where(nxt == cur, 0.0, self._fade))
+            self._set_delays(pend.copy(), cur.copy(), nxt.copy(), fade.copy())
+        if "history" in new:
+            hist = self._hist.reshape(n + 1, 2 * ring)
+            hist[:, :ring] = new["history"]
+            hist[:, ring:] = new["history"]
+        if "write_pos" in new:
+            self._wp[0] = int(new["write_pos"])
+        if "glide" in new:
+            self._lag[:] = new["glide"]
+        if "activation_from" in new:
+            self._act_from = int(new["activation_from"])
+
+
+def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _non_negative(name: str, value: object, maximum: float) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number; got {value!r}") from None
+    if not (math.isfinite(number) and 0.0 <= number <= maximum):
+        raise ValueError(f"{name} must be in [0, {maximum:g}]; got {value!r}")
+    return number
+
+
+def _whole(name: str, values: np.ndarray) -> np.ndarray:
+    if not np.all(values == np.round(values)):
+        raise ValueError(f"{name} must be whole numbers of samples")
+    return values.astype(np.int64)
+
+
+def _float_array(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numbers") from None
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}; got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite")
+    return arr
+
+
+def _int_array(name: str, value: object, shape: tuple[int, ...], lo: int, hi: int) -> np.ndarray:
+    arr = _float_array(name, value, shape)
+    if not np.all(arr == np.round(arr)):
+        raise ValueError(f"{name} must be whole numbers")
+    if np.any(arr < lo) or np.any(arr > hi):
+        raise ValueError(f"{name} must be in [{lo}, {hi}]")
+    return arr.astype(np.int64)
