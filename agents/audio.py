@@ -9,8 +9,13 @@ One backend is chosen at start (``--audio``):
   PortAudio: one input and one output channel of one device. PortAudio is
   imported lazily, so the other backends work on machines without it.
 * ``hub`` — the hub-clocked mode (the hub sends the simulated mic block and
-  awaits the output block) arrives with the RTP audio link; starting it now
-  fails with one clear line (:class:`HubBackend`).
+  awaits the output block) over the agent's RTP link:
+  :class:`agents.hubclock.HubClockBackend`.
+
+With an :class:`agents.link.AgentLink` (``link=``), the null and sounddevice
+backends run in the deployed mode: the model hears the mic plus the ``in``
+stream from the hub (jitter-buffered, drift absorbed), and ``out`` / ``mic`` /
+``in`` are tapped for listen-in copies (``GET /streams/NAME.sdp?port=P``).
 
 Threads: the null clock's thread is created here, named
 ``anamnesis-null-clock``, and joined by :meth:`NullBackend.stop`. PortAudio's
@@ -30,6 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .engine import AgentEngine
+from .link import AgentLink
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +77,11 @@ class NullBackend:
     name = "null"
 
     def __init__(self, engine: AgentEngine, *,
-                 source: Callable[[np.ndarray], None] | None = None) -> None:
+                 source: Callable[[np.ndarray], None] | None = None,
+                 link: AgentLink | None = None) -> None:
         self._engine = engine
         self._source = source
+        self._link = link
         self._mic = np.zeros(engine.block)
         #: The speaker signal of the latest block (float32, like a sound card's buffer).
         self.last_output = np.zeros(engine.block, dtype=np.float32)
@@ -121,7 +129,12 @@ class NullBackend:
                 except Exception:  # a broken test source gives silence, counted
                     self._mic[:] = 0.0
                     self.source_errors += 1
-            engine.process_block(self._mic, self.last_output)
+            link = self._link
+            if link is None:
+                engine.process_block(self._mic, self.last_output)
+            else:
+                engine.process_block(link.before_block(self._mic, engine.block), self.last_output)
+                link.after_block(self.last_output, engine.block)
             self.blocks += 1
             k += 1
             deadline = t0 + k * step_ns // sr
@@ -136,29 +149,6 @@ class NullBackend:
     def stats(self) -> dict[str, float]:
         """``xruns``: times the clock fell behind and resynchronised."""
         return {"xruns": float(self.late_blocks), "backend_blocks": float(self.blocks)}
-
-
-class HubBackend:
-    """Placeholder for the hub-clocked mode; :meth:`start` explains and fails."""
-
-    name = "hub"
-
-    def __init__(self, engine: AgentEngine) -> None:
-        self._engine = engine
-
-    def describe(self) -> str:
-        return "hub clock (not available yet)"
-
-    def start(self) -> None:
-        raise BackendError(
-            "--audio hub is not available yet: the hub-clocked mode arrives with the RTP "
-            "audio link between agents and hub; use --audio sounddevice or --audio null")
-
-    def stop(self) -> None:
-        """Nothing to stop."""
-
-    def stats(self) -> dict[str, float]:
-        return {"xruns": 0.0}
 
 
 def import_sounddevice() -> Any:
@@ -207,11 +197,12 @@ class SoundDeviceBackend:
 
     def __init__(self, engine: AgentEngine, *, device: int | str | None = None,
                  in_channel: int = 1, out_channel: int = 1,
-                 client_name: str = "anamnesis") -> None:
+                 client_name: str = "anamnesis", link: AgentLink | None = None) -> None:
         for label, ch in (("--in-channel", in_channel), ("--out-channel", out_channel)):
             if not isinstance(ch, int) or not 1 <= ch <= 256:
                 raise BackendError(f"{label} must be a channel number from 1; got {ch!r}")
         self._engine = engine
+        self._link = link
         self._device = device
         self._in_idx = in_channel - 1
         self._out_idx = out_channel - 1
@@ -283,7 +274,14 @@ class SoundDeviceBackend:
                 self._count(status)
             if outdata.shape[1] > 1:
                 outdata.fill(0.0)
-            self._engine.process_block(indata[:, self._in_idx], outdata[:, self._out_idx])
+            link = self._link
+            if link is None:
+                self._engine.process_block(indata[:, self._in_idx], outdata[:, self._out_idx])
+            else:
+                speaker = outdata[:, self._out_idx]
+                self._engine.process_block(link.before_block(indata[:, self._in_idx], frames),
+                                           speaker)
+                link.after_block(speaker, frames)
         except Exception:
             outdata.fill(0.0)
             self.callback_errors += 1
@@ -317,15 +315,21 @@ class SoundDeviceBackend:
 
 def create_backend(kind: str, engine: AgentEngine, *, device: int | str | None = None,
                    in_channel: int = 1, out_channel: int = 1,
-                   client_name: str = "anamnesis") -> AudioBackend:
-    """The backend called ``kind`` (see :data:`AUDIO_BACKENDS`) for ``engine``; not started."""
+                   client_name: str = "anamnesis", link: AgentLink | None = None) -> AudioBackend:
+    """The backend called ``kind`` (see :data:`AUDIO_BACKENDS`) for ``engine``; not started.
+    ``link`` (the agent's open RTP link) is required by ``hub``; with the others it
+    enables the deployed mode (``in`` mixed into the mic, streams tapped)."""
     if kind == "null":
-        return NullBackend(engine)
+        return NullBackend(engine, link=link)
     if kind == "sounddevice":
         return SoundDeviceBackend(engine, device=device, in_channel=in_channel,
-                                  out_channel=out_channel, client_name=client_name)
+                                  out_channel=out_channel, client_name=client_name, link=link)
     if kind == "hub":
-        return HubBackend(engine)
+        if link is None:
+            raise BackendError("--audio hub needs the agent's RTP link: the hub sends each "
+                               "input block to the agent's RTP port and awaits its output")
+        from .hubclock import HubClockBackend
+        return HubClockBackend(engine, link)
     raise BackendError(f"unknown audio backend {kind!r}; choose one of "
                        f"{', '.join(AUDIO_BACKENDS)}")
 

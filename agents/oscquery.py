@@ -231,12 +231,15 @@ STATE_KEY = web.AppKey("oscquery_state", OscQueryState)
 
 
 def create_oscquery_app(control: Any, config: OscQueryConfig,
-                        space: OscAddressSpace | None = None) -> web.Application:
+                        space: OscAddressSpace | None = None,
+                        extra_routes: Callable[[web.Application], None] | None = None
+                        ) -> web.Application:
     """The OSCQuery aiohttp application of one agent (STYLE 10).
 
     ``control`` is the agent's control facade; ``config`` names the server and
     its OSC endpoint. The app registers a value listener on the facade while it
-    runs and closes every WebSocket on shutdown.
+    runs and closes every WebSocket on shutdown. ``extra_routes(app)`` adds
+    routes that take precedence over the namespace (the RTP link's ``/streams``).
     """
     app = web.Application()
     state = OscQueryState(control, space or OscAddressSpace(control.specs()), config)
@@ -255,6 +258,8 @@ def create_oscquery_app(control: Any, config: OscQueryConfig,
 
     app.cleanup_ctx.append(listen_ctx)
     app.on_shutdown.append(close_websockets)
+    if extra_routes is not None:
+        extra_routes(app)
     app.router.add_get("/{path:.*}", _handle)
     return app
 

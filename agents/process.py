@@ -8,7 +8,11 @@ runs one model on one mic/speaker channel (DESIGN "The agent process"):
 2. opens and locks the state directory; resumes the autosave unless ``--fresh``
    (the autosave wins over the preset's parameters: an installation restarts
    where it was);
-3. starts the audio backend, then the control services (OSC, OSCQuery, zeroconf);
+3. opens its RTP port (``--rtp-port``; the audio link, :mod:`agents.link`: the
+   hub-clocked mode with ``--audio hub``, otherwise the deployed mode's ``in``
+   stream from ``--hub``, and listen-in copies via ``GET /streams/NAME.sdp``),
+   starts the audio backend, then the control services (OSC, OSCQuery with the
+   ``/streams`` routes, zeroconf announcing the RTP port);
 4. ``gc.freeze()``, prints one line to stdout —
    ``agent ID ready osc=PORT http=PORT`` — and logs to stderr;
 5. autosaves every ``--autosave-s`` seconds (30) and watches the audio thread;
@@ -16,9 +20,9 @@ runs one model on one mic/speaker channel (DESIGN "The agent process"):
    the audio (threads joined), writes the autosave, releases the state
    directory, exits 0.
 
-Threads: the asyncio main thread, the audio thread (PortAudio's or the null
-clock's), and one named executor thread ``anamnesis-disk`` for file work,
-created in :func:`_serve` and joined before exit.
+Threads: the asyncio main thread, the audio thread (PortAudio's, the null
+clock's or the hub clock's), and one named executor thread ``anamnesis-disk``
+for file work, created in :func:`_serve` and joined before exit.
 
 Of a preset, a live agent uses the model, its constructor arguments, its
 parameters, and ``FollowInput`` modulations (fed by the mic). Its input
@@ -84,6 +88,11 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interface", help="IP address to bind and announce on "
                                             "(default: this host's LAN address, else 127.0.0.1)")
     parser.add_argument("--no-announce", action="store_true", help="do not register with zeroconf")
+    parser.add_argument("--rtp-port", type=int, default=0,
+                        help="UDP port of the RTP audio link (0: pick a free one; announced)")
+    parser.add_argument("--hub", metavar="IP",
+                        help="the hub's address: the only source of the `in` stream and of "
+                             "the hub clock (default: the --interface address)")
     parser.add_argument("--installation", default="anamnesis",
                         help="installation name announced with the agent (default anamnesis)")
     parser.add_argument("--key-file", type=Path, help="installation key file (signs the announcement)")
@@ -127,6 +136,8 @@ class AgentConfig:
     fresh: bool
     autosave_s: float
     model_args: dict[str, Any] = field(default_factory=dict)
+    rtp_port: int = 0
+    hub: str = "127.0.0.1"
 
 
 def default_state_dir(agent_id: str) -> Path:
@@ -159,7 +170,7 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         problems.append(f"--sample-rate must be in [8000, 192000] Hz; got {args.sample_rate}")
     if not -60.0 <= args.ceiling_db <= 0.0:
         problems.append(f"--ceiling-db must be in [-60, 0] dBFS; got {args.ceiling_db:g}")
-    for name in ("osc_port", "http_port"):
+    for name in ("osc_port", "http_port", "rtp_port"):
         if not 0 <= getattr(args, name) <= 65535:
             problems.append(f"--{name.replace('_', '-')} must be in [0, 65535]")
     for name in ("in_channel", "out_channel"):
@@ -181,6 +192,12 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
             problems.append("--interface must be a concrete address, not 0.0.0.0")
     except ValueError:
         problems.append(f"--interface must be an IP address; got {interface!r}")
+    hub = args.hub or interface
+    try:
+        if ipaddress.ip_address(hub).version != 4 or ipaddress.ip_address(hub).is_unspecified:
+            problems.append(f"--hub must be a concrete IPv4 address; got {hub!r}")
+    except ValueError:
+        problems.append(f"--hub must be an IP address; got {hub!r}")
     model = args.model
     if args.preset is not None:
         from .presets import get_preset
@@ -202,7 +219,7 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         ceiling_db=args.ceiling_db, osc_port=args.osc_port, http_port=args.http_port,
         interface=interface, announce=not args.no_announce, installation=args.installation,
         key_file=args.key_file, state_dir=args.state_dir or default_state_dir(args.id),
-        fresh=args.fresh, autosave_s=args.autosave_s)
+        fresh=args.fresh, autosave_s=args.autosave_s, rtp_port=args.rtp_port, hub=hub)
 
 
 def _setup_logging(level: str) -> None:
@@ -289,6 +306,8 @@ def _warm_up(make_model: Any, follow: list, config: AgentConfig) -> None:
     twin.process_block(np.zeros(config.block // 2, dtype=np.float32), speaker[:config.block // 2])
     if twin.last_error is not None:
         raise StartupError(f"the model fails on its first block: {twin.last_error!r}")
+    from .link import warm_up as warm_up_link
+    warm_up_link()
 
 
 async def _serve(config: AgentConfig) -> int:
@@ -334,11 +353,26 @@ async def _serve(config: AgentConfig) -> int:
     except OSError as exc:
         raise StartupError(f"cannot use the state directory {config.state_dir}: {exc}") from None
 
-    backend = create_backend(config.audio, engine, device=config.device,
-                             in_channel=config.in_channel, out_channel=config.out_channel,
-                             client_name=f"anamnesis-{config.agent_id}")
+    from .link import AgentLink
+    try:
+        link = AgentLink(agent_id=config.agent_id, interface=config.interface,
+                         block=config.block, sample_rate=config.sample_rate, hub_host=config.hub)
+        await link.open(config.rtp_port)
+    except (OSError, ValueError) as exc:
+        store.close()
+        raise StartupError(f"cannot open the RTP port {config.interface}:{config.rtp_port}: "
+                           f"{exc}") from None
+    link.set_deployed(config.audio != "hub")
+    try:
+        backend = create_backend(config.audio, engine, device=config.device,
+                                 in_channel=config.in_channel, out_channel=config.out_channel,
+                                 client_name=f"anamnesis-{config.agent_id}", link=link)
+    except BackendError as exc:
+        link.close()
+        store.close()
+        raise StartupError(str(exc)) from None
     control = AgentControl(engine, agent_id=config.agent_id, store=store,
-                           backend_stats=backend.stats)
+                           backend_stats=lambda: {**backend.stats(), **link.telemetry()})
     services = None
     tasks: list[asyncio.Task] = []
     started = False
@@ -361,7 +395,7 @@ async def _serve(config: AgentConfig) -> int:
             services = await start_control_services(
                 control, interface=config.interface, osc_port=config.osc_port,
                 http_port=config.http_port, installation=config.installation, key=key,
-                announce=config.announce)
+                announce=config.announce, rtp_port=link.port, link=link)
         except OSError as exc:
             raise StartupError(f"cannot open the control ports on {config.interface}: "
                                f"{exc}") from None
@@ -384,6 +418,7 @@ async def _serve(config: AgentConfig) -> int:
             except Exception:
                 log.exception("closing the control services failed")
         backend.stop()
+        link.close()
         if started:
             try:
                 await control.autosave()

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from .discovery import AgentAnnouncer
+from .link import add_stream_routes
 from .osc import OscServer
 from .oscmap import OscAddressSpace
 from .oscquery import STATE_KEY, OscQueryConfig, create_oscquery_app
@@ -64,12 +65,16 @@ class ControlServices:
 
 async def start_control_services(control: Any, *, interface: str, osc_port: int,
                                  http_port: int, installation: str, key: bytes | None,
-                                 announce: bool = True, rtp_port: int = 0) -> ControlServices:
+                                 announce: bool = True, rtp_port: int = 0,
+                                 link: Any = None) -> ControlServices:
     """Start OSC (UDP), OSCQuery (HTTP + WebSocket) and, if ``announce``, zeroconf.
 
     ``interface`` is the IP address every socket binds to and zeroconf announces
     (127.0.0.1 for tests and the demo; a LAN address on a Pi). Ports 0 pick free
-    ones; the actual ports are on the result. ``installation`` and ``key`` go
+    ones; the actual ports are on the result. ``link`` (an
+    :class:`agents.link.AgentLink`) adds ``GET /streams`` and
+    ``GET /streams/NAME.sdp?port=P`` (listen-in) to the HTTP app, and
+    ``rtp_port`` goes into the TXT record. ``installation`` and ``key`` go
     into the signed TXT record (``key`` None: unsigned, the hub holds the agent
     as pending); the record is re-published after every ``/recall``. Zeroconf
     registration runs in the background and retries on failure; OSC or HTTP
@@ -90,7 +95,8 @@ async def start_control_services(control: Any, *, interface: str, osc_port: int,
     try:
         app = create_oscquery_app(control, OscQueryConfig(
             name=f"anamnesis {control.agent_id}", osc_ip=interface, osc_port=bound_osc,
-            osc_handler=osc.handle_packet), space=space)
+            osc_handler=osc.handle_packet), space=space,
+            extra_routes=(lambda app: add_stream_routes(app, link)) if link is not None else None)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, interface, http_port)

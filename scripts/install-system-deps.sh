@@ -5,7 +5,7 @@
 # Idempotent: installs only what is missing. Needs root for apt; without it,
 # prints the command to run and exits 0 (CI=true makes a missing package fatal).
 set -euo pipefail
-packages=(libportaudio2 jackd2 ffmpeg liblo-tools)
+packages=(libportaudio2 jackd2 ffmpeg liblo-tools gstreamer1.0-tools gstreamer1.0-plugins-good)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -163,7 +163,7 @@ async def test_a_second_agent_on_the_same_state_dir_is_refused(tmp_path, agents_
 
 
 @pytest.mark.parametrize("extra, code, message", [
-    (("--audio", "hub"), 1, "error: --audio hub is not available yet"),
+    (("--hub", "0.0.0.0"), 2, "error: --hub must be a concrete IPv4 address"),
     (("--block", "3"), 2, r"error: --block must be in \[16, 4096\] frames; got 3"),
     (("--interface", "0.0.0.0"), 2, "error: --interface must be a concrete address"),
     (("--ceiling-db", "3"), 2, r"error: --ceiling-db must be in \[-60, 0\] dBFS"),

@@ -1,0 +1,273 @@
+"""Our RTP against independent peers: ffmpeg (required in CI), GStreamer (optional).
+
+* ffmpeg listens to a real agent's streams through the agent's own SDP URL
+  (``GET /streams/NAME.sdp?port=P``, a listen-in lease to ffmpeg's port on
+  127.0.0.1) and decodes exactly the samples sent: the ``in`` stream carries a
+  ramp the hub sends (bit-exact in L24), the ``out`` stream what the hub got back.
+* ffmpeg sends its 1 kHz sine into our receiver, which plays it back intact.
+* GStreamer (optional: skipped where ``gst-launch-1.0`` is missing, also in CI,
+  whose peers are ffmpeg, JACK and liblo) depayloads our L24 bit-exactly and
+  sends its own sine into our receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+import soundfile
+from agent_support import spawn
+from numpy.testing import assert_array_equal
+
+from agents.jitter import JitterBuffer
+from agents.link import RtpReceiver, open_udp
+from agents.sdp import parse_sdp
+from hub.clocked import HubClock
+
+LOOPBACK = "127.0.0.1"
+SR = 48000
+BLOCK = 256
+
+
+def require(program: str, *, optional: bool = False) -> str:
+    path = shutil.which(program)
+    if path is None:
+        reason = f"{program} not installed (Debian: apt-get install --no-install-recommends " \
+                 f"{'gstreamer1.0-tools gstreamer1.0-plugins-good' if optional else 'ffmpeg'})"
+        if os.environ.get("CI") == "true" and not optional:
+            pytest.fail(f"CI must provide peers: {reason}")
+        pytest.skip(reason)
+    return path
+
+
+def free_port_pair() -> int:
+    """An even UDP port P on 127.0.0.1 with P+1 free too (RTP + RTCP, as ffmpeg binds)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1] & ~1
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                a.bind((LOOPBACK, port))
+                b.bind((LOOPBACK, port + 1))
+                return port
+        except OSError:
+            continue
+    raise RuntimeError("no free UDP port pair")
+
+
+def ramp(n: int, start: int = 0) -> np.ndarray:
+    """A sawtooth that steps one L24 code per sample (exact on the wire)."""
+    codes = (np.arange(start, start + n) * 97) % (1 << 24) - (1 << 23)
+    return codes / float(1 << 23)
+
+
+async def ffmpeg_record(sdp_path: Path, wav: Path, seconds: float) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        require("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error",
+        "-protocol_whitelist", "file,udp,rtp", "-i", str(sdp_path), "-t", str(seconds),
+        "-c:a", "pcm_s24le", "-y", str(wav),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+def read_codes(wav: Path) -> np.ndarray:
+    """The 24-bit samples of ``wav`` as float in [-1, 1) (soundfile reads ffmpeg's
+    WAVE_FORMAT_EXTENSIBLE; int32 keeps every bit)."""
+    data, rate = soundfile.read(str(wav), dtype="int32")
+    assert rate == SR
+    assert np.all(data % 256 == 0)
+    return (data // 256) / float(1 << 23)
+
+
+def find(needle: np.ndarray, haystack: np.ndarray) -> int:
+    """Index of ``needle`` in ``haystack`` (its first sample, then verified by the caller)."""
+    hits = np.flatnonzero(haystack == needle[0])
+    assert hits.size, "the first decoded sample does not occur in what was sent"
+    for h in hits:
+        if h + needle.size <= haystack.size and np.array_equal(haystack[h:h + needle.size], needle):
+            return int(h)
+    raise AssertionError("ffmpeg's samples are not a contiguous run of what was sent")
+
+
+@pytest.fixture
+async def hub_agent(tmp_path):
+    require("ffmpeg")
+    agent = await spawn("--id", "f1", "--preset", "sine200", "--audio", "hub",
+                        "--interface", LOOPBACK, "--hub", LOOPBACK, "--no-announce", "--fresh",
+                        "--state-dir", str(tmp_path / "state"), "--autosave-s", "3600")
+    try:
+        await agent.ready()
+        yield agent
+    finally:
+        if agent.proc.returncode is None:
+            agent.proc.send_signal(signal.SIGTERM)
+            try:
+                await agent.wait(20)
+            except TimeoutError:
+                agent.kill()
+
+
+async def test_ffmpeg_decodes_an_agents_streams_exactly_via_its_sdp_url(hub_agent, tmp_path):
+    agent = hub_agent
+    base = f"http://{LOOPBACK}:{agent.http_port}"
+    ports = {"in": free_port_pair(), "out": free_port_pair()}
+    recorders = {}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/streams") as response:
+            rtp_port = (await response.json())["rtp_port"]
+        for name, port in ports.items():
+            async with session.get(f"{base}/streams/{name}.sdp", params={"port": str(port)}) as r:
+                assert r.status == 200 and r.content_type == "application/sdp"
+                text = await r.text()
+            desc = parse_sdp(text)
+            assert (desc.address, desc.port, desc.encoding, desc.sample_rate) == \
+                (LOOPBACK, port, "L24", SR)
+            (tmp_path / f"{name}.sdp").write_text(text)
+            recorders[name] = await ffmpeg_record(tmp_path / f"{name}.sdp",
+                                                  tmp_path / f"{name}.wav", 1.5)
+        # no port, a bad port: refused with a reason
+        async with session.get(f"{base}/streams/out.sdp") as r:
+            assert r.status == 400 and "?port=P" in await r.text()
+        async with session.get(f"{base}/streams/out.sdp", params={"port": "80"}) as r:
+            assert r.status == 400 and "[1024, 65535]" in await r.text()
+        async with session.get(f"{base}/streams/nope.sdp", params={"port": "5004"}) as r:
+            assert r.status == 404
+    await asyncio.sleep(0.7)   # ffmpeg must be listening before the first packet
+    seconds = 3.0
+    blocks = int(seconds * SR / BLOCK)
+    x = ramp(blocks * BLOCK)
+    outputs = np.zeros(blocks * BLOCK)
+    loop = asyncio.get_running_loop()
+    async with HubClock([(LOOPBACK, rtp_port)], block=BLOCK, sample_rate=SR,
+                        timeout_s=1.0) as clock:
+        t0 = loop.time()
+        for k in range(blocks):       # real time: ffmpeg's demuxer expects a live stream
+            outputs[k * BLOCK:(k + 1) * BLOCK] = (await clock.step(x[None, k * BLOCK:(k + 1) * BLOCK]))[0]
+            await asyncio.sleep(max(0.0, t0 + (k + 1) * BLOCK / SR - loop.time()))
+        assert clock.peers[0].missing == 0
+    for name, proc in recorders.items():
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, f"ffmpeg ({name}): {err.decode(errors='replace')}"
+    got_in = read_codes(tmp_path / "in.wav")
+    got_out = read_codes(tmp_path / "out.wav")
+    assert got_in.size >= SR and got_out.size >= SR       # ≥ 1 s of the 1.5 s asked for
+    start = find(got_in, x)
+    assert_array_equal(got_in, x[start:start + got_in.size])
+    start = find(got_out, outputs)
+    assert_array_equal(got_out, outputs[start:start + got_out.size])
+    assert np.sqrt(np.mean(got_out ** 2)) > 0.01
+
+
+async def receive_from(argv: list[str]) -> tuple[np.ndarray, dict[str, float]]:
+    """Run a sender (``argv``, where ``{port}`` is our receiver's port) into an
+    RtpReceiver, reading its buffer on our own clock until the sender has exited
+    and the stream has run dry; return what was played and the receiver's stats."""
+    loop = asyncio.get_running_loop()
+    # external senders pace by their own wall clock and start up unevenly: a generous target
+    buffer = JitterBuffer(sample_rate=SR, block=BLOCK, target_ms=150.0)
+    receiver = RtpReceiver(buffer, peer_host=LOOPBACK, name=Path(argv[0]).name)
+    transport, _ = await open_udp(lambda: receiver, LOOPBACK)
+    port = transport.get_extra_info("sockname")[1]
+    proc = await asyncio.create_subprocess_exec(
+        *[a.replace("{port}", str(port)) for a in argv],
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    chunks = []
+    out = np.zeros(BLOCK)
+    ended = asyncio.create_task(proc.wait())
+    try:
+        t0 = loop.time()
+        k = 0
+        while loop.time() - t0 < 30:
+            buffer.read(out)
+            chunks.append(out.copy())
+            k += 1
+            if ended.done() and receiver.received and loop.time() - receiver.last_arrival > 0.2:
+                break
+            await asyncio.sleep(max(0.0, t0 + k * BLOCK / SR - loop.time()))
+    finally:
+        transport.close()
+        if proc.returncode is None:
+            proc.kill()
+        _, err = await proc.communicate()
+        await ended
+    assert proc.returncode == 0, err.decode(errors="replace")
+    return np.concatenate(chunks), receiver.stats()
+
+
+def check_sine(y: np.ndarray, stats: dict[str, float], amplitude: float, packets: int) -> None:
+    """A clean 1 kHz sine of ``amplitude`` arrived whole."""
+    assert stats["received"] >= packets and stats["lost"] == 0 and stats["late"] == 0, \
+        {k: stats[k] for k in ("received", "lost", "late", "resyncs", "jitter_ms", "underruns")}
+    assert stats["malformed"] == 0 and stats["wrong_type"] == 0
+    assert stats["concealed_frames"] == 0, stats
+    playing = y[np.flatnonzero(y)[0]:]
+    body = playing[BLOCK:int(1.5 * SR)]          # a clean 1.5 s stretch
+    spectrum = np.abs(np.fft.rfft(body * np.hanning(body.size)))
+    assert abs(np.argmax(spectrum) * SR / body.size - 1000.0) < 1.0
+    np.testing.assert_allclose(np.sqrt(np.mean(body ** 2)), amplitude / np.sqrt(2), rtol=0.01)
+    # the waveform itself, not only its spectrum: a least-squares 1 kHz fit leaves only
+    # quantisation-level residue
+    n = np.arange(body.size)
+    basis = np.stack([np.sin(2 * np.pi * 1000 * n / SR), np.cos(2 * np.pi * 1000 * n / SR)], 1)
+    coef, *_ = np.linalg.lstsq(basis, body, rcond=None)
+    assert np.max(np.abs(body - basis @ coef)) < 1e-4
+
+
+async def test_ffmpeg_sine_into_our_receiver():
+    y, stats = await receive_from([
+        require("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
+        "-f", "lavfi", "-i",
+        f"sine=frequency=1000:sample_rate={SR}:duration=2:samples_per_frame={BLOCK}",
+        "-ac", "1", "-c:a", "pcm_s24be", "-payload_type", "97", "-f", "rtp",
+        f"rtp://{LOOPBACK}:{{port}}?pkt_size=780"])
+    check_sine(y, stats, 0.125, 370)             # ffmpeg's sine has amplitude 1/8
+
+
+async def test_gstreamer_sine_into_our_receiver():
+    gst = require("gst-launch-1.0", optional=True)
+    y, stats = await receive_from([
+        gst, "-q", "audiotestsrc", "is-live=true", "wave=sine", "freq=1000", "volume=0.5",
+        f"samplesperbuffer={BLOCK}", f"num-buffers={2 * SR // BLOCK}", "!",
+        f"audio/x-raw,format=S24BE,rate={SR},channels=1", "!", "rtpL24pay", "pt=97",
+        "mtu=780", "!", "udpsink", f"host={LOOPBACK}", "port={port}"])
+    check_sine(y, stats, 0.5, 370)
+
+
+async def test_gstreamer_receives_an_sdp_described_stream(tmp_path):
+    gst = require("gst-launch-1.0", optional=True)
+    port = free_port_pair()
+    wav = tmp_path / "gst.wav"
+    caps = ("application/x-rtp,media=audio,clock-rate=48000,encoding-name=L24,channels=1,"
+            "payload=97")
+    proc = await asyncio.create_subprocess_exec(
+        gst, "-q", "-e", "udpsrc", f"address={LOOPBACK}", f"port={port}", f"caps={caps}",
+        "timeout=1000000000", "!", "rtpjitterbuffer", "latency=50", "!", "rtpL24depay", "!",
+        "audioconvert", "!", "audio/x-raw,format=S24LE", "!", "wavenc", "!", "filesink",
+        f"location={wav}", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    await asyncio.sleep(1.0)
+    from agents.link import RtpSender
+    from agents.rtp import encode_l24
+    sock, _ = await open_udp(asyncio.DatagramProtocol, LOOPBACK)
+    sender = RtpSender()
+    x = ramp(SR)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for k in range(SR // BLOCK):
+        sock.sendto(sender.packet(encode_l24(x[k * BLOCK:(k + 1) * BLOCK]), k * BLOCK),
+                    (LOOPBACK, port))
+        await asyncio.sleep(max(0.0, t0 + (k + 1) * BLOCK / SR - loop.time()))
+    sock.close()
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    got = read_codes(wav)
+    assert got.size > SR // 2, err.decode(errors="replace")
+    start = find(got, x)
+    assert_array_equal(got, x[start:start + got.size])
