@@ -101,11 +101,13 @@ class ParamSpec:
         return arr
 
     def _check_range(self, arr: np.ndarray) -> None:
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{self.name} must be finite")
         if arr.size == 0:
             return
-        lo, hi = np.min(arr), np.max(arr)
+        # min/max propagate NaN and keep ±inf, so two reductions check finiteness
+        # too, without the temporary array np.isfinite would allocate per block.
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"{self.name} must be finite")
         if lo < self.minimum or hi > self.maximum:
             bad = lo if lo < self.minimum else hi
             raise ValueError(
