@@ -182,11 +182,8 @@ def _follow(x, n, lo, hi, out):
 
 
 def input_channels(model: Model) -> int:
-    """Input channels ``model.process`` expects (``input_channels`` attribute, else by kind)."""
-    channels = getattr(model, "input_channels", None)
-    if channels is None:
-        channels = 2 if model.kind == "autoregnn2" else 1
-    return int(channels)
+    """Input channels ``model.process`` expects (the contract's ``input_channels``)."""
+    return int(model.input_channels)
 
 
 class AgentEngine:

@@ -26,6 +26,7 @@ class Recorder:
     need to see inside); optionally raising or emitting NaN."""
 
     kind = "recorder"
+    input_channels = 1
     WEIGHT_KEYS = ("w",)
 
     def __init__(self, sample_rate: int = SR, max_block: int = 4096) -> None:

@@ -494,6 +494,7 @@ class AutoRegNN:
     """
 
     kind = "autoregnn"
+    input_channels = 1
     WEIGHT_KEYS = AutoRegNNBank.WEIGHT_KEYS
     STATE_KEYS = AutoRegNNBank.STATE_KEYS
     SNAPSHOT_SECONDS = SNAPSHOT_SECONDS
@@ -655,6 +656,7 @@ class AutoRegNN2:
     """
 
     kind = "autoregnn2"
+    input_channels = 2
     WEIGHT_KEYS = ("a.W1", "a.b1", "a.W2", "a.b2", "b.W1", "b.b1", "b.W2", "b.b2")
     STATE_KEYS = WEIGHT_KEYS + ("act_mix", "a.cascade_T", "b.cascade_T", "cascade_G")
     SNAPSHOT_SECONDS = SNAPSHOT_SECONDS

@@ -140,6 +140,11 @@ class Model(Protocol):
     kind: str
     sample_rate: int
     max_block: int
+    #: Channels ``process`` takes: 1 means ``x`` of shape (frames,), more (frames, channels).
+    input_channels: int
+    #: State keys whose arrays, flattened and concatenated in this order, are the
+    #: weight vector the outside world reads and writes (OSC ``/weights``, the dashboard).
+    WEIGHT_KEYS: tuple[str, ...]
 
     def process(self, x: np.ndarray, mod: dict[str, np.ndarray] | None = None,
                 out: np.ndarray | None = None) -> np.ndarray: ...

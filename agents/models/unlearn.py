@@ -589,6 +589,7 @@ class Unlearn:
     """
 
     kind = "unlearn"
+    input_channels = 1
     WEIGHT_KEYS = ("w",)
 
     def __init__(self, n_neurons: int = 16, n_inputs: int = 3, max_delay: int = 2400,
