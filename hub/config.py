@@ -1,0 +1,1207 @@
+"""The installation config: one TOML file, checked once at the edge (STYLE 11).
+
+``load_config(path)`` / ``parse_config(text, source_name)`` read a config and
+return a frozen :class:`Config`, or raise one :class:`ConfigError` that lists
+*every* problem found, each with ``file:line`` where the line can be found
+(``tomllib`` gives no positions, so :class:`_Locator` finds the line of a key
+or table in the source text itself — a best effort: a problem whose key it
+cannot place is reported at its table, or without a line).
+
+Tables and keys (units in the key names or below)::
+
+    [installation]   name ("anamnesis"), sample_rate (Hz, 48000), block (frames,
+                     64-1024, 256), key_file (path of the installation key,
+                     relative to the config file; the key itself never appears in a
+                     config and is never printed), mode ("simulated" | "deployed")
+    [room]           optional: size [x, y, z] (m), rt60 (s) *or* absorption (0-1;
+                     neither: rt60 0.5 s), max_order (image-source order cap,
+                     default: the room model's choice), listener [x, y, z] (m,
+                     default: the centre at 1.6 m), listener_azimuth (degrees,
+                     counter-clockwise from +y, the way the listener faces),
+                     mic_noise_db (self-noise of every simulated mic, dBFS RMS, -90)
+    [[agent]]        id, model, preset (at least one of the two; the preset's
+                     model and parameters are the starting point), params (a table:
+                     model constructor arguments such as hidden_size, and
+                     parameters such as lr — both checked against the model),
+                     speaker [x, y, z], mic [x, y, z] (m; required when there is a
+                     room), channel (1-based audio-interface channel, deployed),
+                     host (where the agent runs, deployed), spawn (true: the hub
+                     starts it as a local process), seed (default: its index)
+    [[route]]        from, to (agent ids), gain (linear, default 1), delay_ms (total
+                     delay from the sender's output to the receiver's input; see
+                     ``hub.graph`` for the one-block minimum in lockstep),
+                     lowpass_hz, highpass_hz (one-pole, omitted = off),
+                     shape ("none" | "tanh")
+    [[ring]]         agents (>= 2 ids: a -> b -> ... -> a), name (default ringN),
+                     gain, delay_ms, lowpass_hz, highpass_hz, shape as a route
+    [[source]]       kind ("noise", "sine", "file", or any other generator of
+                     ``agents.signals``: saw, pulse, fm_sine, sines, silence),
+                     args (the generator's arguments, e.g. amp, freq, seed; for
+                     "file": path, loop, channel), envelope ({start, attack, hold,
+                     release, every} or {start, fade, every}, seconds), gain
+                     (linear), targets (agent ids), name (default sourceN)
+
+``Config.to_dict()`` gives the same structure as plain data (JSON-ready) and
+``Config.to_toml()`` writes it back as TOML, so a config edited through the API
+is persisted and reloaded unchanged: ``parse_config(c.to_toml()) == c``.
+An edited config is re-checked by exactly that round trip.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from agents.process import ID_RE
+
+Vec3 = tuple[float, float, float]
+
+MODES = ("simulated", "deployed")
+SHAPES = ("none", "tanh")
+FILE_KIND = "file"
+#: Longest edge delay a config may ask for (ms).
+MAX_DELAY_MS = 10_000.0
+#: Largest |gain| of an edge or a source (linear; +24 dB).
+MAX_GAIN = 16.0
+#: Longest sound file a source may load (s): it is held in memory.
+MAX_FILE_SECONDS = 600.0
+#: Sabine's constant 24 ln(10) / c (s/m) with c = 343 m/s.
+SABINE = 24.0 * math.log(10.0) / 343.0
+_SECRET_RE = re.compile(r"(^|_)(key|token|secret|password|passphrase)$", re.IGNORECASE)
+_BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+# Keys each table accepts (for "unknown key" and "did you mean").
+INSTALLATION_KEYS = ("name", "sample_rate", "block", "key_file", "mode")
+ROOM_KEYS = ("size", "rt60", "absorption", "max_order", "listener", "listener_azimuth",
+             "mic_noise_db")
+AGENT_KEYS = ("id", "model", "preset", "params", "speaker", "mic", "channel", "host",
+              "spawn", "seed")
+EDGE_KEYS = ("gain", "delay_ms", "lowpass_hz", "highpass_hz", "shape")
+ROUTE_KEYS = ("from", "to", *EDGE_KEYS)
+RING_KEYS = ("agents", "name", *EDGE_KEYS)
+SOURCE_KEYS = ("kind", "args", "envelope", "gain", "targets", "name")
+ENVELOPE_KEYS = ("start", "attack", "hold", "release", "fade", "every")
+FILE_ARGS = ("path", "loop", "channel")
+TOP_KEYS = ("installation", "room", "agent", "route", "ring", "source")
+#: Constructor arguments the hub sets itself, never a config.
+_RESERVED_ARGS = ("self", "seed", "sample_rate", "max_block")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem: where (``file:line``, a readable path) and what."""
+
+    source: str
+    line: int | None
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        loc = f"{self.source}:{self.line}" if self.line else self.source
+        return f"{loc}: {self.where}: {self.message}" if self.where else f"{loc}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """Every problem of a config at once (``problems``), one per line of the message."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        source = self.problems[0].source if self.problems else "config"
+        count = len(self.problems)
+        head = f"{source}: {count} problem{'s' if count != 1 else ''} in the installation config"
+        super().__init__("\n  ".join([head, *map(str, self.problems)]))
+
+
+# ---------------------------------------------------------------------------
+# The frozen config
+# ---------------------------------------------------------------------------
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType({k: _freeze(v) for k, v in (mapping or {}).items()})
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _frozen(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    """Plain JSON-ready data from frozen values (tuples -> lists, mappings -> dicts)."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Installation:
+    """``[installation]``: name, sample rate (Hz), block (frames), key file, mode."""
+
+    name: str = "anamnesis"
+    sample_rate: int = 48000
+    block: int = 256
+    key_file: str | None = None
+    mode: str = "simulated"
+
+
+@dataclass(frozen=True)
+class Room:
+    """``[room]``: a shoebox of ``size`` m with an RT60 (s) or a wall absorption (0-1).
+
+    ``max_order`` caps the image-source order (None: the room model decides);
+    ``listener`` is the listening position (m), facing ``listener_azimuth``
+    degrees counter-clockwise from +y; ``mic_noise_db`` is every simulated mic's
+    self-noise (dBFS RMS).
+    """
+
+    size: Vec3
+    rt60: float | None = 0.5
+    absorption: float | None = None
+    max_order: int | None = None
+    listener: Vec3 = (0.0, 0.0, 0.0)
+    listener_azimuth: float = 0.0
+    mic_noise_db: float = -90.0
+
+    def contains(self, point: Sequence[float]) -> bool:
+        """True if ``point`` (m) is strictly inside the room."""
+        return all(0.0 < p < s for p, s in zip(point, self.size))
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One ``[[agent]]``: what to build, where it stands, how to reach it.
+
+    ``params`` is the config's table as written (constructor arguments and
+    parameters mixed); :meth:`model_args` and :meth:`initial_params` split it
+    and merge it over the preset's.
+    """
+
+    id: str
+    model: str
+    preset: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    speaker: Vec3 | None = None
+    mic: Vec3 | None = None
+    channel: int | None = None
+    host: str | None = None
+    spawn: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _frozen(self.params))
+
+    def _split(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        names = constructor_args(self.model)
+        args = {k: _thaw(v) for k, v in self.params.items() if k in names}
+        params = {k: _thaw(v) for k, v in self.params.items() if k not in names}
+        return args, params
+
+    def model_args(self) -> dict[str, Any]:
+        """Constructor arguments: the preset's, overridden by ``params`` (seed, rate and block excluded)."""
+        base: dict[str, Any] = {}
+        if self.preset is not None:
+            from agents.presets import get_preset
+            base.update(get_preset(self.preset).model_args)
+        base.update(self._split()[0])
+        return base
+
+    def initial_params(self) -> dict[str, Any]:
+        """Starting parameter values: the preset's, overridden by ``params``."""
+        base: dict[str, Any] = {}
+        if self.preset is not None:
+            from agents.presets import get_preset
+            base.update(get_preset(self.preset).params)
+        base.update(self._split()[1])
+        return base
+
+    def create_model(self, sample_rate: int, max_block: int) -> Any:
+        """Build this agent's model in-process (rehearsal, tests), parameters applied."""
+        from agents.models import create_model
+
+        model = create_model(self.model, seed=self.seed, sample_rate=sample_rate,
+                             max_block=max_block, **self.model_args())
+        for name, value in self.initial_params().items():
+            model.set_param(name, value)
+        return model
+
+
+@dataclass(frozen=True)
+class Route:
+    """One ``[[route]]``: an edge from ``source``'s output to ``target``'s input.
+
+    gain linear; delay_ms total delay (ms); lowpass_hz / highpass_hz one-pole
+    cutoffs (Hz, None = off); shape "none" | "tanh".
+    """
+
+    source: str
+    target: str
+    gain: float = 1.0
+    delay_ms: float = 0.0
+    lowpass_hz: float | None = None
+    highpass_hz: float | None = None
+    shape: str = "none"
+
+    @property
+    def id(self) -> str:
+        """The edge id of this route in the routing graph: ``"a->b"``."""
+        return f"{self.source}->{self.target}"
+
+
+@dataclass(frozen=True)
+class Ring:
+    """One ``[[ring]]``: edges a -> b -> ... -> a with common parameters (see :class:`Route`)."""
+
+    agents: tuple[str, ...]
+    name: str
+    gain: float = 1.0
+    delay_ms: float = 0.0
+    lowpass_hz: float | None = None
+    highpass_hz: float | None = None
+    shape: str = "none"
+
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """The (from, to) pairs of the ring, closing back to the first agent."""
+        n = len(self.agents)
+        return tuple((self.agents[i], self.agents[(i + 1) % n]) for i in range(n))
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A source's amplitude envelope (seconds): silent until ``start``, a linear
+    ``attack`` to 1, ``hold`` (None = forever), a linear ``release`` to 0; with
+    ``every`` it starts again every that many seconds after ``start``.
+    ``{fade = 2}`` in TOML is attack 0, hold 0, release 2 (SuperCollider's
+    ``Line.kr(1, 0, 2)``)."""
+
+    start: float = 0.0
+    attack: float = 0.0
+    hold: float | None = None
+    release: float = 0.0
+    every: float | None = None
+
+    def length(self) -> float:
+        """Seconds from a (re)start to the end of the release (inf with hold None)."""
+        return math.inf if self.hold is None else self.attack + self.hold + self.release
+
+
+@dataclass(frozen=True)
+class Source:
+    """One ``[[source]]``: a generator ``kind`` with ``args``, shaped by ``envelope``,
+    scaled by ``gain`` (linear), added to the inputs of ``targets``."""
+
+    kind: str
+    name: str
+    targets: tuple[str, ...]
+    args: Mapping[str, Any] = field(default_factory=dict)
+    envelope: Envelope = field(default_factory=Envelope)
+    gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "args", _frozen(self.args))
+
+
+@dataclass(frozen=True)
+class Config:
+    """A checked installation config. ``source_name`` names where it came from;
+    ``base_dir`` is where relative paths (key_file, sound files) are resolved."""
+
+    installation: Installation
+    agents: tuple[AgentSpec, ...]
+    room: Room | None = None
+    routes: tuple[Route, ...] = ()
+    rings: tuple[Ring, ...] = ()
+    sources: tuple[Source, ...] = ()
+    source_name: str = field(default="config", compare=False)
+    base_dir: Path = field(default=Path("."), compare=False)
+
+    @property
+    def agent_ids(self) -> tuple[str, ...]:
+        """Agent ids in config order (the column order of the routing graph)."""
+        return tuple(a.id for a in self.agents)
+
+    def agent(self, agent_id: str) -> AgentSpec:
+        """The agent called ``agent_id`` (KeyError otherwise)."""
+        for a in self.agents:
+            if a.id == agent_id:
+                return a
+        raise KeyError(agent_id)
+
+    def resolve(self, path: str) -> Path:
+        """A path of the config (key_file, a sound file) made absolute against ``base_dir``."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def key_path(self) -> Path | None:
+        """The installation key file's absolute path (the key is read by the hub, never here)."""
+        kf = self.installation.key_file
+        return None if kf is None else self.resolve(kf)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain data in the TOML layout (omitted keys = defaults)."""
+        out: dict[str, Any] = {"installation": _drop_none(vars_of(self.installation))}
+        if self.room is not None:
+            out["room"] = _drop_none(vars_of(self.room))
+        out["agent"] = [_drop_none({**vars_of(a), "params": _thaw(a.params) or None,
+                                    "spawn": a.spawn or None})
+                        for a in self.agents]
+        if self.routes:
+            out["route"] = [_drop_none({"from": r.source, "to": r.target,
+                                        **_edge_dict(r)}) for r in self.routes]
+        if self.rings:
+            out["ring"] = [_drop_none({"agents": list(r.agents), "name": r.name,
+                                       **_edge_dict(r)}) for r in self.rings]
+        if self.sources:
+            out["source"] = [_drop_none({
+                "name": s.name, "kind": s.kind, "args": _thaw(s.args) or None,
+                "envelope": _envelope_dict(s.envelope) or None, "gain": s.gain,
+                "targets": list(s.targets)}) for s in self.sources]
+        return out
+
+    def to_toml(self) -> str:
+        """The config as TOML text that :func:`parse_config` reads back to an equal config."""
+        return dump_toml(self.to_dict(), header="anamnesis installation config")
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a plain dict (tuples as lists)."""
+    return {k: _thaw(v) for k, v in obj.__dict__.items()}
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _edge_dict(e: Route | Ring) -> dict[str, Any]:
+    return {"gain": e.gain, "delay_ms": e.delay_ms, "lowpass_hz": e.lowpass_hz,
+            "highpass_hz": e.highpass_hz, "shape": e.shape}
+
+
+def _envelope_dict(env: Envelope) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    if env.start:
+        d["start"] = env.start
+    if env.attack:
+        d["attack"] = env.attack
+    if env.hold is not None:
+        d["hold"] = env.hold
+    if env.release:
+        d["release"] = env.release
+    if env.every is not None:
+        d["every"] = env.every
+    return d
+
+
+# ---------------------------------------------------------------------------
+# A small TOML writer (the subset to_dict produces)
+# ---------------------------------------------------------------------------
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY_RE.match(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def toml_value(value: Any) -> str:
+    """One TOML value: string, bool, int, finite float, array or inline table."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"TOML has no value for a non-finite float ({value})")
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return toml_value(value.tolist())
+    raise ValueError(f"cannot write a {type(value).__name__} as TOML")
+
+
+def dump_toml(data: Mapping[str, Any], header: str | None = None) -> str:
+    """TOML text for ``data``: top-level scalars, tables (dicts of values) and arrays
+    of tables (lists of dicts); nested dicts inside a table become inline tables."""
+    lines: list[str] = [f"# {header}"] if header else []
+    plain = {k: v for k, v in data.items()
+             if not isinstance(v, Mapping) and not _is_table_array(v)}
+    for k, v in plain.items():
+        lines.append(f"{_toml_key(k)} = {toml_value(v)}")
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            lines += ["", f"[{_toml_key(k)}]"]
+            lines += [f"{_toml_key(kk)} = {toml_value(vv)}" for kk, vv in v.items()]
+        elif _is_table_array(v) and k not in plain:
+            for item in v:
+                lines += ["", f"[[{_toml_key(k)}]]"]
+                lines += [f"{_toml_key(kk)} = {toml_value(vv)}" for kk, vv in item.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _is_table_array(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(i, Mapping) for i in v)
+
+
+# ---------------------------------------------------------------------------
+# Finding lines in the source text
+# ---------------------------------------------------------------------------
+
+_HEADER_RE = re.compile(r"^\s*(\[\[|\[)\s*([^\]]+?)\s*(\]\]|\])\s*(#.*)?$")
+_KEYLINE_RE = re.compile(r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
+                         r"(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=(.*)$")
+_INLINE_KEY_RE = re.compile(r"[{,]\s*([A-Za-z0-9_-]+|\"[^\"]*\")\s*=")
+
+
+def _split_dotted(key: str) -> tuple[str, ...]:
+    parts = re.findall(r"\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+", key)
+    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in parts)
+
+
+def _bracket_balance(text: str) -> int:
+    """Open [ and { minus closed ones outside strings and comments (best effort)."""
+    depth, quote, i = 0, "", 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote == '"':
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            break
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        i += 1
+    return depth
+
+
+class _Locator:
+    """Maps key paths such as ``("agent", 2, "preset")`` to 1-based source lines."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[Any, ...], int] = {}
+        counts: dict[tuple[str, ...], int] = {}
+        table: tuple[Any, ...] = ()
+        depth = 0
+        in_string = ""
+        for number, raw in enumerate(text.splitlines(), start=1):
+            if in_string:
+                if in_string in raw:
+                    in_string = ""
+                continue
+            if depth > 0:  # inside a multi-line array or inline table
+                depth += _bracket_balance(raw)
+                continue
+            header = _HEADER_RE.match(raw)
+            if header and _bracket_balance(raw) == 0:
+                names = _split_dotted(header.group(2))
+                if header.group(1) == "[[":
+                    idx = counts.get(names, 0)
+                    counts[names] = idx + 1
+                    table = (*self._resolve(names[:-1], counts), names[-1], idx)
+                else:
+                    table = (*self._resolve(names, counts),)
+                self.lines.setdefault(table, number)
+                continue
+            keyline = _KEYLINE_RE.match(raw)
+            if keyline:
+                path = (*table, *_split_dotted(keyline.group(1)))
+                self.lines.setdefault(path, number)
+                rest = keyline.group(2)
+                for inner in _INLINE_KEY_RE.finditer(rest):
+                    self.lines.setdefault((*path, _split_dotted(inner.group(1))[0]), number)
+                for quote in ('"""', "'''"):
+                    if rest.count(quote) == 1:
+                        in_string = quote
+                depth = max(0, _bracket_balance(rest))
+
+    @staticmethod
+    def _resolve(names: tuple[str, ...], counts: Mapping[tuple[str, ...], int]) -> tuple[Any, ...]:
+        """Insert array indices: ``[agent.params]`` belongs to the latest ``[[agent]]``."""
+        out: list[Any] = []
+        for i, name in enumerate(names):
+            out.append(name)
+            n = counts.get(tuple(names[: i + 1]))
+            if n:
+                out.append(n - 1)
+        return tuple(out)
+
+    def line(self, path: Sequence[Any]) -> int | None:
+        """The line of ``path``, else of its nearest enclosing key or table, else None."""
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return None
+
+
+# ---------------------------------------------------------------------------
+# The checker
+# ---------------------------------------------------------------------------
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_MISSING = object()
+
+
+class _Checker:
+    """Collects problems while the config is read; values come back checked or as a fallback."""
+
+    def __init__(self, source: str, locator: _Locator) -> None:
+        self.source = source
+        self.locator = locator
+        self.problems: list[ConfigProblem] = []
+
+    def add(self, path: Sequence[Any], where: str, message: str) -> None:
+        self.problems.append(ConfigProblem(self.source, self.locator.line(path), where, message))
+
+    def table(self, value: Any, path: Sequence[Any], where: str) -> dict[str, Any]:
+        if isinstance(value, Mapping):
+            return dict(value)
+        self.add(path, where, f"must be a table ({{ key = value, ... }}); got {type(value).__name__}")
+        return {}
+
+    def keys(self, table: Mapping[str, Any], known: Sequence[str], path: Sequence[Any],
+             where: str) -> None:
+        for key in table:
+            if key not in known:
+                hint = did_you_mean(key, known) or f" (known: {', '.join(known)})"
+                if _SECRET_RE.search(key):
+                    hint += "; secrets never go into the config: use key_file"
+                self.add((*path, key), where, f"unknown key {key!r}{hint}")
+
+    def number(self, table: Mapping[str, Any], key: str, path: Sequence[Any], where: str,
+               default: Any, lo: float, hi: float, *, integer: bool = False,
+               lo_open: bool = False, hi_open: bool = False, unit: str = "") -> Any:
+        value = table.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        label = f"{key}" + (f" ({unit})" if unit else "")
+        kp = (*path, key)
+        if integer:
+            if not isinstance(value, int) or isinstance(value, bool):
+                self.add(kp, where, f"{label} must be a whole number; got {self._safe(key, value)}")
+                return default
+        elif not _is_number(value):
+            self.add(kp, where, f"{label} must be a number; got {self._safe(key, value)}")
+            return default
+        number = value if integer else float(value)
+        if not math.isfinite(number):
+            self.add(kp, where, f"{label} must be finite; got {number}")
+            return default
+        below = number <= lo if lo_open else number < lo
+        above = number >= hi if hi_open else number > hi
+        if below or above:
+            lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
+            self.add(kp, where, f"{label} must be in {lb}{lo:g}, {hi:g}{rb}; got {number:g}")
+            return default
+        return number
+
+    def string(self, table: Mapping[str, Any], key: str, path: Sequence[Any], where: str,
+               default: Any, choices: Sequence[str] | None = None) -> Any:
+        value = table.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, str):
+            self.add((*path, key), where, f"{key} must be a string; got {self._safe(key, value)}")
+            return default
+        if choices is not None and value not in choices:
+            hint = did_you_mean(value, choices) or f" (one of {', '.join(choices)})"
+            self.add((*path, key), where, f"{key} {value!r} is not known{hint}")
+            return default
+        return value
+
+    def boolean(self, table: Mapping[str, Any], key: str, path: Sequence[Any], where: str,
+                default: bool) -> bool:
+        value = table.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.add((*path, key), where, f"{key} must be true or false; got {self._safe(key, value)}")
+            return default
+        return value
+
+    def vec3(self, table: Mapping[str, Any], key: str, path: Sequence[Any], where: str) -> Vec3 | None:
+        value = table.get(key, _MISSING)
+        if value is _MISSING:
+            return None
+        if (not isinstance(value, list) or len(value) != 3
+                or not all(_is_number(v) and math.isfinite(v) for v in value)):
+            self.add((*path, key), where,
+                     f"{key} must be three finite numbers [x, y, z] in metres; got {_show(value)}")
+            return None
+        return (float(value[0]), float(value[1]), float(value[2]))
+
+    @staticmethod
+    def _safe(key: str, value: Any) -> str:
+        return "(a value not shown: it looks like a secret)" if _SECRET_RE.search(key) else _show(value)
+
+
+def _cutoff(c: _Checker, t: Mapping[str, Any], key: str, path: Sequence[Any], where: str,
+            sample_rate: int) -> float | None:
+    return c.number(t, key, path, where, None, 0.0, sample_rate / 2.0, lo_open=True,
+                    hi_open=True, unit="Hz")
+
+
+def constructor_args(model: str) -> tuple[str, ...]:
+    """Names of ``model``'s constructor arguments that a config may set."""
+    from agents.models import model_class
+
+    sig = inspect.signature(model_class(model).__init__)
+    return tuple(n for n, p in sig.parameters.items()
+                 if n not in _RESERVED_ARGS and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check the installation config at ``path`` (ConfigError listing every problem)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(str(p), None, "", f"cannot read the config: {exc.strerror or exc}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigProblem(str(p), None, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    return parse_config(text, str(p), base_dir=p.resolve().parent)
+
+
+def parse_config(text: str, source_name: str = "config", *, base_dir: str | Path | None = None) -> Config:
+    """Check the TOML ``text`` of an installation config and return it frozen.
+
+    ``source_name`` prefixes every problem (a file name); relative paths are
+    resolved against ``base_dir`` (default: the current directory). Raises
+    :class:`ConfigError` listing every problem found.
+    """
+    base = Path(base_dir) if base_dir is not None else Path(".")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) or "invalid TOML"
+        raise ConfigError([ConfigProblem(source_name, int(m.group(1)) if m else None, "",
+                                         f"invalid TOML: {msg}")]) from None
+    c = _Checker(source_name, _Locator(text))
+    config = _read(c, data, source_name, base)
+    if c.problems:
+        raise ConfigError(sorted(c.problems, key=lambda p: (p.line is None, p.line or 0)))
+    assert config is not None  # _read returns None only with problems recorded
+    return config
+
+
+def _read(c: _Checker, data: Mapping[str, Any], source_name: str, base: Path) -> Config | None:
+    c.keys(data, TOP_KEYS, (), "top level")
+    inst = _read_installation(c, data.get("installation", {}))
+    room = _read_room(c, data["room"]) if "room" in data else None
+    ids: list[str] = []
+    agents = _read_agents(c, data.get("agent", _MISSING), inst, room, ids)
+    routes = _read_routes(c, data.get("route", []), ids, inst)
+    rings = _read_rings(c, data.get("ring", []), ids, inst)
+    sources = _read_sources(c, data.get("source", []), ids, inst, base)
+    if inst.mode == "deployed":
+        _check_deployed_cycles(c, routes, rings)
+    if c.problems:
+        return None
+    return Config(installation=inst, agents=tuple(agents), room=room, routes=tuple(routes),
+                  rings=tuple(rings), sources=tuple(sources), source_name=source_name,
+                  base_dir=base)
+
+
+def _read_installation(c: _Checker, raw: Any) -> Installation:
+    path, where = ("installation",), "[installation]"
+    t = c.table(raw, path, where)
+    c.keys(t, INSTALLATION_KEYS, path, where)
+    d = Installation()
+    name = c.string(t, "name", path, where, d.name)
+    if not ID_RE.match(name):
+        c.add((*path, "name"), where,
+              f"name must be 1-32 letters, digits, '_' or '-' (it goes into zeroconf records); got {_show(name)}")
+        name = d.name
+    key_file = c.string(t, "key_file", path, where, None)
+    if key_file is not None and not key_file.strip():
+        c.add((*path, "key_file"), where, "key_file must be a path (or be left out)")
+        key_file = None
+    return Installation(
+        name=name,
+        sample_rate=c.number(t, "sample_rate", path, where, d.sample_rate, 8000, 192000,
+                             integer=True, unit="Hz"),
+        block=c.number(t, "block", path, where, d.block, 64, 1024, integer=True, unit="frames"),
+        key_file=key_file,
+        mode=c.string(t, "mode", path, where, d.mode, MODES),
+    )
+
+
+def _read_room(c: _Checker, raw: Any) -> Room | None:
+    path, where = ("room",), "[room]"
+    t = c.table(raw, path, where)
+    c.keys(t, ROOM_KEYS, path, where)
+    ok = True
+    size = c.vec3(t, "size", path, where)
+    if size is None:
+        if "size" not in t:
+            c.add(path, where, "size [x, y, z] (m) is required")
+        ok = False
+    elif not all(0.0 < s <= 1000.0 for s in size):
+        c.add((*path, "size"), where, f"size must be three lengths in (0, 1000] m; got {list(size)}")
+        ok, size = False, None
+    if "rt60" in t and "absorption" in t:
+        c.add((*path, "absorption"), where, "give rt60 or absorption, not both")
+        ok = False
+    rt60 = c.number(t, "rt60", path, where, None, 0.0, 20.0, lo_open=True, unit="s")
+    absorption = c.number(t, "absorption", path, where, None, 0.0, 1.0, lo_open=True)
+    if "rt60" not in t and "absorption" not in t:
+        rt60 = Room.rt60
+    if rt60 is not None and size is not None:
+        x, y, z = size
+        shortest = SABINE * x * y * z / (2.0 * (x * y + y * z + x * z))
+        if rt60 < shortest:
+            c.add((*path, "rt60"), where,
+                  f"rt60 {rt60:g} s is too short for a {x:g} x {y:g} x {z:g} m room: even fully "
+                  f"absorbent walls give {shortest:.3g} s (Sabine)")
+            ok = False
+    max_order = c.number(t, "max_order", path, where, None, 0, 100, integer=True)
+    listener = c.vec3(t, "listener", path, where)
+    if listener is None and size is not None and "listener" not in t:
+        listener = (size[0] / 2, size[1] / 2, min(1.6, size[2] / 2))
+    if listener is not None and size is not None and not Room(size).contains(listener):
+        c.add((*path, "listener"), where, f"listener {list(listener)} is outside the room {list(size)} m")
+        ok = False
+    azimuth = c.number(t, "listener_azimuth", path, where, 0.0, -360.0, 360.0, unit="degrees")
+    noise = c.number(t, "mic_noise_db", path, where, Room.mic_noise_db, -200.0, 0.0, unit="dBFS")
+    if size is None:
+        return None
+    if not ok or listener is None:  # still good enough to check positions against
+        return Room(size=size, listener=listener or (size[0] / 2, size[1] / 2, size[2] / 2))
+    return Room(size=size, rt60=rt60, absorption=absorption, max_order=max_order,
+                listener=listener, listener_azimuth=azimuth, mic_noise_db=noise)
+
+
+def _array_of_tables(c: _Checker, raw: Any, name: str) -> list[Any]:
+    if isinstance(raw, list):
+        return raw
+    c.add((name,), f"[{name}]", f"{name} must be an array of tables: write [[{name}]] for each")
+    return []
+
+
+def _read_agents(c: _Checker, raw: Any, inst: Installation, room: Room | None,
+                 ids: list[str]) -> list[AgentSpec]:
+    """Read every [[agent]]; ``ids`` receives each well-formed id (for the references
+    of routes, rings and sources, even when the agent has other problems)."""
+    from agents.models import MODEL_KINDS
+    from agents.presets import all_presets
+
+    if raw is _MISSING:
+        c.add((), "top level", "the installation has no agents: add at least one [[agent]]")
+        return []
+    presets = all_presets()
+    agents: list[AgentSpec] = []
+    seen: dict[str, int] = {}
+    channels: dict[tuple[str, int], str] = {}
+    for i, item in enumerate(_array_of_tables(c, raw, "agent")):
+        path = ("agent", i)
+        where = f"[[agent]] #{i + 1}"
+        t = c.table(item, path, where)
+        c.keys(t, AGENT_KEYS, path, where)
+        agent_id = c.string(t, "id", path, where, None)
+        if agent_id is None:
+            if "id" not in t:
+                c.add(path, where, "id is required")
+        elif not ID_RE.match(agent_id):
+            c.add((*path, "id"), where,
+                  f"id must be 1-32 letters, digits, '_' or '-', starting with a letter or digit; "
+                  f"got {_show(agent_id)}")
+            agent_id = None
+        else:
+            where = f"agent {agent_id!r}"
+            if agent_id in seen:
+                c.add((*path, "id"), where, f"id {agent_id!r} is used twice (also [[agent]] #{seen[agent_id] + 1})")
+            else:
+                seen[agent_id] = i
+                ids.append(agent_id)
+        model = c.string(t, "model", path, where, None, tuple(MODEL_KINDS))
+        preset_name = c.string(t, "preset", path, where, None)
+        preset = None
+        if preset_name is not None:
+            preset = presets.get(preset_name)
+            if preset is None:
+                c.add((*path, "preset"), where, f"unknown preset {preset_name!r}"
+                      f"{did_you_mean(preset_name, presets) or ' (see anamnesis render --list)'}")
+        if preset is not None:
+            if model is None and "model" not in t:
+                model = preset.model
+            elif model is not None and model != preset.model:
+                c.add((*path, "model"), where,
+                      f"model {model!r} does not match preset {preset.name!r}, which is a {preset.model}")
+        if model is None and preset_name is None and "model" not in t:
+            c.add(path, where, "needs a model or a preset")
+        seed = c.number(t, "seed", path, where, i, 0, 2**63 - 1, integer=True)
+        params = c.table(t.get("params", {}), (*path, "params"), where)
+        if model is not None and (preset is not None or preset_name is None):
+            _check_model(c, model, preset, params, seed, inst, (*path, "params"), where)
+        speaker = c.vec3(t, "speaker", path, where)
+        mic = c.vec3(t, "mic", path, where)
+        if room is not None:
+            for key, pos in (("speaker", speaker), ("mic", mic)):
+                if pos is None and key not in t:
+                    c.add(path, where, f"{key} [x, y, z] (m) is required: the installation has a room")
+                elif pos is not None and not room.contains(pos):
+                    c.add((*path, key), where, f"{key} {list(pos)} is outside the room {list(room.size)} m")
+        channel = c.number(t, "channel", path, where, None, 1, 256, integer=True)
+        host = c.string(t, "host", path, where, None)
+        spawn = c.boolean(t, "spawn", path, where, False)
+        if spawn and host is not None and host not in _LOCAL_HOSTS:
+            c.add((*path, "host"), where,
+                  f"spawn = true starts the agent on the hub's machine, but host is {host!r}")
+        if channel is not None and agent_id is not None:
+            place = (host or "local", channel)
+            if place in channels:
+                c.add((*path, "channel"), where,
+                      f"channel {channel} on {place[0]} is already agent {channels[place]!r}'s")
+            else:
+                channels[place] = agent_id
+        if agent_id is not None and model is not None:
+            agents.append(AgentSpec(id=agent_id, model=model, preset=preset_name, params=params,
+                                    speaker=speaker, mic=mic, channel=channel, host=host,
+                                    spawn=spawn, seed=seed))
+    if isinstance(raw, list) and not raw:
+        c.add(("agent",), "top level", "the installation has no agents: add at least one [[agent]]")
+    return agents
+
+
+def _check_model(c: _Checker, model: str, preset: Any, params: Mapping[str, Any], seed: int,
+                 inst: Installation, path: Sequence[Any], where: str) -> None:
+    """Build the model once with the merged arguments: its own checks are the authority."""
+    from agents.models import create_model
+
+    def build(args: Mapping[str, Any]) -> Any:
+        return create_model(model, seed=seed, sample_rate=inst.sample_rate,
+                            max_block=inst.block, **{k: _thaw(v) for k, v in args.items()})
+
+    names = constructor_args(model)
+    model_args = dict(preset.model_args) if preset is not None else {}
+    values = dict(preset.params) if preset is not None else {}
+    model_args.update({k: v for k, v in params.items() if k in names})
+    try:
+        instance = build(model_args)
+    except (TypeError, ValueError) as exc:
+        bad = [k for k in params if k in names and k in str(exc)]
+        c.add((*path, bad[0]) if bad else path, where, f"{model}: {exc}")
+        try:  # still check the parameters against the model as the preset builds it
+            instance = build(dict(preset.model_args) if preset is not None else {})
+        except (TypeError, ValueError):
+            return
+    specs = instance.param_specs()
+    for key, value in params.items():
+        if key in names:
+            continue
+        if key not in specs:
+            known = [*names, *specs]
+            c.add((*path, key), where, f"unknown parameter {key!r} for {model}"
+                  f"{did_you_mean(key, known) or ' (known: ' + ', '.join(known) + ')'}")
+            continue
+        values[key] = value
+    for key, value in values.items():
+        if key in specs:
+            try:
+                specs[key].validate(_thaw(value))
+            except ValueError as exc:
+                c.add((*path, key), where, str(exc))
+
+
+def _read_edge_params(c: _Checker, t: Mapping[str, Any], path: Sequence[Any], where: str,
+                      inst: Installation) -> dict[str, Any]:
+    return {
+        "gain": c.number(t, "gain", path, where, 1.0, -MAX_GAIN, MAX_GAIN),
+        "delay_ms": c.number(t, "delay_ms", path, where, 0.0, 0.0, MAX_DELAY_MS, unit="ms"),
+        "lowpass_hz": _cutoff(c, t, "lowpass_hz", path, where, inst.sample_rate),
+        "highpass_hz": _cutoff(c, t, "highpass_hz", path, where, inst.sample_rate),
+        "shape": c.string(t, "shape", path, where, "none", SHAPES),
+    }
+
+
+def _agent_ref(c: _Checker, value: Any, ids: Sequence[str], path: Sequence[Any], where: str,
+               what: str) -> str | None:
+    if not isinstance(value, str):
+        c.add(path, where, f"{what} must be an agent id (a string); got {_show(value)}")
+        return None
+    if value not in ids:
+        c.add(path, where, f"{what} names unknown agent {value!r}"
+              f"{did_you_mean(value, ids) or ' (agents: ' + ', '.join(ids) + ')'}")
+        return None
+    return value
+
+
+def _read_routes(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation) -> list[Route]:
+    routes: list[Route] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, item in enumerate(_array_of_tables(c, raw, "route")):
+        path = ("route", i)
+        where = f"[[route]] #{i + 1}"
+        t = c.table(item, path, where)
+        c.keys(t, ROUTE_KEYS, path, where)
+        ends = []
+        for key in ("from", "to"):
+            if key not in t:
+                c.add(path, where, f"{key} (an agent id) is required")
+                ends.append(None)
+            else:
+                ends.append(_agent_ref(c, t[key], ids, (*path, key), where, key))
+        params = _read_edge_params(c, t, path, where, inst)
+        src, dst = ends
+        if src is None or dst is None:
+            continue
+        where = f"route {src} -> {dst}"
+        if (src, dst) in seen:
+            c.add(path, where, f"route {src} -> {dst} is given twice (also [[route]] #{seen[src, dst] + 1}); "
+                  "merge them")
+            continue
+        seen[src, dst] = i
+        routes.append(Route(source=src, target=dst, **params))
+    return routes
+
+
+def _read_rings(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation) -> list[Ring]:
+    rings: list[Ring] = []
+    names: set[str] = set()
+    for i, item in enumerate(_array_of_tables(c, raw, "ring")):
+        path = ("ring", i)
+        where = f"[[ring]] #{i + 1}"
+        t = c.table(item, path, where)
+        c.keys(t, RING_KEYS, path, where)
+        name = c.string(t, "name", path, where, f"ring{i + 1}")
+        if not ID_RE.match(name):
+            c.add((*path, "name"), where, f"name must be 1-32 letters, digits, '_' or '-'; got {_show(name)}")
+        elif name in names:
+            c.add((*path, "name"), where, f"ring name {name!r} is used twice")
+        names.add(name)
+        members = t.get("agents", _MISSING)
+        agents: list[str] = []
+        if members is _MISSING:
+            c.add(path, where, "agents (a list of at least two agent ids) is required")
+        elif not isinstance(members, list) or len(members) < 2:
+            c.add((*path, "agents"), where, f"agents must list at least two agent ids; got {_show(members)}")
+        else:
+            for member in members:
+                ref = _agent_ref(c, member, ids, (*path, "agents"), where, "agents")
+                if ref is not None:
+                    if ref in agents:
+                        c.add((*path, "agents"), where, f"agent {ref!r} appears twice in the ring")
+                    agents.append(ref)
+        params = _read_edge_params(c, t, path, where, inst)
+        if isinstance(members, list) and len(agents) == len(members) >= 2 and len(set(agents)) == len(agents):
+            rings.append(Ring(agents=tuple(agents), name=name, **params))
+    return rings
+
+
+def _check_deployed_cycles(c: _Checker, routes: Sequence[Route], rings: Sequence[Ring]) -> None:
+    """In deployed mode a feedback cycle needs a delay somewhere (see ``hub.graph``)."""
+    from .graph import Edge, zero_delay_cycles
+
+    owners: dict[tuple[str, str], tuple[Any, ...]] = {}
+    edges = []
+    for i, r in enumerate(routes):
+        edges.append(Edge(r.source, r.target, delay_ms=r.delay_ms))
+        if r.delay_ms == 0:
+            owners.setdefault((r.source, r.target), ("route", i))
+    for i, ring in enumerate(rings):
+        for a, b in ring.pairs():
+            edges.append(Edge(a, b, delay_ms=ring.delay_ms))
+            if ring.delay_ms == 0:
+                owners.setdefault((a, b), ("ring", i))
+    for cycle in zero_delay_cycles(edges):
+        first = next((owners[pair] for pair in zip(cycle, cycle[1:]) if pair in owners), ())
+        c.add(first, "[installation] mode = \"deployed\"",
+              "feedback cycle " + " -> ".join(cycle) + " has no delay: in deployed mode its loop "
+              "time would be the network's jitter; give one of its routes or rings a delay_ms > 0")
+
+
+def _read_envelope(c: _Checker, raw: Any, path: Sequence[Any], where: str) -> Envelope:
+    t = c.table(raw, path, where)
+    c.keys(t, ENVELOPE_KEYS, path, where)
+    big = 1e6
+
+    def sec(key: str, default: Any, lo_open: bool = False) -> Any:
+        return c.number(t, key, path, where, default, 0.0, big, lo_open=lo_open, unit="s")
+
+    start = sec("start", 0.0)
+    every = sec("every", None, lo_open=True)
+    if "fade" in t:
+        clash = [k for k in ("attack", "hold", "release") if k in t]
+        if clash:
+            c.add((*path, "fade"), where, f"fade is short for attack 0, hold 0, release <fade>: "
+                  f"do not combine it with {', '.join(clash)}")
+        fade = sec("fade", 0.0, lo_open=True)
+        env = Envelope(start=start, attack=0.0, hold=0.0, release=fade, every=every)
+    else:
+        env = Envelope(start=start, attack=sec("attack", 0.0), hold=sec("hold", None),
+                       release=sec("release", 0.0), every=every)
+    if env.every is not None and env.length() > env.every:
+        c.add((*path, "every"), where,
+              f"every ({env.every:g} s) is shorter than the envelope ({env.length():g} s); "
+              "give a hold and a release that fit")
+    return env
+
+
+def _read_sources(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation,
+                  base: Path) -> list[Source]:
+    from agents.signals import SIGNALS
+
+    kinds = (*SIGNALS, FILE_KIND)
+    sources: list[Source] = []
+    names: set[str] = set()
+    for i, item in enumerate(_array_of_tables(c, raw, "source")):
+        path = ("source", i)
+        where = f"[[source]] #{i + 1}"
+        t = c.table(item, path, where)
+        c.keys(t, SOURCE_KEYS, path, where)
+        name = c.string(t, "name", path, where, f"source{i + 1}")
+        if not ID_RE.match(name):
+            c.add((*path, "name"), where, f"name must be 1-32 letters, digits, '_' or '-'; got {_show(name)}")
+        elif name in names:
+            c.add((*path, "name"), where, f"source name {name!r} is used twice")
+        names.add(name)
+        kind = c.string(t, "kind", path, where, None, kinds)
+        if "kind" not in t:
+            c.add(path, where, f"kind is required (one of {', '.join(kinds)})")
+        args = c.table(t.get("args", {}), (*path, "args"), where)
+        if kind is not None:
+            _check_source_args(c, kind, args, inst, base, (*path, "args"), where)
+        env = _read_envelope(c, t.get("envelope", {}), (*path, "envelope"), where)
+        gain = c.number(t, "gain", path, where, 1.0, -MAX_GAIN, MAX_GAIN)
+        targets_raw = t.get("targets", _MISSING)
+        targets: list[str] = []
+        if targets_raw is _MISSING:
+            c.add(path, where, "targets (a list of agent ids) is required")
+        elif not isinstance(targets_raw, list) or not targets_raw:
+            c.add((*path, "targets"), where, f"targets must list agent ids; got {_show(targets_raw)}")
+        else:
+            for target in targets_raw:
+                ref = _agent_ref(c, target, ids, (*path, "targets"), where, "targets")
+                if ref is not None and ref not in targets:
+                    targets.append(ref)
+        if kind is not None and targets:
+            sources.append(Source(kind=kind, name=name, targets=tuple(targets), args=args,
+                                  envelope=env, gain=gain))
+    return sources
+
+
+def _check_source_args(c: _Checker, kind: str, args: Mapping[str, Any], inst: Installation,
+                       base: Path, path: Sequence[Any], where: str) -> None:
+    if kind == FILE_KIND:
+        c.keys(args, FILE_ARGS, path, where)
+        try:
+            check_sound_file(args, inst.sample_rate, base)
+        except ValueError as exc:
+            key = "channel" if "channel" in str(exc) else "path"
+            c.add((*path, key), where, str(exc))
+        return
+    from agents.signals import SIGNALS, make_signal
+
+    names = tuple(inspect.signature(SIGNALS[kind]).parameters)
+    known = tuple(n for n in names if n not in ("sample_rate",))
+    bad = [k for k in args if k not in known]
+    for key in bad:
+        c.add((*path, key), where, f"unknown argument {key!r} for a {kind} source"
+              f"{did_you_mean(key, known) or ' (known: ' + ', '.join(known) + ')'}")
+    if bad:
+        return
+    try:
+        make_signal(kind, inst.sample_rate, **{k: _thaw(v) for k, v in args.items()})
+    except (TypeError, ValueError) as exc:
+        c.add(path, where, f"{kind} source: {exc}")
+
+
+def check_sound_file(args: Mapping[str, Any], sample_rate: int, base: Path) -> tuple[Path, int | None, bool]:
+    """Check a file source's ``args`` (path, loop, channel) by reading the file's header.
+
+    Returns (absolute path, 0-based channel or None for a mono mix, loop).
+    Raises ``ValueError`` naming the problem (missing, unreadable, wrong rate,
+    too long, no such channel).
+    """
+    import soundfile
+
+    raw = args.get("path")
+    if not isinstance(raw, str) or not raw:
+        raise ValueError("path (the sound file, relative to the config) is required")
+    p = Path(raw).expanduser()
+    p = p if p.is_absolute() else base / p
+    loop = args.get("loop", False)
+    if not isinstance(loop, bool):
+        raise ValueError(f"loop must be true or false; got {_show(loop)}")
+    try:
+        info = soundfile.info(str(p))
+    except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+        raise ValueError(f"cannot read sound file {p}: {exc}") from None
+    if info.samplerate != sample_rate:
+        raise ValueError(f"sound file {p} is at {info.samplerate} Hz, the installation at "
+                         f"{sample_rate} Hz: resample it (e.g. sox in.wav -r {sample_rate} out.wav)")
+    if info.frames / info.samplerate > MAX_FILE_SECONDS:
+        raise ValueError(f"sound file {p} is {info.frames / info.samplerate:.0f} s long; "
+                         f"at most {MAX_FILE_SECONDS:.0f} s are held in memory")
+    channel = args.get("channel")
+    if channel is not None:
+        if not isinstance(channel, int) or isinstance(channel, bool) or not 1 <= channel <= info.channels:
+            raise ValueError(f"channel must be a whole number in [1, {info.channels}] for {p}; "
+                             f"got {_show(channel)}")
+        return p, channel - 1, loop
+    return p, None, loop
+
+
+__all__ = [
+    "AgentSpec", "Config", "ConfigError", "ConfigProblem", "Envelope", "Installation", "Ring",
+    "Room", "Route", "Source", "check_sound_file", "constructor_args", "did_you_mean",
+    "dump_toml", "load_config", "parse_config",
+]

@@ -1,0 +1,1071 @@
+"""The routing graph: a pure, block-based engine that turns agents' outputs into their inputs.
+
+Shared by every mode (DESIGN "The hub"; STYLE 1, 2, 5, 9): the simulated room's
+lockstep, the offline rehearsal and the deployed hub all call the same
+:meth:`RoutingGraph.tick`. It owns no socket, thread or file; the class
+validates, allocates once (the constructor is *prepare*), and keeps the
+bookkeeping; one numba kernel does the per-sample work over explicit state
+arrays. Nothing is allocated per block (``tick`` with ``out`` given).
+
+What it computes
+----------------
+Each agent's input is ``Σ edges into it + Σ sources aimed at it (+ its simulated
+mic, passed in by the room)``. An **edge** carries one agent's output to
+another's input through, in this order: a delay (fractional, linear
+interpolation between two samples), a one-pole high-pass, a one-pole low-pass,
+a gain (linear) and an optional ``tanh`` shape — gain *before* tanh, so a tanh
+edge can never deliver more than ±1 whatever its gain (a safe default for
+feedback rings). A **ring** is shorthand for the edges a -> b -> ... -> a.
+A **source** is a generator (noise, sine, a sound file, any of
+``agents.signals``) shaped by an envelope, scaled by a gain and added to the
+inputs of its target agents. Its signal starts with the envelope's ``start``
+(a file plays from its beginning then); ``every`` restarts the envelope only
+(noise stays fresh, a looped file runs on); :meth:`RoutingGraph.trigger_source`
+restarts both. Generators allocate small temporaries, so they are asked for
+:data:`SOURCE_CHUNK` frames at a time (once per 16 blocks of 256), never per block.
+
+Timeline and latency (the convention)
+-------------------------------------
+The graph runs on the agents' *input* timeline: sample m is the m-th sample every
+agent hears. An edge delay of d samples means ``input[m]`` gets
+``output[m - d]``. ``tick(outputs)`` is handed outputs that are already
+``latency`` samples old: the call that computes input samples [m, m + F)
+receives the outputs of samples [m - L, m - L + F), L = ``latency``. So an
+edge reads its history ``d - L`` samples back; a delay shorter than L cannot
+be honoured and is heard as L (:meth:`RoutingGraph.edge_info` reports the
+effective delay).
+
+*Lockstep* (simulated mode, the default): L = one block. The hub runs::
+
+    outputs = np.zeros((B, n))                  # the silence before t = 0
+    for k in range(blocks):
+        inputs = graph.tick(outputs, out=inputs)  # block k's inputs, from block k-1's outputs
+        for i, agent in enumerate(agents):
+            agent.process(inputs[:, i], out=outputs[:, i])   # block k
+
+so every edge, and every feedback cycle, has at least one block of latency —
+exactly SuperCollider's ``LocalIn``/``LocalOut``. ``delay_ms = 0`` means "as
+soon as the clock allows": one block. Sources and mics are on the input
+timeline: a source starting at 0 s is heard in block 0.
+
+*Deployed* (L = 0): the hub routes each block received from the agents'
+jitter buffers and sends it on at once; the network and the sound cards add
+their own latency, the edge delay comes on top. A feedback cycle whose edges
+all have zero delay is refused there: its loop time would be whatever the
+network's jitter makes it.
+
+Smooth changes (STYLE 5)
+------------------------
+* gain, filter coefficients, the tanh mix, source gains and source→agent
+  weights glide to their targets with a one-pole lag (SuperCollider's ``Lag``:
+  within 60 dB of the target after ``lag_s``, default 50 ms, and exactly on it
+  once closer than 1e-12; per sample a value moves by at most ``(1 - c)`` of
+  the remaining distance, ``c = 0.001 ** (1 / (lag_s * sample_rate))``);
+* a delay change crossfades linearly between two read heads over
+  ``crossfade_s`` (50 ms); a change arriving during a crossfade waits for it;
+* adding, removing, or bypassing an edge (an agent going offline) fades it
+  linearly over ``fade_s`` (default 50 ms).
+
+Block-size invariance: the kernel works sample by sample and keeps every state
+between calls, so any split of the same output stream into ticks of 0..max_block
+frames — with the same changes made at the same sample positions — gives
+bit-identical inputs.
+
+Threads: the graph is not locked. Control methods (``add_edge`` ...) and
+``tick`` must be called from the same thread (the hub drains its command queue
+there, STYLE 6). The kernel releases the GIL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numba import njit
+
+from .config import SHAPES, Envelope, check_sound_file
+
+MODES = ("simulated", "deployed")
+#: Frames a source generator renders per call (its temporaries are allocated once per chunk).
+SOURCE_CHUNK = 4096
+#: Default time (s) for lags, crossfades and fades.
+DEFAULT_LAG_S = 0.05
+
+# Edge target parameters (ep columns).
+_P_GAIN, _P_LP, _P_HP, _P_HPW, _P_SHAPE, _P_DELAY, _P_EN, _P_ENSTEP = range(8)
+_N_P = 8
+# Edge state (es columns): the five lagged copies of the first five targets, then
+_S_LPY, _S_HPS, _S_DA, _S_DB, _S_XF, _S_XFON, _S_EN = range(5, 12)
+_N_S = 12
+_N_LAGGED = 5
+# Edge ints (ei columns).
+_I_SRC, _I_DST, _I_USED = range(3)
+# Source targets (sp columns) and state (ss, si).
+(_SP_GAIN, _SP_EN, _SP_ENSTEP, _SP_START, _SP_ATTACK, _SP_HOLD, _SP_RELEASE,
+ _SP_EVERY) = range(8)
+_N_SP = 8
+_SS_GAIN, _SS_EN = range(2)
+_SI_USED, _SI_CLOCK, _SI_READ, _SI_WRITTEN = range(4)
+# Counters.
+_C_NONFINITE = 0
+_HP_PARK_HZ = 20.0   # where a switched-off high-pass keeps tracking (no dip when it comes back)
+
+
+# ---------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _read(hist, src, p, d, mask):
+    """History of agent ``src`` ``d`` (>= 0, fractional) samples before position ``p``."""
+    i = int(d)
+    f = d - i
+    a = hist[src, (p - i) & mask]
+    if f == 0.0:
+        return a
+    b = hist[src, (p - i - 1) & mask]
+    return a + f * (b - a)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _envelope(u, attack, hold, release, every):
+    """Envelope value ``u`` samples after the source's start (u >= 0)."""
+    if every > 0.0:
+        u = u % every
+    if u < attack:
+        return u / attack
+    u -= attack
+    if hold < 0.0 or u < hold:
+        return 1.0
+    u -= hold
+    if u < release:
+        return 1.0 - u / release
+    return 0.0
+
+
+@njit(cache=True, nogil=True)
+def route_kernel(frames, outputs, out, mics, use_mics, n_agents, hist, clock,
+                 ei, ep, es, n_edges, lag_c, xf_step,
+                 si, sp, ss, sbuf, tw, ts, n_sources, counters):
+    """Route ``frames`` samples: outputs (frames, n_agents) -> out (frames, n_agents).
+
+    ``hist`` (agents, H) is each agent's output history (H a power of two),
+    written at ``clock[0] + n``; ``ei/ep/es`` are the edge slots (ints,
+    targets, state), ``si/sp/ss/sbuf/tw/ts`` the source slots (ints, targets,
+    state, rendered samples, target weights, lagged weights); ``mics``
+    (frames, n_agents) is added when ``use_mics``. ``lag_c`` is the per-sample
+    lag coefficient, ``xf_step`` the delay crossfade step per sample.
+    Non-finite output samples enter the history as 0 and are counted.
+    """
+    mask = hist.shape[1] - 1
+    rmask = sbuf.shape[1] - 1
+    pos = clock[0]
+    for n in range(frames):
+        p = pos + n
+        w = p & mask
+        for a in range(n_agents):
+            v = outputs[n, a]
+            if not math.isfinite(v):
+                v = 0.0
+                counters[_C_NONFINITE] += 1
+            hist[a, w] = v
+            out[n, a] = mics[n, a] if use_mics else 0.0
+        for e in range(n_edges):
+            if ei[e, _I_USED] == 0:
+                continue
+            for k in range(_N_LAGGED):  # gain, coefficients, tanh mix glide to their targets
+                target = ep[e, k]
+                dist = es[e, k] - target
+                es[e, k] = target if abs(dist) < 1e-12 else target + lag_c * dist
+            en = es[e, _S_EN]
+            goal = ep[e, _P_EN]
+            if en < goal:
+                en = min(goal, en + ep[e, _P_ENSTEP])
+            elif en > goal:
+                en = max(goal, en - ep[e, _P_ENSTEP])
+            es[e, _S_EN] = en
+            src = ei[e, _I_SRC]
+            if es[e, _S_XFON] == 0.0 and ep[e, _P_DELAY] != es[e, _S_DA]:
+                es[e, _S_DB] = ep[e, _P_DELAY]     # start a crossfade to the new delay
+                es[e, _S_XF] = 0.0
+                es[e, _S_XFON] = 1.0
+            x = _read(hist, src, p, es[e, _S_DA], mask)
+            if es[e, _S_XFON] != 0.0:
+                xb = _read(hist, src, p, es[e, _S_DB], mask)
+                f = es[e, _S_XF] + xf_step
+                if f >= 1.0:
+                    x = xb
+                    es[e, _S_DA] = es[e, _S_DB]
+                    es[e, _S_XF] = 0.0
+                    es[e, _S_XFON] = 0.0
+                else:
+                    x = x + f * (xb - x)
+                    es[e, _S_XF] = f
+            s = x + es[e, _P_HP] * (es[e, _S_HPS] - x)   # the high-pass's low band
+            if abs(s) < 1e-30:
+                s = 0.0
+            es[e, _S_HPS] = s
+            x = x - es[e, _P_HPW] * s
+            y = x + es[e, _P_LP] * (es[e, _S_LPY] - x)   # one-pole low-pass
+            if abs(y) < 1e-30:
+                y = 0.0
+            es[e, _S_LPY] = y
+            y = y * (es[e, _P_GAIN] * en)
+            shape = es[e, _P_SHAPE]
+            if shape != 0.0:
+                y = y + shape * (math.tanh(y) - y)
+            out[n, ei[e, _I_DST]] += y
+        for q in range(n_sources):
+            if si[q, _SI_USED] == 0:
+                continue
+            g = ss[q, _SS_GAIN] - sp[q, _SP_GAIN]
+            ss[q, _SS_GAIN] = sp[q, _SP_GAIN] if abs(g) < 1e-12 else sp[q, _SP_GAIN] + lag_c * g
+            en = ss[q, _SS_EN]
+            goal = sp[q, _SP_EN]
+            if en < goal:
+                en = min(goal, en + sp[q, _SP_ENSTEP])
+            elif en > goal:
+                en = max(goal, en - sp[q, _SP_ENSTEP])
+            ss[q, _SS_EN] = en
+            for a in range(n_agents):
+                d = ts[q, a] - tw[q, a]
+                ts[q, a] = tw[q, a] if abs(d) < 1e-12 else tw[q, a] + lag_c * d
+            t = si[q, _SI_CLOCK]
+            si[q, _SI_CLOCK] = t + 1
+            u = float(t) - sp[q, _SP_START]
+            if u < 0.0:
+                continue                                  # the signal starts with the envelope
+            v = sbuf[q, si[q, _SI_READ] & rmask]
+            si[q, _SI_READ] += 1
+            if not math.isfinite(v):
+                v = 0.0
+            v = v * _envelope(u, sp[q, _SP_ATTACK], sp[q, _SP_HOLD], sp[q, _SP_RELEASE],
+                              sp[q, _SP_EVERY]) * ss[q, _SS_GAIN] * en
+            if v != 0.0:
+                for a in range(n_agents):
+                    out[n, a] += v * ts[q, a]
+    clock[0] = pos + frames
+
+
+# ---------------------------------------------------------------------------
+# Values
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One edge: ``source``'s output to ``target``'s input.
+
+    gain linear; delay_ms the total delay output -> input (ms, >= 0);
+    lowpass_hz / highpass_hz one-pole cutoffs (Hz, None = off); shape "none"
+    or "tanh" (applied after the gain).
+    """
+
+    source: str
+    target: str
+    gain: float = 1.0
+    delay_ms: float = 0.0
+    lowpass_hz: float | None = None
+    highpass_hz: float | None = None
+    shape: str = "none"
+
+
+class Signal(Protocol):
+    """A source generator: ``next(frames)`` -> (frames,) float64, ``reset()`` to time 0."""
+
+    def next(self, frames: int) -> np.ndarray: ...
+    def reset(self) -> None: ...
+
+
+class FileSignal:
+    """A sound file as a signal: mono (one channel, or the mean of all), played
+    once (then silence) or looped. The whole file is read into memory here, at
+    construction; ``next`` only slices."""
+
+    def __init__(self, path: str | Path, sample_rate: int, *, channel: int | None = None,
+                 loop: bool = False) -> None:
+        import soundfile
+
+        data, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
+        if rate != sample_rate:
+            raise ValueError(f"sound file {path} is at {rate} Hz, not {sample_rate} Hz")
+        if channel is not None and not 0 <= channel < data.shape[1]:
+            raise ValueError(f"sound file {path} has no channel {channel + 1}")
+        mono = data[:, channel] if channel is not None else data.mean(axis=1)
+        self.data = np.ascontiguousarray(np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0))
+        self.loop = bool(loop)
+        self.position = 0
+
+    def next(self, frames: int) -> np.ndarray:
+        out = np.zeros(frames)
+        n = len(self.data)
+        done = 0
+        while done < frames and n:
+            if self.position >= n:
+                if not self.loop:
+                    break
+                self.position = 0
+            take = min(frames - done, n - self.position)
+            out[done:done + take] = self.data[self.position:self.position + take]
+            self.position += take
+            done += take
+        return out
+
+    def reset(self) -> None:
+        self.position = 0
+
+
+def make_source_signal(kind: str, args: Mapping[str, Any], sample_rate: int, *,
+                       base_dir: str | Path = ".", seed: int = 0) -> Signal:
+    """Build a source generator: ``"file"`` (args path, loop, channel) or any kind of
+    ``agents.signals`` with its arguments. ``seed`` (a rehearsal's seed) offsets
+    a noise source's own seed, so a new seed is a new performance."""
+    plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in args.items()}
+    if kind == "file":
+        path, channel, loop = check_sound_file(plain, sample_rate, Path(base_dir))
+        return FileSignal(path, sample_rate, channel=channel, loop=loop)
+    from agents.signals import make_signal
+
+    if kind == "noise":
+        plain["seed"] = int(plain.get("seed", 0)) + 1000 * int(seed)
+    if kind == "sines" and "freqs" in plain:
+        plain["freqs"] = tuple(plain["freqs"])
+    return make_signal(kind, sample_rate, **plain)
+
+
+def expand_ring(agents: Sequence[str]) -> list[tuple[str, str]]:
+    """The (source, target) pairs of a ring a -> b -> ... -> a."""
+    n = len(agents)
+    return [(agents[i], agents[(i + 1) % n]) for i in range(n)]
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def _lag_coefficient(lag_s: float, sample_rate: int) -> float:
+    """Per-sample one-pole coefficient reaching -60 dB of a step in ``lag_s`` seconds."""
+    return 0.0 if lag_s <= 0.0 else math.exp(math.log(0.001) / (lag_s * sample_rate))
+
+
+def _finite_number(value: Any) -> bool:
+    return (isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+            and math.isfinite(float(value)))
+
+
+# ---------------------------------------------------------------------------
+# The graph
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _EdgeSlot:
+    slot: int
+    edge: Edge
+
+
+@dataclass
+class _SourceSlot:
+    slot: int
+    signal: Signal
+    targets: dict[str, float]
+    gain: float
+    envelope: Envelope
+
+
+class RoutingGraph:
+    """Routes agents' outputs to their inputs through edges and sources (see the module docstring).
+
+    ``agent_ids`` name the columns of ``tick``'s arrays, in order;
+    ``sample_rate`` Hz; ``max_block`` the most frames per ``tick``;
+    ``max_delay_s`` the longest edge delay (s). ``mode`` "simulated" |
+    "deployed"; ``latency`` (samples) how old the outputs handed to ``tick``
+    are (default: ``max_block`` when simulated — the lockstep's one block —,
+    0 when deployed). ``lag_s``, ``crossfade_s`` (s): parameter lag and delay
+    crossfade times. ``max_agents``, ``max_edges``, ``max_sources``: capacity
+    allocated now (agents may be added later up to ``max_agents``).
+    """
+
+    def __init__(self, agent_ids: Sequence[str], sample_rate: int, max_block: int,
+                 max_delay_s: float = 2.0, *, mode: str = "simulated", latency: int | None = None,
+                 lag_s: float = DEFAULT_LAG_S, crossfade_s: float = DEFAULT_LAG_S,
+                 max_agents: int | None = None, max_edges: int = 512,
+                 max_sources: int = 16) -> None:
+        problems: list[str] = []
+        ids = list(agent_ids)
+        if len(set(ids)) != len(ids):
+            problems.append(f"agent ids must be unique; got {ids}")
+        if not all(isinstance(a, str) and a for a in ids):
+            problems.append("agent ids must be non-empty strings")
+        if not (isinstance(sample_rate, (int, np.integer)) and 1000 <= sample_rate <= 768000):
+            problems.append(f"sample_rate must be a whole number of Hz in [1000, 768000]; got {sample_rate!r}")
+        if not (isinstance(max_block, (int, np.integer)) and 1 <= max_block <= 1 << 16):
+            problems.append(f"max_block must be a whole number of frames in [1, 65536]; got {max_block!r}")
+        if not (_finite_number(max_delay_s) and 0.0 <= max_delay_s <= 60.0):
+            problems.append(f"max_delay_s must be in [0, 60] s; got {max_delay_s!r}")
+        if mode not in MODES:
+            problems.append(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        for name, value in (("lag_s", lag_s), ("crossfade_s", crossfade_s)):
+            if not (_finite_number(value) and 0.0 <= value <= 10.0):
+                problems.append(f"{name} must be in [0, 10] s; got {value!r}")
+        capacity = len(ids) if max_agents is None else max_agents
+        if not (isinstance(capacity, int) and len(ids) <= capacity <= 4096 and capacity >= 1):
+            problems.append(f"max_agents must be in [max(1, {len(ids)}), 4096]; got {capacity!r}")
+        for name, value in (("max_edges", max_edges), ("max_sources", max_sources)):
+            if not (isinstance(value, int) and 1 <= value <= 1 << 16):
+                problems.append(f"{name} must be a whole number in [1, 65536]; got {value!r}")
+        if latency is not None and not (isinstance(latency, (int, np.integer)) and 0 <= latency <= 1 << 16):
+            problems.append(f"latency must be a whole number of samples >= 0; got {latency!r}")
+        if problems:
+            raise ValueError("cannot build the routing graph:\n  " + "\n  ".join(problems))
+
+        self.sample_rate = int(sample_rate)
+        self.max_block = int(max_block)
+        self.max_delay_s = float(max_delay_s)
+        self.mode = mode
+        self.latency = int(latency if latency is not None else (max_block if mode == "simulated" else 0))
+        self.lag_s = float(lag_s)
+        self.crossfade_s = float(crossfade_s)
+        self._ids: list[str] = ids
+        self._index = {a: i for i, a in enumerate(ids)}
+        self.max_agents = capacity
+        self._lag_c = _lag_coefficient(self.lag_s, self.sample_rate)
+        self._xf_step = 1.0 if self.crossfade_s <= 0 else 1.0 / (self.crossfade_s * self.sample_rate)
+
+        history = _next_pow2(math.ceil(self.max_delay_s * self.sample_rate) + 2)
+        self._hist = np.zeros((capacity, max(history, 2)))
+        self._clock = np.zeros(1, dtype=np.int64)
+        self._counters = np.zeros(1, dtype=np.int64)
+        self._ei = np.zeros((max_edges, 3), dtype=np.int64)
+        self._ep = np.zeros((max_edges, _N_P))
+        self._es = np.zeros((max_edges, _N_S))
+        self._edges: dict[str, _EdgeSlot] = {}
+        self._draining: set[int] = set()
+        self._n_edges = 0
+        self._offline: set[str] = set()
+        ring = _next_pow2(SOURCE_CHUNK + self.max_block)
+        self._si = np.zeros((max_sources, 4), dtype=np.int64)
+        self._sp = np.zeros((max_sources, _N_SP))
+        self._ss = np.zeros((max_sources, 2))
+        self._sbuf = np.zeros((max_sources, ring))
+        self._tw = np.zeros((max_sources, capacity))
+        self._ts = np.zeros((max_sources, capacity))
+        self._sources: dict[str, _SourceSlot] = {}
+        self._source_draining: set[int] = set()
+        self._n_sources = 0
+        self._no_mics = np.zeros((0, 0))
+
+    # --- agents -------------------------------------------------------------------
+
+    @property
+    def agent_ids(self) -> tuple[str, ...]:
+        """The agents, in the column order of ``tick``'s arrays."""
+        return tuple(self._ids)
+
+    @property
+    def n_agents(self) -> int:
+        """Number of agents (columns)."""
+        return len(self._ids)
+
+    def add_agent(self, agent_id: str) -> int:
+        """Add an agent (a new last column); returns its column. ValueError when full or known."""
+        if not isinstance(agent_id, str) or not agent_id:
+            raise ValueError(f"agent id must be a non-empty string; got {agent_id!r}")
+        if agent_id in self._index:
+            raise ValueError(f"agent {agent_id!r} is already in the graph")
+        if len(self._ids) >= self.max_agents:
+            raise ValueError(f"the routing graph is full ({self.max_agents} agents): "
+                             "build a new one with a larger max_agents")
+        column = len(self._ids)
+        self._hist[column] = 0.0
+        self._tw[:, column] = 0.0
+        self._ts[:, column] = 0.0
+        self._ids.append(agent_id)
+        self._index[agent_id] = column
+        return column
+
+    def set_agent_online(self, agent_id: str, online: bool, fade_s: float = DEFAULT_LAG_S) -> None:
+        """Fade every edge from or to ``agent_id`` out (offline) or back in (online) over
+        ``fade_s`` seconds; the edges are kept, so a returning agent resumes its routes."""
+        self._column(agent_id)
+        step = self._fade_step(fade_s)
+        if online:
+            self._offline.discard(agent_id)
+        else:
+            self._offline.add(agent_id)
+        for entry in self._edges.values():
+            if agent_id in (entry.edge.source, entry.edge.target):
+                self._ep[entry.slot, _P_ENSTEP] = step
+                self._ep[entry.slot, _P_EN] = 1.0 if self._edge_online(entry.edge) else 0.0
+
+    def is_online(self, agent_id: str) -> bool:
+        """False after ``set_agent_online(agent_id, False)``."""
+        self._column(agent_id)
+        return agent_id not in self._offline
+
+    def _edge_online(self, edge: Edge) -> bool:
+        return edge.source not in self._offline and edge.target not in self._offline
+
+    def _column(self, agent_id: str) -> int:
+        try:
+            return self._index[agent_id]
+        except KeyError:
+            raise ValueError(f"unknown agent {agent_id!r}; agents: {', '.join(self._ids)}") from None
+
+    def _fade_step(self, fade_s: float) -> float:
+        if not (_finite_number(fade_s) and 0.0 <= fade_s <= 60.0):
+            raise ValueError(f"fade_s must be in [0, 60] s; got {fade_s!r}")
+        return 1.0 if fade_s == 0 else 1.0 / (fade_s * self.sample_rate)
+
+    # --- validation ---------------------------------------------------------------
+
+    def check_edge(self, edge_id: str, edge: Edge) -> list[str]:
+        """Every problem of one edge on its own (empty list when fine)."""
+        problems = []
+        name = f"edge {edge_id!r}"
+        if not isinstance(edge_id, str) or not edge_id:
+            problems.append(f"edge id must be a non-empty string; got {edge_id!r}")
+        if not isinstance(edge, Edge):
+            return [*problems, f"{name} must be an Edge; got {type(edge).__name__}"]
+        for end in ("source", "target"):
+            agent = getattr(edge, end)
+            if agent not in self._index:
+                problems.append(f"{name}: unknown {end} agent {agent!r}")
+        if not _finite_number(edge.gain):
+            problems.append(f"{name}: gain must be a finite number; got {edge.gain!r}")
+        if not _finite_number(edge.delay_ms):
+            problems.append(f"{name}: delay_ms must be a finite number; got {edge.delay_ms!r}")
+        elif edge.delay_ms < 0:
+            problems.append(f"{name}: delay_ms must be >= 0; got {edge.delay_ms!r}")
+        elif edge.delay_ms / 1000.0 > self.max_delay_s:
+            problems.append(f"{name}: delay_ms {edge.delay_ms:g} is longer than the graph's "
+                            f"{self.max_delay_s * 1000:g} ms")
+        for key in ("lowpass_hz", "highpass_hz"):
+            hz = getattr(edge, key)
+            if hz is None:
+                continue
+            if not _finite_number(hz):
+                problems.append(f"{name}: {key} must be a finite number or None; got {hz!r}")
+            elif not 0.0 < hz < self.sample_rate / 2:
+                problems.append(f"{name}: {key} must be in (0, {self.sample_rate / 2:g}) Hz; got {hz:g}")
+        if edge.shape not in SHAPES:
+            problems.append(f"{name}: shape must be one of {', '.join(SHAPES)}; got {edge.shape!r}")
+        return problems
+
+    def check_edges(self, edges: Mapping[str, Edge]) -> list[str]:
+        """Every problem of a whole edge set, cycles included (empty list when fine)."""
+        problems: list[str] = []
+        for edge_id, edge in edges.items():
+            problems += self.check_edge(edge_id, edge)
+        if self.mode == "deployed":
+            good = [e for e in edges.values() if isinstance(e, Edge) and _finite_number(e.delay_ms)]
+            for cycle in zero_delay_cycles(good):
+                problems.append("feedback cycle " + " -> ".join(cycle) + " has no delay: in deployed "
+                                "mode its loop time would be the network's jitter; give one of its "
+                                "edges a delay_ms > 0")
+        return problems
+
+    def validate_edges(self, edges: Mapping[str, Edge]) -> None:
+        """Raise one ValueError listing every problem of ``edges``."""
+        problems = self.check_edges(edges)
+        if problems:
+            raise ValueError(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} "
+                             "in the routing graph:\n  " + "\n  ".join(problems))
+
+    # --- edges --------------------------------------------------------------------
+
+    @property
+    def edges(self) -> dict[str, Edge]:
+        """The live edges (not those fading out after removal), by id."""
+        return {k: v.edge for k, v in self._edges.items()}
+
+    def add_edge(self, edge_id: str, edge: Edge, fade_s: float = DEFAULT_LAG_S) -> None:
+        """Add ``edge`` as ``edge_id``, fading in over ``fade_s`` s (0: at once).
+        Raises ValueError (every problem) for a bad edge, a known id or a full graph."""
+        if edge_id in self._edges:
+            raise ValueError(f"edge {edge_id!r} exists already; use set_edge to change it")
+        self.validate_edges({**self.edges, edge_id: edge})
+        self._install(edge_id, edge, fade_s)
+
+    def add_ring(self, ring_id: str, agents: Sequence[str], fade_s: float = DEFAULT_LAG_S,
+                 **params: Any) -> list[str]:
+        """Add the edges of a ring a -> b -> ... -> a (ids ``"ring_id:a->b"``) with common
+        ``params`` (gain, delay_ms, lowpass_hz, highpass_hz, shape). Returns the edge ids."""
+        if len(agents) < 2 or len(set(agents)) != len(agents):
+            raise ValueError(f"ring {ring_id!r} needs at least two different agents; got {list(agents)}")
+        new = {ring_edge_id(ring_id, a, b): Edge(a, b, **params) for a, b in expand_ring(agents)}
+        clash = [k for k in new if k in self._edges]
+        if clash:
+            raise ValueError(f"ring {ring_id!r} exists already ({', '.join(clash)})")
+        self.validate_edges({**self.edges, **new})
+        for edge_id, edge in new.items():
+            self._install(edge_id, edge, fade_s)
+        return list(new)
+
+    def set_edge(self, edge_id: str, **changes: Any) -> Edge:
+        """Change fields of an edge (gain, delay_ms, lowpass_hz, highpass_hz, shape; smoothed).
+        Changing source or target replaces the edge with a crossfade. Returns the new edge."""
+        entry = self._edges.get(edge_id)
+        if entry is None:
+            raise ValueError(f"unknown edge {edge_id!r}")
+        known = {f.name for f in fields(Edge)}
+        unknown = [k for k in changes if k not in known]
+        if unknown:
+            raise ValueError(f"unknown edge field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        edge = replace(entry.edge, **changes)
+        self.validate_edges({**self.edges, edge_id: edge})
+        self._change(edge_id, edge)
+        return edge
+
+    def _change(self, edge_id: str, edge: Edge) -> None:
+        """Apply a validated change: new targets, or a crossfaded replacement when the
+        edge now joins other agents."""
+        entry = self._edges[edge_id]
+        if (edge.source, edge.target) != (entry.edge.source, entry.edge.target):
+            self._drain(entry.slot, DEFAULT_LAG_S)
+            del self._edges[edge_id]
+            self._install(edge_id, edge, DEFAULT_LAG_S)
+        else:
+            entry.edge = edge
+            self._write_targets(entry.slot, edge)
+
+    def remove_edge(self, edge_id: str, fade_s: float = DEFAULT_LAG_S) -> None:
+        """Fade an edge out over ``fade_s`` s; its slot is reused once silent."""
+        entry = self._edges.pop(edge_id, None)
+        if entry is None:
+            raise ValueError(f"unknown edge {edge_id!r}")
+        self._drain(entry.slot, fade_s)
+
+    def set_edges(self, edges: Mapping[str, Edge], fade_s: float = DEFAULT_LAG_S) -> None:
+        """Make the edge set exactly ``edges``: new ones fade in, gone ones fade out,
+        kept ones glide to their new values. Validated as a whole first (one ValueError)."""
+        self.validate_edges(edges)
+        self._fade_step(fade_s)
+        if len(edges) > len(self._ei):
+            raise ValueError(f"the routing graph holds at most {len(self._ei)} edges; got {len(edges)}")
+        # Validated as a whole: the steps below may pass through states that alone would
+        # not validate (a cycle's delay moving from one edge to another), so they skip it.
+        for edge_id in [k for k in self._edges if k not in edges]:
+            self.remove_edge(edge_id, fade_s)
+        for edge_id, edge in edges.items():
+            entry = self._edges.get(edge_id)
+            if entry is None:
+                self._install(edge_id, edge, fade_s)
+            elif entry.edge != edge:
+                self._change(edge_id, edge)
+
+    def edge_info(self, edge_id: str) -> dict[str, Any]:
+        """The edge, its effective delay (ms) and its current (smoothed) gain and fade."""
+        entry = self._edges.get(edge_id)
+        if entry is None:
+            raise ValueError(f"unknown edge {edge_id!r}")
+        delay = entry.edge.delay_ms * self.sample_rate / 1000.0
+        return {
+            "edge": entry.edge,
+            "delay_effective_ms": max(delay, self.latency) * 1000.0 / self.sample_rate,
+            "gain_now": float(self._es[entry.slot, _P_GAIN]),
+            "fade_now": float(self._es[entry.slot, _S_EN]),
+            "online": self._edge_online(entry.edge),
+        }
+
+    def _install(self, edge_id: str, edge: Edge, fade_s: float) -> None:
+        step = self._fade_step(fade_s)
+        slot = self._free_slot()
+        self._ei[slot] = (self._index[edge.source], self._index[edge.target], 1)
+        self._ep[slot] = 0.0
+        self._ep[slot, _P_HP] = math.exp(-2.0 * math.pi * _HP_PARK_HZ / self.sample_rate)
+        self._write_targets(slot, edge)
+        self._ep[slot, _P_ENSTEP] = step
+        self._ep[slot, _P_EN] = 1.0 if self._edge_online(edge) else 0.0
+        es = self._es[slot]
+        es[:] = 0.0
+        es[:_N_LAGGED] = self._ep[slot, :_N_LAGGED]      # a new edge starts at its values
+        es[_S_DA] = es[_S_DB] = self._ep[slot, _P_DELAY]
+        es[_S_EN] = self._ep[slot, _P_EN] if fade_s == 0 else 0.0
+        self._edges[edge_id] = _EdgeSlot(slot, edge)
+
+    def _write_targets(self, slot: int, edge: Edge) -> None:
+        ep = self._ep[slot]
+        sr = self.sample_rate
+        ep[_P_GAIN] = float(edge.gain)
+        ep[_P_LP] = 0.0 if edge.lowpass_hz is None else math.exp(-2.0 * math.pi * edge.lowpass_hz / sr)
+        if edge.highpass_hz is not None:
+            ep[_P_HP] = math.exp(-2.0 * math.pi * edge.highpass_hz / sr)
+        ep[_P_HPW] = 0.0 if edge.highpass_hz is None else 1.0
+        ep[_P_SHAPE] = 1.0 if edge.shape == "tanh" else 0.0
+        delay = edge.delay_ms * sr / 1000.0
+        ep[_P_DELAY] = max(0.0, delay - self.latency)
+
+    def _drain(self, slot: int, fade_s: float) -> None:
+        self._ep[slot, _P_ENSTEP] = self._fade_step(fade_s)
+        self._ep[slot, _P_EN] = 0.0
+        self._draining.add(slot)
+        self._reclaim()
+
+    def _reclaim(self) -> None:
+        """Free the slots of removed edges and sources that have faded to silence."""
+        for slot in [s for s in self._draining if self._es[s, _S_EN] == 0.0]:
+            self._draining.discard(slot)
+            self._ei[slot, _I_USED] = 0
+        for slot in [s for s in self._source_draining if self._ss[s, _SS_EN] == 0.0]:
+            self._source_draining.discard(slot)
+            self._si[slot, _SI_USED] = 0
+        used = np.flatnonzero(self._ei[:, _I_USED])
+        self._n_edges = int(used[-1]) + 1 if used.size else 0
+        used = np.flatnonzero(self._si[:, _SI_USED])
+        self._n_sources = int(used[-1]) + 1 if used.size else 0
+
+    def _free_slot(self) -> int:
+        self._reclaim()
+        free = np.flatnonzero(self._ei[:, _I_USED] == 0)
+        if not free.size:
+            raise ValueError(f"the routing graph holds at most {len(self._ei)} edges "
+                             "(fading ones included): build one with a larger max_edges")
+        slot = int(free[0])
+        self._ei[slot, _I_USED] = 1
+        self._n_edges = max(self._n_edges, slot + 1)
+        return slot
+
+    # --- sources ------------------------------------------------------------------
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The live sources' ids."""
+        return tuple(self._sources)
+
+    def add_source(self, source_id: str, signal: Signal, targets: Mapping[str, float] | Iterable[str],
+                   *, gain: float = 1.0, envelope: Envelope | None = None,
+                   fade_s: float = 0.0) -> None:
+        """Add a source: ``signal`` (a generator, see :func:`make_source_signal`) shaped by
+        ``envelope`` (seconds from now), times ``gain``, added to each target agent's
+        input (weights linear; a list of ids means weight 1). ValueError listing problems."""
+        env = envelope or Envelope()
+        weights = self._check_source(source_id, targets, gain, env, new=True)
+        if not (callable(getattr(signal, "next", None)) and callable(getattr(signal, "reset", None))):
+            raise ValueError("signal must have next(frames) and reset()")
+        step = self._fade_step(fade_s)
+        self._reclaim()
+        free = np.flatnonzero(self._si[:, _SI_USED] == 0)
+        if not free.size:
+            raise ValueError(f"the routing graph holds at most {len(self._si)} sources")
+        slot = int(free[0])
+        sr = self.sample_rate
+        self._si[slot] = (1, 0, 0, 0)
+        self._sp[slot] = (gain, 1.0, step, env.start * sr, env.attack * sr,
+                          -1.0 if env.hold is None else env.hold * sr, env.release * sr,
+                          0.0 if env.every is None else env.every * sr)
+        self._ss[slot] = (gain, 1.0 if fade_s == 0 else 0.0)
+        self._tw[slot] = 0.0
+        for agent, w in weights.items():
+            self._tw[slot, self._index[agent]] = w
+        self._ts[slot] = self._tw[slot]
+        signal.reset()
+        self._sources[source_id] = _SourceSlot(slot, signal, weights, float(gain), env)
+        self._n_sources = max(self._n_sources, slot + 1)
+
+    def set_source(self, source_id: str, *, gain: float | None = None,
+                   targets: Mapping[str, float] | Iterable[str] | None = None) -> None:
+        """Change a source's gain or targets (smoothed)."""
+        entry = self._sources.get(source_id)
+        if entry is None:
+            raise ValueError(f"unknown source {source_id!r}")
+        weights = self._check_source(source_id, entry.targets if targets is None else targets,
+                                     entry.gain if gain is None else gain, entry.envelope, new=False)
+        if gain is not None:
+            entry.gain = float(gain)
+            self._sp[entry.slot, _SP_GAIN] = entry.gain
+        if targets is not None:
+            entry.targets = weights
+            self._tw[entry.slot] = 0.0
+            for agent, w in weights.items():
+                self._tw[entry.slot, self._index[agent]] = w
+
+    def trigger_source(self, source_id: str) -> None:
+        """Start a source's envelope and signal again from the beginning, now."""
+        entry = self._sources.get(source_id)
+        if entry is None:
+            raise ValueError(f"unknown source {source_id!r}")
+        entry.signal.reset()
+        self._si[entry.slot, _SI_CLOCK] = int(self._sp[entry.slot, _SP_START])
+        self._si[entry.slot, _SI_READ] = 0
+        self._si[entry.slot, _SI_WRITTEN] = 0
+
+    def remove_source(self, source_id: str, fade_s: float = DEFAULT_LAG_S) -> None:
+        """Fade a source out over ``fade_s`` s and forget it."""
+        entry = self._sources.pop(source_id, None)
+        if entry is None:
+            raise ValueError(f"unknown source {source_id!r}")
+        self._sp[entry.slot, _SP_ENSTEP] = self._fade_step(fade_s)
+        self._sp[entry.slot, _SP_EN] = 0.0
+        self._source_draining.add(entry.slot)
+        self._reclaim()
+
+    def _check_source(self, source_id: str, targets: Any, gain: Any, env: Envelope,
+                      *, new: bool) -> dict[str, float]:
+        problems = []
+        if not isinstance(source_id, str) or not source_id:
+            problems.append(f"source id must be a non-empty string; got {source_id!r}")
+        elif new and source_id in self._sources:
+            problems.append(f"source {source_id!r} exists already")
+        if not _finite_number(gain):
+            problems.append(f"source {source_id!r}: gain must be a finite number; got {gain!r}")
+        weights: dict[str, float] = {}
+        items = targets.items() if isinstance(targets, Mapping) else ((t, 1.0) for t in targets)
+        for agent, w in items:
+            if agent not in self._index:
+                problems.append(f"source {source_id!r}: unknown target agent {agent!r}")
+            elif not _finite_number(w):
+                problems.append(f"source {source_id!r}: weight of {agent!r} must be finite; got {w!r}")
+            else:
+                weights[agent] = float(w)
+        if not isinstance(env, Envelope):
+            problems.append(f"source {source_id!r}: envelope must be an Envelope")
+        else:
+            for name in ("start", "attack", "hold", "release", "every"):
+                v = getattr(env, name)
+                if v is None and name in ("hold", "every"):
+                    continue
+                if not (_finite_number(v) and v >= 0):
+                    problems.append(f"source {source_id!r}: envelope {name} must be >= 0 s; got {v!r}")
+            if env.every is not None and _finite_number(env.every) and env.every <= 0:
+                problems.append(f"source {source_id!r}: envelope every must be > 0 s")
+        if problems:
+            raise ValueError("\n  ".join([f"{len(problems)} problem(s) with a source:", *problems]))
+        return weights
+
+    def _render_sources(self, frames: int) -> None:
+        ring = self._sbuf.shape[1]
+        for entry in self._sources.values():
+            q = entry.slot
+            while self._si[q, _SI_WRITTEN] - self._si[q, _SI_READ] < frames:
+                chunk = np.asarray(entry.signal.next(SOURCE_CHUNK), dtype=np.float64)
+                if chunk.shape != (SOURCE_CHUNK,):
+                    raise ValueError(f"source signal gave shape {chunk.shape}, not ({SOURCE_CHUNK},)")
+                start = int(self._si[q, _SI_WRITTEN]) % ring
+                first = min(SOURCE_CHUNK, ring - start)
+                self._sbuf[q, start:start + first] = chunk[:first]
+                self._sbuf[q, :SOURCE_CHUNK - first] = chunk[first:]
+                self._si[q, _SI_WRITTEN] += SOURCE_CHUNK
+
+    # --- processing ---------------------------------------------------------------
+
+    def tick(self, outputs: np.ndarray, out: np.ndarray | None = None,
+             mics: np.ndarray | None = None) -> np.ndarray:
+        """Route one block: ``outputs`` (frames, n_agents) -> the agents' inputs (frames, n_agents).
+
+        ``frames`` is 0..max_block; the outputs are ``latency`` samples older than
+        the inputs computed (module docstring). ``mics`` (frames, n_agents), when
+        given, is added (the room's acoustic coupling). With float64 C-contiguous
+        ``outputs``, ``out`` and ``mics``, nothing is allocated (a source generator
+        renders a chunk of :data:`SOURCE_CHUNK` frames when it runs low).
+        """
+        frames = self._check_block("outputs", outputs, None)
+        out = self._out(out, frames)
+        use_mics = mics is not None
+        if use_mics:
+            self._check_block("mics", mics, frames)
+        if (any(self._es[slot, _S_EN] == 0.0 for slot in self._draining)
+                or any(self._ss[slot, _SS_EN] == 0.0 for slot in self._source_draining)):
+            self._reclaim()  # a removed edge or source has faded out: free its slot
+        if self._n_sources:
+            self._render_sources(frames)
+        route_kernel(frames, outputs, out, mics if use_mics else self._no_mics, use_mics,
+                     len(self._ids), self._hist, self._clock, self._ei, self._ep, self._es,
+                     self._n_edges, self._lag_c, self._xf_step, self._si, self._sp, self._ss,
+                     self._sbuf, self._tw, self._ts, self._n_sources, self._counters)
+        return out
+
+    def _check_block(self, name: str, block: np.ndarray, frames: int | None) -> int:
+        if not isinstance(block, np.ndarray) or block.dtype != np.float64 or block.ndim != 2:
+            raise ValueError(f"{name} must be a float64 array of shape (frames, {len(self._ids)})")
+        if block.shape[1] != len(self._ids) or not 0 <= block.shape[0] <= self.max_block:
+            raise ValueError(f"{name} must have shape (0..{self.max_block}, {len(self._ids)}); "
+                             f"got {block.shape}")
+        if frames is not None and block.shape[0] != frames:
+            raise ValueError(f"{name} must have {frames} frames; got {block.shape[0]}")
+        return block.shape[0]
+
+    def _out(self, out: np.ndarray | None, frames: int) -> np.ndarray:
+        shape = (frames, len(self._ids))
+        if out is None:
+            return np.empty(shape)
+        if (not isinstance(out, np.ndarray) or out.dtype != np.float64 or out.shape != shape
+                or not out.flags.c_contiguous or not out.flags.writeable):
+            raise ValueError(f"out must be a writeable C-contiguous float64 array of shape {shape}")
+        return out
+
+    def reset(self) -> None:
+        """Back to time 0: history and filters cleared, lags at their targets, crossfades
+        and fades finished, sources restarted. Edges, sources and parameters are kept."""
+        self._reclaim()
+        self._hist[:] = 0.0
+        self._clock[0] = 0
+        used = self._ei[:, _I_USED] == 1
+        self._es[used, :_N_LAGGED] = self._ep[used, :_N_LAGGED]
+        self._es[used, _S_LPY:_S_HPS + 1] = 0.0
+        self._es[used, _S_DA] = self._es[used, _S_DB] = self._ep[used, _P_DELAY]
+        self._es[used, _S_XF] = self._es[used, _S_XFON] = 0.0
+        self._es[used, _S_EN] = self._ep[used, _P_EN]
+        self._reclaim()
+        for entry in self._sources.values():
+            q = entry.slot
+            entry.signal.reset()
+            self._si[q, _SI_CLOCK:] = 0
+            self._ss[q] = (self._sp[q, _SP_GAIN], self._sp[q, _SP_EN])
+            self._ts[q] = self._tw[q]
+
+    @property
+    def position(self) -> int:
+        """Samples routed since the start (or the last reset)."""
+        return int(self._clock[0])
+
+    def stats(self) -> dict[str, int]:
+        """Counters: samples routed, non-finite output samples replaced by 0, edges, sources."""
+        return {"position": self.position, "nonfinite": int(self._counters[_C_NONFINITE]),
+                "edges": len(self._edges), "fading_edges": len(self._draining),
+                "sources": len(self._sources)}
+
+
+def ring_edge_id(ring_id: str, source: str, target: str) -> str:
+    """The id of a ring's edge: ``"ring_id:a->b"``."""
+    return f"{ring_id}:{source}->{target}"
+
+
+def zero_delay_cycles(edges: Iterable[Edge]) -> list[list[str]]:
+    """One cycle (as agent ids, first repeated last) per strongly connected group of
+    agents linked by zero-delay edges (self-loops included)."""
+    graph: dict[str, set[str]] = {}
+    for e in edges:
+        if e.delay_ms == 0:
+            graph.setdefault(e.source, set()).add(e.target)
+            graph.setdefault(e.target, set())
+    cycles = []
+    for component in _strongly_connected(graph):
+        members = set(component)
+        start = min(members)
+        if len(members) == 1 and start not in graph[start]:
+            continue
+        path, seen, node = [start], {start}, start
+        while True:  # walk inside the component until a node repeats
+            nxt = min(n for n in graph[node] if n in members)
+            if nxt in seen:
+                path = path[path.index(nxt):] + [nxt]
+                break
+            path.append(nxt)
+            seen.add(nxt)
+            node = nxt
+        cycles.append(path)
+    return sorted(cycles)
+
+
+def _strongly_connected(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components (iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                out.append(sorted(component))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# From the installation config
+# ---------------------------------------------------------------------------
+
+
+def edges_from_config(config: Any) -> dict[str, Edge]:
+    """Every edge of a :class:`hub.config.Config`: its routes (``"a->b"``) and its rings
+    expanded (``"ring:a->b"``)."""
+    edges: dict[str, Edge] = {}
+    for route in config.routes:
+        edges[route.id] = Edge(route.source, route.target, route.gain, route.delay_ms,
+                               route.lowpass_hz, route.highpass_hz, route.shape)
+    for ring in config.rings:
+        for a, b in ring.pairs():
+            edges[ring_edge_id(ring.name, a, b)] = Edge(a, b, ring.gain, ring.delay_ms,
+                                                        ring.lowpass_hz, ring.highpass_hz,
+                                                        ring.shape)
+    return edges
+
+
+def from_config(config: Any, *, seed: int = 0, latency: int | None = None,
+                max_delay_s: float | None = None, lag_s: float = DEFAULT_LAG_S,
+                max_agents: int | None = None) -> RoutingGraph:
+    """Build the routing graph of an installation config: its agents (in config order),
+    edges (routes and rings, at full level at once) and sources (``seed`` varies the
+    noise). ``max_delay_s`` defaults to 2 s or the config's longest delay (+ 0.1 s)."""
+    inst = config.installation
+    edges = edges_from_config(config)
+    longest = max((e.delay_ms for e in edges.values()), default=0.0) / 1000.0
+    graph = RoutingGraph(
+        config.agent_ids, inst.sample_rate, inst.block,
+        max(2.0, longest + 0.1) if max_delay_s is None else max_delay_s,
+        mode=inst.mode, latency=(inst.block if inst.mode == "simulated" else 0) if latency is None else latency,
+        lag_s=lag_s, max_agents=max_agents if max_agents is not None else len(config.agents) + 8,
+        max_edges=max(512, 2 * len(edges)))
+    graph.set_edges(edges, fade_s=0.0)
+    for source in config.sources:
+        signal = make_source_signal(source.kind, source.args, inst.sample_rate,
+                                    base_dir=config.base_dir, seed=seed)
+        graph.add_source(source.name, signal, source.targets, gain=source.gain,
+                         envelope=source.envelope, fade_s=0.0)
+    return graph
+
+
+__all__ = [
+    "DEFAULT_LAG_S",
+    "SOURCE_CHUNK",
+    "Edge",
+    "FileSignal",
+    "RoutingGraph",
+    "edges_from_config",
+    "expand_ring",
+    "from_config",
+    "make_source_signal",
+    "ring_edge_id",
+    "route_kernel",
+    "zero_delay_cycles",
+]
