@@ -25,9 +25,12 @@ BLOCK = 256
 
 
 def ramp(n: int) -> np.ndarray:
-    """A half-scale sawtooth in whole L24 codes (no repeat within 7 s)."""
+    """A half-scale slow sawtooth (no repeat within 7 s) plus a quarter-scale 200 Hz
+    sine, in whole L24 codes: unique pieces to find again, and something audible for
+    the model to learn (a near-DC ramp alone may leave it saturated, hence silent)."""
     codes = (np.arange(n) * 97) % (1 << 24) - (1 << 23)
-    return (codes // 2) / float(1 << 23)
+    tone = np.round(0.25 * (1 << 23) * np.sin(2 * np.pi * 200.0 * np.arange(n) / SR))
+    return (codes // 2 + tone) / float(1 << 23)
 
 
 @pytest.fixture
