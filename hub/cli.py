@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
               "run one learning agent on an audio channel, steered over OSC"),
     "devices": ("agents.process", "add_devices_arguments", "run_devices",
                 "list the audio devices PortAudio can see"),
+    "hub": ("hub.service", "add_hub_arguments", "run_hub",
+            "run the hub: discovery, local agents, routes, scenes, dashboard and API"),
 }
 
 

@@ -1,0 +1,418 @@
+"""Finding agents, deciding whom to trust, and knowing who is alive.
+
+Three parts (STYLE 9, a functional core in an asyncio shell):
+
+* :class:`AgentRegistry` — the hub's table of agents, plain state without
+  sockets: id -> :class:`AgentEntry` (adopted or *pending*, online or
+  *offline*, host, ports, model, last seen). Every change calls the listeners
+  with an :class:`AgentChange`. Its size is capped (:data:`MAX_AGENTS`): agents
+  are peers, so their number is peer-controlled (STYLE 13).
+* :class:`AgentBrowser` — ``AsyncZeroconf`` bound to one interface browsing
+  ``_anamnesis._udp.local.``. A record whose HMAC verifies with the installation
+  key is *adopted* at once; any other well-formed record is *pending* until a
+  user adopts it (:meth:`AgentRegistry.adopt`, persisted by the hub). A record
+  that does not verify never replaces the address of an adopted agent (no
+  hijacking by an unsigned announcement with the same id).
+* :class:`LivenessMonitor` — the hub's own liveness check: ``/ping`` to every
+  known agent every :data:`PING_INTERVAL_S` s (sooner after a miss);
+  :data:`MISSED_PINGS` unanswered pings in a row mark it *offline*; a ``/pong``
+  brings it back. zeroconf
+  goodbyes are not relied on (a killed agent sends none, and its record
+  lingers for the TTL), so a *Removed* event from the browser changes nothing.
+
+Unsigned agents adopted by hand are remembered by id (the hub persists the
+set): a restarted hub re-adopts them when they announce again. On a LAN that
+trust is the user's choice; a signed installation key is the safe setup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from agents.discovery import ANAMNESIS_SERVICE, AgentRecord, parse_txt, verify_txt
+from agents.errors import ProtocolError
+from agents.osc import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+#: Most agents (adopted + pending) the registry holds.
+MAX_AGENTS = 256
+#: Seconds between liveness pings.
+PING_INTERVAL_S = 1.0
+#: Unanswered pings in a row after which an agent is offline.
+MISSED_PINGS = 3
+#: Seconds to wait for a zeroconf service's details.
+RESOLVE_TIMEOUT_S = 3.0
+
+Status = Literal["pending", "online", "offline"]
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    """What the hub knows about one agent. ``last_seen`` is monotonic seconds (None: never)."""
+
+    agent_id: str
+    model: str
+    host: str
+    osc_port: int
+    http_port: int
+    rtp_port: int = 0
+    installation: str = ""
+    signed: bool = False
+    adopted: bool = False
+    online: bool = False
+    last_seen: float | None = None
+    missed: int = 0
+    params: dict[str, object] = field(default_factory=dict, compare=False)
+
+    @property
+    def status(self) -> Status:
+        """``pending`` (not adopted), else ``online`` or ``offline``."""
+        if not self.adopted:
+            return "pending"
+        return "online" if self.online else "offline"
+
+    @property
+    def osc_peer(self) -> tuple[str, int]:
+        """(host, OSC port) to send to."""
+        return (self.host, self.osc_port)
+
+    def to_json(self, now: float | None = None) -> dict[str, object]:
+        """A JSON-ready description; ``seen_ago_s`` is seconds since the last pong."""
+        current = time.monotonic() if now is None else now
+        return {
+            "id": self.agent_id, "model": self.model, "status": self.status,
+            "adopted": self.adopted, "online": self.online, "signed": self.signed,
+            "host": self.host, "osc_port": self.osc_port, "http_port": self.http_port,
+            "rtp_port": self.rtp_port, "installation": self.installation,
+            "seen_ago_s": None if self.last_seen is None else round(current - self.last_seen, 3),
+            "params": dict(self.params),
+        }
+
+
+@dataclass(frozen=True)
+class AgentChange:
+    """One registry change: ``kind`` is ``added``, ``updated``, ``adopted``, ``online``,
+    ``offline`` or ``params``; ``entry`` the agent after the change."""
+
+    kind: str
+    entry: AgentEntry
+
+
+Listener = Callable[[AgentChange], None]
+
+
+class AgentRegistry:
+    """The table of agents (see the module docstring). Every method runs on the loop.
+
+    ``adopted_ids`` are agents adopted earlier (restored from the store): a record
+    with one of these ids is adopted even when unsigned.
+    """
+
+    def __init__(self, *, max_agents: int = MAX_AGENTS,
+                 adopted_ids: set[str] | None = None) -> None:
+        self.max_agents = max_agents
+        self._agents: dict[str, AgentEntry] = {}
+        self._adopted_ids: set[str] = set(adopted_ids or ())
+        self._listeners: list[Listener] = []
+        self.counts: Counter[str] = Counter()
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(change)`` after every change; returns an unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, kind: str, entry: AgentEntry) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(AgentChange(kind, entry))
+            except Exception:  # one broken listener must not stop discovery
+                log.exception("registry listener failed on %s %s", kind, entry.agent_id)
+
+    # -- reading ----------------------------------------------------------------
+
+    def get(self, agent_id: str) -> AgentEntry | None:
+        """The entry of ``agent_id`` or None."""
+        return self._agents.get(agent_id)
+
+    def entries(self) -> list[AgentEntry]:
+        """Every agent, sorted by id."""
+        return [self._agents[k] for k in sorted(self._agents)]
+
+    def by_peer(self, peer: tuple[str, int]) -> AgentEntry | None:
+        """The agent whose OSC address is ``peer``."""
+        for entry in self._agents.values():
+            if entry.osc_peer == peer:
+                return entry
+        return None
+
+    def restore_adopted(self, ids: set[str] | list[str]) -> None:
+        """Remember ids adopted in an earlier run (from the hub's state)."""
+        self._adopted_ids |= {str(i) for i in ids}
+
+    @property
+    def adopted_ids(self) -> set[str]:
+        """Ids adopted by signature or by hand (a copy)."""
+        return set(self._adopted_ids)
+
+    # -- changing ---------------------------------------------------------------
+
+    def announce(self, record: AgentRecord, *, verified: bool) -> AgentEntry | None:
+        """Take in an announcement. Returns the entry, or None when refused
+        (table full, or an unverified record for an agent adopted by signature)."""
+        current = self._agents.get(record.agent_id)
+        if current is None and len(self._agents) >= self.max_agents:
+            self.counts["refused_full"] += 1
+            return None
+        if current is not None and current.signed and not verified:
+            self.counts["refused_unsigned_takeover"] += 1
+            return None
+        adopted = verified or record.agent_id in self._adopted_ids or (
+            current is not None and current.adopted)
+        fields = {"model": record.model, "host": record.addresses[0],
+                  "osc_port": record.osc_port, "http_port": record.http_port,
+                  "rtp_port": record.rtp_port, "installation": record.installation,
+                  "signed": verified, "adopted": adopted}
+        if current is None:
+            entry = AgentEntry(agent_id=record.agent_id, **fields)  # type: ignore[arg-type]
+            kind = "added"
+        else:
+            moved = (current.host, current.osc_port) != (fields["host"], fields["osc_port"])
+            entry = replace(current, **fields)  # type: ignore[arg-type]
+            if moved:  # a restarted agent: it is online again at its first pong
+                entry = replace(entry, missed=0, online=False)
+            if entry == current:
+                return current
+            kind = "updated"
+        if adopted:
+            self._adopted_ids.add(record.agent_id)
+        self._agents[record.agent_id] = entry
+        self._emit(kind, entry)
+        return entry
+
+    def adopt(self, agent_id: str) -> AgentEntry:
+        """Adopt a pending agent (``KeyError`` if unknown); idempotent."""
+        entry = self._agents[agent_id]
+        self._adopted_ids.add(agent_id)
+        if entry.adopted:
+            return entry
+        entry = replace(entry, adopted=True)
+        self._agents[agent_id] = entry
+        self._emit("adopted", entry)
+        return entry
+
+    def seen(self, agent_id: str, now: float) -> None:
+        """A ``/pong`` from ``agent_id`` at ``now`` (monotonic s): online again if it was not."""
+        entry = self._agents.get(agent_id)
+        if entry is None:
+            return
+        was_online = entry.online
+        entry = replace(entry, last_seen=now, missed=0, online=True)
+        self._agents[agent_id] = entry
+        if not was_online:
+            self._emit("online", entry)
+
+    def missed(self, agent_id: str, *, limit: int = MISSED_PINGS) -> None:
+        """One more unanswered ping; ``offline`` after ``limit`` in a row."""
+        entry = self._agents.get(agent_id)
+        if entry is None:
+            return
+        entry = replace(entry, missed=entry.missed + 1)
+        went_offline = entry.online and entry.missed >= limit
+        if went_offline:
+            entry = replace(entry, online=False)
+        self._agents[agent_id] = entry
+        if went_offline:
+            self._emit("offline", entry)
+
+    def set_params(self, agent_id: str, params: dict[str, object]) -> None:
+        """Record the agent's parameter values as last read (merged)."""
+        entry = self._agents.get(agent_id)
+        if entry is None:
+            return
+        merged = {**entry.params, **params}
+        if merged == entry.params:
+            return
+        entry = replace(entry, params=merged)
+        self._agents[agent_id] = entry
+        self._emit("params", entry)
+
+
+class AgentBrowser:
+    """Browses ``_anamnesis._udp.local.`` on one interface and feeds the registry.
+
+    ``key`` is the installation key (None: every agent is pending until adopted).
+    """
+
+    def __init__(self, registry: AgentRegistry, *, interface: str, key: bytes | None) -> None:
+        self.registry = registry
+        self.interface = interface
+        self.key = key   # may be set before start(); never logged
+        self._zc = None
+        self._browser = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._log = RateLimitedLog(log, prefix="zeroconf")
+        self.counts: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        """Open zeroconf on the interface and start browsing."""
+        from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
+
+        self._zc = AsyncZeroconf(interfaces=[self.interface])
+        loop = asyncio.get_running_loop()
+
+        def on_change(zeroconf, service_type, name, state_change) -> None:
+            # zeroconf may call handlers from its own thread: hop onto the loop.
+            loop.call_soon_threadsafe(self._on_change, name, state_change.name)
+
+        self._browser = AsyncServiceBrowser(self._zc.zeroconf, [ANAMNESIS_SERVICE],
+                                            handlers=[on_change])
+
+    def _on_change(self, name: str, change: str) -> None:
+        if change == "Removed":  # goodbyes are not liveness (see the module docstring)
+            self.counts["goodbyes"] += 1
+            return
+        if len(self._tasks) >= 64:  # a flood of names: resolve them later, when they re-announce
+            self.counts["resolve_dropped"] += 1
+            return
+        task = asyncio.create_task(self._resolve(name), name=f"resolve {name[:40]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resolve(self, name: str) -> None:
+        from zeroconf.asyncio import AsyncServiceInfo
+
+        if self._zc is None:
+            return
+        info = AsyncServiceInfo(ANAMNESIS_SERVICE, name)
+        try:
+            found = await info.async_request(self._zc.zeroconf, int(RESOLVE_TIMEOUT_S * 1000))
+        except Exception as exc:  # noqa: BLE001 (fail soft: it will announce again)
+            self.counts["resolve_errors"] += 1
+            self._log(name, "resolve", f"resolving {name} failed: {exc}")
+            return
+        if not found or not info.properties:
+            self.counts["resolve_timeouts"] += 1
+            return
+        self.consider(info.properties, source=name)
+
+    def consider(self, properties: dict, *, source: str = "?") -> AgentEntry | None:
+        """Check one TXT record and hand it to the registry (public for tests)."""
+        try:
+            record = parse_txt(properties)
+        except ProtocolError as exc:
+            self.counts["malformed"] += 1
+            self._log(source, "malformed", f"ignoring {source}: {exc}")
+            return None
+        verified = self.key is not None and verify_txt(properties, self.key)
+        if record.signed and not verified:
+            self.counts["bad_signature"] += 1
+            self._log(record.agent_id, "signature",
+                      f"agent {record.agent_id}: signature does not match this installation's "
+                      "key; it stays pending")
+        return self.registry.announce(record, verified=verified)
+
+    async def close(self) -> None:
+        """Stop browsing and close zeroconf."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._browser is not None:
+            with contextlib.suppress(Exception):
+                await self._browser.async_cancel()
+            self._browser = None
+        if self._zc is not None:
+            await self._zc.async_close()
+            self._zc = None
+
+
+class LivenessMonitor:
+    """Pings every known agent over the hub's OSC socket (:class:`hub.osclink.HubOsc`).
+
+    A healthy agent gets ``/ping`` every ``interval`` s. A ping with no ``/pong``
+    within ``reply_timeout`` s is *missed*; after a miss the agent is re-pinged
+    ``retry`` s later instead of a full interval, so ``missed_limit`` misses in a
+    row (offline) take ``interval + missed_limit*reply_timeout + (missed_limit-1)*retry``
+    s at most after the last answered ping: 2.3 s with the defaults.
+    """
+
+    def __init__(self, registry: AgentRegistry, osc, *, interval: float = PING_INTERVAL_S,
+                 missed_limit: int = MISSED_PINGS, reply_timeout: float = 0.3,
+                 retry: float = 0.2, tick: float = 0.05) -> None:
+        self.registry = registry
+        self.osc = osc
+        self.interval = float(interval)
+        self.missed_limit = int(missed_limit)
+        self.reply_timeout = float(reply_timeout)
+        self.retry = float(retry)
+        self.tick_s = float(tick)
+        # agent id -> [time the unanswered ping was sent or None, time of the next ping]
+        self._state: dict[str, list[float | None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def pong(self, peer: tuple[str, int]) -> None:
+        """Called by the OSC socket for every ``/pong``."""
+        entry = self.registry.by_peer(peer)
+        if entry is None:
+            return
+        state = self._state.get(entry.agent_id)
+        if state is not None:
+            state[0] = None
+        self.registry.seen(entry.agent_id, time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """Check for missed pings and send the ones due (``now``: monotonic s)."""
+        known = set()
+        for entry in self.registry.entries():
+            known.add(entry.agent_id)
+            state = self._state.setdefault(entry.agent_id, [None, now])
+            sent, due = state
+            if sent is not None and now - sent >= self.reply_timeout:
+                self.registry.missed(entry.agent_id, limit=self.missed_limit)
+                state[0] = sent = None
+                state[1] = due = now + self.retry
+            if sent is None and now >= due:  # type: ignore[operator]
+                self.osc.send(entry.osc_peer, "/ping")
+                state[0] = now
+                state[1] = now + self.interval
+        for gone in set(self._state) - known:  # keep the table as small as the registry
+            del self._state[gone]
+
+    async def _run(self) -> None:
+        while True:
+            self.tick(time.monotonic())
+            await asyncio.sleep(self.tick_s)
+
+    def start(self) -> None:
+        """Start pinging in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="hub-liveness")
+
+    async def close(self) -> None:
+        """Stop pinging."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+__all__ = [
+    "MAX_AGENTS",
+    "MISSED_PINGS",
+    "PING_INTERVAL_S",
+    "AgentBrowser",
+    "AgentChange",
+    "AgentEntry",
+    "AgentRegistry",
+    "LivenessMonitor",
+]

@@ -1,0 +1,174 @@
+"""OSC for the whole installation: a UDP server that steers the hub like its REST API.
+
+For controllers that speak OSC (TouchOSC, SuperCollider, Max, ossia score).
+Addresses (replies go to the sender: ``/hub/ok s`` naming the address done, or
+``/hub/error s`` saying what was wrong):
+
+=================================  ====================================================
+``/hub/ping``                      reply ``/hub/pong``
+``/hub/panic``, ``/hub/unpanic``   every agent's output faded to silence / back
+``/hub/scene/save s``              save a scene (every online agent's parameters, weights)
+``/hub/scene/recall s``            recall a scene
+``/hub/scene/interpolate s s f``   blend scenes a and b at t in [0, 1]
+``/hub/route s s f``               gain (linear) of the route from -> to (added if missing)
+``/hub/agent/ID/PARAM value...``   set one parameter of an agent (as ``PATCH /api/agents``)
+=================================  ====================================================
+
+Access: OSC carries no token. The server binds 127.0.0.1 unless told otherwise
+(``--osc``); binding it to a LAN address lets anyone on that LAN steer the piece,
+and the hub says so in its log. Commands are served in order by one task from a
+bounded queue (a flood is answered with ``/hub/error`` and counted); problems are
+logged once per peer and kind (STYLE 13).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections import Counter
+from typing import Any
+
+from agents.errors import ProtocolError
+from agents.osc import RateLimitedLog
+from agents.oscmap import build_message, parse_packet
+
+log = logging.getLogger(__name__)
+
+#: Commands waiting to be served before new ones are refused.
+QUEUE = 64
+
+Peer = tuple[str, int]
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, server: HubOscServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.server._datagram(data, (str(addr[0]), int(addr[1])))
+
+
+class HubOscServer:
+    """The installation's OSC server in front of a :class:`hub.service.Hub`."""
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.counts: Counter[str] = Counter()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._queue: asyncio.Queue[tuple[str, list[object], Peer]] = asyncio.Queue(QUEUE)
+        self._task: asyncio.Task[None] | None = None
+        self._log = RateLimitedLog(log, prefix="hub OSC API")
+
+    async def start(self, host: str, port: int = 0) -> int:
+        """Bind ``host:port`` (0: a free port); returns the port."""
+        if not ipaddress.ip_address(host).is_loopback:
+            log.warning("the installation's OSC API is open to anyone who can reach %s:%d "
+                        "(OSC has no token)", host, port)
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(  # type: ignore[assignment]
+            lambda: _Protocol(self), local_addr=(host, port))
+        self._task = asyncio.create_task(self._serve(), name="hub-osc-api")
+        return self.port
+
+    @property
+    def port(self) -> int:
+        """The bound UDP port (0 before start)."""
+        return 0 if self._transport is None else int(self._transport.get_extra_info("sockname")[1])
+
+    async def close(self) -> None:
+        """Stop serving and close the socket."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def _reply(self, peer: Peer, address: str, *args: object) -> None:
+        if self._transport is not None:
+            self._transport.sendto(build_message(address, args), peer)
+
+    def _error(self, peer: Peer, kind: str, message: str) -> None:
+        self.counts[kind] += 1
+        self._log(peer[0], kind, message)
+        self._reply(peer, "/hub/error", message[:1000])
+
+    def _datagram(self, data: bytes, peer: Peer) -> None:
+        try:
+            messages = parse_packet(data)
+        except ProtocolError as exc:
+            self._error(peer, "malformed", str(exc))
+            return
+        for address, args in messages:
+            if address == "/hub/ping":
+                self._reply(peer, "/hub/pong")
+                continue
+            try:
+                self._queue.put_nowait((address, [a for a in args if a is not None], peer))
+            except asyncio.QueueFull:
+                self._error(peer, "busy", f"{address}: too many commands waiting; try again")
+
+    async def _serve(self) -> None:
+        from hub.service import HubError
+
+        while True:
+            address, args, peer = await self._queue.get()
+            try:
+                await self._command(address, args)
+                self.counts["done"] += 1
+                self._reply(peer, "/hub/ok", address)
+            except (HubError, TimeoutError, ProtocolError) as exc:
+                self._error(peer, "rejected", f"{address}: {exc}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not stop the server: answer, count, log
+                log.exception("OSC %s failed", address)
+                self._error(peer, "internal_errors", f"{address}: internal error: {exc}")
+
+    async def _command(self, address: str, args: list[object]) -> None:
+        hub = self.hub
+
+        def want(types: str) -> list[object]:
+            ok = len(args) == len(types) and all(
+                isinstance(a, str) if t == "s" else
+                (isinstance(a, (int, float)) and not isinstance(a, bool))
+                for a, t in zip(args, types))
+            if not ok:
+                raise ProtocolError(f"expected arguments {types or 'none'}; got {len(args)} "
+                                    "argument(s) of other types")
+            return args
+
+        if address in ("/hub/panic", "/hub/unpanic"):
+            want("")
+            hub.panic(address == "/hub/panic")
+        elif address == "/hub/scene/save":
+            await hub.save_scene(want("s")[0])
+        elif address == "/hub/scene/recall":
+            await hub.recall_scene(want("s")[0])
+        elif address == "/hub/scene/interpolate":
+            a, b, t = want("ssf")
+            await hub.interpolate(a, b, float(t))  # type: ignore[arg-type]
+        elif address == "/hub/route":
+            src, dst, gain = want("ssf")
+            route_id = f"{src}->{dst}"
+            if route_id in hub.routes:
+                hub.update_route(route_id, {"gain": float(gain)})  # type: ignore[arg-type]
+            else:
+                hub.add_route({"from": src, "to": dst, "gain": float(gain)})  # type: ignore[arg-type]
+        elif address.startswith("/hub/agent/") and address.count("/") == 4:
+            _, _, _, agent_id, name = address.split("/")
+            if not args:
+                raise ProtocolError("give the value")
+            value: object = args[0] if len(args) == 1 else list(args)
+            await hub.set_params(agent_id, {name: value})
+        else:
+            raise ProtocolError("unknown address; see /hub/ping, /hub/panic, /hub/unpanic, "
+                                "/hub/scene/{save,recall,interpolate}, /hub/route, "
+                                "/hub/agent/ID/PARAM")
+
+
+__all__ = ["HubOscServer"]

@@ -1,0 +1,266 @@
+"""Simulated mode, live: the hub is the clock and drives its local agents in lockstep.
+
+:class:`SimulatedDriver` runs, on the event loop, the loop that
+:mod:`hub.graph` describes::
+
+    inputs = graph.tick(outputs)          # block k's inputs from block k-1's outputs
+    outputs = await clock.step(inputs)    # every agent processes block k (RTP, hub.clocked)
+
+paced at real time (one ``block / sample_rate`` per step, so the piece can be
+heard and watched live). The agents are the config's agents, in config order,
+started with ``--audio hub`` (:class:`hub.service.Hub` does that in simulated
+mode); their RTP ports come from their zeroconf records.
+
+* Only online, adopted agents with an RTP port are driven; the
+  :class:`~hub.clocked.HubClock` is rebuilt (keeping its timestamp) when that set
+  changes, so a dead agent never stalls the others for the clock's timeout. An
+  offline agent's edges fade out (``graph.set_agent_online``) and its output is
+  silence; a returning agent resumes its routes.
+* Route edits reach the graph with :meth:`SimulatedDriver.set_routes` (new edges
+  fade in, changed ones glide, removed ones fade out — hub.graph's smoothing).
+* If the loop falls more than ``max_lag_s`` behind real time (a suspended
+  laptop), it resynchronises instead of racing to catch up.
+* The first block waits until *every* agent of the graph is driven and
+  ``ready(agent_id)`` (the hub: its parameters were sent), so a rehearsal
+  starts from a known state: with fresh agents and the same seeds, the same
+  piece (a deterministic start; later rebuilds are not).
+* Recording (:meth:`SimulatedDriver.record_start`): every agent's output, one
+  channel each in graph order, as it comes back from the clock (after the agents'
+  safety chains and L24), written to a float64 WAV by one writer on the executor.
+
+The graph's kernel is loaded (or compiled) on the executor before the first step.
+Counters: ``steps``, ``resyncs``, ``rebuilds`` and the clock's per-agent stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hub.clocked import HubClock
+from hub.graph import Edge, RoutingGraph
+
+log = logging.getLogger(__name__)
+
+
+class SimulatedDriver:
+    """Drives ``graph``'s agents through a :class:`HubClock` (see the module docstring).
+
+    ``registry`` is the hub's :class:`hub.discovery.AgentRegistry`; ``interface`` the
+    hub's address; ``timeout_s`` how long a step waits for the slowest agent (s).
+    """
+
+    def __init__(self, graph: RoutingGraph, registry: Any, *, interface: str,
+                 timeout_s: float = 0.05, max_lag_s: float = 0.5,
+                 ready: Callable[[str], bool] | None = None) -> None:
+        self.graph = graph
+        self.registry = registry
+        self.interface = interface
+        self.timeout_s = float(timeout_s)
+        self.max_lag_s = float(max_lag_s)
+        self.ready = ready or (lambda agent_id: True)
+        self.started = False         # the first block was sent
+        self._recorder: _Recorder | None = None
+        self.block = graph.max_block
+        self.sample_rate = graph.sample_rate
+        n = graph.n_agents
+        self._outputs = np.zeros((self.block, n))
+        self._inputs = np.zeros((self.block, n))
+        self._clock: HubClock | None = None
+        self._driven: tuple[tuple[str, str, int], ...] = ()   # (agent id, host, rtp port)
+        self._task: asyncio.Task[None] | None = None
+        self.steps = 0
+        self.resyncs = 0
+        self.rebuilds = 0
+        self.t = 0
+
+    def set_routes(self, routes: dict[str, dict[str, Any]]) -> list[str]:
+        """Make the graph's edges the hub's routes between agents it drives; returns the
+        ids of routes left out (an agent the graph does not have)."""
+        known = set(self.graph.agent_ids)
+        edges, skipped = {}, []
+        for route_id, r in routes.items():
+            if r["from"] in known and r["to"] in known:
+                edges[route_id] = Edge(r["from"], r["to"], float(r["gain"]), float(r["delay_ms"]),
+                                       r.get("lowpass_hz"), r.get("highpass_hz"),
+                                       r.get("shape", "none"))
+            else:
+                skipped.append(route_id)
+        self.graph.set_edges(edges)
+        return skipped
+
+    def _wanted(self) -> tuple[tuple[str, str, int], ...]:
+        out = []
+        for agent_id in self.graph.agent_ids:
+            entry = self.registry.get(agent_id)
+            if entry is not None and entry.adopted and entry.online and entry.rtp_port \
+                    and self.ready(agent_id):
+                out.append((agent_id, entry.host, entry.rtp_port))
+        return tuple(out)
+
+    async def _rebuild(self, wanted: tuple[tuple[str, str, int], ...]) -> None:
+        now = {a for a, _, _ in wanted}
+        for agent_id in self.graph.agent_ids:
+            if self.graph.is_online(agent_id) != (agent_id in now):
+                self.graph.set_agent_online(agent_id, agent_id in now)
+        if self._clock is not None:
+            self.t = self._clock.t
+            self._clock.close()
+            self._clock = None
+        self._driven = wanted
+        self._outputs[:] = 0.0
+        if wanted:
+            self._clock = HubClock([(h, p) for _, h, p in wanted], block=self.block,
+                                   sample_rate=self.sample_rate, interface=self.interface,
+                                   timeout_s=self.timeout_s, start_ts=self.t)
+            await self._clock.open()
+        self.rebuilds += 1
+        log.info("simulated mode: driving %s", ", ".join(sorted(now)) or "no agent")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Load (or compile) the routing kernel off the loop with a throwaway graph.
+        warm = RoutingGraph(self.graph.agent_ids, self.sample_rate, self.block)
+        await loop.run_in_executor(None, warm.tick, np.zeros((self.block, warm.n_agents)))
+        period = self.block / self.sample_rate
+        columns = {a: i for i, a in enumerate(self.graph.agent_ids)}
+        while not self.started:   # a known start: every agent there and set up
+            if len(self._wanted()) == self.graph.n_agents:
+                self.started = True
+            else:
+                await asyncio.sleep(0.05)
+        deadline = loop.time()
+        while True:
+            wanted = self._wanted()
+            if wanted != self._driven:
+                await self._rebuild(wanted)
+            self.graph.tick(self._outputs, out=self._inputs)
+            if self._clock is not None:
+                idx = [columns[a] for a, _, _ in self._driven]
+                result = await self._clock.step(self._inputs[:, idx].T)
+                self._outputs[:] = 0.0
+                self._outputs[:, idx] = result.T
+            if self._recorder is not None:
+                self._recorder.add(self._outputs)
+            self.steps += 1
+            deadline += period
+            delay = deadline - loop.time()
+            if delay < -self.max_lag_s:
+                self.resyncs += 1
+                deadline = loop.time()
+                delay = 0.0
+            await asyncio.sleep(max(0.0, delay))
+
+    def start(self) -> None:
+        """Start driving in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="hub-simulated-clock")
+            self._task.add_done_callback(self._ended)
+
+    @staticmethod
+    def _ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("simulated mode: the hub clock stopped: %r", task.exception())
+
+    def record_start(self, path: Path, max_seconds: float = 3600.0) -> None:
+        """Record every agent's output to ``path`` (WAV, float64, one channel per agent in
+        graph order) for at most ``max_seconds`` s; ``RuntimeError`` if already recording."""
+        if self._recorder is not None:
+            raise RuntimeError(f"already recording to {self._recorder.path}")
+        self._recorder = _Recorder(Path(path), self.sample_rate, self.graph.n_agents,
+                                   int(max_seconds * self.sample_rate))
+        self._recorder.start()
+
+    async def record_stop(self) -> dict[str, Any]:
+        """Stop recording; waits until the file is complete. Its path, frames and seconds."""
+        recorder, self._recorder = self._recorder, None
+        if recorder is None:
+            raise RuntimeError("not recording")
+        return await recorder.stop()
+
+    @property
+    def recording(self) -> str | None:
+        """The file being recorded, or None."""
+        return None if self._recorder is None else str(self._recorder.path)
+
+    def stats(self) -> dict[str, Any]:
+        """Steps, resyncs, rebuilds, the driven agents and the clock's counters."""
+        out: dict[str, Any] = {"steps": self.steps, "resyncs": self.resyncs,
+                               "rebuilds": self.rebuilds,
+                               "driven": [a for a, _, _ in self._driven]}
+        if self._clock is not None:
+            out["agents"] = dict(zip(out["driven"], self._clock.stats()))
+            out["rtt_ms"] = self._clock.rtt_ms()
+        return out
+
+    async def close(self) -> None:
+        """Stop driving (the agents then run free on silence, agents.hubclock)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._clock is not None:
+            self._clock.close()
+            self._clock = None
+        if self._recorder is not None:
+            await self.record_stop()
+
+
+class _Recorder:
+    """Blocks handed over on the loop, written to a WAV by one task on the executor.
+
+    ``add`` copies a block into a bounded queue (about 10 s of audio); if the disk
+    cannot keep up, blocks are dropped and counted rather than stalling the clock.
+    """
+
+    def __init__(self, path: Path, sample_rate: int, channels: int, max_frames: int) -> None:
+        self.path, self.sample_rate, self.channels = path, sample_rate, channels
+        self.max_frames = max_frames
+        self.frames = 0
+        self.dropped = 0
+        self._queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=2048)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._write(), name="hub-record")
+
+    def add(self, block: np.ndarray) -> None:
+        if self.frames >= self.max_frames:
+            return
+        block = block[: self.max_frames - self.frames]
+        try:
+            self._queue.put_nowait(block.copy())
+            self.frames += len(block)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def _write(self) -> None:
+        import soundfile as sf
+
+        loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = await loop.run_in_executor(None, lambda: sf.SoundFile(
+            self.path, "w", samplerate=self.sample_rate, channels=self.channels,
+            subtype="DOUBLE"))
+        try:
+            while (block := await self._queue.get()) is not None:
+                await loop.run_in_executor(None, f.write, block)
+        finally:
+            await loop.run_in_executor(None, f.close)
+
+    async def stop(self) -> dict[str, Any]:
+        await self._queue.put(None)
+        if self._task is not None:
+            await self._task
+        return {"path": str(self.path), "frames": self.frames,
+                "seconds": self.frames / self.sample_rate, "dropped_blocks": self.dropped}
+
+
+__all__ = ["SimulatedDriver"]

@@ -1,0 +1,184 @@
+"""Local agents as supervised subprocesses (config agents with ``spawn = true``).
+
+:class:`Supervisor` owns one :class:`ChildSpec` per local agent: it starts
+``python -m agents.process ...`` (the argv comes from the hub), appends the
+child's stdout and stderr to ``LOG_DIR/ID.log``, restarts a child that exits
+with an exponential back-off (``backoff_s`` doubling up to ``max_backoff_s``;
+reset when a child stayed up ``stable_s``), and on :meth:`Supervisor.close`
+sends SIGTERM to every child, then SIGKILL to those still running after
+``stop_timeout_s``. Children are started in their own process group only when
+asked; by default they die with the hub's terminal like any child.
+
+Everything runs on the event loop; opening log files goes to the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """One local agent: ``name`` (the agent id) and its full argv (``argv[0]`` the program)."""
+
+    name: str
+    argv: tuple[str, ...]
+    cwd: str | None = None
+
+
+def agent_argv(agent_id: str, *, model: str | None = None, preset: str | None = None,
+               audio: str = "null", interface: str = "127.0.0.1", installation: str = "anamnesis",
+               key_file: Path | None = None, state_dir: Path | None = None,
+               extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The argv of ``python -m agents.process`` for one local agent (this interpreter)."""
+    argv = [sys.executable, "-m", "agents.process", "--id", agent_id, "--audio", audio,
+            "--interface", interface, "--installation", installation]
+    if model:
+        argv += ["--model", model]
+    if preset:
+        argv += ["--preset", preset]
+    if key_file is not None:
+        argv += ["--key-file", str(key_file)]
+    if state_dir is not None:
+        argv += ["--state-dir", str(state_dir)]
+    return tuple(argv) + tuple(extra)
+
+
+@dataclass
+class ChildState:
+    """The live state of one supervised child (read it, do not change it)."""
+
+    spec: ChildSpec
+    pid: int | None = None
+    starts: int = 0
+    last_exit: int | None = None
+    running: bool = False
+    next_backoff_s: float = 0.0
+    started_at: float = 0.0
+    history: list[int] = field(default_factory=list)   # exit codes, most recent last (≤ 20)
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-ready summary."""
+        return {"name": self.spec.name, "pid": self.pid, "running": self.running,
+                "starts": self.starts, "last_exit": self.last_exit,
+                "next_backoff_s": self.next_backoff_s}
+
+
+class Supervisor:
+    """Starts, restarts and stops local agents (see the module docstring).
+
+    ``log_dir`` receives one ``NAME.log`` per child (appended across restarts).
+    """
+
+    def __init__(self, log_dir: Path, *, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
+                 stable_s: float = 30.0, stop_timeout_s: float = 10.0) -> None:
+        self.log_dir = Path(log_dir)
+        self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self.stable_s = float(stable_s)
+        self.stop_timeout_s = float(stop_timeout_s)
+        self.children: dict[str, ChildState] = {}
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
+
+    def start(self, spec: ChildSpec) -> ChildState:
+        """Supervise ``spec`` (started in the background); ``ValueError`` for a duplicate name."""
+        if spec.name in self.children:
+            raise ValueError(f"local agent {spec.name!r} is already supervised")
+        state = ChildState(spec, next_backoff_s=self.backoff_s)
+        self.children[spec.name] = state
+        self._tasks[spec.name] = asyncio.create_task(self._keep_running(state),
+                                                     name=f"supervise {spec.name}")
+        return state
+
+    def log_path(self, name: str) -> Path:
+        """Where the output of child ``name`` goes."""
+        return self.log_dir / f"{name}.log"
+
+    def _open_log(self, name: str) -> IO[bytes]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.log_path(name), "ab", buffering=0)  # noqa: SIM115 (closed by the task)
+        f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
+        return f
+
+    async def _keep_running(self, state: ChildState) -> None:
+        loop = asyncio.get_running_loop()
+        name = state.spec.name
+        while not self._closing:
+            logfile = await loop.run_in_executor(None, self._open_log, name)
+            try:
+                try:
+                    proc = await asyncio.create_subprocess_exec(
+                        *state.spec.argv, stdin=asyncio.subprocess.DEVNULL, stdout=logfile,
+                        stderr=logfile, cwd=state.spec.cwd)
+                except OSError as exc:
+                    log.error("local agent %s: cannot start %s: %s", name, state.spec.argv[0], exc)
+                    code = -1
+                else:
+                    self._procs[name] = proc
+                    state.pid, state.running = proc.pid, True
+                    state.starts += 1
+                    state.started_at = loop.time()
+                    log.info("local agent %s started (pid %d)", name, proc.pid)
+                    code = await proc.wait()
+                    state.running = False
+                    self._procs.pop(name, None)
+            finally:
+                await loop.run_in_executor(None, logfile.close)
+            state.last_exit = code
+            state.history = (state.history + [code])[-20:]
+            if self._closing:
+                return
+            if state.started_at and loop.time() - state.started_at >= self.stable_s:
+                state.next_backoff_s = self.backoff_s
+            delay = state.next_backoff_s
+            state.next_backoff_s = min(delay * 2.0, self.max_backoff_s)
+            log.warning("local agent %s exited with %s; restarting in %.1f s (log: %s)",
+                        name, code, delay, self.log_path(name))
+            await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        """Stop every child: SIGTERM, then SIGKILL after ``stop_timeout_s``; wait for all."""
+        self._closing = True
+        procs = list(self._procs.items())
+        for _name, proc in procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+
+        async def reap(name: str, proc: asyncio.subprocess.Process) -> None:
+            try:
+                await asyncio.wait_for(proc.wait(), self.stop_timeout_s)
+            except TimeoutError:
+                log.warning("local agent %s ignored SIGTERM for %.0f s; killing it",
+                            name, self.stop_timeout_s)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+        await asyncio.gather(*(reap(n, p) for n, p in procs))
+        reaped = {n for n, _ in procs}
+        for name, task in self._tasks.items():
+            # A task whose child was reaped records the exit code and returns by itself;
+            # one sleeping in its back-off is cancelled.
+            if name not in reaped and not task.done():
+                task.cancel()
+        for task in self._tasks.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+
+__all__ = ["ChildSpec", "ChildState", "Supervisor", "agent_argv"]

@@ -1,0 +1,218 @@
+"""``anamnesis hub CONFIG`` as a real process: local agents spawned and adopted, the config's
+parameters and routes applied, simulated mode driving them in lockstep (a noise source into
+c1, c1 routed to c2), the OSC API, the dashboard line, and a clean SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+
+import aiohttp
+import pytest
+from agent_support import REPO
+from controlplane_support import OscTestClient
+
+from agents.discovery import generate_key
+
+CONFIG = """
+[installation]
+name = "clitest"
+key_file = "inst.key"
+
+[[agent]]
+id = "c1"
+model = "autoregnn"
+params = { lr = 0.2 }
+spawn = true
+
+[[agent]]
+id = "c2"
+model = "autoregnn"
+spawn = true
+seed = 2
+
+[[route]]
+from = "c1"
+to = "c2"
+gain = 0.5
+
+[[source]]
+name = "hiss"
+kind = "noise"
+args = { amp = 0.2, seed = 1 }
+targets = ["c1"]
+"""
+
+DASHBOARD = re.compile(r"^Dashboard: http://127\.0\.0\.1:(\d+)/\?token=(\S+)$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_hub_command_spawns_agents_and_shuts_down(tmp_path):
+    generate_key(tmp_path / "inst.key")
+    (tmp_path / "install.toml").write_text(CONFIG)
+    state = tmp_path / "state"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "hub", str(tmp_path / "install.toml"),
+        "--http", "127.0.0.1:0", "--osc", "127.0.0.1:0", "--state-dir", str(state), "--interface", "127.0.0.1",
+        "--log-level", "info", cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stderr: list[str] = []
+
+    async def drain() -> None:
+        while line := await proc.stderr.readline():
+            stderr.append(line.decode(errors="replace"))
+
+    reader = asyncio.create_task(drain())
+    pids: list[int] = []
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+        match = DASHBOARD.match(line)
+        assert match, f"{line!r}\n{''.join(stderr)}"
+        port, token = int(match.group(1)), match.group(2)
+        osc_line = (await asyncio.wait_for(proc.stdout.readline(), 5)).decode().strip()
+        osc_match = re.fullmatch(r"OSC: 127\.0\.0\.1:(\d+)", osc_line)
+        assert osc_match, osc_line
+        assert (state / "token").read_text().strip() == token
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 40
+            while True:
+                async with http.get(base + "/api/agents") as r:
+                    agents = {a["id"]: a for a in await r.json()}
+                if all(agents.get(i, {}).get("status") == "online" for i in ("c1", "c2")) \
+                        and "lr" in agents["c1"]["params"]:
+                    break
+                assert loop.time() < deadline, f"agents: {agents}\n{''.join(stderr)}"
+                await asyncio.sleep(0.2)
+            assert agents["c1"]["signed"] and agents["c1"]["params"]["lr"] == pytest.approx(0.2)
+            # The installation's OSC API sets c1's learning rate.
+            client = await OscTestClient.open(int(osc_match.group(1)))
+            try:
+                assert await client.request("/hub/ping") == ("/hub/pong", [])
+                assert await client.request("/hub/agent/c1/lr", 0.375) == ("/hub/ok", ["/hub/agent/c1/lr"])
+                address, args = await client.request("/hub/agent/c1/lr", "fast")
+                assert address == "/hub/error" and "refused" in args[0]
+            finally:
+                client.close()
+            async with http.get(base + "/api/agents/c1") as r:
+                assert (await r.json())["params"]["lr"] == pytest.approx(0.375, rel=1e-6)
+            async with http.get(base + "/api/routes") as r:
+                assert [x["id"] for x in await r.json()] == ["c1->c2"]
+            async with http.get(base + "/api/installation") as r:
+                inst = await r.json()
+            assert inst["name"] == "clitest"
+            pids = [c["pid"] for c in inst["local_agents"]]
+            assert len(pids) == 2 and all(_alive(p) for p in pids)
+            # Simulated mode: the hub clocks both agents; the noise reaches c1 and, through
+            # the route, c2 (their mic levels in the WebSocket telemetry).
+            heard: dict[str, float] = {}
+            async with http.ws_connect(base + "/ws",
+                                       headers={"Authorization": f"Bearer {token}"}) as ws:
+                deadline = loop.time() + 20
+                while not (heard.get("c1", 0) > 0.05 and heard.get("c2", 0) > 1e-3):
+                    assert loop.time() < deadline, f"heard {heard}\n{''.join(stderr)}"
+                    msg = await ws.receive_json(timeout=5)
+                    if msg["type"] == "telemetry":
+                        for agent_id, frame in msg["agents"].items():
+                            heard[agent_id] = max(heard.get(agent_id, 0.0), frame["in_rms"])
+            # The hub's CPU while it clocks two agents (utime + stime over 2 s).
+            def cpu_s(pid: int) -> float:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+            c0, t0 = cpu_s(proc.pid), loop.time()
+            async with http.get(base + "/api/installation") as r:
+                steps0 = (await r.json())["clock"]["steps"]
+            await asyncio.sleep(2.0)
+            async with http.get(base + "/api/installation") as r:
+                clock = (await r.json())["clock"]
+            load = (cpu_s(proc.pid) - c0) / (loop.time() - t0)
+            rate = (clock["steps"] - steps0) / (loop.time() - t0)
+            print(f"\nhub clocking 2 agents: {rate:.1f} blocks/s (real time: 187.5), "
+                  f"hub CPU {100 * load:.0f} % of a core, rtt {clock['rtt_ms']}")
+            assert sorted(clock["driven"]) == ["c1", "c2"]
+            assert 150 <= rate <= 200, rate     # paced at real time, 256 frames at 48 kHz
+            missing = sum(a["missing"] for a in clock["agents"].values())
+            assert missing <= 0.01 * clock["steps"], clock
+
+            async def wait_clock(predicate, timeout: float, what: str) -> dict:
+                end = loop.time() + timeout
+                while True:
+                    async with http.get(base + "/api/installation") as r:
+                        got = await r.json()
+                    if predicate(got):
+                        return got
+                    assert loop.time() < end, f"{what}: {got['clock']} {got['local_agents']}"
+                    await asyncio.sleep(0.05)
+
+            # kill -9 of c2: offline within 3 s, c1 clocked on alone at real time; the
+            # supervisor restarts c2 and the hub drives it again.
+            os.kill(pids[1], signal.SIGKILL)
+            killed = loop.time()
+            await wait_clock(lambda g: g["clock"]["driven"] == ["c1"], 5.0, "c2 dropped")
+            dropped_after = loop.time() - killed
+            got = await wait_clock(lambda g: g["clock"]["driven"] == ["c1", "c2"]
+                                   and g["local_agents"][1]["starts"] == 2, 30.0, "c2 back")
+            back_after = loop.time() - killed
+            print(f"c2 dropped from the clock {dropped_after:.2f} s after kill -9, "
+                  f"driven again after {back_after:.2f} s; rebuilds {got['clock']['rebuilds']}")
+            assert dropped_after <= 3.0
+            pids = [c["pid"] for c in got["local_agents"]]
+        assert (state / "logs" / "c1.log").exists()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        await reader
+        assert not any(_alive(p) for p in pids), "local agents outlived the hub"
+        assert token not in "".join(stderr)
+        assert "agent c1 ready" in (state / "logs" / "c1.log").read_text()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if not reader.done():
+            reader.cancel()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--http", "nope"], "--http must be HOST:PORT; got 'nope'"),
+    (["--osc", "127.0.0.1:99999"], "--osc must be HOST:PORT"),
+    (["{dir}/missing.toml"], "cannot read the config"),
+    (["{dir}/bad.toml"], "unknown key 'nmae'; did you mean 'name'?"),
+])
+def test_hub_command_refuses_bad_options(tmp_path, capsys, argv, message):
+    from hub.cli import main
+
+    (tmp_path / "bad.toml").write_text('[installation]\nnmae = "x"\n')
+    argv = [a.format(dir=tmp_path) for a in argv]
+    assert main(["hub", *argv, "--state-dir", str(tmp_path / "state")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_local_agent_command_lines_follow_the_config(tmp_path, caplog):
+    from hub.config import load_config
+    from hub.service import Hub
+
+    hub = Hub(state_dir=tmp_path, config=load_config(REPO / "deploy" / "ring3.toml"))
+    specs = hub._local_agents()
+    assert [s.name for s in specs] == ["n1", "n2", "n3"]
+    argv = " ".join(specs[1].argv)
+    for part in ("--id n2", "--audio hub", "--hub 127.0.0.1", "--block 64", "--seed 2",
+                 "--installation ring3", f"--state-dir {tmp_path}/agents/n2"):
+        assert part in argv, (part, argv)
+    # Constructor arguments cannot reach an agent process: said, not silently dropped.
+    assert "n1: hidden_size, input_size cannot be given to an agent process" in caplog.text

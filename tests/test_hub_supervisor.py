@@ -1,0 +1,95 @@
+"""The supervisor of local agents: real child processes, restarts, logs, SIGTERM/SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+
+from hub.supervisor import ChildSpec, Supervisor, agent_argv
+
+SLEEPER = ("import signal, sys, time\n"
+           "print('up', sys.argv[1], flush=True)\n"
+           "print('to stderr', file=sys.stderr, flush=True)\n"
+           "if sys.argv[2] == 'stubborn': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+           "time.sleep(60)\n")
+
+
+def _spec(name: str, mode: str = "polite") -> ChildSpec:
+    return ChildSpec(name, (sys.executable, "-c", SLEEPER, name, mode))
+
+
+async def _wait_for(predicate, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_restart_with_backoff_and_logs(tmp_path):
+    sup = Supervisor(tmp_path / "logs", backoff_s=0.2, max_backoff_s=0.8, stop_timeout_s=2.0)
+    state = sup.start(_spec("c1"))
+    try:
+        await _wait_for(lambda: state.running and sup.log_path("c1").exists()
+                        and b"up c1" in sup.log_path("c1").read_bytes(), 10.0, "first start")
+        first = state.pid
+        os.kill(first, signal.SIGKILL)
+        killed = time.monotonic()
+        await _wait_for(lambda: state.starts == 2 and state.running, 10.0, "restart")
+        restart_s = time.monotonic() - killed
+        assert state.last_exit == -signal.SIGKILL and state.pid != first
+        assert 0.2 <= restart_s < 3.0
+        assert state.next_backoff_s == 0.4   # doubled after the restart
+        await _wait_for(lambda: sup.log_path("c1").read_text().count("to stderr") == 2, 10.0,
+                        "second start's output")
+        os.kill(state.pid, signal.SIGKILL)
+        await _wait_for(lambda: state.starts == 3 and state.running, 10.0, "second restart")
+        assert state.next_backoff_s == 0.8
+        await _wait_for(lambda: sup.log_path("c1").read_text().count("to stderr") == 3, 10.0,
+                        "third start's output")
+        log_text = sup.log_path("c1").read_text()
+        assert log_text.count("up c1") == 3 and log_text.count("to stderr") == 3
+    finally:
+        await sup.close()
+    assert not state.running and state.last_exit == -signal.SIGTERM
+    assert sup.children["c1"].starts == 3   # not restarted after close
+
+
+async def test_close_kills_a_child_that_ignores_sigterm(tmp_path):
+    sup = Supervisor(tmp_path / "logs", stop_timeout_s=0.5)
+    polite, stubborn = sup.start(_spec("p")), sup.start(_spec("s", "stubborn"))
+    await _wait_for(lambda: all(b"up" in sup.log_path(n).read_bytes()
+                                for n in ("p", "s") if sup.log_path(n).exists())
+                    and polite.running and stubborn.running
+                    and sup.log_path("s").exists() and sup.log_path("p").exists(),
+                    10.0, "both up")
+    # The stubborn child installs its handler after printing; give it a moment.
+    await asyncio.sleep(0.2)
+    t0 = time.monotonic()
+    await sup.close()
+    took = time.monotonic() - t0
+    assert polite.last_exit == -signal.SIGTERM
+    assert stubborn.last_exit == -signal.SIGKILL
+    assert 0.5 <= took < 3.0
+
+
+async def test_duplicate_name_refused_and_agent_argv(tmp_path):
+    sup = Supervisor(tmp_path)
+    sup.start(_spec("a"))
+    try:
+        try:
+            sup.start(_spec("a"))
+        except ValueError as exc:
+            assert "already supervised" in str(exc)
+        else:
+            raise AssertionError("duplicate accepted")
+    finally:
+        await sup.close()
+    argv = agent_argv("a3", model="unlearn", preset="unlearn1", interface="127.0.0.1",
+                      installation="studio", key_file=tmp_path / "k", state_dir=tmp_path / "s")
+    assert argv[:3] == (sys.executable, "-m", "agents.process")
+    assert ("--id", "a3") == argv[3:5] and "--preset" in argv and str(tmp_path / "k") in argv
