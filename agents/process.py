@@ -1,7 +1,8 @@
 """The agent process: ``anamnesis agent`` and ``anamnesis devices``.
 
-``anamnesis agent --id a1 --model autoregnn [--preset P] [--audio sounddevice|null|hub] ...``
-runs one model on one mic/speaker channel (DESIGN "The agent process"):
+``anamnesis agent --id a1 --model autoregnn [--preset P] [--model-arg hidden_size=10 ...]
+[--audio sounddevice|null|hub] ...`` runs one model on one mic/speaker channel
+(DESIGN "The agent process"):
 
 1. builds the model (from ``--preset`` or ``--model``), compiles its kernels on a
    throwaway twin (so the first audio callback does not wait for numba);
@@ -69,6 +70,9 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model kind (default: the preset's, else autoregnn)")
     parser.add_argument("--preset", help="start from a named preset (see `anamnesis render --list`)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
+                        help="a constructor argument of the model, e.g. hidden_size=10 "
+                             "(repeatable; overrides the preset's)")
     parser.add_argument("--audio", choices=AUDIO_CHOICES, default="sounddevice",
                         help="audio backend: a sound card (sounddevice), a software clock "
                              "(null), or the hub's clock (hub; arrives with the RTP link)")
@@ -210,6 +214,14 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
                 problems.append(f"preset {args.preset!r} is for model {preset.model}, "
                                 f"not {model}")
             model = preset.model
+    model_args: dict[str, Any] = {}
+    if not problems:
+        try:
+            model_args = parse_model_args(model or "autoregnn", args.model_arg, args.preset,
+                                          seed=args.seed, sample_rate=args.sample_rate,
+                                          max_block=args.block)
+        except ValueError as exc:
+            problems.append(str(exc))
     if problems:
         raise ValueError("; ".join(problems))
     return AgentConfig(
@@ -219,7 +231,85 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         ceiling_db=args.ceiling_db, osc_port=args.osc_port, http_port=args.http_port,
         interface=interface, announce=not args.no_announce, installation=args.installation,
         key_file=args.key_file, state_dir=args.state_dir or default_state_dir(args.id),
-        fresh=args.fresh, autosave_s=args.autosave_s, rtp_port=args.rtp_port, hub=hub)
+        fresh=args.fresh, autosave_s=args.autosave_s, model_args=model_args,
+        rtp_port=args.rtp_port, hub=hub)
+
+
+#: Constructor arguments the agent sets itself (not ``--model-arg``).
+_RESERVED_MODEL_ARGS = ("self", "seed", "sample_rate", "max_block")
+
+
+def _model_arg_value(name: str, text: str, default: Any) -> Any:
+    """``text`` as the type of the constructor default ``default`` (else a number or text)."""
+    lowered = text.strip().lower()
+    if isinstance(default, bool):
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"--model-arg {name} must be true or false; got {text!r}")
+    if default is None and lowered == "none":
+        return None
+    if isinstance(default, int) or default is None:
+        try:
+            return int(text)
+        except ValueError:
+            if default is not None:
+                raise ValueError(f"--model-arg {name} must be an integer; got {text!r}") from None
+    if isinstance(default, float) or default is None:
+        try:
+            return float(text)
+        except ValueError:
+            if default is not None:
+                raise ValueError(f"--model-arg {name} must be a number; got {text!r}") from None
+    return text
+
+
+def parse_model_args(model: str, items: list[str], preset: str | None = None, *,
+                     seed: int = 0, sample_rate: int = 48000,
+                     max_block: int = 4096) -> dict[str, Any]:
+    """The ``--model-arg NAME=VALUE`` items as constructor arguments of ``model``,
+    checked by building the model once (with the preset's arguments beneath them);
+    ``ValueError`` with one line naming every problem."""
+    import inspect
+
+    from .models import create_model, model_class
+
+    if not items:
+        return {}
+    sig = inspect.signature(model_class(model).__init__)
+    known = {n: p.default for n, p in sig.parameters.items()
+             if n not in _RESERVED_MODEL_ARGS and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    out: dict[str, Any] = {}
+    problems = []
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            problems.append(f"--model-arg takes NAME=VALUE; got {item!r}")
+        elif name not in known:
+            import difflib
+            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+            problems.append(f"--model-arg {name}: {model} has no such argument{hint}")
+        else:
+            try:
+                out[name] = _model_arg_value(name, text, known[name])
+            except ValueError as exc:
+                problems.append(str(exc))
+    if not problems:
+        base: dict[str, Any] = {}
+        if preset is not None:
+            from .presets import get_preset
+            base.update(get_preset(preset).model_args)
+        try:
+            create_model(model, **{**base, **out}, seed=seed, sample_rate=sample_rate,
+                         max_block=max_block)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"--model-arg: {model}: {exc}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return out
 
 
 def _setup_logging(level: str) -> None:
@@ -282,6 +372,7 @@ def _build_model(config: AgentConfig) -> tuple[Any, list]:
         if timeline or preset.events:
             log.info("preset %s: %d timed change(s) belong to offline renders and are not "
                      "played live", preset.name, len(timeline) + len(preset.events))
+    kwargs.update(config.model_args)
     kwargs.update(seed=config.seed, sample_rate=config.sample_rate, max_block=config.block)
 
     def make() -> Any:

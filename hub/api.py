@@ -19,17 +19,23 @@ WebSocket messages (JSON text): the server pushes ``{"type": "hello", "agents": 
 "routes": [...]}`` once, then ``{"type": "agent", ...}`` on every agent change,
 ``{"type": "event", ...}`` for every event and ``{"type": "telemetry", "agents":
 {id: {"rms": .., "peak": .., "error_rms": .., ...}}}`` at most 20 times a second
-(levels linear, full scale 1). Clients send commands
+(levels linear, full scale 1). A client that connects to ``/ws?scopes=1`` also gets
+binary messages: scopes and spectra of the agents' outputs (at most 30 a second, when the
+hub has them: every block in simulated mode, the
+``out`` stream of each routed agent in deployed mode); their frame layout is
+:mod:`hub.scopes`'s, and ``hello`` has ``"scope": {"agents": [ids by index], "frames": N,
+"hz": 30}`` (null without a config). Clients send commands
 ``{"id": N, "cmd": NAME, ...args}`` and get ``{"type": "reply", "id": N, "ok": true,
 "result": ...}`` or ``{"type": "reply", "id": N, "ok": false, "error": "..."}``.
 Commands mirror the REST writes: ``adopt {agent}``, ``set_params {agent, params}``,
 ``set_weights {agent, weights}``,
 ``panic``, ``unpanic``, ``add_route {route}``, ``update_route {route_id, route}``,
 ``delete_route {route_id}``, ``add_ring {ring}``, ``delete_ring {name}``,
+``put_room {room}``, ``save_snapshot {agent, name}``, ``recall_snapshot {agent, name}``,
 ``save_scene {name}``, ``recall_scene {name}``,
 ``interpolate {a, b, t}``, ``delete_scene {name}``, ``record_start {name}``,
 ``record_stop``, and the reads ``agents``,
-``routes``, ``scenes``, ``events``.
+``routes``, ``room``, ``snapshots {agent}``, ``scenes``, ``events``.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from hub.scopes import SCOPE_HZ
 from hub.service import Hub, HubError
 
 log = logging.getLogger(__name__)
@@ -193,6 +200,26 @@ async def recall_agent(request: web.Request) -> web.Response:
         request.match_info["agent_id"], "recall", name))
 
 
+async def list_snapshots(request: web.Request) -> web.Response:
+    """Snapshots the hub keeps of the agent (id, name, model, created, size, sha256)."""
+    return web.json_response(await request.app[HUB].list_snapshots(
+        request.match_info["agent_id"]))
+
+
+async def save_snapshot(request: web.Request) -> web.Response:
+    """Keep the agent's weights (OSC /weights) and parameters in the hub: body {"name": NAME}."""
+    body = await _json_body(request)
+    name = body.get("name") if isinstance(body, dict) else None
+    return web.json_response(await request.app[HUB].save_snapshot(
+        request.match_info["agent_id"], name), status=201)
+
+
+async def recall_snapshot(request: web.Request) -> web.Response:
+    """Write a snapshot the hub keeps back to the agent: weights, then parameters."""
+    return web.json_response(await request.app[HUB].recall_snapshot(
+        request.match_info["agent_id"], request.match_info["snap"]))
+
+
 async def list_routes(request: web.Request) -> web.Response:
     """Every route (edge): from, to, gain, delay_ms, lowpass_hz, highpass_hz, shape."""
     return web.json_response(list(request.app[HUB].routes.values()))
@@ -234,6 +261,25 @@ async def add_ring(request: web.Request) -> web.Response:
 async def delete_ring(request: web.Request) -> web.Response:
     """Remove every edge of a ring."""
     return web.json_response({"deleted": request.app[HUB].delete_ring(request.match_info["name"])})
+
+
+async def get_room(request: web.Request) -> web.Response:
+    """The room as edited ([room] of the config as JSON; null: none). Not simulated yet (issue 7)."""
+    return web.json_response(request.app[HUB].get_room())
+
+
+async def put_room(request: web.Request) -> web.Response:
+    """Replace the room: body a [room] table as JSON, or null; every problem in one 400.
+
+    Checked as the config checks it (size, rt60 or absorption, the listener and every
+    agent's speaker and mic inside the room), stored with the config as edited and
+    pushed to WebSocket clients as a ``room_changed`` event. The acoustic simulation
+    that couples agents through the room is a later issue (7): the room does not change
+    the audio yet.
+    """
+    raw = await request.read()
+    body = None if raw.strip() == b"null" else await _json_body(request)
+    return web.json_response(request.app[HUB].put_room(body))
 
 
 async def panic(request: web.Request) -> web.Response:
@@ -355,6 +401,16 @@ async def _ws_command(hub: Hub, msg: dict[str, Any]) -> Any:
         return hub.add_ring(msg.get("ring"))
     if cmd == "delete_ring":
         return hub.delete_ring(str(msg.get("name")))
+    if cmd == "save_snapshot":
+        return await hub.save_snapshot(str(msg.get("agent")), msg.get("name"))
+    if cmd == "recall_snapshot":
+        return await hub.recall_snapshot(str(msg.get("agent")), str(msg.get("name")))
+    if cmd == "snapshots":
+        return await hub.list_snapshots(str(msg.get("agent")))
+    if cmd == "put_room":
+        return hub.put_room(msg.get("room"))
+    if cmd == "room":
+        return hub.get_room()
     if cmd == "update_route":
         return hub.update_route(str(msg.get("route_id")), msg.get("route"))
     if cmd == "delete_route":
@@ -390,9 +446,12 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY)
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=WS_QUEUE)
+    queue: asyncio.Queue[dict[str, Any] | bytes | None] = asyncio.Queue(maxsize=WS_QUEUE)
+    wants_scopes = request.query.get("scopes") == "1"
 
-    def push(message: dict[str, Any]) -> None:
+    def push(message: dict[str, Any] | bytes) -> None:
+        if isinstance(message, bytes) and not wants_scopes:
+            return
         try:
             queue.put_nowait(message)
         except asyncio.QueueFull:  # a client that cannot keep up is dropped, not waited for
@@ -403,12 +462,18 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
     async def sender() -> None:
         while (message := await queue.get()) is not None:
-            await ws.send_json(message)
+            if isinstance(message, bytes):
+                await ws.send_bytes(message)
+            else:
+                await ws.send_json(message)
         await ws.close()
 
     unsubscribe = hub.add_listener(push)
+    scopes = hub.scopes
     push({"type": "hello", "name": hub.name, "agents": hub.agents_json(),
-          "routes": list(hub.routes.values())})
+          "routes": list(hub.routes.values()),
+          "scope": None if scopes is None else {"agents": list(scopes.agent_ids),
+                                                "frames": scopes.frames, "hz": SCOPE_HZ}})
     send_task = asyncio.create_task(sender())
     try:
         async for msg in ws:
@@ -438,8 +503,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _telemetry_pusher(app: web.Application) -> AsyncIterator[None]:
-    """Background task (cleanup_ctx): every 1/TELEMETRY_HZ s, push the newest telemetry
-    frame of each agent that sent one as ``{"type": "telemetry", "agents": {id: frame}}``."""
+    """Background tasks (cleanup_ctx): every 1/TELEMETRY_HZ s, push the newest telemetry
+    frame of each agent that sent one as ``{"type": "telemetry", "agents": {id: frame}}``;
+    every 1/SCOPE_HZ s (while a WebSocket is open), the new scopes and spectra as one
+    binary message (:mod:`hub.scopes`)."""
     hub = app[HUB]
 
     async def run() -> None:
@@ -449,11 +516,22 @@ async def _telemetry_pusher(app: web.Application) -> AsyncIterator[None]:
             if frames:
                 hub.broadcast({"type": "telemetry", "agents": frames})
 
-    task = asyncio.create_task(run(), name="hub-telemetry-push")
+    async def scopes() -> None:
+        while True:
+            await asyncio.sleep(1.0 / SCOPE_HZ)
+            if hub.scopes is not None and app[SOCKETS]:
+                data = hub.scopes.take()
+                if data:
+                    hub.broadcast(data)
+
+    tasks = [asyncio.create_task(run(), name="hub-telemetry-push"),
+             asyncio.create_task(scopes(), name="hub-scope-push")]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -477,6 +555,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("PUT", "/api/agents/{agent_id}/weights", put_weights),
     ("POST", "/api/agents/{agent_id}/snapshot", snapshot_agent),
     ("POST", "/api/agents/{agent_id}/recall", recall_agent),
+    ("GET", "/api/agents/{agent_id}/snapshots", list_snapshots),
+    ("POST", "/api/agents/{agent_id}/snapshots", save_snapshot),
+    ("POST", "/api/agents/{agent_id}/snapshots/{snap}/recall", recall_snapshot),
     ("GET", "/api/routes", list_routes),
     ("POST", "/api/routes", add_route),
     ("GET", "/api/routes/{route_id}", get_route),
@@ -484,6 +565,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", "/api/routes/{route_id}", delete_route),
     ("POST", "/api/rings", add_ring),
     ("DELETE", "/api/rings/{name}", delete_ring),
+    ("GET", "/api/room", get_room),
+    ("PUT", "/api/room", put_room),
     ("POST", "/api/panic", panic),
     ("POST", "/api/unpanic", unpanic),
     ("GET", "/api/scenes", list_scenes),

@@ -742,6 +742,20 @@ def parse_config(text: str, source_name: str = "config", *, base_dir: str | Path
     return config
 
 
+def check_config_data(data: Mapping[str, Any], source_name: str = "config", *,
+                      base_dir: str | Path | None = None) -> Config:
+    """Check a config given as plain data in the TOML layout (:meth:`Config.to_dict`'s, as
+    an edit through the API makes it) with every check of :func:`parse_config`; problems
+    have no line numbers. Raises :class:`ConfigError` listing every problem found."""
+    base = Path(base_dir) if base_dir is not None else Path(".")
+    c = _Checker(source_name, _Locator(""))
+    config = _read(c, data, source_name, base)
+    if c.problems:
+        raise ConfigError(c.problems)
+    assert config is not None
+    return config
+
+
 def _read(c: _Checker, data: Mapping[str, Any], source_name: str, base: Path) -> Config | None:
     c.keys(data, TOP_KEYS, (), "top level")
     inst = _read_installation(c, data.get("installation", {}))
@@ -1202,6 +1216,6 @@ def check_sound_file(args: Mapping[str, Any], sample_rate: int, base: Path) -> t
 
 __all__ = [
     "AgentSpec", "Config", "ConfigError", "ConfigProblem", "Envelope", "Installation", "Ring",
-    "Room", "Route", "Source", "check_sound_file", "constructor_args", "did_you_mean",
-    "dump_toml", "load_config", "parse_config",
+    "Room", "Route", "Source", "check_config_data", "check_sound_file", "constructor_args",
+    "did_you_mean", "dump_toml", "load_config", "parse_config",
 ]

@@ -12,7 +12,8 @@ block clock (paced at real time on the event loop), for every block:
 
 Only online, adopted agents of the graph with an RTP port are routed; an agent
 that goes offline is dropped (its edges fade out, ``graph.set_agent_online``)
-and one that comes back is leased again. Opening an agent's streams is an HTTP
+and one that comes back is leased again. With ``tap`` set (a
+:class:`hub.scopes.ScopeTap`) the routed agents' ``out`` blocks go to it too. Opening an agent's streams is an HTTP
 request, made in a task of its own so the block clock never waits for it.
 """
 
@@ -57,6 +58,7 @@ class DeployedRouter:
         self.steps = 0
         self.resyncs = 0
         self.open_failures = 0
+        self.tap: Any = None     # hub.scopes.ScopeTap: the leased agents' out blocks, if set
 
     def set_routes(self, routes: dict[str, dict[str, Any]]) -> list[str]:
         """Make the graph's edges the hub's routes between its agents; the ids left out."""
@@ -122,6 +124,8 @@ class DeployedRouter:
             for agent_id, (_, agent) in self._agents.items():
                 agent.read("out", self._column)
                 self._outputs[:, columns[agent_id]] = self._column
+            if self.tap is not None and self._agents:
+                self.tap.add(self._outputs, [columns[a] for a in self._agents])
             self.graph.tick(self._outputs, out=self._inputs)
             for agent_id, (_, agent) in self._agents.items():
                 agent.send_in(self._inputs[:, columns[agent_id]])

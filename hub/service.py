@@ -8,7 +8,8 @@
   ``--interface``, adopted by signature or by hand, pinged every second.
 * **Local agents** (:mod:`hub.supervisor`): config agents with ``spawn = true``
   run as supervised ``python -m agents.process`` children: ``--audio hub`` in
-  simulated mode, their sound card's channel in deployed mode.
+  simulated mode, their sound card's channel in deployed mode; the constructor
+  arguments of their ``params`` (``hidden_size`` ...) as ``--model-arg``s.
 * **Simulated mode** (:mod:`hub.simulated`): the hub is the clock; the config's
   agents are driven in lockstep over RTP through the routing graph
   (:mod:`hub.graph`), whose edges follow the routes. **Deployed mode**
@@ -22,8 +23,15 @@
   the first start, edited through the API (checked here and by the graph).
 * **Scenes**: every online agent's parameters and weights under a name; recall
   sends them back; ``interpolate`` blends two scenes at ``t`` in [0, 1].
+* **Room** (``get_room``/``put_room``): the config's ``[room]``, replaceable through
+  the API, checked with every check of :mod:`hub.config` (the listener and every
+  agent's speaker and mic inside the room). It is stored and shown; the acoustic
+  simulation that couples the agents through it is a later issue (7): today the
+  room does not change the audio.
 * **Persistence** (:mod:`hub.store`, SQLite WAL in the state dir, every call in
-  the store's own worker thread): the config as first loaded, routes,
+  the store's own worker thread): the config as edited (:meth:`Hub.edited_config`,
+  rewritten after every route, ring or room edit; on a restart its room is
+  restored), routes,
   remembered parameters, scenes (parameters + weights as snapshot blobs) and the
   event log, so a restarted hub restores all of it. The ids adopted by hand go
   to ``STATE_DIR/adopted.json`` (written atomically; the store has no table for
@@ -108,15 +116,6 @@ def load_or_create_token(state_dir: Path) -> str:
     return token
 
 
-def _preset_args(preset: str | None) -> dict[str, Any]:
-    """The constructor arguments a preset gives its model (none without a preset)."""
-    if preset is None:
-        return {}
-    from agents.presets import get_preset
-
-    return dict(get_preset(preset).model_args)
-
-
 def _own_key(path: Path) -> bytes:
     """The hub's own installation key at ``path`` (created, mode 0600, on first use)."""
     from agents.discovery import generate_key, load_key
@@ -199,9 +198,11 @@ class Hub:
         self._osc_api_address = osc_api
         self.osc_api: Any = None     # hub.oscapi.HubOscServer once started
         self.driver: Any = None      # hub.simulated.SimulatedDriver in simulated mode
+        self.scopes: Any = None      # hub.scopes.ScopeTap fed by the driver (with a config)
         self._resumed: set[str] = set()   # online agents that got their parameters
         self.supervisor = Supervisor(self.state_dir / "logs")
         self.routes: dict[str, dict[str, Any]] = {}
+        self.room = config.room if config is not None else None    # as edited (put_room)
         self.params: dict[str, dict[str, object]] = {}     # desired values, per agent
         self.scenes: dict[str, dict[str, Any]] = {}
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)   # recent, in memory
@@ -240,6 +241,8 @@ class Hub:
         else:
             self.routes = {k: dict(v) for k, v in stored.routes.items()}
             self.params = {k: dict(v) for k, v in stored.params.items()}
+            if stored.config_toml and self.config is not None:
+                self._restore_room(stored.config_toml)
             for name in stored.scenes:
                 self.scenes[name] = await self._load_scene(name)
         adopted = await loop.run_in_executor(None, self._read_adopted)
@@ -266,6 +269,10 @@ class Hub:
 
                 self.driver = DeployedRouter(from_config(self.config), self.registry,
                                              interface=self.interface)
+            from hub.scopes import ScopeTap
+
+            self.scopes = ScopeTap(self.driver.graph.agent_ids, self.driver.sample_rate)
+            self.driver.tap = self.scopes
             try:
                 skipped = self.driver.set_routes(self.routes)
             except ValueError as exc:   # stored routes the graph refuses (the config changed)
@@ -321,12 +328,6 @@ class Hub:
             if not spec.spawn:
                 continue
             extra: list[str] = ["--seed", str(spec.seed)]
-            dropped = sorted(set(spec.model_args()) - set(_preset_args(spec.preset)))
-            if dropped:
-                # agents.process takes a model and a preset, not constructor arguments.
-                log.warning("local agent %s: %s cannot be given to an agent process; it runs "
-                            "with the %s's values", spec.id, ", ".join(dropped),
-                            "preset" if spec.preset else "model")
             if self.mode == "deployed":
                 audio = "sounddevice"
                 if spec.channel is not None:
@@ -340,7 +341,8 @@ class Hub:
             out.append(ChildSpec(spec.id, agent_argv(
                 spec.id, model=spec.model, preset=spec.preset, audio=audio,
                 interface=self.interface, installation=self.name, key_file=self.key_file,
-                state_dir=self.state_dir / "agents" / spec.id, extra=extra)))
+                state_dir=self.state_dir / "agents" / spec.id, model_args=spec.model_args(),
+                extra=extra)))
         return out
 
     def _seed_from_config(self) -> None:
@@ -433,11 +435,12 @@ class Hub:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    def broadcast(self, message: dict[str, Any]) -> None:
-        """Hand ``message`` to every listener (the WebSocket clients)."""
+    def broadcast(self, message: dict[str, Any] | bytes) -> None:
+        """Hand ``message`` to every listener (the WebSocket clients; bytes: a binary
+        message, :mod:`hub.scopes`)."""
         self._push(message)
 
-    def _push(self, message: dict[str, Any]) -> None:
+    def _push(self, message: dict[str, Any] | bytes) -> None:
         for listener in list(self._listeners):
             try:
                 listener(message)
@@ -660,6 +663,7 @@ class Hub:
         self._drive({**self.routes, route["id"]: route})
         self.routes[route["id"]] = route
         self._persist("put_route", route["id"], route)
+        self._persist_config()
         self.emit("route_added", f"route {route['id']} added", route=route)
         return route
 
@@ -691,6 +695,7 @@ class Hub:
         for route_id, route in new.items():
             self.routes[route_id] = route
             self._persist("put_route", route_id, route)
+        self._persist_config()
         self.emit("ring_added", f"ring {name} added ({' -> '.join(agents)})", ring=name,
                   agents=agents)
         return list(new.values())
@@ -704,6 +709,7 @@ class Hub:
         for route_id in gone:
             del self.routes[route_id]
             self._persist("delete_route", route_id)
+        self._persist_config()
         self.emit("ring_deleted", f"ring {name} deleted", ring=name)
         return gone
 
@@ -717,6 +723,7 @@ class Hub:
         self._drive({**self.routes, route_id: route})
         self.routes[route_id] = route
         self._persist("put_route", route_id, route)
+        self._persist_config()
         self.emit("route_changed", f"route {route_id} changed", route=route)
         return route
 
@@ -727,6 +734,7 @@ class Hub:
         self._drive({k: v for k, v in self.routes.items() if k != route_id})
         del self.routes[route_id]
         self._persist("delete_route", route_id)
+        self._persist_config()
         self.emit("route_deleted", f"route {route_id} deleted", route=route_id)
 
     async def get_weights(self, agent_id: str) -> list[float]:
@@ -769,6 +777,57 @@ class Hub:
         if action == "recall":
             await self.read_state(agent_id)
         return {"agent": agent_id, action: name}
+
+    # -- hub-level snapshots ---------------------------------------------------------
+
+    async def list_snapshots(self, agent_id: str) -> list[dict[str, Any]]:
+        """The snapshots the hub keeps of ``agent_id`` (oldest first; scenes' own not listed)."""
+        infos = await self.store.snapshots(agent_id)
+        if not infos and agent_id not in self.known_agent_ids():
+            raise HubError(f"no agent {agent_id!r}", 404)
+        return [_snapshot_json(i) for i in infos if not i.name.startswith("scene/")]
+
+    async def save_snapshot(self, agent_id: str, name: object) -> dict[str, Any]:
+        """Fetch the agent's weights (OSC ``/weights``) and parameters (``/state``) and keep
+        them in the hub's store as snapshot ``name`` (a blob; same name: replaced)."""
+        from hub.store import encode_state
+
+        if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.isprintable() \
+                or "/" in name:
+            raise HubError("a snapshot name has 1 to 64 printable characters and no '/'")
+        entry = self._entry(agent_id, online=True)
+        params = await self.read_state(agent_id)
+        weights = await self._weights(agent_id)
+        data = encode_state({"weights": np.asarray(weights, dtype=np.float64),
+                             "params": np.asarray(json.dumps(params))})
+        await self.store.save_snapshot(agent_id, name, entry.model or "unknown", data)
+        info = await self.store.find_snapshot(agent_id, name)
+        self.emit("snapshot_saved", f"snapshot {name} of {agent_id} kept by the hub",
+                  agent=agent_id, snapshot=name)
+        return dict(_snapshot_json(info), params=params, weights=len(weights))
+
+    async def recall_snapshot(self, agent_id: str, name: str) -> dict[str, Any]:
+        """Write a kept snapshot back: its weights, then its parameters (remembered, as a
+        scene's are); the agent's values after."""
+        from hub.store import decode_state
+
+        entry = self._entry(agent_id, online=True)
+        info = await self.store.find_snapshot(agent_id, name)
+        if info is None or name.startswith("scene/"):
+            raise HubError(f"no snapshot {name!r} of {agent_id}", 404)
+        if entry.model and info.model != entry.model:
+            raise HubError(f"snapshot {name!r} is of a {info.model} model; {agent_id} runs "
+                           f"{entry.model}", 409)
+        _, data = await self.store.snapshot(info.id)
+        state = decode_state(data)
+        params = json.loads(str(state["params"][()]))
+        weights = await self.set_weights(agent_id, [float(w) for w in state["weights"]])
+        values = await self._send_params(agent_id, params)
+        self.params.setdefault(agent_id, {}).update(params)
+        self._persist("set_params", agent_id, params)
+        self.emit("snapshot_recalled", f"snapshot {name} recalled on {agent_id}",
+                  agent=agent_id, snapshot=name)
+        return {"agent": agent_id, "snapshot": name, "params": values, "weights": len(weights)}
 
     # -- scenes ---------------------------------------------------------------------
 
@@ -902,11 +961,94 @@ class Hub:
         self.emit("record_stop", f"recorded {info['seconds']:.1f} s to {info['path']}", **info)
         return info
 
+    # -- the config as edited, the room ---------------------------------------------
+
+    def edited_config(self) -> Any:
+        """The config with the routes, rings and room as edited through the API (None
+        without a config). A ring whose edges are all there with common parameters stays a
+        ``[[ring]]``; the edges of a ring edited apart are listed as ``[[route]]``s."""
+        import dataclasses
+
+        from hub.config import Ring, Route
+
+        if self.config is None:
+            return None
+        plain: list[dict[str, Any]] = []
+        rings: dict[str, list[dict[str, Any]]] = {}
+        for route_id, route in self.routes.items():
+            name, sep, _ = route_id.partition(":")
+            if sep:
+                rings.setdefault(name, []).append(route)
+            else:
+                plain.append(route)
+        kept: list[Ring] = []
+        for name, edges in rings.items():
+            ring = _as_ring(name, edges)
+            if ring is None:
+                plain.extend(edges)
+            else:
+                kept.append(ring)
+        routes = tuple(Route(source=r["from"], target=r["to"], **_edge_params(r)) for r in plain)
+        return dataclasses.replace(self.config, routes=routes, rings=tuple(kept), room=self.room)
+
+    def _persist_config(self) -> None:
+        edited = self.edited_config()
+        if edited is not None:
+            self._persist("set_config", edited.to_toml())
+
+    def _restore_room(self, toml_text: str) -> None:
+        from hub.config import ConfigError, parse_config
+
+        try:
+            stored = parse_config(toml_text, "stored config", base_dir=self.config.base_dir)
+        except ConfigError as exc:
+            log.error("the stored config no longer checks; the room comes from the config "
+                      "file: %s", exc)
+            return
+        if stored.agent_ids == self.config.agent_ids:
+            self.room = stored.room
+        else:
+            log.warning("the stored config has other agents; the room comes from the config file")
+
+    def get_room(self) -> dict[str, Any] | None:
+        """The room as edited, in the config's layout (None: no room)."""
+        from hub.config import vars_of
+
+        return None if self.room is None else vars_of(self.room)
+
+    def put_room(self, body: object) -> dict[str, Any] | None:
+        """Replace the room: ``body`` is a ``[room]`` table as JSON (``size``, ``rt60`` or
+        ``absorption``, ``listener``, ...), or null for none. Checked with every check of
+        the config (listener and each agent's speaker and mic inside the room; every
+        problem in one 400), stored with the config as edited, and pushed as an event.
+        The room is not simulated yet (issue 7): it does not change the audio."""
+        from hub.config import ConfigError, check_config_data
+
+        if self.config is None:
+            raise HubError("the hub runs without a config: there is no room to edit", 409)
+        if body is not None and not isinstance(body, dict):
+            raise HubError("a room is a JSON object ([room] as in the config) or null")
+        data = self.edited_config().to_dict()
+        data.pop("room", None)
+        if body is not None:
+            data["room"] = body
+        try:
+            checked = check_config_data(data, "room", base_dir=self.config.base_dir)
+        except ConfigError as exc:
+            raise HubError("; ".join(f"{p.where}: {p.message}" if p.where else p.message
+                                     for p in exc.problems)) from None
+        self.room = checked.room
+        self._persist_config()
+        room = self.get_room()
+        self.emit("room_changed", "room changed" if room else "room removed", room=room)
+        return room
+
     # -- descriptions -----------------------------------------------------------------
 
     def installation(self) -> dict[str, Any]:
-        """The installation as the API shows it."""
-        cfg = self.config.to_dict() if self.config is not None else None
+        """The installation as the API shows it (the config as edited)."""
+        edited = self.edited_config()
+        cfg = edited.to_dict() if edited is not None else None
         return {"name": self.name, "mode": self.mode, "interface": self.interface,
                 "started": self.started, "config": cfg,
                 "clock": self.driver.stats() if self.driver is not None else None,
@@ -916,6 +1058,41 @@ class Hub:
         """Every agent, with its remembered desired parameters."""
         return [dict(e.to_json(), desired=self.params.get(e.agent_id, {}))
                 for e in self.registry.entries()]
+
+
+def _snapshot_json(info: Any) -> dict[str, Any]:
+    return {"id": info.id, "name": info.name, "model": info.model,
+            "created": round(info.created_at, 3), "size": info.size, "sha256": info.sha256}
+
+
+def _edge_params(route: dict[str, Any]) -> dict[str, Any]:
+    """A route's gain, delay, filters and shape as :class:`hub.config.Route` takes them."""
+    cut = {k: None if route.get(k) is None else float(route[k])
+           for k in ("lowpass_hz", "highpass_hz")}
+    return {"gain": float(route["gain"]), "delay_ms": float(route["delay_ms"]), **cut,
+            "shape": route["shape"]}
+
+
+def _as_ring(name: str, edges: list[dict[str, Any]]) -> Any:
+    """The :class:`hub.config.Ring` the edges of ring ``name`` still form (a closed chain
+    with common parameters), else None."""
+    from hub.config import Ring
+
+    following = {e["from"]: e["to"] for e in edges}
+    params = [_edge_params(e) for e in edges]
+    if len(following) != len(edges) or len(edges) < 2 or any(p != params[0] for p in params):
+        return None
+    agents = [edges[0]["from"]]
+    while len(agents) <= len(edges):
+        nxt = following.get(agents[-1])
+        if nxt is None:
+            return None
+        if nxt == agents[0]:
+            break
+        agents.append(nxt)
+    if len(agents) != len(edges) or following.get(agents[-1]) != agents[0]:
+        return None
+    return Ring(agents=tuple(agents), name=name, **params[0])
 
 
 def _route_json(edge: Any, edge_id: str) -> dict[str, Any]:

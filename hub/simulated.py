@@ -24,6 +24,8 @@ mode); their RTP ports come from their zeroconf records.
   ``ready(agent_id)`` (the hub: its parameters were sent), so a rehearsal
   starts from a known state: with fresh agents and the same seeds, the same
   piece (a deterministic start; later rebuilds are not).
+* Scopes: with ``tap`` set (a :class:`hub.scopes.ScopeTap`), every block of the
+  driven agents' outputs goes to it as well.
 * Recording (:meth:`SimulatedDriver.record_start`): every agent's output, one
   channel each in graph order, as it comes back from the clock (after the agents'
   safety chains and L24), written to a float64 WAV by one writer on the executor.
@@ -66,6 +68,7 @@ class SimulatedDriver:
         self.max_lag_s = float(max_lag_s)
         self.ready = ready or (lambda agent_id: True)
         self.started = False         # the first block was sent
+        self.tap: Any = None         # hub.scopes.ScopeTap: every block of outputs, if set
         self._recorder: _Recorder | None = None
         self.block = graph.max_block
         self.sample_rate = graph.sample_rate
@@ -148,6 +151,8 @@ class SimulatedDriver:
                 self._outputs[:, idx] = result.T
             if self._recorder is not None:
                 self._recorder.add(self._outputs)
+            if self.tap is not None and self._clock is not None:
+                self.tap.add(self._outputs, idx)
             self.steps += 1
             deadline += period
             delay = deadline - loop.time()

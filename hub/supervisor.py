@@ -20,10 +20,10 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,10 @@ class ChildSpec:
 def agent_argv(agent_id: str, *, model: str | None = None, preset: str | None = None,
                audio: str = "null", interface: str = "127.0.0.1", installation: str = "anamnesis",
                key_file: Path | None = None, state_dir: Path | None = None,
+               model_args: Mapping[str, Any] | None = None,
                extra: Sequence[str] = ()) -> tuple[str, ...]:
-    """The argv of ``python -m agents.process`` for one local agent (this interpreter)."""
+    """The argv of ``python -m agents.process`` for one local agent (this interpreter);
+    ``model_args`` (constructor arguments such as hidden_size) become ``--model-arg``s."""
     argv = [sys.executable, "-m", "agents.process", "--id", agent_id, "--audio", audio,
             "--interface", interface, "--installation", installation]
     if model:
@@ -52,6 +54,9 @@ def agent_argv(agent_id: str, *, model: str | None = None, preset: str | None = 
         argv += ["--key-file", str(key_file)]
     if state_dir is not None:
         argv += ["--state-dir", str(state_dir)]
+    for name, value in (model_args or {}).items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        argv += ["--model-arg", f"{name}={text}"]
     return tuple(argv) + tuple(extra)
 
 

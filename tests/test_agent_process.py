@@ -167,6 +167,11 @@ async def test_a_second_agent_on_the_same_state_dir_is_refused(tmp_path, agents_
     (("--block", "3"), 2, r"error: --block must be in \[16, 4096\] frames; got 3"),
     (("--interface", "0.0.0.0"), 2, "error: --interface must be a concrete address"),
     (("--ceiling-db", "3"), 2, r"error: --ceiling-db must be in \[-60, 0\] dBFS"),
+    (("--model-arg", "hiden_size=10"), 2,
+     r"error: --model-arg hiden_size: autoregnn has no such argument; did you mean 'hidden_size'\?"),
+    (("--model-arg", "hidden_size=ten"), 2,
+     r"error: --model-arg hidden_size must be an integer; got 'ten'"),
+    (("--model-arg", "hidden_size=0"), 2, r"error: --model-arg: autoregnn: hidden_size must be in"),
 ])
 async def test_start_up_errors_are_one_clear_line(tmp_path, extra, code, message):
     args = agent_args(tmp_path / "p1", "--no-announce")
@@ -199,6 +204,21 @@ async def test_a_preset_chooses_the_model_shape_and_parameters(tmp_path, agents_
         assert (await osc.request("/ridge"))[1] == [pytest.approx(1e-5)]
         _, weights = await osc.request("/weights")
         assert len(weights) == 10 * 12 + 10 + 10 + 1  # hidden_size 10 from the preset
+    finally:
+        osc.close()
+    agent.proc.send_signal(signal.SIGTERM)
+    assert await agent.wait() == 0
+
+
+async def test_model_args_set_the_network_size_over_the_preset(tmp_path, agents_started):
+    agent = await start(tmp_path / "p1", "--preset", "saw_lrmod", "--model-arg", "hidden_size=6",
+                        "--model-arg", "input_size=5", "--no-announce", "--fresh")
+    agents_started.append(agent)
+    osc = await OscTestClient.open(agent.osc_port)
+    try:
+        _, weights = await osc.request("/weights")
+        assert len(weights) == 6 * 5 + 6 + 6 + 1  # the preset's 10 hidden overridden
+        assert (await osc.request("/ridge"))[1] == [pytest.approx(1e-5)]  # preset param kept
     finally:
         osc.close()
     agent.proc.send_signal(signal.SIGTERM)

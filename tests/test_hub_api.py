@@ -341,6 +341,10 @@ async def test_config_rings_seed_routes_and_deployed_cycles_need_delay(tmp_path)
             routes = {x["id"]: x for x in await r.json()}
         assert set(routes) == {"loop:a->b", "loop:b->c", "loop:c->a"}
         assert routes["loop:b->c"]["gain"] == 0.5 and routes["loop:b->c"]["delay_ms"] == 5.0
+        async with http.get(base + "/api/installation") as r:
+            cfg = (await r.json())["config"]
+        assert cfg["ring"] == [{"agents": ["a", "b", "c"], "name": "loop", "gain": 0.5,
+                                "delay_ms": 5.0, "shape": "none"}] and "route" not in cfg
         async with http.post(base + "/api/routes", json={"from": "a", "to": "c"}) as r:
             assert r.status == 201
         async with http.post(base + "/api/routes", json={"from": "c", "to": "a"}) as r:
@@ -367,6 +371,86 @@ async def test_config_rings_seed_routes_and_deployed_cycles_need_delay(tmp_path)
             assert r.status == 409 and "needs simulated mode" in (await r.json())["error"]
         async with http.get(base + "/api/routes/loop:c->a") as r:
             assert r.status == 404
+        # The config as edited: the loop lost an edge, so its other two are routes now.
+        async with http.get(base + "/api/installation") as r:
+            edited = (await r.json())["config"]
+        assert "ring" not in edited
+        assert sorted((e["from"], e["to"], e["gain"], e["delay_ms"]) for e in edited["route"]) \
+            == [("a", "b", 0.5, 5.0), ("a", "c", 1.0, 0.0), ("b", "c", 0.5, 5.0),
+                ("c", "a", 1.0, 1.0)]
+    # A restarted hub (same config file) serves the edited routes and config.
+    async with running_hub(tmp_path / "hub", config=config) as (hub, base), \
+            aiohttp.ClientSession() as http:
+        async with http.get(base + "/api/routes") as r:
+            assert {x["id"] for x in await r.json()} == {"loop:a->b", "loop:b->c", "a->c", "c->a"}
+        async with http.get(base + "/api/installation") as r:
+            assert (await r.json())["config"] == edited
+        stored = await hub.store.config()
+        assert 'from = "c"' in stored and "[[ring]]" not in stored
+
+
+ROOMY = """
+[installation]
+name = "roomy"
+
+[room]
+size = [6.0, 4.0, 3.0]
+rt60 = 0.6
+
+[[agent]]
+id = "a"
+model = "autoregnn"
+speaker = [1.0, 1.0, 1.0]
+mic = [1.5, 1.0, 1.0]
+
+[[agent]]
+id = "b"
+model = "autoregnn"
+speaker = [5.0, 3.0, 1.0]
+mic = [4.5, 3.0, 1.0]
+"""
+
+
+async def test_room_get_put_checked_stored_pushed_and_restored(tmp_path):
+    from hub.config import parse_config
+
+    config = parse_config(ROOMY, "roomy.toml")
+    async with running_hub(tmp_path / "hub", config=config) as (hub, base), \
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {hub.token}"}) as http, \
+            http.ws_connect(base + "/ws") as ws:
+        assert (await ws.receive_json(timeout=2))["type"] == "hello"
+        async with http.get(base + "/api/room") as r:
+            room = await r.json()
+        assert room["size"] == [6.0, 4.0, 3.0] and room["rt60"] == 0.6
+        assert room["listener"] == [3.0, 2.0, 1.5]
+        # Every problem at once: a room too small for b, too dry, its listener outside.
+        async with http.put(base + "/api/room", json={"size": [4.0, 4.0, 3.0], "rt60": 0.01,
+                                                      "listener": [9.0, 1.0, 1.0]}) as r:
+            error = (await r.json())["error"]
+            assert r.status == 400
+        for part in ("rt60 0.01 s is too short", "listener [9.0, 1.0, 1.0] is outside the room",
+                     "speaker [5.0, 3.0, 1.0] is outside the room [4.0, 4.0, 3.0] m",
+                     "mic [4.5, 3.0, 1.0] is outside the room"):
+            assert part in error, (part, error)
+        async with http.put(base + "/api/room", json={"size": [6, 4, 3], "rt60": 0.5,
+                                                      "sise": 1}) as r:
+            assert r.status == 400 and "unknown key 'sise'; did you mean 'size'?" in \
+                (await r.json())["error"]
+        assert hub.room == config.room
+        async with http.put(base + "/api/room", json={"size": [8.0, 5.0, 3.0],
+                                                      "absorption": 0.3}) as r:
+            assert r.status == 200
+            put = await r.json()
+        assert put["size"] == [8.0, 5.0, 3.0] and put["absorption"] == 0.3 and put["rt60"] is None
+        while (msg := await ws.receive_json(timeout=2))["type"] != "event":
+            pass
+        assert msg["event"]["kind"] == "room_changed" and msg["event"]["room"] == put
+        async with http.get(base + "/api/installation") as r:
+            assert (await r.json())["config"]["room"] == {k: v for k, v in put.items()
+                                                          if v is not None}
+    async with running_hub(tmp_path / "hub", config=config) as (hub, base), \
+            aiohttp.ClientSession() as http, http.get(base + "/api/room") as r:
+        assert await r.json() == put
 
 
 async def test_osc_api_routes_panic_and_errors(tmp_path):
@@ -438,6 +522,60 @@ async def test_websocket_commands_mirror_the_rest_writes(tmp_path):
             ["route_added", "route_changed"]
         reply = await command(id=6, cmd="delete_route", route_id="a->c")
         assert reply["ok"] and "a->c" not in hub.routes
+
+
+async def test_hub_snapshots_keep_weights_and_params_and_write_them_back(tmp_path):
+    from numpy.testing import assert_allclose
+
+    key = generate_key(tmp_path / "installation.key")
+    agent = await AgentProcess.start(tmp_path / "k1", agent_id="k1", extra=(
+        "--installation", "test", "--key-file", str(tmp_path / "installation.key")))
+    try:
+        async with running_hub(tmp_path / "hub", key=key) as (hub, base), \
+                aiohttp.ClientSession(headers={"Authorization": f"Bearer {hub.token}"}) as http:
+            async def online():
+                entry = hub.registry.get("k1")
+                return entry is not None and entry.online
+
+            await _wait_for(online, 15.0, "k1 adopted")
+            async with http.patch(base + "/api/agents/k1",   # frozen: the weights stay put
+                                  json={"params": {"learn": 0, "lr": 0.375}}) as r:
+                assert r.status == 200
+            async with http.get(base + "/api/agents/k1/weights") as r:
+                kept = (await r.json())["weights"]
+            async with http.post(base + "/api/agents/k1/snapshots", json={"name": "a/b"}) as r:
+                assert r.status == 400 and "no '/'" in (await r.json())["error"]
+            async with http.post(base + "/api/agents/k1/snapshots", json={"name": "one"}) as r:
+                saved = await r.json()
+                assert r.status == 201, saved
+            assert saved["name"] == "one" and saved["model"] == "autoregnn"
+            assert saved["weights"] == len(kept) == 8 * 12 + 8 + 8 + 1
+            assert saved["params"]["lr"] == pytest.approx(0.375, rel=1e-6)
+            async with http.put(base + "/api/agents/k1/weights",
+                                json={"weights": [0.0] * len(kept)}) as r:
+                assert r.status == 200
+            async with http.patch(base + "/api/agents/k1", json={"params": {"lr": 0.125}}) as r:
+                assert r.status == 200
+            async with http.post(base + "/api/agents/k1/snapshots/one/recall") as r:
+                recalled = await r.json()
+                assert r.status == 200, recalled
+            assert recalled["params"]["lr"] == pytest.approx(0.375, rel=1e-6)
+            assert (await _osc_value(agent.osc_port, "/lr"))[0] == pytest.approx(0.375, rel=1e-6)
+            async with http.get(base + "/api/agents/k1/weights") as r:
+                assert_allclose((await r.json())["weights"], kept, rtol=0, atol=1e-7)
+            async with http.post(base + "/api/agents/k1/snapshots/nope/recall") as r:
+                assert r.status == 404 and "no snapshot 'nope'" in (await r.json())["error"]
+            async with http.get(base + "/api/agents/k1/snapshots") as r:
+                assert [x["name"] for x in await r.json()] == ["one"]
+        async with running_hub(tmp_path / "hub", key=key) as (hub, base), \
+                aiohttp.ClientSession() as http:
+            async with http.get(base + "/api/agents/k1/snapshots") as r:
+                listed = await r.json()
+            assert [(x["name"], x["sha256"]) for x in listed] == [("one", saved["sha256"])]
+            async with http.get(base + "/api/agents/zz/snapshots") as r:
+                assert r.status == 404
+    finally:
+        await agent.stop()
 
 
 async def test_a_burst_of_adoptions_is_persisted_whole(tmp_path):

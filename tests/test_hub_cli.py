@@ -203,7 +203,9 @@ def test_hub_command_refuses_bad_options(tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_local_agent_command_lines_follow_the_config(tmp_path, caplog):
+async def test_local_agent_command_lines_follow_the_config(tmp_path):
+    from agent_support import AgentProcess
+
     from hub.config import load_config
     from hub.service import Hub
 
@@ -212,7 +214,23 @@ def test_local_agent_command_lines_follow_the_config(tmp_path, caplog):
     assert [s.name for s in specs] == ["n1", "n2", "n3"]
     argv = " ".join(specs[1].argv)
     for part in ("--id n2", "--audio hub", "--hub 127.0.0.1", "--block 64", "--seed 2",
-                 "--installation ring3", f"--state-dir {tmp_path}/agents/n2"):
+                 "--installation ring3", f"--state-dir {tmp_path}/agents/n2",
+                 "--model-arg input_size=12", "--model-arg hidden_size=10"):
         assert part in argv, (part, argv)
-    # Constructor arguments cannot reach an agent process: said, not silently dropped.
-    assert "n1: hidden_size, input_size cannot be given to an agent process" in caplog.text
+    # The spawned agent's network really is 12 x 10 (the model's default is 12 x 8).
+    proc = await asyncio.create_subprocess_exec(
+        *specs[1].argv, "--no-announce", cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    agent = AgentProcess(proc)
+    try:
+        await agent.ready()
+        osc = await OscTestClient.open(agent.osc_port)
+        try:
+            _, weights = await osc.request("/weights")
+        finally:
+            osc.close()
+        assert len(weights) == 10 * 12 + 10 + 10 + 1
+        proc.send_signal(signal.SIGTERM)
+        assert await agent.wait() == 0
+    finally:
+        agent.kill()

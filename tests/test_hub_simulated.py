@@ -17,6 +17,7 @@ from agents.process import _build_model, add_agent_arguments, check_args
 from agents.rtp import quantize
 from hub.config import parse_config
 from hub.graph import from_config
+from hub.scopes import SCOPE, SPECTRUM, decode_frames
 from hub.service import Hub
 
 LOOPBACK = "127.0.0.1"
@@ -99,6 +100,8 @@ async def test_simulated_ring_over_rtp_equals_the_ring_in_process(tmp_path):
             await asyncio.sleep(0.05)
         info = await hub.record_stop()
         stats = hub.driver.stats()
+        scopes = decode_frames(hub.scopes.take())   # every block reached the scope tap too
+        last_block = hub.driver._outputs.copy()      # (no await between: the same block)
     finally:
         await hub.close()
     print(f"\nsimulated ring: {info['seconds']:.2f} s recorded, rtt {stats['rtt_ms']}")
@@ -120,3 +123,10 @@ async def test_simulated_ring_over_rtp_equals_the_ring_in_process(tmp_path):
         want[k * 256:(k + 1) * 256] = outputs
     assert np.sqrt(np.mean(want[-48000:] ** 2)) > 1e-3, "the ring should be sounding"
     assert_array_equal(got, want)
+    assert sorted((kind, index) for kind, index, _, _ in scopes) == \
+        [(SCOPE, 0), (SCOPE, 1), (SCOPE, 2), (SPECTRUM, 0), (SPECTRUM, 1), (SPECTRUM, 2)]
+    for kind, index, _, x in scopes:   # the scopes end with the driver's latest block
+        if kind == SCOPE:
+            assert_array_equal(x[-256:], last_block[:, index].astype(np.float32))
+    n1_scope = next(x for kind, index, _, x in scopes if (kind, index) == (SCOPE, 0))
+    assert n1_scope.size == 1024 and np.abs(n1_scope).max() > 0.0   # the ring's decaying tail

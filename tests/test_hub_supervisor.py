@@ -90,6 +90,8 @@ async def test_duplicate_name_refused_and_agent_argv(tmp_path):
     finally:
         await sup.close()
     argv = agent_argv("a3", model="unlearn", preset="unlearn1", interface="127.0.0.1",
-                      installation="studio", key_file=tmp_path / "k", state_dir=tmp_path / "s")
+                      installation="studio", key_file=tmp_path / "k", state_dir=tmp_path / "s",
+                      model_args={"n_neurons": 24, "self_loops": True})
+    assert " --model-arg n_neurons=24 --model-arg self_loops=true" in " ".join(argv)
     assert argv[:3] == (sys.executable, "-m", "agents.process")
     assert ("--id", "a3") == argv[3:5] and "--preset" in argv and str(tmp_path / "k") in argv
