@@ -28,6 +28,7 @@ import numpy as np
 
 from hub.deployed import DeployedAgent
 from hub.graph import Edge, RoutingGraph
+from hub.pacing import BlockPacer
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class DeployedRouter:
         self._opening: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
-        self.resyncs = 0
+        self._pacer = BlockPacer(self.block / self.sample_rate, max_lag_s)
         self.open_failures = 0
         self.tap: Any = None     # hub.scopes.ScopeTap: the leased agents' out blocks, if set
 
@@ -111,13 +112,16 @@ class DeployedRouter:
         finally:
             self._opening.pop(agent_id, None)
 
+    @property
+    def resyncs(self) -> int:
+        """Times the loop fell more than ``max_lag_s`` behind and restarted its clock."""
+        return self._pacer.resyncs
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         warm = RoutingGraph(self.graph.agent_ids, self.sample_rate, self.block, mode="deployed")
         await loop.run_in_executor(None, warm.tick, np.zeros((self.block, warm.n_agents)))
-        period = self.block / self.sample_rate
         columns = {a: i for i, a in enumerate(self.graph.agent_ids)}
-        deadline = loop.time()
         while True:
             self._sync()
             self._outputs[:] = 0.0
@@ -130,13 +134,7 @@ class DeployedRouter:
             for agent_id, (_, agent) in self._agents.items():
                 agent.send_in(self._inputs[:, columns[agent_id]])
             self.steps += 1
-            deadline += period
-            delay = deadline - loop.time()
-            if delay < -self.max_lag_s:
-                self.resyncs += 1
-                deadline = loop.time()
-                delay = 0.0
-            await asyncio.sleep(max(0.0, delay))
+            await self._pacer.wait()
 
     def start(self) -> None:
         """Start routing in the background."""

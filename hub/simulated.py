@@ -47,6 +47,7 @@ import numpy as np
 
 from hub.clocked import HubClock
 from hub.graph import Edge, RoutingGraph
+from hub.pacing import BlockPacer
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class SimulatedDriver:
         self._driven: tuple[tuple[str, str, int], ...] = ()   # (agent id, host, rtp port)
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
-        self.resyncs = 0
+        self._pacer = BlockPacer(self.block / self.sample_rate, max_lag_s)
         self.rebuilds = 0
         self.t = 0
 
@@ -126,19 +127,22 @@ class SimulatedDriver:
         self.rebuilds += 1
         log.info("simulated mode: driving %s", ", ".join(sorted(now)) or "no agent")
 
+    @property
+    def resyncs(self) -> int:
+        """Times the loop fell more than ``max_lag_s`` behind and restarted its clock."""
+        return self._pacer.resyncs
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         # Load (or compile) the routing kernel off the loop with a throwaway graph.
         warm = RoutingGraph(self.graph.agent_ids, self.sample_rate, self.block)
         await loop.run_in_executor(None, warm.tick, np.zeros((self.block, warm.n_agents)))
-        period = self.block / self.sample_rate
         columns = {a: i for i, a in enumerate(self.graph.agent_ids)}
         while not self.started:   # a known start: every agent there and set up
             if len(self._wanted()) == self.graph.n_agents:
                 self.started = True
             else:
                 await asyncio.sleep(0.05)
-        deadline = loop.time()
         while True:
             wanted = self._wanted()
             if wanted != self._driven:
@@ -154,13 +158,7 @@ class SimulatedDriver:
             if self.tap is not None and self._clock is not None:
                 self.tap.add(self._outputs, idx)
             self.steps += 1
-            deadline += period
-            delay = deadline - loop.time()
-            if delay < -self.max_lag_s:
-                self.resyncs += 1
-                deadline = loop.time()
-                delay = 0.0
-            await asyncio.sleep(max(0.0, delay))
+            await self._pacer.wait()
 
     def start(self) -> None:
         """Start driving in the background."""
