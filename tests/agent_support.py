@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -46,11 +47,24 @@ class AgentProcess:
         if self.proc.returncode is None:
             self.proc.kill()
 
+    async def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, wait; SIGKILL if it does not exit in ``timeout`` s. Returns the exit code."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        await self._reader
+        return int(self.proc.returncode or 0)
+
 
 async def spawn(*args: str, module: str = "agents.process",
-                env: dict[str, str] | None = None) -> AgentProcess:
-    """Start ``python -m MODULE ARGS`` with stdout and stderr piped."""
+                env: dict[str, str] | None = None,
+                factory: type[AgentProcess] = AgentProcess) -> AgentProcess:
+    """Start ``python -m MODULE ARGS`` with stdout and stderr piped, as a ``factory``."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", module, *args, cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    return AgentProcess(proc)
+    return factory(proc)

@@ -149,12 +149,10 @@ class OscTestClient:
 # ---------------------------------------------------------------------------
 
 import contextlib  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import agent_support  # noqa: E402
 import numpy as np  # noqa: E402
 
 from agents.audio import NullBackend  # noqa: E402
@@ -209,57 +207,23 @@ async def running_agent(state_dir: Path, kind: str = "autoregnn",
         store.close()
 
 
-_READY = re.compile(r"agent (\S+) ready osc=(\d+) http=(\d+)")
-
-
-class AgentProcess:
+class AgentProcess(agent_support.AgentProcess):
     """``python -m agents.process ... --audio null --interface 127.0.0.1`` as a child process."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, osc_port: int, http_port: int,
-                 agent_id: str, stderr: list[str], reader: asyncio.Task) -> None:
-        self.proc, self.agent_id = proc, agent_id
-        self.osc_port, self.http_port = osc_port, http_port
-        self.stderr, self._reader = stderr, reader
+    agent_id: str
 
     @classmethod
     async def start(cls, state_dir: Path, *, agent_id: str = "p1", model: str = "autoregnn",
                     extra: tuple[str, ...] = ("--no-announce",),
                     timeout: float = 60.0) -> AgentProcess:
-        args = [sys.executable, "-m", "agents.process", "--id", agent_id, "--model", model,
-                "--audio", "null", "--interface", LOOPBACK, "--state-dir", str(state_dir),
-                "--log-level", "warning", *extra]
-        proc = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            cwd=str(Path(__file__).resolve().parent.parent))
-        stderr: list[str] = []
-
-        async def drain() -> None:   # a full stderr pipe would block the agent
-            while line := await proc.stderr.readline():  # type: ignore[union-attr]
-                stderr.append(line.decode(errors="replace").rstrip())
-
-        reader = asyncio.create_task(drain())
+        agent = await agent_support.spawn(
+            "--id", agent_id, "--model", model, "--audio", "null", "--interface", LOOPBACK,
+            "--state-dir", str(state_dir), "--log-level", "warning", *extra, factory=cls)
+        agent.agent_id = agent_id
         try:
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout)  # type: ignore[union-attr]
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
+            await agent.ready(timeout)
+        except TimeoutError:
+            agent.kill()
+            await agent.wait()
             raise AssertionError(f"agent {agent_id} not ready within {timeout} s") from None
-        match = _READY.search(line.decode())
-        if match is None:
-            await proc.wait()
-            await reader
-            raise AssertionError(f"agent {agent_id} did not start: {line!r}\n"
-                                 + "\n".join(stderr))
-        return cls(proc, int(match.group(2)), int(match.group(3)), agent_id, stderr, reader)
-
-    async def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM, wait; SIGKILL if it does not exit in ``timeout`` s. Returns the exit code."""
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        await self._reader
-        return int(self.proc.returncode or 0)
+        return agent
