@@ -143,7 +143,11 @@ async def test_hub_command_spawns_agents_and_shuts_down(tmp_path):
             print(f"\nhub clocking 2 agents: {rate:.1f} blocks/s (real time: 187.5), "
                   f"hub CPU {100 * load:.0f} % of a core, rtt {clock['rtt_ms']}")
             assert sorted(clock["driven"]) == ["c1", "c2"]
-            assert 150 <= rate <= 200, rate     # paced at real time, 256 frames at 48 kHz
+            # Paced at real time (187.5 blocks/s of 256 frames at 48 kHz). After a stall
+            # (agents compiling on a busy machine) the pacer catches up on at most
+            # max_lag_s = 0.5 s of blocks before it resyncs, so a 2 s window may hold
+            # up to 0.5 s more than real time (seen in CI: 205.7 blocks/s).
+            assert 150 <= rate <= 187.5 * (2.0 + 0.5) / 2.0, rate
             missing = sum(a["missing"] for a in clock["agents"].values())
             assert missing <= 0.01 * clock["steps"], clock
 
