@@ -155,6 +155,29 @@ async def get_agent(request: web.Request) -> web.Response:
     raise HubError(f"no agent {agent_id!r}", 404)
 
 
+async def agent_stream(request: web.Request) -> web.Response:
+    """Listen in on an agent's stream (out, mic, in): redirect to the agent's own SDP URL.
+
+    The agent starts (or renews, for 60 s) a unicast copy of the stream to port ``port``
+    of the address that asks it, so the client must ask the agent itself: the hub never
+    reflects a stream to another host (agents.link). ``?port=P`` is passed on.
+    """
+    hub = request.app[HUB]
+    agent_id, name = request.match_info["agent_id"], request.match_info["name"]
+    if name not in ("out", "mic", "in"):
+        raise HubError(f"no stream {name!r}: an agent streams out, mic and in", 404)
+    for agent in hub.agents_json():
+        if agent["id"] == agent_id:
+            break
+    else:
+        raise HubError(f"no agent {agent_id!r}", 404)
+    if not agent.get("host") or not agent.get("http_port"):
+        raise HubError(f"agent {agent_id!r} has no known HTTP address yet", 409)
+    query = f"?port={request.query['port']}" if "port" in request.query else ""
+    raise web.HTTPTemporaryRedirect(
+        f"http://{agent['host']}:{agent['http_port']}/streams/{name}.sdp{query}")
+
+
 async def patch_agent(request: web.Request) -> web.Response:
     """Set parameters: body {"params": {name: value}}; returns the agent's values after."""
     body = await _json_body(request)
@@ -552,6 +575,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("PATCH", "/api/agents/{agent_id}", patch_agent),
     ("POST", "/api/agents/{agent_id}/adopt", adopt_agent),
     ("GET", "/api/agents/{agent_id}/weights", get_weights),
+    ("GET", "/api/agents/{agent_id}/streams/{name}.sdp", agent_stream),
     ("PUT", "/api/agents/{agent_id}/weights", put_weights),
     ("POST", "/api/agents/{agent_id}/snapshot", snapshot_agent),
     ("POST", "/api/agents/{agent_id}/recall", recall_agent),

@@ -538,6 +538,18 @@ async def test_hub_snapshots_keep_weights_and_params_and_write_them_back(tmp_pat
                 return entry is not None and entry.online
 
             await _wait_for(online, 15.0, "k1 adopted")
+            # Listening in through the hub: a redirect to the agent's own SDP URL, so the
+            # agent streams to the asking client's address (never reflected by the hub).
+            async with http.get(base + "/api/agents/k1/streams/out.sdp?port=5999") as r:
+                sdp = await r.text()
+                assert r.status == 200, sdp
+                assert str(r.url) == (f"http://127.0.0.1:{agent.http_port}"
+                                      "/streams/out.sdp?port=5999")
+            assert "m=audio 5999 RTP/AVP 97" in sdp and "a=rtpmap:97 L24/48000/1" in sdp
+            async with http.get(base + "/api/agents/k1/streams/bogus.sdp?port=5999") as r:
+                assert r.status == 404 and "no stream 'bogus'" in (await r.json())["error"]
+            async with http.get(base + "/api/agents/zz/streams/out.sdp?port=5999") as r:
+                assert r.status == 404
             async with http.patch(base + "/api/agents/k1",   # frozen: the weights stay put
                                   json={"params": {"learn": 0, "lr": 0.375}}) as r:
                 assert r.status == 200
