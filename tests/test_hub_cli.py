@@ -134,7 +134,8 @@ async def test_hub_command_spawns_agents_and_shuts_down(tmp_path):
 
             c0, t0 = cpu_s(proc.pid), loop.time()
             async with http.get(base + "/api/installation") as r:
-                steps0 = (await r.json())["clock"]["steps"]
+                clock0 = (await r.json())["clock"]
+            steps0 = clock0["steps"]
             await asyncio.sleep(2.0)
             async with http.get(base + "/api/installation") as r:
                 clock = (await r.json())["clock"]
@@ -148,8 +149,12 @@ async def test_hub_command_spawns_agents_and_shuts_down(tmp_path):
             # max_lag_s = 0.5 s of blocks before it resyncs, so a 2 s window may hold
             # up to 0.5 s more than real time (seen in CI: 205.7 blocks/s).
             assert 150 <= rate <= 187.5 * (2.0 + 0.5) / 2.0, rate
-            missing = sum(a["missing"] for a in clock["agents"].values())
-            assert missing <= 0.01 * clock["steps"], clock
+            # Blocks an agent failed to return in time, over the same window: the first
+            # blocks after start-up may miss while agents load their kernels (a clean
+            # CI clone compiles them: 6 of 419 missed), so those are not counted.
+            missing = sum(a["missing"] for a in clock["agents"].values()) \
+                - sum(a["missing"] for a in clock0["agents"].values())
+            assert missing <= 0.01 * (clock["steps"] - steps0), (clock0, clock)
 
             async def wait_clock(predicate, timeout: float, what: str) -> dict:
                 end = loop.time() + timeout
