@@ -6,12 +6,12 @@ Input signals are generated here with numpy (independent of agents.signals).
 from __future__ import annotations
 
 import math
-import tracemalloc
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
+from alloc_support import traced_allocation
 from agents.models import create_model, model_class
 from agents.models import _autoregnn_kernels as K
 from agents.models.autoregnn import AutoRegNN, AutoRegNN2, initial_weights
@@ -540,13 +540,6 @@ def test_process_allocates_nothing_with_out_given():
     x = sine(200.0, 4096 / SR)
     out = np.empty_like(x)
     m.process(x, out=out)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for _ in range(20):
-            assert m.process(x, out=out) is out
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    assert m.process(x, out=out) is out
+    peak, _ = traced_allocation(lambda: m.process(x, out=out), repeats=20)
     assert peak < 2048          # a 4096-frame float64 buffer would be 32 KiB

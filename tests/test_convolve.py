@@ -1,11 +1,11 @@
 """MatrixConvolver: partitioned overlap-save equals direct convolution, allocates
 nothing per block, and crossfades a response swap over one block."""
 
-import tracemalloc
 
 import numpy as np
 import pytest
 
+from alloc_support import traced_allocation
 from hub.convolve import MatrixConvolver
 
 
@@ -79,18 +79,10 @@ def test_process_allocates_nothing_per_block(dtype):
     out = np.zeros((256, 10), dtype=dtype)
     for _ in range(5):
         conv.process(x, out)
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        for _ in range(100):
-            conv.process(x, out)
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak, retained = traced_allocation(lambda: conv.process(x, out))
     # One block's arrays would be ≥ 20 kB; the rest is numpy's call overhead, freed.
-    assert peak - base < 3072
-    assert current - base < 512
+    assert peak < 3072
+    assert retained < 512
 
 
 def test_set_irs_crossfades_over_one_block():

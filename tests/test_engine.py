@@ -365,24 +365,16 @@ def test_follow_input_with_a_short_block_and_the_full_block_agree():
 def test_the_audio_path_allocates_no_block_sized_buffer(follow):
     """Steady state: 100 callbacks of 1024 frames never hold more than 3 KiB of new
     Python-tracked memory at once (a block-sized temporary would take 4 KiB or more)."""
-    import tracemalloc
+    from alloc_support import traced_allocation
 
     engine = AgentEngine(AutoRegNN(max_block=1024), block=1024, sample_rate=SR, follow=follow)
     mic = np.random.default_rng(0).normal(0.0, 0.3, 1024).astype(np.float32)
     speaker = np.zeros(1024, dtype=np.float32)
     for _ in range(5):
         engine.process_block(mic, speaker)
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        for _ in range(100):
-            engine.process_block(mic, speaker)
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak - base < 3072
-    assert current - base < 512
+    peak, retained = traced_allocation(lambda: engine.process_block(mic, speaker))
+    assert peak < 3072
+    assert retained < 512
 
 
 def test_meters_stay_finite_whatever_the_mic_delivers():
