@@ -11,6 +11,11 @@ from now and counts a resync, instead of bursting through the missed blocks.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+log = logging.getLogger("hub.pacing")
 
 
 class BlockPacer:
@@ -36,4 +41,18 @@ class BlockPacer:
         await asyncio.sleep(max(0.0, delay))
 
 
-__all__ = ["BlockPacer"]
+def start_loop_task(loop_body: Coroutine[Any, Any, None], *, name: str,
+                    what: str) -> asyncio.Task[None]:
+    """Run a hub loop as the named task ``name``; if it ever ends with an error,
+    log ``"{what} stopped: …"`` (a cancelled loop is a normal stop)."""
+    task = asyncio.create_task(loop_body, name=name)
+
+    def ended(done: asyncio.Task[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            log.error("%s stopped: %r", what, done.exception())
+
+    task.add_done_callback(ended)
+    return task
+
+
+__all__ = ["BlockPacer", "start_loop_task"]

@@ -28,7 +28,7 @@ import numpy as np
 
 from hub.deployed import DeployedAgent
 from hub.graph import Edge, RoutingGraph
-from hub.pacing import BlockPacer
+from hub.pacing import BlockPacer, start_loop_task
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +139,8 @@ class DeployedRouter:
     def start(self) -> None:
         """Start routing in the background."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="hub-deployed-router")
-            self._task.add_done_callback(self._ended)
-
-    @staticmethod
-    def _ended(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("deployed mode: the router stopped: %r", task.exception())
+            self._task = start_loop_task(self._run(), name="hub-deployed-router",
+                                         what="deployed mode: the router")
 
     def stats(self) -> dict[str, Any]:
         """Blocks routed, resyncs, the routed agents and their stream counters."""

@@ -47,7 +47,7 @@ import numpy as np
 
 from hub.clocked import HubClock
 from hub.graph import Edge, RoutingGraph
-from hub.pacing import BlockPacer
+from hub.pacing import BlockPacer, start_loop_task
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +163,8 @@ class SimulatedDriver:
     def start(self) -> None:
         """Start driving in the background."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="hub-simulated-clock")
-            self._task.add_done_callback(self._ended)
-
-    @staticmethod
-    def _ended(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("simulated mode: the hub clock stopped: %r", task.exception())
+            self._task = start_loop_task(self._run(), name="hub-simulated-clock",
+                                         what="simulated mode: the hub clock")
 
     def record_start(self, path: Path, max_seconds: float = 3600.0) -> None:
         """Record every agent's output to ``path`` (WAV, float64, one channel per agent in

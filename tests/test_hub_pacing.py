@@ -27,3 +27,25 @@ async def test_a_stall_longer_than_max_lag_resyncs_instead_of_bursting():
     t0 = loop.time()
     await pacer.wait()                    # a fresh clock: the next block waits a period again
     assert loop.time() - t0 >= 0.01 - 1e-3
+
+
+async def test_a_loop_that_fails_is_logged_and_a_cancelled_one_is_not(caplog):
+    from hub.pacing import start_loop_task
+
+    async def broken():
+        raise RuntimeError("kernel exploded")
+
+    async def forever():
+        await asyncio.sleep(3600)
+
+    failing = start_loop_task(broken(), name="t-broken", what="test mode: the loop")
+    stopped = start_loop_task(forever(), name="t-forever", what="test mode: the other loop")
+    assert failing.get_name() == "t-broken"
+    await asyncio.sleep(0)
+    stopped.cancel()
+    await asyncio.gather(failing, stopped, return_exceptions=True)
+    await asyncio.sleep(0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("test mode: the loop stopped: RuntimeError('kernel exploded')" in m
+               for m in messages), messages
+    assert not any("the other loop" in m for m in messages)
