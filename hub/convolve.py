@@ -18,8 +18,9 @@ Choices. The FFTs are numpy's (``out=`` into preallocated arrays, numpy ≥ 2.0)
 multiply-accumulate is one numba kernel over explicit arrays. ``process`` takes
 exactly ``block`` frames: a uniformly partitioned FDL advances one partition per
 call, so a shorter block would need an extra input buffer and latency, which the
-hub (always ticking whole blocks) does not need. ``set_irs`` swaps responses with a
-linear crossfade over one block: the FDL holds the input history, so the new
+hub (always ticking whole blocks) does not need. New responses are transformed by
+``prepare`` (on a worker: it allocates and runs FFTs) and installed by ``swap``
+(constant time, on the audio side), with a linear crossfade over one block: the FDL holds the input history, so the new
 responses' output is exact from the first block and only the switch is smoothed.
 ``dtype=float32`` halves memory traffic for live use; ``float64`` (default) is exact
 to ~1e-12.
@@ -125,18 +126,31 @@ class MatrixConvolver:
         spectra[0][...] = full.real
         spectra[1][...] = full.imag
 
-    def set_irs(self, new_irs: np.ndarray) -> None:
-        """Replace the responses (same shape); the next ``process`` crossfades old → new
-        linearly over its block. Transforms here (not on the audio path: call from a
-        worker, then hand over); a second call before ``process`` replaces the first.
-        """
+    def prepare(self, new_irs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Transform new responses (same shape as the current ones) into the partition
+        spectra :meth:`swap` installs. Allocates and runs FFTs: call it on a worker,
+        never on the audio path. Thread-safe (touches no state of the convolver)."""
         new_irs = np.asarray(new_irs)
         if new_irs.shape != (self.n_out, self.n_in, self.ir_len):
             raise ValueError(
                 f"new irs must have shape {(self.n_out, self.n_in, self.ir_len)}, got {new_irs.shape}"
             )
-        self._transform(new_irs, self._pending)
+        shape = (self.n_parts, self.n_out, self.n_in, self.block + 1)
+        spectra = (np.zeros(shape, self.dtype), np.zeros(shape, self.dtype))
+        self._transform(new_irs, spectra)
+        return spectra
+
+    def swap(self, prepared: tuple[np.ndarray, np.ndarray]) -> None:
+        """Install spectra from :meth:`prepare`: the next ``process`` crossfades old → new
+        linearly over its block. Constant time, allocation-free: call it on the thread
+        that calls ``process``, between two blocks. A second swap before ``process``
+        replaces the first."""
+        self._pending = prepared
         self._swap_pending = True
+
+    def set_irs(self, new_irs: np.ndarray) -> None:
+        """:meth:`prepare` then :meth:`swap`, on the calling thread (offline use)."""
+        self.swap(self.prepare(new_irs))
 
     def reset(self) -> None:
         """Forget the input history (silence in, silence out); responses are kept."""

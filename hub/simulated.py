@@ -24,8 +24,19 @@ mode); their RTP ports come from their zeroconf records.
   ``ready(agent_id)`` (the hub: its parameters were sent), so a rehearsal
   starts from a known state: with fresh agents and the same seeds, the same
   piece (a deterministic start; later rebuilds are not).
+* The room (``room`` and ``agents`` given: a config's ``[room]`` and its agents):
+  every block, each agent's mic is the room's response to every speaker's previous
+  block plus its self-noise (:class:`hub.coupling.RoomCoupling`), added to its
+  input by the graph; the listener's ears come from the same convolution. The
+  responses are computed on a worker before the first block (cached on disk in
+  ``cache_dir``) and again after every :meth:`SimulatedDriver.update_room` (a
+  moved speaker, mic or listener, a new room), then swapped in between two blocks
+  with a one-block crossfade; ``on_room`` (if set) is called when a recomputation
+  starts and ends (``room_recomputing``, ``responses_ms``).
 * Scopes: with ``tap`` set (a :class:`hub.scopes.ScopeTap`), every block of the
-  driven agents' outputs goes to it as well.
+  driven agents' outputs goes to it as well; with ``listen`` set (a
+  :class:`hub.listen.ListenTap`), every block of every agent's output and the
+  listener's ears (one block behind the speakers: they hear the previous block).
 * Recording (:meth:`SimulatedDriver.record_start`): every agent's output, one
   channel each in graph order, as it comes back from the clock (after the agents'
   safety chains and L24), written to a float64 WAV by one writer on the executor.
@@ -39,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +72,9 @@ class SimulatedDriver:
 
     def __init__(self, graph: RoutingGraph, registry: Any, *, interface: str,
                  timeout_s: float = 0.05, max_lag_s: float = 0.5,
-                 ready: Callable[[str], bool] | None = None) -> None:
+                 ready: Callable[[str], bool] | None = None, room: Any = None,
+                 agents: Sequence[Any] = (), seed: int = 0,
+                 cache_dir: Path | None = None) -> None:
         self.graph = graph
         self.registry = registry
         self.interface = interface
@@ -70,12 +83,28 @@ class SimulatedDriver:
         self.ready = ready or (lambda agent_id: True)
         self.started = False         # the first block was sent
         self.tap: Any = None         # hub.scopes.ScopeTap: every block of outputs, if set
+        self.listen: Any = None      # hub.listen.ListenTap: outputs and ears, if set
+        self.on_room: Callable[[], None] | None = None
+        self.coupling: Any = None    # hub.coupling.RoomCoupling once computed
+        self.room_recomputing = False
+        self.responses_ms: float | None = None
+        self.room_failures = 0
+        self._room_request: tuple[Any, tuple[Any, ...]] | None = None
+        self._room_task: asyncio.Task[None] | None = None
+        self._seed = int(seed)
+        self._cache_dir = cache_dir
+        if room is not None:
+            if len(agents) != graph.n_agents:
+                raise ValueError("the room needs every agent of the graph, in graph order")
+            self._room_request = (room, tuple(agents))
         self._recorder: _Recorder | None = None
         self.block = graph.max_block
         self.sample_rate = graph.sample_rate
         n = graph.n_agents
         self._outputs = np.zeros((self.block, n))
         self._inputs = np.zeros((self.block, n))
+        self._mics = np.zeros((self.block, n))
+        self._ears = np.zeros((self.block, 2))
         self._clock: HubClock | None = None
         self._driven: tuple[tuple[str, str, int], ...] = ()   # (agent id, host, rtp port)
         self._task: asyncio.Task[None] | None = None
@@ -132,8 +161,69 @@ class SimulatedDriver:
         """Times the loop fell more than ``max_lag_s`` behind and restarted its clock."""
         return self._pacer.resyncs
 
+    def update_room(self, room: Any, agents: Sequence[Any]) -> None:
+        """A new room (a config ``[room]``, or None for none) or new positions of
+        ``agents`` (config order): recomputed on a worker, then crossfaded in. Changes
+        arriving during a recomputation are coalesced (the latest wins)."""
+        if len(agents) != self.graph.n_agents:
+            raise ValueError("the room needs every agent of the graph, in graph order")
+        self._room_request = (room, tuple(agents))
+        if self._task is not None and not self.room_recomputing:   # else the running one takes it
+            self.room_recomputing = True
+            self._room_task = asyncio.create_task(self._recompute(), name="hub-room-responses")
+
+    def _room_changed(self) -> None:
+        if self.on_room is not None:
+            try:
+                self.on_room()
+            except Exception:
+                log.exception("the room listener failed")
+
+    async def _recompute(self) -> None:
+        """Compute pending room responses on a worker and swap them in (on the loop)."""
+        from hub.coupling import RoomCoupling, compute_responses
+
+        loop = asyncio.get_running_loop()
+        while self._room_request is not None:
+            room, agents = self._room_request
+            self._room_request = None
+            self.room_recomputing = True
+            self._room_changed()
+            t0 = loop.time()
+            try:
+                if room is None:
+                    if self.coupling is not None:
+                        zeros = np.zeros((self.graph.n_agents + 2, self.graph.n_agents,
+                                          self.coupling.convolver.ir_len))
+                        self.coupling.swap(await loop.run_in_executor(
+                            None, self.coupling.prepare, zeros))
+                        self.coupling.set_noise_db(-200.0)
+                elif self.coupling is None:
+                    self.coupling = await loop.run_in_executor(None, lambda: RoomCoupling(
+                        room, agents, sample_rate=self.sample_rate, block=self.block,
+                        seed=self._seed, cache_dir=self._cache_dir))
+                else:
+                    coupling = self.coupling
+
+                    def prepare() -> tuple[np.ndarray, np.ndarray]:
+                        irs = compute_responses(room, agents, self.sample_rate,
+                                                cache_dir=self._cache_dir)
+                        return coupling.prepare(irs)
+                    coupling.swap(await loop.run_in_executor(None, prepare))
+                    coupling.set_noise_db(room.mic_noise_db)
+                self.responses_ms = (loop.time() - t0) * 1000.0
+                log.info("room responses ready in %.0f ms", self.responses_ms)
+            except Exception:   # keep the responses we have; the piece plays on
+                self.room_failures += 1
+                log.exception("room responses could not be computed; keeping the previous ones")
+            finally:
+                self.room_recomputing = self._room_request is not None
+                self._room_changed()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._room_request is not None:   # the first responses, before the first block
+            await self._recompute()
         # Load (or compile) the routing kernel off the loop with a throwaway graph.
         warm = RoutingGraph(self.graph.agent_ids, self.sample_rate, self.block)
         await loop.run_in_executor(None, warm.tick, np.zeros((self.block, warm.n_agents)))
@@ -147,7 +237,12 @@ class SimulatedDriver:
             wanted = self._wanted()
             if wanted != self._driven:
                 await self._rebuild(wanted)
-            self.graph.tick(self._outputs, out=self._inputs)
+            coupling = self.coupling
+            if coupling is not None:
+                coupling.process(self._outputs, self._mics, self._ears)
+                self.graph.tick(self._outputs, out=self._inputs, mics=self._mics)
+            else:
+                self.graph.tick(self._outputs, out=self._inputs)
             if self._clock is not None:
                 idx = [columns[a] for a, _, _ in self._driven]
                 result = await self._clock.step(self._inputs[:, idx].T)
@@ -157,6 +252,8 @@ class SimulatedDriver:
                 self._recorder.add(self._outputs)
             if self.tap is not None and self._clock is not None:
                 self.tap.add(self._outputs, idx)
+            if self.listen is not None:
+                self.listen.add(self._outputs, self._ears if coupling is not None else None)
             self.steps += 1
             await self._pacer.wait()
 
@@ -199,6 +296,11 @@ class SimulatedDriver:
 
     async def close(self) -> None:
         """Stop driving (the agents then run free on silence, agents.hubclock)."""
+        if self._room_task is not None:
+            self._room_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._room_task
+            self._room_task = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
