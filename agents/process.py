@@ -75,7 +75,7 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
                              "(repeatable; overrides the preset's)")
     parser.add_argument("--audio", choices=AUDIO_CHOICES, default="sounddevice",
                         help="audio backend: a sound card (sounddevice), a software clock "
-                             "(null), or the hub's clock (hub; arrives with the RTP link)")
+                             "(null), or the hub's clock over RTP (hub; simulated mode)")
     parser.add_argument("--device", help="audio device index or part of its name "
                                          "(see `anamnesis devices`)")
     parser.add_argument("--in-channel", type=int, default=1, metavar="N",
