@@ -111,24 +111,26 @@ class RoomCoupling:
     ``block`` frames per :meth:`process` (64–1024), ``sample_rate`` Hz; ``seed`` the
     self-noise's; ``dtype`` the convolution's (float32: live budget; float64: exact);
     ``cache_dir`` where responses are kept (None: not cached); ``irs``: responses
-    already computed (:func:`compute_responses`), else computed here (heavy).
+    already computed (:func:`compute_responses`), else computed here (heavy);
+    ``listener`` False: no ears (a seventh less work with eight agents; ``ears_out``
+    stays as given).
     """
 
     def __init__(self, room: Any, agents: Sequence[Any], *, sample_rate: int, block: int,
                  seed: int = 0, dtype: Any = np.float32,
                  cache_dir: str | os.PathLike | None = None,
-                 irs: np.ndarray | None = None) -> None:
+                 irs: np.ndarray | None = None, listener: bool = True) -> None:
         self.n_agents = len(agents)
         self.sample_rate = int(sample_rate)
         self.block = int(block)
-        self.listener = True
+        self.listener = bool(listener)
         if irs is None:
             irs = compute_responses(room, agents, sample_rate, cache_dir=cache_dir)
-        self.convolver = MatrixConvolver(irs, self.block, dtype=dtype)
+        self.convolver = MatrixConvolver(self._rows(irs), self.block, dtype=dtype)
         self._has_mic = np.array([a.mic is not None for a in agents], dtype=bool)
         self._rng = np.random.Generator(np.random.PCG64(seed))
         self._noise = np.zeros((self.block, self.n_agents))
-        self._wet = np.zeros((self.block, self.n_agents + 2))
+        self._wet = np.zeros((self.block, self.convolver.n_out))
         # A full (block, n) gain array: a broadcast multiply would buffer (allocate).
         self._noise_gain = np.zeros((self.block, self.n_agents))
         self.noise_rms = 0.0
@@ -139,9 +141,13 @@ class RoomCoupling:
         self.noise_rms = 0.0 if db <= -200.0 else 10.0 ** (float(db) / 20.0)
         self._noise_gain[...] = self._has_mic.astype(np.float64)[None, :] * self.noise_rms
 
+    def _rows(self, irs: np.ndarray) -> np.ndarray:
+        return irs if self.listener else irs[:self.n_agents]
+
     def prepare(self, irs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """New responses' spectra for :meth:`swap` (worker thread; allocates)."""
-        return self.convolver.prepare(irs)
+        """New responses' spectra (:func:`compute_responses`' shape) for :meth:`swap`
+        (worker thread; allocates)."""
+        return self.convolver.prepare(self._rows(irs))
 
     def swap(self, prepared: tuple[np.ndarray, np.ndarray]) -> None:
         """Install :meth:`prepare`'s result; the next block crossfades (audio side)."""
@@ -153,7 +159,8 @@ class RoomCoupling:
         wet = self.convolver.process(outputs, self._wet)
         n = self.n_agents
         mics[...] = wet[:, :n]
-        ears_out[...] = wet[:, n:]
+        if self.listener:
+            ears_out[...] = wet[:, n:]
         if self.noise_rms > 0.0:
             self._rng.standard_normal(out=self._noise)
             np.multiply(self._noise, self._noise_gain, out=self._noise)

@@ -56,6 +56,16 @@ def test_a_click_arrives_after_the_distance(irs):
     assert abs(onset - r / SPEED_OF_SOUND_M_S * SR) <= 1.0
 
 
+def test_without_a_listener_the_mics_are_the_same(irs):
+    outputs = np.random.default_rng(2).standard_normal((4 * BLOCK, 3)) * 0.1
+    with_ears = RoomCoupling(ROOM, AGENTS, sample_rate=SR, block=BLOCK, irs=irs)
+    without = RoomCoupling(ROOM, AGENTS, sample_rate=SR, block=BLOCK, irs=irs, listener=False)
+    mics, ear = run(with_ears, outputs)
+    mics_only, no_ear = run(without, outputs)
+    np.testing.assert_array_equal(mics, mics_only)
+    assert ear.any() and not no_ear.any()
+
+
 def test_the_listener_faces_its_azimuth():
     pair = ears(dataclasses.replace(ROOM, listener_azimuth=90.0))   # facing -x: left is -y
     np.testing.assert_allclose(pair[0], [3.0, 2.5 - 0.085, 1.6], atol=1e-12)
