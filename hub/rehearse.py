@@ -1,0 +1,701 @@
+"""Offline rehearsal: ``anamnesis rehearse CONFIG --seconds S --out FILE.wav``.
+
+Renders a whole installation — every agent, its routes, rings and sources, and
+its simulated room — faster than real time, one channel per speaker, plus an
+optional stereo preview at the listener (DESIGN "The hub", JOURNEYS 1.5).
+
+The loop (the live simulated hub's, see :mod:`hub.graph` and :mod:`hub.simulated`)
+----------------------------------------------------------------------------------
+Per block k, in one process and one thread::
+
+    coupling.process(outputs, mics, ears)       # the room: mics and ears from block k-1's speakers
+    graph.tick(outputs, out=inputs, mics=mics)  # block k's inputs (mics=None without a [room])
+    every agent: inputs[:, i] -> model -> safety chain -> outputs[:, i]     # block k
+    outputs -> FILE.wav (one channel per agent, config order); ears -> the preview
+
+so every edge and every feedback path through the air has at least one block of
+latency, as in the live lockstep. The preview written for block k is what the
+listener hears of the speakers' block k-1 (the room's own delay comes on top).
+Block size and sample rate are the config's ``[installation]`` ones: the block is
+part of the piece (it is the lockstep's latency), so there is no option to change
+it. A ``mode = "deployed"`` config is rehearsed in the same lockstep.
+
+The agents are built as a live agent process builds them (``agents.process``):
+the model of ``model``/``preset`` with the preset's and the config's constructor
+arguments, the preset's parameters and then the config's (the ones the hub sends
+over OSC before the first block — rounded to float32 as OSC carries them), the
+preset's input-following modulations, and the same safety chain (ceiling
+:data:`CEILING_DB`). So a rehearsal plays what the live simulated hub plays,
+except for the live path's L24 quantisation of every block on the RTP link.
+
+Agents of kind ``autoregnn`` with equal constructor arguments and no
+input-following modulation are grouped into one
+:class:`~agents.models.autoregnn.AutoRegNNBank` (its columns are bit-identical to
+single models) when there are at least :data:`BANK_MIN_AGENTS` of them (a smaller
+bank is slower than separate models), each with its own
+:class:`~agents.safety.SafetyChain`; every other
+agent runs through its own :class:`~agents.engine.AgentEngine`. Both paths give
+the same samples (tested); ``banks=False`` (``--no-bank``) uses engines only.
+
+Seeds (determinism)
+-------------------
+The same config, seed and machine give bit-identical files. ``--seed S``
+(default 0: the live hub's own performance) offsets, by ``1000 * S``, every noise
+source's seed (:func:`hub.graph.from_config`) and every agent's seed (the
+config's ``seed``, default its index); it is also the room's seed (the mics'
+self-noise). A different seed is a different performance of the same piece.
+
+Files
+-----
+Float32 WAV (IEEE float, ``WAVE_FORMAT_EXTENSIBLE`` with no speaker mask above two
+channels, RF64 beyond 4 GiB), written by :class:`FloatWavWriter`: no timestamp
+in the header (libsndfile's PEAK chunk has one), so equal audio gives equal
+bytes. Blocks are streamed to disk in chunks of about :data:`CHUNK_FRAMES`, so
+ten minutes of eight channels never sit in memory. Files are written under a
+temporary name beside the target and renamed when complete: an error or an
+interrupt leaves nothing half-written. ``--plot`` draws a spectrogram per
+speaker (and per ear of the preview), read back from the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import struct
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The agents' safety-chain ceiling (dBFS): the live agent's default (``--ceiling-db``).
+CEILING_DB = -1.0
+#: Each agent's seed is the config's plus this many times the rehearsal seed.
+SEED_STRIDE = 1000
+#: Frames buffered before a write to disk (rounded to whole blocks).
+CHUNK_FRAMES = 16384
+#: Fewest agents of one shape worth a bank: below it, each runs through its own engine.
+#: Measured (bench/bench_rehearse.py, 12 x 8 nets): a bank lane costs 410, 225, 210,
+#: 160, 140 ns/sample for banks of 1, 2, 3, 4, 8 agents; a single AutoRegNN 220.
+BANK_MIN_AGENTS = 4
+#: Longest rehearsal (s): a day.
+MAX_SECONDS = 86400.0
+
+
+# ---------------------------------------------------------------------------
+# Agents: how a live agent builds its model, and the two ways to run them
+# ---------------------------------------------------------------------------
+
+
+def _osc_value(value: Any) -> Any:
+    """A parameter value as the agent receives it over OSC: floats as float32."""
+    if isinstance(value, float):
+        return float(np.float32(value))
+    if isinstance(value, (list, tuple)):
+        return [_osc_value(v) for v in value]
+    return value
+
+
+def agent_recipe(spec: Any, sample_rate: int, block: int, seed: int = 0
+                 ) -> tuple[dict[str, Any], list[tuple[str, Any]], list[Any]]:
+    """How ``spec`` (a :class:`hub.config.AgentSpec`) is built live: constructor
+    arguments (seed offset by ``SEED_STRIDE * seed``, rate, block), parameter settings
+    in the order the agent applies them (the preset's, then the hub's over OSC), and
+    the preset's input-following modulations (:class:`agents.engine.FollowInput`)."""
+    from agents.engine import FollowInput
+
+    kwargs: dict[str, Any] = dict(spec.model_args())
+    kwargs.update(seed=int(spec.seed) + SEED_STRIDE * int(seed), sample_rate=sample_rate,
+                  max_block=block)
+    settings: list[tuple[str, Any]] = []
+    follow: list[Any] = []
+    if spec.preset is not None:
+        from agents import presets
+
+        preset = presets.get_preset(spec.preset)
+        settings += list(preset.params.items())
+        follow += [FollowInput(m.param, m.lo, m.hi) for m in preset.modulations
+                   if isinstance(m, presets.FollowInput)]
+    settings += [(name, _osc_value(value)) for name, value in spec.initial_params().items()]
+    return kwargs, settings, follow
+
+
+def build_engine(spec: Any, sample_rate: int, block: int, seed: int = 0) -> Any:
+    """One agent's model and safety chain (an :class:`agents.engine.AgentEngine`), as its
+    live process builds them."""
+    from agents.engine import AgentEngine
+    from agents.models import create_model
+
+    kwargs, settings, follow = agent_recipe(spec, sample_rate, block, seed)
+    model = create_model(spec.model, **kwargs)
+    for name, value in settings:
+        model.set_param(name, value)
+    return AgentEngine(model, block=block, sample_rate=sample_rate, ceiling_db=CEILING_DB,
+                       follow=follow)
+
+
+class EngineVoice:
+    """One agent through its own :class:`AgentEngine` (any model), column ``column``."""
+
+    def __init__(self, column: int, engine: Any, inputs: np.ndarray,
+                 outputs: np.ndarray) -> None:
+        self.columns = (column,)
+        self.engine = engine
+        self._mic = inputs[:, column]          # views made once: the loop allocates nothing
+        self._speaker = outputs[:, column]
+
+    def process(self) -> None:
+        """Block k: the agent's input column -> its output column."""
+        self.engine.process_block(self._mic, self._speaker)
+
+    def stats(self) -> list[dict[str, float]]:
+        """The model's counters (blow-ups ...) and the engine's failed blocks."""
+        tele = self.engine.telemetry()
+        model_stats = self.engine.model.stats() if hasattr(self.engine.model, "stats") else {}
+        return [{**{k: float(v) for k, v in model_stats.items() if _is_num(v)},
+                 "errors": tele["errors"]}]
+
+
+class BankVoice:
+    """Several ``autoregnn`` agents of one shape as lanes of an AutoRegNNBank, each with
+    its own safety chain; columns ``columns`` of the installation's arrays."""
+
+    def __init__(self, columns: Sequence[int], bank: Any, chains: Sequence[Any],
+                 inputs: np.ndarray, outputs: np.ndarray) -> None:
+        self.columns = tuple(columns)
+        self.bank = bank
+        self.chains = list(chains)
+        block = inputs.shape[0]
+        self._idx = np.asarray(self.columns, dtype=np.intp)
+        self._inputs, self._outputs = inputs, outputs
+        self._x = np.zeros((block, len(self.columns)))
+        self._raw = np.zeros((block, len(self.columns)))
+        self._col = np.zeros(block)
+        self._safe = np.zeros(block)
+        self._raw_cols = [self._raw[:, a] for a in range(len(self.columns))]
+        self._out_cols = [outputs[:, c] for c in self.columns]
+
+    def process(self) -> None:
+        """Block k of every lane: gather the inputs, one bank call, a safety chain each."""
+        np.take(self._inputs, self._idx, axis=1, out=self._x, mode="clip")   # unbuffered
+        self.bank.process(self._x, None, out=self._raw)
+        col, safe = self._col, self._safe
+        for chain, raw, out in zip(self.chains, self._raw_cols, self._out_cols):
+            np.copyto(col, raw)
+            chain.process(col, out=safe)
+            np.copyto(out, safe)
+
+    def stats(self) -> list[dict[str, float]]:
+        """Per lane: the bank's counters for that agent."""
+        out = []
+        for a in range(len(self.columns)):
+            s = self.bank.stats(a) if hasattr(self.bank, "stats") else {}
+            out.append({**{k: float(v) for k, v in s.items() if _is_num(v)}, "errors": 0.0})
+        return out
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _bank_key(spec: Any, kwargs: dict[str, Any], follow: list) -> tuple | None:
+    """Agents with equal keys can share a bank (their constructor arguments, defaults
+    filled in, are equal); None: this agent cannot (another model, or it follows its input)."""
+    import inspect
+
+    from agents.models.autoregnn import AutoRegNN
+
+    if spec.model != "autoregnn" or follow:
+        return None
+    params = inspect.signature(AutoRegNN.__init__).parameters
+    args = {n: p.default for n, p in params.items()
+            if n not in ("self", "seed") and p.default is not inspect.Parameter.empty}
+    args.update((k, v) for k, v in kwargs.items() if k != "seed")
+    if set(args) - {"input_size", "hidden_size", "sample_rate", "max_block"}:
+        return None    # an argument the bank does not take
+    return tuple(sorted(args.items()))
+
+
+def build_voices(config: Any, inputs: np.ndarray, outputs: np.ndarray, *, seed: int = 0,
+                 banks: bool = True) -> list[EngineVoice | BankVoice]:
+    """The agents of ``config`` (config order = columns of ``inputs``/``outputs``):
+    banks of at least :data:`BANK_MIN_AGENTS` equal ``autoregnn`` agents where possible
+    (``banks``), engines otherwise."""
+    from agents.models.autoregnn import AutoRegNNBank
+    from agents.safety import SafetyChain
+
+    inst = config.installation
+    sr, block = inst.sample_rate, inst.block
+    groups: dict[tuple, list[tuple[int, dict[str, Any], list]]] = {}
+    voices: list[EngineVoice | BankVoice] = []
+    for column, spec in enumerate(config.agents):
+        kwargs, settings, follow = agent_recipe(spec, sr, block, seed)
+        key = _bank_key(spec, kwargs, follow) if banks else None
+        if key is None:
+            voices.append(EngineVoice(column, build_engine(spec, sr, block, seed), inputs, outputs))
+        else:
+            groups.setdefault(key, []).append((column, kwargs, settings))
+    for key, members in groups.items():
+        if len(members) < BANK_MIN_AGENTS:
+            for column, _kw, _settings in members:
+                voices.append(EngineVoice(column, build_engine(config.agents[column], sr, block,
+                                                               seed), inputs, outputs))
+            continue
+        bank = AutoRegNNBank(len(members), seeds=[m[1]["seed"] for m in members], **dict(key))
+        for lane, (_column, _kw, settings) in enumerate(members):
+            for name, value in settings:
+                bank.set_param(name, value, agent=lane)
+        chains = [SafetyChain(sr, block, CEILING_DB) for _ in members]
+        voices.append(BankVoice([m[0] for m in members], bank, chains, inputs, outputs))
+    return voices
+
+
+# ---------------------------------------------------------------------------
+# The installation in lockstep
+# ---------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """Where room responses are cached: the live hub's place
+    (:func:`hub.coupling.default_cache_dir`, ``$XDG_CACHE_HOME/anamnesis/rooms``)."""
+    from hub.coupling import default_cache_dir as coupling_cache_dir
+
+    return Path(coupling_cache_dir())
+
+
+class Rehearsal:
+    """A whole installation in one process, stepped one block at a time (module docstring).
+
+    ``config`` a :class:`hub.config.Config`; ``seed`` the rehearsal seed; ``banks``
+    group equal AutoRegNN agents; ``room`` False ignores the config's ``[room]`` (a
+    reference without acoustic coupling); ``listener`` False skips the preview's
+    convolution (the speakers are the same); ``cache_dir`` holds room responses.
+    After :meth:`step`, :attr:`outputs` (block, n_agents) holds block k of every
+    speaker and :attr:`ears` (block, 2) the listener's preview (zeros without a room).
+    """
+
+    def __init__(self, config: Any, *, seed: int = 0, banks: bool = True, room: bool = True,
+                 listener: bool = True, cache_dir: Path | None = None) -> None:
+        from hub.graph import from_config
+
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a whole number >= 0; got {seed!r}")
+        inst = config.installation
+        self.config = config
+        self.seed = seed
+        self.sample_rate = inst.sample_rate
+        self.block = inst.block
+        self.agent_ids = config.agent_ids
+        n = len(self.agent_ids)
+        self.graph = from_config(config, seed=seed, latency=inst.block)
+        self.coupling: Any = None
+        if room and config.room is not None:
+            from hub.coupling import RoomCoupling
+
+            self.coupling = RoomCoupling(config.room, config.agents, sample_rate=inst.sample_rate,
+                                         block=inst.block, seed=seed, listener=listener,
+                                         cache_dir=default_cache_dir() if cache_dir is None
+                                         else Path(cache_dir))
+        self.outputs = np.zeros((self.block, n))   # the silence before t = 0
+        self.inputs = np.zeros((self.block, n))
+        self.mics = np.zeros((self.block, n))
+        self.ears = np.zeros((self.block, 2))
+        self.voices = build_voices(config, self.inputs, self.outputs, seed=seed, banks=banks)
+        self.blocks = 0
+
+    @property
+    def listener(self) -> bool:
+        """True if :attr:`ears` carries the listener's preview (a room with a listener)."""
+        return self.coupling is not None and bool(self.coupling.listener)
+
+    def step(self) -> None:
+        """Advance one block (the module docstring's loop); allocates nothing."""
+        if self.coupling is not None:
+            self.coupling.process(self.outputs, self.mics, self.ears)
+            self.graph.tick(self.outputs, out=self.inputs, mics=self.mics)
+        else:
+            self.graph.tick(self.outputs, out=self.inputs)
+        for voice in self.voices:
+            voice.process()
+        self.blocks += 1
+
+    def agent_stats(self) -> dict[str, dict[str, float]]:
+        """Each agent's counters (blow-ups, failed blocks ...), by id."""
+        out: dict[str, dict[str, float]] = {}
+        for voice in self.voices:
+            for column, stats in zip(voice.columns, voice.stats()):
+                out[self.agent_ids[column]] = stats
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Float WAV, streamed, reproducible
+# ---------------------------------------------------------------------------
+
+_KSDATAFORMAT_IEEE_FLOAT = struct.pack("<IHH8s", 3, 0, 0x10, b"\x80\x00\x00\xaa\x00\x38\x9b\x71")
+_WAVE_FORMAT_IEEE_FLOAT = 3
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+_RIFF_LIMIT = 0xFFFFFFFF
+
+
+class FloatWavWriter:
+    """A float32 WAV of ``channels`` x ``frames`` at ``sample_rate`` Hz, written as it comes.
+
+    The header (written first, sizes known in advance) has no timestamp: equal audio
+    gives equal bytes. Above two channels the format is WAVE_FORMAT_EXTENSIBLE with an
+    empty speaker mask (the channels are an installation's speakers, not a surround
+    layout); a file over 4 GiB is RF64. ``write`` takes (m, channels) blocks.
+    """
+
+    def __init__(self, path: Path, sample_rate: int, channels: int, frames: int) -> None:
+        self.path = Path(path)
+        self.channels = int(channels)
+        self.frames = int(frames)
+        self.written = 0
+        data_bytes = self.frames * self.channels * 4
+        if self.channels > 2:
+            fmt = struct.pack("<HHIIHHHHI16s", _WAVE_FORMAT_EXTENSIBLE, self.channels, sample_rate,
+                              sample_rate * 4 * self.channels, 4 * self.channels, 32, 22, 32, 0,
+                              _KSDATAFORMAT_IEEE_FLOAT)
+        else:
+            fmt = struct.pack("<HHIIHHH", _WAVE_FORMAT_IEEE_FLOAT, self.channels, sample_rate,
+                              sample_rate * 4 * self.channels, 4 * self.channels, 32, 0)
+        riff_bytes = 4 + (8 + len(fmt)) + (8 + 4) + (8 + data_bytes)
+        rf64 = riff_bytes > _RIFF_LIMIT
+        chunks = []
+        if rf64:
+            riff_bytes += 8 + 28
+            chunks.append(b"ds64" + struct.pack("<IQQQI", 28, riff_bytes, data_bytes,
+                                                self.frames, 0))
+        chunks.append(b"fmt " + struct.pack("<I", len(fmt)) + fmt)
+        chunks.append(b"fact" + struct.pack("<I", 4)
+                      + struct.pack("<I", _RIFF_LIMIT if rf64 else self.frames))
+        chunks.append(b"data" + struct.pack("<I", _RIFF_LIMIT if rf64 else data_bytes))
+        head = (b"RF64" if rf64 else b"RIFF") + struct.pack(
+            "<I", _RIFF_LIMIT if rf64 else riff_bytes)
+        self._file = open(self.path, "wb")   # noqa: SIM115 (open until close())
+        self._file.write(head + b"WAVE" + b"".join(chunks))
+
+    def write(self, block: np.ndarray) -> None:
+        """Append (m, channels) frames (converted to little-endian float32)."""
+        if block.ndim != 2 or block.shape[1] != self.channels:
+            raise ValueError(f"blocks must have shape (m, {self.channels}); got {block.shape}")
+        if self.written + block.shape[0] > self.frames:
+            raise ValueError("more frames than the header announced")
+        np.ascontiguousarray(block, dtype="<f4").tofile(self._file)
+        self.written += block.shape[0]
+
+    def abort(self) -> None:
+        """Close the file without checking it (the caller removes it)."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+
+    def close(self) -> None:
+        """Close the file; ``ValueError`` if fewer frames came than announced."""
+        self._file.close()
+        if self.written != self.frames:
+            raise ValueError(f"{self.path}: {self.written} of {self.frames} frames written")
+
+
+# ---------------------------------------------------------------------------
+# Rendering to files
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class RehearsalResult:
+    """What a rehearsal produced: files, length, wall time, per-agent counters."""
+
+    out: Path
+    preview: Path | None
+    seconds: float
+    frames: int
+    wall_s: float
+    agents: dict[str, dict[str, float]]
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of audio per second of wall time."""
+        return self.seconds / max(self.wall_s, 1e-9)
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+
+
+def check_request(config: Any, seconds: float, out: Path, preview: Path | None = None,
+                  plot: Path | None = None, seed: int = 0) -> int:
+    """Check a rehearsal request before any work; the length in frames, or ``ValueError``
+    with one line naming the problem."""
+    from agents.render import check_length
+
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"--seconds must be a positive number; got {seconds!r}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"--seconds must be at most {MAX_SECONDS:g} (a day); got {seconds:g}")
+    frames = check_length(float(seconds), config.installation.sample_rate)
+    if frames < 1:
+        raise ValueError(f"--seconds {seconds:g} is shorter than one sample")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"--seed must be a whole number >= 0; got {seed!r}")
+    if preview is not None and config.room is None:
+        raise ValueError(f"--preview needs a [room] with a listener; {config.source_name} has "
+                         "no [room] (its agents are coupled only electrically)")
+    paths = [p for p in (out, preview, plot) if p is not None]
+    resolved = [Path(p).resolve() for p in paths]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError("--out, --preview and --plot must be different files")
+    for p in paths:
+        if not Path(p).parent.is_dir():
+            raise ValueError(f"folder {Path(p).parent} does not exist")
+        if Path(p).is_dir():
+            raise ValueError(f"{p} is a folder; give a file name")
+    return frames
+
+
+def rehearse(config: Any, seconds: float, out: Path, *, preview: Path | None = None,
+             seed: int = 0, banks: bool = True, cache_dir: Path | None = None,
+             progress: Callable[[int], None] | None = None) -> RehearsalResult:
+    """Render ``seconds`` of ``config`` to ``out`` (one float32 channel per speaker) and,
+    with ``preview``, the listener's stereo preview. ``progress(frames)`` after each
+    block. Written under temporary names and renamed when complete (nothing is left
+    behind on an error). ``ValueError`` for a bad request (:func:`check_request`)."""
+    frames = check_request(config, seconds, out, preview, None, seed)
+    out = Path(out)
+    started = time.perf_counter()
+    rehearsal = Rehearsal(config, seed=seed, banks=banks, listener=preview is not None,
+                          cache_dir=cache_dir)
+    if preview is not None and not rehearsal.listener:
+        raise ValueError("--preview needs a listener in the [room]")
+    block = rehearsal.block
+    n = len(rehearsal.agent_ids)
+    chunk_blocks = max(1, CHUNK_FRAMES // block)
+    buf = np.zeros((chunk_blocks * block, n), dtype=np.float32)
+    ear_buf = np.zeros((chunk_blocks * block, 2), dtype=np.float32)
+    targets = [(out, _partial(out))]
+    if preview is not None:
+        targets.append((Path(preview), _partial(Path(preview))))
+    writers: list[FloatWavWriter] = []
+    try:
+        writers.append(FloatWavWriter(targets[0][1], rehearsal.sample_rate, n, frames))
+        if preview is not None:
+            writers.append(FloatWavWriter(targets[1][1], rehearsal.sample_rate, 2, frames))
+        done = 0
+        while done < frames:
+            fill = 0
+            while fill < buf.shape[0] and done + fill < frames:
+                rehearsal.step()
+                m = min(block, frames - done - fill)
+                buf[fill:fill + m] = rehearsal.outputs[:m]
+                if preview is not None:
+                    ear_buf[fill:fill + m] = rehearsal.ears[:m]
+                fill += m
+                if progress is not None:
+                    progress(m)
+            writers[0].write(buf[:fill])
+            if preview is not None:
+                writers[1].write(ear_buf[:fill])
+            done += fill
+        for w in writers:
+            w.close()
+        for final, partial in targets:
+            os.replace(partial, final)
+    except BaseException:
+        for w in writers:
+            w.abort()
+        for _final, partial in targets:
+            partial.unlink(missing_ok=True)
+        raise
+    wall = time.perf_counter() - started
+    return RehearsalResult(out=out, preview=Path(preview) if preview else None,
+                           seconds=frames / rehearsal.sample_rate, frames=frames, wall_s=wall,
+                           agents=rehearsal.agent_stats())
+
+
+# ---------------------------------------------------------------------------
+# The spectrogram plot
+# ---------------------------------------------------------------------------
+
+#: Most columns of a spectrogram (time slices), whatever the length.
+PLOT_COLUMNS = 1200
+#: Frequency range shown (Hz, log scale; the top is capped at half the sample rate) and
+#: the number of log-spaced rows it is drawn with.
+PLOT_LOW_HZ = 20.0
+PLOT_HIGH_HZ = 20000.0
+PLOT_BANDS = 240
+
+
+def spectrogram_rows(path: Path, nfft: int = 8192, columns: int = PLOT_COLUMNS,
+                     bands: int = PLOT_BANDS) -> tuple[np.ndarray, np.ndarray, float]:
+    """Levels of a WAV file on a log frequency axis, read slice by slice (bounded memory).
+
+    Returns ``(levels, edges, seconds)``: levels (channels, bands, slices) in dBFS (a
+    full-scale sine at 0 dB; each band the loudest FFT bin in it, or interpolated
+    where a band is narrower than a bin), band edges (bands + 1,) Hz from
+    :data:`PLOT_LOW_HZ` to :data:`PLOT_HIGH_HZ` (or half the rate), and the length (s).
+    """
+    import soundfile
+
+    with soundfile.SoundFile(str(path)) as f:
+        sr, total, ch = f.samplerate, f.frames, f.channels
+        nfft = int(min(nfft, max(16, 1 << int(math.log2(max(total, 16))))))
+        slices = max(1, min(columns, (total - nfft) // (nfft // 8) + 1)) if total > nfft else 1
+        hop = (total - nfft) / (slices - 1) if slices > 1 else 0.0
+        window = np.hanning(nfft)
+        norm = window.sum() / 2.0
+        edges = np.geomspace(PLOT_LOW_HZ, min(PLOT_HIGH_HZ, sr / 2), bands + 1)
+        bin_hz = sr / nfft
+        # Band b holds the FFT bins [first[b], first[b + 1]).
+        first = np.minimum(np.ceil(edges / bin_hz).astype(int), nfft // 2 + 1)
+        wide = first[1:] > first[:-1]
+        centre = np.sqrt(edges[:-1] * edges[1:]) / bin_hz
+        c0 = np.minimum(np.floor(centre).astype(int), nfft // 2 - 1)
+        frac = centre - c0
+        starts = np.minimum(first[:-1], nfft // 2)
+        levels = np.full((ch, bands, slices), -200.0, dtype=np.float32)
+        for j in range(slices):
+            f.seek(round(j * hop))
+            seg = f.read(nfft, dtype="float64", always_2d=True)
+            if seg.shape[0] < nfft:
+                seg = np.vstack([seg, np.zeros((nfft - seg.shape[0], ch))])
+            mag = np.abs(np.fft.rfft(seg * window[:, None], axis=0)) / norm   # (bins, ch)
+            band = mag[c0] * (1.0 - frac[:, None]) + mag[c0 + 1] * frac[:, None]
+            loudest = np.maximum.reduceat(mag[:first[-1]], starts, axis=0)
+            band[wide] = loudest[wide]
+            levels[:, :, j] = (20.0 * np.log10(np.maximum(band, 1e-10))).T
+    return levels, edges, total / sr
+
+
+def plot_rehearsal(path: Path, out: Path, labels: Sequence[str], preview: Path | None = None,
+                   title: str = "") -> None:
+    """One spectrogram row per speaker of ``out`` (labelled ``labels``) and per ear of
+    ``preview``, on a shared time axis and a log frequency axis (agents.render's style:
+    magma, dBFS); a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels, edges, seconds = spectrogram_rows(out)
+    rows: list[tuple[str, np.ndarray]] = list(zip(labels, levels))
+    if preview is not None:
+        ears, _, _ = spectrogram_rows(preview)
+        rows += [("left ear", ears[0]), ("right ear", ears[1])]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(11, 0.95 * len(rows) + 1.2), sharex=True,
+                             squeeze=False)
+    lo, hi = math.log10(edges[0]), math.log10(edges[-1])
+    ticks = [f for f in (20, 100, 1000, 10000) if edges[0] <= f <= edges[-1]]
+    image = None
+    for ax, (label, level) in zip(axes[:, 0], rows):
+        image = ax.imshow(level, aspect="auto", origin="lower", cmap="magma", vmin=-120, vmax=0,
+                          extent=(0.0, seconds, lo, hi), interpolation="nearest")
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_yticks([math.log10(t) for t in ticks])
+        ax.set_yticklabels([f"{t / 1000:g}k" if t >= 1000 else f"{t}" for t in ticks], fontsize=6)
+    axes[-1, 0].set_xlabel("time (s)")
+    if title:
+        axes[0, 0].set_title(title + "  (frequency in Hz, log scale)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.93, 1))
+    if image is not None:
+        cax = fig.add_axes((0.94, 0.15, 0.012, 0.7))
+        fig.colorbar(image, cax=cax, label="dBFS")
+    fig.savefig(str(path), dpi=100, format="png")
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------
+
+
+def add_rehearse_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``anamnesis rehearse``."""
+    parser.add_argument("config", type=Path, help="installation config (TOML), e.g. "
+                                                  "deploy/octophonic.toml")
+    parser.add_argument("--seconds", type=float, required=True, help="length to render (s)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="WAV to write: one float channel per speaker, in config order")
+    parser.add_argument("--preview", type=Path,
+                        help="also write the listener's stereo preview (needs a [room])")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="performance seed: offsets noise sources, agents' seeds and the "
+                             "mics' noise (default 0: what the live hub plays)")
+    parser.add_argument("--plot", type=Path, help="also draw a spectrogram per speaker to this PNG")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="where room responses are cached (default "
+                             "$XDG_CACHE_HOME/anamnesis/rooms)")
+    parser.add_argument("--no-bank", action="store_true",
+                        help="run every agent through its own engine (the same samples; "
+                             "a reference for benchmarks)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _fail(message: str) -> int:
+    print(f"anamnesis rehearse: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_rehearse(args: argparse.Namespace) -> int:
+    """Carry out ``anamnesis rehearse``; returns the exit status (2 for bad input)."""
+    from hub.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot read {args.config}: {exc}")
+    try:
+        frames = check_request(config, args.seconds, args.out, args.preview, args.plot, args.seed)
+    except ValueError as exc:
+        return _fail(str(exc))
+
+    from tqdm import tqdm
+
+    name = config.installation.name
+    bar = tqdm(total=frames, unit="sample", unit_scale=True, desc=name, file=sys.stderr,
+               leave=False, disable=args.quiet or not sys.stderr.isatty())
+    try:
+        result = rehearse(config, args.seconds, args.out, preview=args.preview, seed=args.seed,
+                          banks=not args.no_bank, cache_dir=args.cache_dir, progress=bar.update)
+    except ValueError as exc:
+        bar.close()
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        bar.close()
+        print("anamnesis rehearse: interrupted; nothing written", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        bar.close()
+        print(f"anamnesis rehearse: error: {exc}", file=sys.stderr)
+        return 1
+    bar.close()
+    if args.plot is not None:
+        partial = _partial(args.plot)
+        try:
+            plot_rehearsal(partial, result.out, config.agent_ids, result.preview,
+                           title=f"{name}: {result.seconds:g} s, seed {args.seed}")
+            os.replace(partial, args.plot)
+        finally:
+            partial.unlink(missing_ok=True)
+    files = ", ".join(str(p) for p in (result.out, result.preview, args.plot) if p is not None)
+    blowups = sum(s.get("blowups", 0.0) for s in result.agents.values())
+    errors = sum(s.get("errors", 0.0) for s in result.agents.values())
+    extra = (f"; {blowups:.0f} blow-up(s) recovered" if blowups else "") + \
+            (f"; {errors:.0f} failed block(s) played as silence" if errors else "")
+    print(f"{name}: {result.seconds:g} s of {len(config.agents)} speakers rendered in "
+          f"{result.wall_s:.2f} s ({result.realtime_factor:.1f}x real time) -> {files}{extra}")
+    return 0
+
+
+__all__ = [
+    "CEILING_DB", "SEED_STRIDE", "BankVoice", "EngineVoice", "FloatWavWriter", "Rehearsal",
+    "RehearsalResult", "add_rehearse_arguments", "agent_recipe", "build_engine", "build_voices",
+    "check_request", "default_cache_dir", "plot_rehearsal", "rehearse", "run_rehearse",
+    "spectrogram_rows",
+]
