@@ -11,7 +11,7 @@ second, bursts of 1000, by default) so an agent cannot be used to amplify spoofe
 traffic.
 
 Replies go to the sender's address from the agent's OSC port. Telemetry
-subscribers (``/subscribe [port]``) get one bundle per tick (20 Hz by default:
+subscribers (``/subscribe [port]``) get one bundle per tick (30 Hz by default:
 ``/level rms peak``, ``/error_rms``, ... every figure of ``control.telemetry()``, plus
 ``/osc_malformed i`` and ``/osc_errors i``, this server's counters) from a connected
 socket of their own, so
@@ -169,7 +169,7 @@ class OscServer:
     """
 
     def __init__(self, control: Any, *, space: OscAddressSpace | None = None,
-                 telemetry_hz: float = 20.0, lease: float = 60.0,
+                 telemetry_hz: float = 30.0, lease: float = 60.0,
                  max_subscribers: int = 32, max_failures: int = 10,
                  queue_size: int = 64, logger: logging.Logger | None = None,
                  after_recall: Callable[[str], Awaitable[None]] | None = None,

@@ -24,7 +24,7 @@ is dropped, so the unlearn model's ``lambda_`` is ``/lambda``):
 ``/snapshot s``           save the model state under a name; ``/recall s`` loads one
 ``/state``                reply with one message per parameter (and ``/panicked i``), bundled
 ``/ping``                 reply ``/pong``
-``/subscribe [i]``        telemetry at 20 Hz to that UDP port of the sender's host
+``/subscribe [i]``        telemetry at 30 Hz to that UDP port of the sender's host
                           (no argument: the sender's own port); renew within the lease
 ``/unsubscribe [i]``      stop it
 ========================  =================================================================
@@ -117,7 +117,7 @@ COMMANDS: dict[str, Command] = {c.address: c for c in (
     Command("/state", "", ACCESS_NONE, "Reply with one message per parameter, bundled."),
     Command("/ping", "", ACCESS_NONE, "Reply /pong."),
     Command("/subscribe", "i", ACCESS_WRITE,
-            "Send telemetry (/level rms peak, /error_rms, ...) at 20 Hz to this UDP port "
+            "Send telemetry (/level rms peak, /error_rms, ...) at 30 Hz to this UDP port "
             "of the sender's host; renew within the lease (60 s)."),
     Command("/unsubscribe", "i", ACCESS_WRITE, "Stop the telemetry of /subscribe."),
 )}

@@ -1,41 +1,65 @@
-"""The hub's HTTP API: REST under ``/api``, a WebSocket at ``/ws``, the dashboard at ``/``.
+"""The hub's HTTP API: REST under ``/api``, WebSockets at ``/ws`` and ``/ws/listen``, the
+dashboard at ``/``.
 
 ``create_app(hub)`` (STYLE 10) builds the aiohttp application around a running
-:class:`hub.service.Hub`: typed ``web.AppKey``s, the WebSocket pusher in
-``cleanup_ctx``, every open WebSocket closed on shutdown.
+:class:`hub.service.Hub`: typed ``web.AppKey``s, the WebSocket pusher and the
+weights poller in ``cleanup_ctx``, every open WebSocket closed on shutdown.
 
-Access: every write (any method but GET/HEAD/OPTIONS) and the WebSocket need the
+Access: every write (any method but GET/HEAD/OPTIONS) and both WebSockets need the
 installation's token, as ``Authorization: Bearer TOKEN`` or the ``anamnesis_token``
 cookie, which ``GET /?token=TOKEN`` sets once (then redirects to ``/`` so the
-token leaves the address bar). Tokens are compared with ``hmac.compare_digest``;
-the token is never logged (the access log is off; requests are not logged with
-their query). ``GET /api/health`` is open, as are the other reads (the server binds
-127.0.0.1 unless told otherwise).
+token leaves the address bar; HttpOnly, SameSite=Strict: the page's own requests
+carry it). Tokens are compared with ``hmac.compare_digest``; the token is never
+logged (the access log is off; requests are not logged with their query). Reads are
+open (``GET /api/health``, the other ``/api`` reads, the dashboard's files: the
+server binds 127.0.0.1 unless told otherwise). A WebSocket whose ``Origin`` is
+another site is refused (403), so a foreign page cannot ride on the cookie.
+
+The dashboard: ``GET /`` is ``web/index.html`` (:func:`hub.resources.web_dir`), and
+``GET /PATH`` any other file below ``web/`` whose type is in :data:`CONTENT_TYPES`
+(``.js`` as ``text/javascript``, as ES modules and AudioWorklets need): no listings,
+no hidden files, nothing outside ``web/`` (``..``, symlinks), ``Cache-Control:
+no-cache``. Every response carries ``X-Content-Type-Options: nosniff``,
+``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer`` and the content security
+policy :data:`CSP` (scripts and worklets of this origin, WebSockets to this host).
 
 Errors are JSON ``{"error": "..."}`` with a 4xx status; a body that is not JSON
 is a 400 naming the parse error, and is counted (``hub.counts["malformed_json"]``).
 
-WebSocket messages (JSON text): the server pushes ``{"type": "hello", "agents": [...],
-"routes": [...]}`` once, then ``{"type": "agent", ...}`` on every agent change,
-``{"type": "event", ...}`` for every event and ``{"type": "telemetry", "agents":
-{id: {"rms": .., "peak": .., "error_rms": .., ...}}}`` at most 20 times a second
-(levels linear, full scale 1). A client that connects to ``/ws?scopes=1`` also gets
-binary messages: scopes and spectra of the agents' outputs (at most 30 a second, when the
-hub has them: every block in simulated mode, the
-``out`` stream of each routed agent in deployed mode); their frame layout is
-:mod:`hub.scopes`'s, and ``hello`` has ``"scope": {"agents": [ids by index], "frames": N,
-"hz": 30}`` (null without a config). Clients send commands
+``/ws`` messages (JSON text): the server pushes ``{"type": "hello", "name", "agents":
+[...], "routes": [...], "scope": ..., "listen": [...], "room": LAYOUT|null,
+"telemetry_hz": 30}`` once, then ``{"type": "agent", ...}`` on every agent change,
+``{"type": "event", ...}`` for every event, ``{"type": "room", "layout": ...}`` when
+the room changes, and ``{"type": "telemetry", "agents": {id: {"rms": .., "peak": ..,
+"error_rms": .., ...}}}`` at most :data:`TELEMETRY_HZ` (30) times a second (levels
+linear, full scale 1). Each agent of ``agents`` has ``specs``: its parameters'
+ranges, scales (``"log"``/``"linear"``), units and docs (:mod:`hub.specs`). A client
+that connects to ``/ws?scopes=1`` also gets binary messages: scopes and spectra of
+the agents' outputs (at most 30 a second, when the hub has them: every block in
+simulated mode, the ``out`` stream of each routed agent in deployed mode); their
+frame layout is :mod:`hub.scopes`'s, and ``hello`` has ``"scope": {"agents": [ids by
+index], "frames": N, "hz": 30}`` (null without a config). Clients send commands
 ``{"id": N, "cmd": NAME, ...args}`` and get ``{"type": "reply", "id": N, "ok": true,
 "result": ...}`` or ``{"type": "reply", "id": N, "ok": false, "error": "..."}``.
 Commands mirror the REST writes: ``adopt {agent}``, ``set_params {agent, params}``,
 ``set_weights {agent, weights}``,
 ``panic``, ``unpanic``, ``add_route {route}``, ``update_route {route_id, route}``,
 ``delete_route {route_id}``, ``add_ring {ring}``, ``delete_ring {name}``,
-``put_room {room}``, ``save_snapshot {agent, name}``, ``recall_snapshot {agent, name}``,
-``save_scene {name}``, ``recall_scene {name}``,
+``put_room {room}``, ``put_room_layout {layout}``, ``save_snapshot {agent, name}``,
+``recall_snapshot {agent, name}``, ``save_scene {name}``, ``recall_scene {name}``,
 ``interpolate {a, b, t}``, ``delete_scene {name}``, ``record_start {name}``,
-``record_stop``, and the reads ``agents``,
-``routes``, ``room``, ``snapshots {agent}``, ``scenes``, ``events``.
+``record_stop``, and the reads ``agents``, ``routes``, ``room``, ``room_layout``,
+``snapshots {agent}``, ``scenes``, ``events``, ``listen_sources``. One command is the
+socket's own: ``watch_weights {agents: [ids]}`` replaces the set of agents whose
+weights this socket watches ([] stops; the reply's result is the set) and then
+pushes ``{"type": "weights", "agent": ID, "weights": [...], "t": UNIX_S}`` about 3
+times a second per watched online agent (:mod:`hub.weights_watch`).
+
+``/ws/listen?source=AGENT_ID`` (or ``listener``: the stereo preview at the simulated
+room's listener) streams live audio: a text message ``{"type": "listen", "source",
+"channels", "sample_rate", "frames_per_message"}``, then binary PCM16 messages of
+about 20 ms whose layout is :mod:`hub.listen`'s; an unknown source closes with code
+4404 and the reason. ``GET /api/listen`` (and ``listen_sources``) list the sources.
 """
 
 from __future__ import annotations
@@ -43,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import html
 import inspect
 import json
 import logging
@@ -53,13 +78,20 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from hub.listen import ListenStream
+from hub.resources import web_dir
 from hub.scopes import SCOPE_HZ
 from hub.service import Hub, HubError
+from hub.weights_watch import WeightsWatch
 
 log = logging.getLogger(__name__)
 
 HUB: web.AppKey[Hub] = web.AppKey("hub", Hub)
 SOCKETS: web.AppKey[weakref.WeakSet] = web.AppKey("sockets", weakref.WeakSet)
+#: The sockets that asked for scopes (``/ws?scopes=1``): none, no spectra computed.
+SCOPE_SOCKETS: web.AppKey[weakref.WeakSet] = web.AppKey("scope_sockets", weakref.WeakSet)
+WATCH: web.AppKey[WeightsWatch] = web.AppKey("weights_watch", WeightsWatch)
+WEB_ROOT: web.AppKey[Path | None] = web.AppKey("web_root", object)  # type: ignore[arg-type]
 
 COOKIE = "anamnesis_token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -68,9 +100,25 @@ OPEN_PATHS = frozenset({"/api/health", "/api/openapi.json", "/"})
 MAX_BODY = 4 * 1024 * 1024
 #: Messages queued per WebSocket before the slowest client is dropped.
 WS_QUEUE = 256
-#: Telemetry pushes per second to WebSocket clients (at most; agents send 20 Hz).
-TELEMETRY_HZ = 20.0
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+#: Telemetry pushes per second to WebSocket clients (at most; as often as agents send).
+TELEMETRY_HZ = 30.0
+#: Paths of the WebSockets (they need the token although they are GETs).
+WS_PATHS = frozenset({"/ws", "/ws/listen"})
+#: The dashboard's files the hub serves, by extension (anything else is a 404).
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+    ".json": "application/json", ".map": "application/json", ".svg": "image/svg+xml",
+    ".png": "image/png", ".ico": "image/x-icon", ".webp": "image/webp",
+    ".txt": "text/plain; charset=utf-8", ".wasm": "application/wasm",
+    ".woff2": "font/woff2", ".wav": "audio/wav",
+}
+#: What the dashboard's pages may load: scripts and worklets of this origin only,
+#: WebSockets to this host, images and audio from blobs (an exported PNG, a recording).
+CSP = ("default-src 'self'; script-src 'self'; worker-src 'self' blob:; "
+       "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob:; "
+       "connect-src 'self' ws://{host} wss://{host}; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -96,17 +144,42 @@ def token_ok(hub: Hub, given: str | None) -> bool:
 @web.middleware
 async def _access(request: web.Request, handler: Handler) -> web.StreamResponse:
     hub = request.app[HUB]
-    needs_token = request.path == "/ws" or (
+    websocket_path = request.path in WS_PATHS
+    needs_token = websocket_path or (
         request.method not in READ_METHODS and request.path not in OPEN_PATHS)
     if needs_token and not token_ok(hub, _token_of(request)):
         hub.counts["unauthorized"] += 1
         return _error("missing or wrong token (Authorization: Bearer TOKEN)", 401)
+    if websocket_path and not _same_origin(request):
+        # A page of another site cannot use the browser's cookie to open our sockets.
+        hub.counts["foreign_origin"] += 1
+        return _error("WebSocket from another origin refused", 403)
     try:
         return await handler(request)
     except HubError as exc:
         return _error(str(exc), exc.status)
     except TimeoutError as exc:
         return _error(str(exc), 504)
+
+
+def _same_origin(request: web.Request) -> bool:
+    """True without an ``Origin`` header (not a browser) or when it names this host."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    _, sep, rest = origin.partition("://")
+    return bool(sep) and rest.rstrip("/") == request.host
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: no MIME sniffing, no framing, no referrer, and the
+    dashboard's content security policy (:data:`CSP`) on every response."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    host = request.host if all(c.isalnum() or c in ".-:[]" for c in request.host) else "127.0.0.1"
+    headers.setdefault("Content-Security-Policy", CSP.format(host=host))
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -379,6 +452,22 @@ async def list_events(request: web.Request) -> web.Response:
     return web.json_response(await request.app[HUB].stored_events(limit))
 
 
+async def get_room_layout(request: web.Request) -> web.Response:
+    """The room's floor plan as the dashboard draws it: speakers, mics, listener."""
+    return web.json_response(_room_layout(request.app[HUB]))
+
+
+async def put_room_layout(request: web.Request) -> web.Response:
+    """Move speakers, mics or the listener: body the layout (as GET gives it)."""
+    hub = request.app[HUB]
+    return web.json_response(_put_room_layout(hub, await _json_body(request)))
+
+
+async def list_listen_sources(request: web.Request) -> web.Response:
+    """What /ws/listen?source=... can play: [{"source", "channels", "sample_rate"}]."""
+    return web.json_response(listen_sources(request.app[HUB]))
+
+
 async def openapi(request: web.Request) -> web.Response:
     """This document: the REST API as OpenAPI 3.0."""
     return web.json_response(openapi_document(request.app))
@@ -395,12 +484,56 @@ async def index(request: web.Request) -> web.StreamResponse:
         response = web.HTTPFound("/")
         response.set_cookie(COOKIE, hub.token, httponly=True, samesite="Strict", path="/")
         raise response
-    page = WEB_DIR / "index.html"
-    if await asyncio.get_running_loop().run_in_executor(None, page.is_file):
-        return web.FileResponse(page)
-    return web.Response(text=f"<!doctype html><title>{hub.name}</title>"
+    page = await _web_file(request.app, "index.html")
+    if page is not None:
+        return _file_response(page)
+    return web.Response(text=f"<!doctype html><title>{html.escape(hub.name)}</title>"
                              "<p>anamnesis hub: the dashboard is not installed; "
-                             "the API is at /api.</p>", content_type="text/html")
+                             "the API is at /api.</p>", content_type="text/html",
+                        headers={"Cache-Control": "no-cache"})
+
+
+def _resolve_web_file(root: Path, relative: str) -> Path | None:
+    """The file ``relative`` (a URL path below ``/``) names under ``root``, or None: no
+    empty, ``.`` or ``..`` parts, no hidden files, no backslashes, only the types of
+    :data:`CONTENT_TYPES`, and nothing that resolves (symlinks) outside ``root``."""
+    parts = relative.split("/")
+    if not relative or "\\" in relative or "\0" in relative or any(
+            not part or part.startswith(".") for part in parts):
+        return None
+    path = root.joinpath(*parts)
+    if path.suffix.lower() not in CONTENT_TYPES:
+        return None
+    try:
+        resolved = path.resolve(strict=True)
+        resolved.relative_to(root)
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return resolved if resolved.is_file() else None
+
+
+async def _web_file(app: web.Application, relative: str) -> Path | None:
+    root = app[WEB_ROOT]
+    if root is None:
+        return None
+    return await asyncio.get_running_loop().run_in_executor(
+        None, _resolve_web_file, root, relative)
+
+
+def _file_response(path: Path) -> web.FileResponse:
+    return web.FileResponse(path, headers={
+        "Content-Type": CONTENT_TYPES[path.suffix.lower()], "Cache-Control": "no-cache"})
+
+
+async def web_static(request: web.Request) -> web.StreamResponse:
+    """A file of the dashboard (``web/``): open to read, no listings, no way out of web/."""
+    relative = request.match_info["path"]
+    if relative.startswith(("api/", "ws/")):
+        raise HubError(f"no route GET /{relative[:200]} (see /api/openapi.json)", 404)
+    page = await _web_file(request.app, relative)
+    if page is None:
+        raise HubError(f"no file /{relative[:200]}", 404)
+    return _file_response(page)
 
 
 # ---------------------------------------------------------------------------
@@ -460,17 +593,81 @@ async def _ws_command(hub: Hub, msg: dict[str, Any]) -> Any:
         return sorted(hub.scenes)
     if cmd == "events":
         return await hub.stored_events(100)
+    if cmd == "listen_sources":
+        return listen_sources(hub)
+    if cmd == "room_layout":
+        return _room_layout(hub)
+    if cmd == "put_room_layout":
+        return _put_room_layout(hub, msg.get("layout"))
     raise HubError(f"unknown command {cmd!r}")
+
+
+def listen_sources(hub: Hub) -> list[dict[str, Any]]:
+    """What ``/ws/listen`` can play: ``[{"source", "channels", "sample_rate"}]`` (every
+    agent of the config, then ``"listener"`` in simulated mode with a room)."""
+    tap = hub.listen
+    if tap is None:
+        return []
+    return [{"source": source, "channels": tap.channels(source), "sample_rate": tap.sample_rate}
+            for source in tap.sources]
+
+
+def _room_layout(hub: Hub) -> Any:
+    layout = getattr(hub, "room_layout", None)
+    if layout is None:
+        raise HubError("the room layout is not available in this hub", 501)
+    return layout()
+
+
+def _put_room_layout(hub: Hub, body: object) -> Any:
+    put = getattr(hub, "put_room_layout", None)
+    if put is None:
+        raise HubError("the room layout is not available in this hub", 501)
+    return put(body)
+
+
+def _hello(hub: Hub) -> dict[str, Any]:
+    scopes = hub.scopes
+    room = None
+    if getattr(hub, "room_layout", None) is not None:
+        try:
+            room = hub.room_layout()
+        except HubError:
+            room = None
+    return {"type": "hello", "name": hub.name, "agents": hub.agents_json(),
+            "routes": list(hub.routes.values()),
+            "scope": None if scopes is None else {"agents": list(scopes.agent_ids),
+                                                  "frames": scopes.frames, "hz": SCOPE_HZ},
+            "telemetry_hz": TELEMETRY_HZ, "listen": listen_sources(hub), "room": room}
+
+
+def _watch_weights(request: web.Request, key: object, msg: dict[str, Any],
+                   push: Callable[[dict[str, Any]], None]) -> list[str]:
+    hub = request.app[HUB]
+    agents = msg.get("agents")
+    if not isinstance(agents, list) or not all(isinstance(a, str) for a in agents):
+        raise HubError('watch_weights needs "agents": [agent ids] ([] stops watching)')
+    unknown = sorted(set(agents) - hub.known_agent_ids())
+    if unknown:
+        raise HubError(f"no agent {', '.join(map(repr, unknown))}"[:300], 404)
+    try:
+        return request.app[WATCH].watch(key, agents, push)
+    except ValueError as exc:
+        raise HubError(str(exc)) from None
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     """Live agent state and events; takes the same commands as the REST writes."""
     hub = request.app[HUB]
-    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY)
+    # No permessage-deflate: scopes are float32 noise to zlib, and compressing ~1.5 MB/s
+    # per client would cost the hub more CPU than everything else the dashboard asks.
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY, compress=False)
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     queue: asyncio.Queue[dict[str, Any] | bytes | None] = asyncio.Queue(maxsize=WS_QUEUE)
     wants_scopes = request.query.get("scopes") == "1"
+    if wants_scopes:
+        request.app[SCOPE_SOCKETS].add(ws)
 
     def push(message: dict[str, Any] | bytes) -> None:
         if isinstance(message, bytes) and not wants_scopes:
@@ -492,11 +689,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         await ws.close()
 
     unsubscribe = hub.add_listener(push)
-    scopes = hub.scopes
-    push({"type": "hello", "name": hub.name, "agents": hub.agents_json(),
-          "routes": list(hub.routes.values()),
-          "scope": None if scopes is None else {"agents": list(scopes.agent_ids),
-                                                "frames": scopes.frames, "hz": SCOPE_HZ}})
+    push(_hello(hub))
     send_task = asyncio.create_task(sender())
     try:
         async for msg in ws:
@@ -513,10 +706,66 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 push({"type": "reply", "id": None, "ok": False, "error": "send a JSON object"})
                 continue
             try:
-                result = await _ws_command(hub, data)
+                if data.get("cmd") == "watch_weights":   # this socket's own watch set
+                    result = _watch_weights(request, ws, data, push)
+                else:
+                    result = await _ws_command(hub, data)
                 push({"type": "reply", "id": data.get("id"), "ok": True, "result": result})
             except (HubError, TimeoutError) as exc:
                 push({"type": "reply", "id": data.get("id"), "ok": False, "error": str(exc)})
+    finally:
+        request.app[WATCH].unwatch(ws)
+        request.app[SCOPE_SOCKETS].discard(ws)
+        unsubscribe()
+        send_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await send_task
+    return ws
+
+
+async def listen(request: web.Request) -> web.WebSocketResponse:
+    """Live audio of one source (``?source=AGENT_ID`` or ``listener``) as PCM16 messages.
+
+    First a text message ``{"type": "listen", "source", "channels", "sample_rate",
+    "frames_per_message"}``, then binary messages of about 20 ms (:mod:`hub.listen`).
+    An unknown source closes the socket with code 4404 and the reason. A client too
+    slow to take them loses the oldest (counted in ``hub.counts["listen_dropped"]``;
+    the sequence numbers show the gap); the hub's clock never waits for it.
+    """
+    hub = request.app[HUB]
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024, compress=False)
+    await ws.prepare(request)
+    source = request.query.get("source", "")
+    tap = hub.listen
+    try:
+        if tap is None:
+            raise KeyError("nothing to listen to: the hub runs without a config")
+        channels = tap.channels(source)
+    except KeyError as exc:
+        hub.counts["listen_unknown_source"] += 1
+        reason = str(exc.args[0] if exc.args else exc).encode("utf-8")[:120]
+        await ws.close(code=4404, message=reason)
+        return ws
+    request.app[SOCKETS].add(ws)
+
+    def dropped() -> None:
+        hub.counts["listen_dropped"] += 1
+
+    stream = ListenStream(channels, tap.sample_rate, on_drop=dropped)
+    await ws.send_json({"type": "listen", "source": source, "channels": channels,
+                        "sample_rate": tap.sample_rate, "frames_per_message": stream.target})
+
+    async def sender() -> None:
+        while True:
+            seq, pcm = await stream.next()
+            await ws.send_bytes(stream.encode(seq, pcm))
+
+    unsubscribe = tap.subscribe(source, stream.add)
+    hub.counts["listen_opened"] += 1
+    send_task = asyncio.create_task(sender(), name=f"hub-listen-{source}")
+    try:
+        async for _ in ws:   # the client has nothing to say; this waits for the close
+            pass
     finally:
         unsubscribe()
         send_task.cancel()
@@ -528,7 +777,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 async def _telemetry_pusher(app: web.Application) -> AsyncIterator[None]:
     """Background tasks (cleanup_ctx): every 1/TELEMETRY_HZ s, push the newest telemetry
     frame of each agent that sent one as ``{"type": "telemetry", "agents": {id: frame}}``;
-    every 1/SCOPE_HZ s (while a WebSocket is open), the new scopes and spectra as one
+    every 1/SCOPE_HZ s (while a ``/ws?scopes=1`` is open), the new scopes and spectra as one
     binary message (:mod:`hub.scopes`)."""
     hub = app[HUB]
 
@@ -542,7 +791,7 @@ async def _telemetry_pusher(app: web.Application) -> AsyncIterator[None]:
     async def scopes() -> None:
         while True:
             await asyncio.sleep(1.0 / SCOPE_HZ)
-            if hub.scopes is not None and app[SOCKETS]:
+            if hub.scopes is not None and app[SCOPE_SOCKETS]:
                 data = hub.scopes.take()
                 if data:
                     hub.broadcast(data)
@@ -550,6 +799,7 @@ async def _telemetry_pusher(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(run(), name="hub-telemetry-push"),
              asyncio.create_task(scopes(), name="hub-scope-push")]
     yield
+    await app[WATCH].close()
     for task in tasks:
         task.cancel()
     for task in tasks:
@@ -602,9 +852,14 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/api/record/start", record_start),
     ("POST", "/api/record/stop", record_stop),
     ("GET", "/api/events", list_events),
+    ("GET", "/api/room/layout", get_room_layout),
+    ("PUT", "/api/room/layout", put_room_layout),
+    ("GET", "/api/listen", list_listen_sources),
     ("GET", "/api/openapi.json", openapi),
     ("GET", "/ws", websocket),
+    ("GET", "/ws/listen", listen),
     ("GET", "/", index),
+    ("GET", "/{path:.+}", web_static),     # last: the dashboard's files
 ]
 
 
@@ -646,6 +901,13 @@ def create_app(hub: Hub) -> web.Application:
     app = web.Application(middlewares=[_access], client_max_size=MAX_BODY)
     app[HUB] = hub
     app[SOCKETS] = weakref.WeakSet()
+    app[SCOPE_SOCKETS] = weakref.WeakSet()
+    app[WATCH] = WeightsWatch(hub)
+    try:
+        app[WEB_ROOT] = web_dir().resolve()
+    except FileNotFoundError:
+        app[WEB_ROOT] = None
+    app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_close_sockets)
     app.cleanup_ctx.append(_telemetry_pusher)
     for method, path, handler in ROUTES:

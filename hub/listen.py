@@ -9,12 +9,38 @@ room's listener position — and its callback gets each block as a read-only
 view of shape (frames, channels) float64 (1 channel for an agent, 2 for the
 listener: left, right), valid only during the call: copy what you keep. With no
 subscriber, ``add`` costs a dictionary lookup.
+
+The dashboard's listen stream (``GET /ws/listen?source=ID``, :mod:`hub.api`)
+is one :class:`ListenStream` per WebSocket: it batches the blocks of its
+source into messages of about :data:`MESSAGE_MS` ms, as 16-bit PCM, and hands
+them to a bounded queue that the socket's sender drains; when a slow client
+lets the queue fill, the oldest message is dropped and counted, so the clock
+never waits for a listener. A binary message is a 28-byte little-endian header
+then the samples::
+
+    offset  size  field
+    0       4     magic b"ANLS"
+    4       1     format version (1)
+    5       1     channels (1: an agent; 2: the listener, left then right)
+    6       2     reserved (0)
+    8       4     sample rate, Hz (u32)
+    12      4     seq (u32): +1 per message made for this socket, from 0; a gap
+                  means the hub dropped messages (a slow client)
+    16      8     hub_time_ms (f64): Unix time in ms when the hub sent it
+    24      4     frames (u32)
+    28      2*frames*channels  int16, interleaved: round(clip(x, -1, 1) * 32767)
+
+:func:`encode_frame` and :func:`decode_frame` are the codec (pure; round-trip tested).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import struct
+import time
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,6 +48,80 @@ log = logging.getLogger(__name__)
 
 #: The source name of the room's stereo listener preview.
 LISTENER = "listener"
+#: The listen stream's binary message header (see the module docstring).
+LISTEN_HEADER = struct.Struct("<4sBBHIIdI")
+LISTEN_MAGIC = b"ANLS"
+LISTEN_VERSION = 1
+#: Audio per listen message (ms; whole blocks, at least this much).
+MESSAGE_MS = 20.0
+#: Messages a listen socket may have waiting (about 0.5 s) before the oldest is dropped.
+LISTEN_QUEUE = 25
+
+
+class ListenFrame(NamedTuple):
+    """A decoded listen message: header fields and ``samples`` (frames, channels) int16."""
+
+    channels: int
+    sample_rate: int
+    seq: int
+    hub_time_ms: float
+    samples: np.ndarray
+
+
+_ONE, _MINUS_ONE, _FULL = np.float64(1.0), np.float64(-1.0), np.float64(32767.0)
+
+
+def to_pcm16(block: np.ndarray, out: np.ndarray | None = None,
+             scratch: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+    """``block`` (frames, channels) float, full scale 1, as int16: round(clip(x) * 32767)
+    (half to even); NaN becomes 0, ±inf ±32767. Written into ``out`` (same shape, int16)
+    when given, using ``scratch`` (float64) and ``mask`` (bool) of the same shape when
+    given: then nothing is allocated."""
+    scaled = np.array(block, dtype=np.float64) if scratch is None else scratch
+    if scratch is not None:
+        scaled[...] = block
+    nan = np.isnan(scaled) if mask is None else np.isnan(scaled, out=mask)
+    np.putmask(scaled, nan, 0.0)
+    np.minimum(scaled, _ONE, out=scaled)
+    np.maximum(scaled, _MINUS_ONE, out=scaled)
+    np.multiply(scaled, _FULL, out=scaled)
+    np.rint(scaled, out=scaled)
+    if out is None:
+        out = np.empty(scaled.shape, dtype=np.int16)
+    np.copyto(out, scaled, casting="unsafe")
+    return out
+
+
+def encode_frame(pcm: np.ndarray, *, sample_rate: int, seq: int,
+                 hub_time_ms: float | None = None) -> bytes:
+    """One listen message: header + ``pcm`` ((frames, channels) int16, or a float block,
+    which is converted with :func:`to_pcm16`). ``hub_time_ms`` defaults to now."""
+    if pcm.ndim != 2 or not 1 <= pcm.shape[1] <= 255:
+        raise ValueError(f"a listen block is (frames, channels); got shape {pcm.shape}")
+    if pcm.dtype != np.int16:
+        pcm = to_pcm16(pcm)
+    frames, channels = pcm.shape
+    when = time.time() * 1000.0 if hub_time_ms is None else float(hub_time_ms)
+    header = LISTEN_HEADER.pack(LISTEN_MAGIC, LISTEN_VERSION, channels, 0, int(sample_rate),
+                                int(seq) & 0xFFFFFFFF, when, frames)
+    return header + np.ascontiguousarray(pcm, dtype="<i2").tobytes()
+
+
+def decode_frame(data: bytes) -> ListenFrame:
+    """Read a listen message back; ``ValueError`` if it is not one (tests, scripts)."""
+    if len(data) < LISTEN_HEADER.size:
+        raise ValueError(f"a listen message has a {LISTEN_HEADER.size}-byte header; "
+                         f"got {len(data)} bytes")
+    magic, version, channels, _, rate, seq, when, frames = LISTEN_HEADER.unpack_from(data)
+    if magic != LISTEN_MAGIC or version != LISTEN_VERSION or channels == 0:
+        raise ValueError("not a listen message (magic, version or channels)")
+    size = frames * channels * 2
+    if len(data) != LISTEN_HEADER.size + size:
+        raise ValueError(f"a listen message of {frames} frames x {channels} channels has "
+                         f"{size} sample bytes; got {len(data) - LISTEN_HEADER.size}")
+    samples = np.frombuffer(data, dtype="<i2", offset=LISTEN_HEADER.size)
+    return ListenFrame(channels, rate, seq, when,
+                       samples.reshape(frames, channels).astype(np.int16))
 
 Callback = Callable[[np.ndarray], None]
 
@@ -29,14 +129,17 @@ Callback = Callable[[np.ndarray], None]
 class ListenTap:
     """Fans every block of ``agent_ids``' outputs (and the listener's ears) out to subscribers.
 
-    ``sample_rate`` Hz; ``listener``: whether the mode produces a listener preview
+    ``sample_rate`` Hz; ``listener``: whether the mode produces a listener preview, or a
+    function telling it now (the room can be added or removed while the hub runs); a
+    subscriber of the listener gets nothing while there is none
     (a simulated room).
     """
 
-    def __init__(self, agent_ids: Sequence[str], sample_rate: int, *, listener: bool = False) -> None:
+    def __init__(self, agent_ids: Sequence[str], sample_rate: int, *,
+                 listener: bool | Callable[[], bool] = False) -> None:
         self.agent_ids = tuple(agent_ids)
         self.sample_rate = int(sample_rate)
-        self.listener = bool(listener)
+        self._listener = listener if callable(listener) else (lambda: bool(listener))
         self._columns = {a: i for i, a in enumerate(self.agent_ids)}
         self._subs: dict[str, list[Callback]] = {}
         self.failures = 0
@@ -45,6 +148,11 @@ class ListenTap:
     def sources(self) -> tuple[str, ...]:
         """What can be listened to: every agent, then the listener if there is one."""
         return self.agent_ids + ((LISTENER,) if self.listener else ())
+
+    @property
+    def listener(self) -> bool:
+        """Whether there is a listener preview to listen to now."""
+        return bool(self._listener())
 
     def channels(self, source: str) -> int:
         """1 for an agent, 2 for the listener."""
@@ -99,4 +207,63 @@ class ListenTap:
                         log.exception("a listener of %s failed (%d failures)", source, self.failures)
 
 
-__all__ = ["LISTENER", "ListenTap"]
+class ListenStream:
+    """One listener's stream: blocks of ``channels`` channels batched into PCM16 messages of
+    at least ``message_ms`` ms, queued (at most ``queue_size``) for a sender.
+
+    :meth:`add` is a :class:`ListenTap` callback (event loop; copies the block into a
+    preallocated batch). :meth:`next` waits for the next message's ``(seq, pcm)``;
+    :meth:`encode` makes the bytes to send. ``dropped`` counts messages dropped because
+    the queue was full (and calls ``on_drop()`` for each).
+    """
+
+    def __init__(self, channels: int, sample_rate: int, *, message_ms: float = MESSAGE_MS,
+                 queue_size: int = LISTEN_QUEUE,
+                 on_drop: Callable[[], None] | None = None) -> None:
+        self.channels = int(channels)
+        self.sample_rate = int(sample_rate)
+        self.target = max(1, round(message_ms * self.sample_rate / 1000.0))
+        self._batch = np.zeros((self.target * 2, self.channels), dtype=np.int16)
+        self._scratch = np.zeros((self.target, self.channels))
+        self._mask = np.zeros((self.target, self.channels), dtype=bool)
+        self._filled = 0
+        self._seq = 0
+        self.dropped = 0
+        self.on_drop = on_drop
+        self._queue: asyncio.Queue[tuple[int, np.ndarray]] = asyncio.Queue(maxsize=queue_size)
+
+    def add(self, block: np.ndarray) -> None:
+        """Append a (frames, channels) float block; a full batch becomes a queued message."""
+        n = block.shape[0]
+        if self._filled + n > self._batch.shape[0]:   # a block larger than expected
+            grown = np.zeros((self._filled + n, self.channels), dtype=np.int16)
+            grown[:self._filled] = self._batch[:self._filled]
+            self._batch = grown
+        if self._scratch.shape[0] < n:
+            self._scratch = np.zeros((n, self.channels))
+            self._mask = np.zeros((n, self.channels), dtype=bool)
+        to_pcm16(block, out=self._batch[self._filled:self._filled + n],
+                 scratch=self._scratch[:n], mask=self._mask[:n])
+        self._filled += n
+        if self._filled >= self.target:
+            message = (self._seq, self._batch[:self._filled].copy())
+            self._seq = (self._seq + 1) & 0xFFFFFFFF
+            self._filled = 0
+            if self._queue.full():      # a slow client: drop the oldest, never wait
+                self._queue.get_nowait()
+                self.dropped += 1
+                if self.on_drop is not None:
+                    self.on_drop()
+            self._queue.put_nowait(message)
+
+    async def next(self) -> tuple[int, np.ndarray]:
+        """The next message's sequence number and samples (frames, channels) int16."""
+        return await self._queue.get()
+
+    def encode(self, seq: int, pcm: np.ndarray) -> bytes:
+        """The binary message for ``(seq, pcm)``, stamped with the time now."""
+        return encode_frame(pcm, sample_rate=self.sample_rate, seq=seq)
+
+
+__all__ = ["LISTENER", "LISTEN_HEADER", "LISTEN_MAGIC", "LISTEN_VERSION", "ListenFrame",
+           "ListenStream", "ListenTap", "decode_frame", "encode_frame", "to_pcm16"]

@@ -13,7 +13,9 @@ block clock (paced at real time on the event loop), for every block:
 Only online, adopted agents of the graph with an RTP port are routed; an agent
 that goes offline is dropped (its edges fade out, ``graph.set_agent_online``)
 and one that comes back is leased again. With ``tap`` set (a
-:class:`hub.scopes.ScopeTap`) the routed agents' ``out`` blocks go to it too. Opening an agent's streams is an HTTP
+:class:`hub.scopes.ScopeTap`) the routed agents' ``out`` blocks go to it too, and
+with ``listen`` set (a :class:`hub.listen.ListenTap`) every block of outputs (silence
+for an agent not routed; no listener preview: the air is real). Opening an agent's streams is an HTTP
 request, made in a task of its own so the block clock never waits for it.
 """
 
@@ -60,6 +62,7 @@ class DeployedRouter:
         self._pacer = BlockPacer(self.block / self.sample_rate, max_lag_s)
         self.open_failures = 0
         self.tap: Any = None     # hub.scopes.ScopeTap: the leased agents' out blocks, if set
+        self.listen: Any = None  # hub.listen.ListenTap: every block of outputs, if set
 
     def set_routes(self, routes: dict[str, dict[str, Any]]) -> list[str]:
         """Make the graph's edges the hub's routes between its agents; the ids left out."""
@@ -130,6 +133,8 @@ class DeployedRouter:
                 self._outputs[:, columns[agent_id]] = self._column
             if self.tap is not None and self._agents:
                 self.tap.add(self._outputs, [columns[a] for a in self._agents])
+            if self.listen is not None:
+                self.listen.add(self._outputs, None)
             self.graph.tick(self._outputs, out=self._inputs)
             for agent_id, (_, agent) in self._agents.items():
                 agent.send_in(self._inputs[:, columns[agent_id]])

@@ -23,15 +23,17 @@
   the first start, edited through the API (checked here and by the graph).
 * **Scenes**: every online agent's parameters and weights under a name; recall
   sends them back; ``interpolate`` blends two scenes at ``t`` in [0, 1].
-* **Room** (``get_room``/``put_room``): the config's ``[room]``, replaceable through
+* **Room** (``get_room``/``put_room``, ``room_layout``/``put_room_layout``): the
+  config's ``[room]`` and the agents' speaker and mic positions, editable through
   the API, checked with every check of :mod:`hub.config` (the listener and every
-  agent's speaker and mic inside the room). It is stored and shown; the acoustic
-  simulation that couples the agents through it is a later issue (7): today the
-  room does not change the audio.
+  agent's speaker and mic inside the room, a feasible RT60; every problem in one
+  400). In simulated mode the room couples the agents (:mod:`hub.coupling`): an
+  edit is recomputed on a worker and crossfaded in, and every WebSocket client
+  gets ``{"type": "room", "layout": ...}`` when a recomputation starts and ends.
 * **Persistence** (:mod:`hub.store`, SQLite WAL in the state dir, every call in
   the store's own worker thread): the config as edited (:meth:`Hub.edited_config`,
-  rewritten after every route, ring or room edit; on a restart its room is
-  restored), routes,
+  rewritten after every route, ring, room or position edit; on a restart its room
+  and positions are restored), routes,
   remembered parameters, scenes (parameters + weights as snapshot blobs) and the
   event log, so a restarted hub restores all of it. The ids adopted by hand go
   to ``STATE_DIR/adopted.json`` (written atomically; the store has no table for
@@ -61,7 +63,7 @@ import signal
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -199,10 +201,13 @@ class Hub:
         self.osc_api: Any = None     # hub.oscapi.HubOscServer once started
         self.driver: Any = None      # hub.simulated.SimulatedDriver in simulated mode
         self.scopes: Any = None      # hub.scopes.ScopeTap fed by the driver (with a config)
+        self.listen: Any = None      # hub.listen.ListenTap fed by the driver (with a config)
         self._resumed: set[str] = set()   # online agents that got their parameters
         self.supervisor = Supervisor(self.state_dir / "logs")
         self.routes: dict[str, dict[str, Any]] = {}
         self.room = config.room if config is not None else None    # as edited (put_room)
+        # The config's agents with their speaker and mic positions as edited (put_room_layout).
+        self.layout_agents: tuple[Any, ...] = tuple(config.agents) if config is not None else ()
         self.params: dict[str, dict[str, object]] = {}     # desired values, per agent
         self.scenes: dict[str, dict[str, Any]] = {}
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)   # recent, in memory
@@ -247,6 +252,10 @@ class Hub:
                 self.scenes[name] = await self._load_scene(name)
         adopted = await loop.run_in_executor(None, self._read_adopted)
         self.registry.restore_adopted(adopted)
+        from hub.specs import warm as warm_specs
+
+        # The agents' parameter descriptions (agents_json) import the models: not on the loop.
+        await loop.run_in_executor(None, warm_specs, self.config)
         await self.osc.start(self.interface)
         self.liveness.start()
         await self.browser.start()
@@ -261,9 +270,14 @@ class Hub:
             if self.mode == "simulated":
                 from hub.simulated import SimulatedDriver
 
+                from hub.coupling import default_cache_dir
+
                 self.driver = SimulatedDriver(from_config(self.config), self.registry,
                                               interface=self.interface,
-                                              ready=self._resumed.__contains__)
+                                              ready=self._resumed.__contains__,
+                                              room=self.room, agents=self.layout_agents,
+                                              cache_dir=default_cache_dir())
+                self.driver.on_room = self._room_recomputed
             else:
                 from hub.router import DeployedRouter
 
@@ -273,6 +287,14 @@ class Hub:
 
             self.scopes = ScopeTap(self.driver.graph.agent_ids, self.driver.sample_rate)
             self.driver.tap = self.scopes
+            from hub.listen import ListenTap
+
+            # Live audio for the dashboard's listen stream (hub.api /ws/listen); the
+            # listener preview exists in simulated mode while there is a room.
+            self.listen = ListenTap(
+                self.driver.graph.agent_ids, self.driver.sample_rate,
+                listener=lambda: self.mode == "simulated" and self.room is not None)
+            self.driver.listen = self.listen
             try:
                 skipped = self.driver.set_routes(self.routes)
             except ValueError as exc:   # stored routes the graph refuses (the config changed)
@@ -989,7 +1011,8 @@ class Hub:
             else:
                 kept.append(ring)
         routes = tuple(Route(source=r["from"], target=r["to"], **_edge_params(r)) for r in plain)
-        return dataclasses.replace(self.config, routes=routes, rings=tuple(kept), room=self.room)
+        return dataclasses.replace(self.config, routes=routes, rings=tuple(kept), room=self.room,
+                                   agents=self.layout_agents)
 
     def _persist_config(self) -> None:
         edited = self.edited_config()
@@ -1006,7 +1029,12 @@ class Hub:
                       "file: %s", exc)
             return
         if stored.agent_ids == self.config.agent_ids:
+            import dataclasses
+
             self.room = stored.room
+            self.layout_agents = tuple(
+                dataclasses.replace(mine, speaker=theirs.speaker, mic=theirs.mic)
+                for mine, theirs in zip(self.config.agents, stored.agents))
         else:
             log.warning("the stored config has other agents; the room comes from the config file")
 
@@ -1020,8 +1048,8 @@ class Hub:
         """Replace the room: ``body`` is a ``[room]`` table as JSON (``size``, ``rt60`` or
         ``absorption``, ``listener``, ...), or null for none. Checked with every check of
         the config (listener and each agent's speaker and mic inside the room; every
-        problem in one 400), stored with the config as edited, and pushed as an event.
-        The room is not simulated yet (issue 7): it does not change the audio."""
+        problem in one 400), stored with the config as edited, pushed as an event, and in
+        simulated mode recomputed and crossfaded in (:meth:`_apply_room`)."""
         from hub.config import ConfigError, check_config_data
 
         if self.config is None:
@@ -1038,10 +1066,77 @@ class Hub:
             raise HubError("; ".join(f"{p.where}: {p.message}" if p.where else p.message
                                      for p in exc.problems)) from None
         self.room = checked.room
-        self._persist_config()
+        self._apply_room()
         room = self.get_room()
         self.emit("room_changed", "room changed" if room else "room removed", room=room)
         return room
+
+    def _apply_room(self) -> None:
+        """Store the edited room and positions; hand them to the simulation."""
+        self._persist_config()
+        if self.driver is not None and hasattr(self.driver, "update_room"):
+            self.driver.update_room(self.room, self.layout_agents)
+        self.broadcast({"type": "room", "layout": self.room_layout()})
+
+    def _room_recomputed(self) -> None:
+        """The simulation started or finished recomputing the room's responses."""
+        self.broadcast({"type": "room", "layout": self.room_layout()})
+
+    def room_layout(self) -> dict[str, Any]:
+        """The floor plan: the room as edited (None: none), every agent's speaker and mic
+        (m, or None), whether responses are being recomputed and how long the last
+        computation took (ms)."""
+        driver = self.driver
+        return {
+            "room": self.get_room(),
+            "agents": {a.id: {"speaker": None if a.speaker is None else list(a.speaker),
+                              "mic": None if a.mic is None else list(a.mic)}
+                       for a in self.layout_agents},
+            "recomputing": bool(getattr(driver, "room_recomputing", False)),
+            "responses_ms": getattr(driver, "responses_ms", None),
+        }
+
+    def put_room_layout(self, body: object) -> dict[str, Any]:
+        """Move the listener and/or speakers and mics: ``body`` is ``{"listener": [x, y, z],
+        "agents": {id: {"speaker": [x, y, z], "mic": [x, y, z]}}}`` (every part optional,
+        metres). Checked with every check of the config (all problems in one 400); then
+        as :meth:`put_room`. Returns :meth:`room_layout`."""
+        from hub.config import ConfigError, check_config_data
+
+        if self.config is None:
+            raise HubError("the hub runs without a config: there is no floor plan to edit", 409)
+        if not isinstance(body, dict) or set(body) - {"listener", "agents"}:
+            raise HubError('a layout is a JSON object with "listener" and/or "agents"')
+        data = self.edited_config().to_dict()
+        if "listener" in body:
+            if "room" not in data:
+                raise HubError("there is no room: the listener has nowhere to stand", 409)
+            data["room"]["listener"] = body["listener"]
+        moves = body.get("agents", {})
+        if not isinstance(moves, dict):
+            raise HubError('"agents" is an object {id: {"speaker": [x, y, z], "mic": [x, y, z]}}')
+        by_id = {a["id"]: a for a in data["agent"]}
+        problems = []
+        for agent_id, move in moves.items():
+            if agent_id not in by_id:
+                problems.append(f"no agent {agent_id!r} in the installation")
+            elif not isinstance(move, dict) or set(move) - {"speaker", "mic"}:
+                problems.append(f'{agent_id}: give "speaker" and/or "mic" as [x, y, z] metres')
+            else:
+                by_id[agent_id].update(move)
+        if problems:
+            raise HubError("; ".join(problems))
+        try:
+            checked = check_config_data(data, "layout", base_dir=self.config.base_dir)
+        except ConfigError as exc:
+            raise HubError("; ".join(f"{p.where}: {p.message}" if p.where else p.message
+                                     for p in exc.problems)) from None
+        self.room = checked.room
+        self.layout_agents = checked.agents
+        self._apply_room()
+        moved = sorted(moves) + (["the listener"] if "listener" in body else [])
+        self.emit("room_layout", "moved " + (", ".join(moved) or "nothing"))
+        return self.room_layout()
 
     # -- descriptions -----------------------------------------------------------------
 
@@ -1055,8 +1150,12 @@ class Hub:
                 "local_agents": [c.to_json() for c in self.supervisor.children.values()]}
 
     def agents_json(self) -> list[dict[str, Any]]:
-        """Every agent, with its remembered desired parameters."""
-        return [dict(e.to_json(), desired=self.params.get(e.agent_id, {}))
+        """Every agent, with its remembered desired parameters and ``specs``, what its
+        model's parameters are (ranges, scales, units: :func:`hub.specs.agent_specs`)."""
+        from hub.specs import agent_specs
+
+        return [dict(e.to_json(), desired=self.params.get(e.agent_id, {}),
+                     specs=agent_specs(self.config, e.agent_id, e.model))
                 for e in self.registry.entries()]
 
 
@@ -1129,6 +1228,10 @@ def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=("debug", "info", "warning", "error"), help="stderr log level")
 
 
+#: ``run_hub``'s hook: awaited with the started hub; may return a function run at shutdown.
+OnStarted = Callable[["Hub"], Awaitable[Callable[[], None] | None]]
+
+
 def _parse_http(text: str, option: str = "--http") -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -1136,8 +1239,10 @@ def _parse_http(text: str, option: str = "--http") -> tuple[str, int]:
     return host, int(port)
 
 
-def run_hub(args: argparse.Namespace) -> int:
-    """Run ``anamnesis hub`` until SIGINT/SIGTERM; the exit status."""
+def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) -> int:
+    """Run ``anamnesis hub`` until SIGINT/SIGTERM; the exit status. ``on_started(hub)``
+    (``anamnesis demo``'s hook) is awaited once the dashboard is served; the function it
+    may return is called first on shutdown."""
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from agents.discovery import load_key
@@ -1161,12 +1266,13 @@ def run_hub(args: argparse.Namespace) -> int:
     mode = args.mode or (config.installation.mode if config is not None else "simulated")
     return asyncio.run(_serve(state_dir=state_dir, host=host, port=port, config=config, key=key,
                               key_file=key_file, interface=args.interface, mode=mode,
-                              spawn=not args.no_spawn, osc_api=osc_api))
+                              spawn=not args.no_spawn, osc_api=osc_api,
+                              on_started=on_started))
 
 
 async def _serve(*, state_dir: Path, host: str, port: int, config: Any, key: bytes | None,
                  key_file: Path | None, interface: str, mode: str, spawn: bool,
-                 osc_api: tuple[str, int] | None) -> int:
+                 osc_api: tuple[str, int] | None, on_started: OnStarted | None = None) -> int:
     from aiohttp import web
 
     from hub.api import create_app
@@ -1178,6 +1284,7 @@ async def _serve(*, state_dir: Path, host: str, port: int, config: Any, key: byt
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(create_app(hub), access_log=None)
+    on_stop: Callable[[], None] | None = None
     try:
         try:
             await hub.start()
@@ -1193,9 +1300,13 @@ async def _serve(*, state_dir: Path, host: str, port: int, config: Any, key: byt
         if hub.osc_api is not None:
             print(f"OSC: {osc_api[0]}:{hub.osc_api.port}", flush=True)
         log.info("hub %s serving on %s:%d (%s mode)", hub.name, host, bound, mode)
+        if on_started is not None:
+            on_stop = await on_started(hub)
         await stop.wait()
         log.info("shutting down")
     finally:
+        if on_stop is not None:
+            on_stop()
         await runner.cleanup()
         await hub.close()
     return 0

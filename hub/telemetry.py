@@ -1,13 +1,13 @@
 """Telemetry from agents to the hub: one UDP socket per online agent, latest frame kept.
 
-An agent sends telemetry (20 Hz: ``/level rms peak``, ``/error_rms``, ``/xruns``
+An agent sends telemetry (30 Hz: ``/level rms peak``, ``/error_rms``, ``/xruns``
 ...; agents/osc.py) to a UDP port it was told with ``/subscribe PORT``, from a
 socket of its own, so frames cannot be told apart by their source port: the hub
 opens one receiving socket per agent (on its interface) and subscribes the
 agent to that port from its OSC socket. The subscription is renewed every
 ``renew_s`` s (the agent's lease is 60 s) and dropped when the agent goes
 offline. :meth:`AgentTelemetry.take` hands over the newest frame of every agent
-that sent one since the last call — the API pushes those at most 20 times a
+that sent one since the last call — the API pushes those at most 30 times a
 second, so a burst of frames never backs up anywhere.
 
 The number of sockets is bounded by the registry's cap on agents (STYLE 13);

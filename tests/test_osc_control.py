@@ -350,11 +350,11 @@ async def _count_telemetry(client: OscTestClient, seconds: float) -> list[list]:
             return frames
 
 
-async def test_subscribe_sends_telemetry_at_20_hz(agent):
+async def test_subscribe_sends_telemetry_at_30_hz(agent):
     _, services, client = agent
     assert await client.request("/subscribe") == ("/subscribed", [client.port, 60.0])
     frames = await _count_telemetry(client, 1.0)
-    assert 16 <= len(frames) <= 24, len(frames)
+    assert 24 <= len(frames) <= 36, len(frames)
     first = dict(frames[0])
     assert len(first["/level"]) == 2 and all(np.isfinite(first["/level"]))
     assert 0.0 <= first["/level"][0] <= first["/level"][1] + 1e-6   # rms <= peak
