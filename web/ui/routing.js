@@ -1,0 +1,254 @@
+// Routing: the gain matrix (from × to; edit a cell to add, change or remove a route),
+// an SVG drawing of the agents and their edges, an edge editor (delay, filters, shape)
+// and rings made from a selection of agents (in the order they were picked).
+
+import { agentIds, ringNames } from "../state.js";
+import { formatNumber } from "../params.js";
+import { h } from "../util.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, text = null) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== null) el.textContent = text;
+  return el;
+}
+
+function numberOrNull(input) {
+  const v = input.value.trim();
+  return v === "" ? null : Number(v);
+}
+
+export function mountRouting(root, ctx) {
+  const status = h("div", { class: "panel-status", role: "status", testid: "routing-status" });
+  const report = async (what, promise) => {
+    try {
+      const r = await promise;
+      status.textContent = "";
+      return r;
+    } catch (err) {
+      status.textContent = `${what}: ${err.message}`;
+      return undefined;
+    }
+  };
+
+  const table = h("table", { class: "matrix", testid: "route-matrix" });
+  const drawing = svg("svg", { class: "graph", viewBox: "-1.25 -1.25 2.5 2.5", "data-testid": "route-graph",
+                               role: "img", "aria-label": "routing graph" });
+  const defs = svg("defs");
+  const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 5,
+                                 markerHeight: 5, orient: "auto-start-reverse" });
+  marker.append(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "currentColor" }));
+  defs.append(marker);
+  drawing.append(defs);
+  const edgesLayer = svg("g", { class: "edges" });
+  const nodesLayer = svg("g", { class: "nodes" });
+  drawing.append(edgesLayer, nodesLayer);
+
+  // Edge editor
+  const pick = h("select", { testid: "route-select", "aria-label": "route" });
+  const gain = h("input", { type: "number", step: 0.05, min: -16, max: 16, testid: "route-gain", "aria-label": "gain" });
+  const delay = h("input", { type: "number", step: 1, min: 0, max: 10000, testid: "route-delay", "aria-label": "delay (ms)" });
+  const lowpass = h("input", { type: "number", step: 10, min: 0, placeholder: "off", testid: "route-lowpass", "aria-label": "lowpass (Hz)" });
+  const highpass = h("input", { type: "number", step: 1, min: 0, placeholder: "off", testid: "route-highpass", "aria-label": "highpass (Hz)" });
+  const shape = h("select", { testid: "route-shape", "aria-label": "shape" },
+    h("option", { value: "none" }, "none"), h("option", { value: "tanh" }, "tanh"));
+  const apply = h("button", { testid: "route-apply" }, "Apply");
+  const del = h("button", { class: "danger", testid: "route-delete" }, "Delete");
+  apply.addEventListener("click", () => {
+    if (!pick.value) return;
+    report("update", ctx.request("update_route", { route_id: pick.value, route: {
+      gain: Number(gain.value), delay_ms: Number(delay.value),
+      lowpass_hz: numberOrNull(lowpass), highpass_hz: numberOrNull(highpass), shape: shape.value } }));
+  });
+  del.addEventListener("click", () => {
+    if (pick.value) report("delete", ctx.request("delete_route", { route_id: pick.value }));
+  });
+  let shownRoute = null;
+  let editor = null;
+  const fillEditor = (route) => {
+    shownRoute = route ? route.id : null;
+    for (const el of [gain, delay, lowpass, highpass, shape, apply, del]) el.disabled = !route;
+    if (!route) return;
+    gain.value = String(route.gain);
+    delay.value = String(route.delay_ms);
+    lowpass.value = route.lowpass_hz == null ? "" : String(route.lowpass_hz);
+    highpass.value = route.highpass_hz == null ? "" : String(route.highpass_hz);
+    shape.value = route.shape || "none";
+  };
+  pick.addEventListener("change", () => fillEditor(ctx.getState().routes[pick.value] || null));
+
+  // Rings
+  const picks = [];     // agent ids in the order picked
+  const pickBox = h("div", { class: "ring-picks", testid: "ring-picks" });
+  const ringName = h("input", { testid: "ring-name", placeholder: "ring name", size: 8, "aria-label": "ring name" });
+  const ringGain = h("input", { type: "number", step: 0.05, value: 0.5, testid: "ring-gain", "aria-label": "ring gain" });
+  const ringDelay = h("input", { type: "number", step: 1, min: 0, value: 10, testid: "ring-delay", "aria-label": "ring delay (ms)" });
+  const ringOrder = h("span", { class: "ring-order", testid: "ring-order" });
+  const ringAdd = h("button", { testid: "ring-add" }, "Make ring");
+  const ringList = h("ul", { class: "rings", testid: "rings" });
+  ringAdd.addEventListener("click", async () => {
+    const name = ringName.value.trim();
+    if (!name || picks.length < 2) {
+      status.textContent = "a ring needs a name and at least two agents (tick them in ring order)";
+      return;
+    }
+    const done = await report("ring", ctx.request("add_ring", { ring: {
+      name, agents: picks.slice(), gain: Number(ringGain.value), delay_ms: Number(ringDelay.value) } }));
+    if (done !== undefined) {
+      picks.length = 0;
+      lastPickKey = "";
+      update(ctx.getState());
+    }
+  });
+
+  root.append(h("h2", {}, "Routing"),
+    h("div", { class: "routing" },
+      h("div", { class: "matrix-wrap" }, table),
+      drawing),
+    editor = h("div", { class: "row edge-editor" }, pick,
+      h("label", {}, "gain ", gain), h("label", {}, "delay ms ", delay),
+      h("label", {}, "lowpass Hz ", lowpass), h("label", {}, "highpass Hz ", highpass),
+      h("label", {}, "shape ", shape), apply, del),
+    h("div", { class: "row ring-maker" }, pickBox, ringOrder, ringName,
+      h("label", {}, "gain ", ringGain), h("label", {}, "delay ms ", ringDelay), ringAdd),
+    ringList, status);
+
+  let lastRoutes = null;
+  let lastIds = "";
+  let lastPickKey = "";
+
+  // Matrix cells, made when the agents change and updated in place (a push never
+  // replaces the input the user is typing in).
+  const cells = new Map();   // "from\u0000to" -> {input, rings}
+
+  function makeCell(from, to) {
+    const input = h("input", { type: "number", step: 0.05, testid: `route-${from}-${to}`,
+                               "aria-label": `gain ${from} to ${to}`, placeholder: "·" });
+    const rings = h("span", { class: "ring-edges" });
+    input.addEventListener("focus", () => {
+      const state = ctx.getState();
+      const r = state.routes[`${from}->${to}`] ||
+        Object.values(state.routes).find((x) => x.from === from && x.to === to);
+      if (r) {
+        pick.value = r.id;
+        fillEditor(r);
+      }
+    });
+    input.addEventListener("change", () => {
+      const plain = ctx.getState().routes[`${from}->${to}`];
+      const v = input.value.trim();
+      if (v === "" && plain) report("delete", ctx.request("delete_route", { route_id: plain.id }));
+      else if (v !== "" && plain) report("gain", ctx.request("update_route", { route_id: plain.id, route: { gain: Number(v) } }));
+      else if (v !== "") report("add", ctx.request("add_route", { route: { from, to, gain: Number(v) } }));
+    });
+    cells.set(`${from}\u0000${to}`, { input, rings });
+    return h("td", {}, input, rings);
+  }
+
+  function fillCells(state) {
+    for (const [key, { input, rings }] of cells) {
+      const [from, to] = key.split("\u0000");
+      const plain = state.routes[`${from}->${to}`];
+      if (input !== document.activeElement) input.value = plain ? String(plain.gain) : "";
+      input.classList.toggle("set", !!plain);
+      rings.replaceChildren(...Object.values(state.routes)
+        .filter((r) => r.from === from && r.to === to && r.id.includes(":"))
+        .map((r) => h("span", { class: "ring-edge", title: r.id }, `${r.id.split(":")[0]} ${formatNumber(r.gain)}`)));
+    }
+  }
+
+  function drawGraph(state, ids) {
+    const pos = new Map();
+    ids.forEach((id, i) => {
+      const a = (2 * Math.PI * i) / Math.max(1, ids.length) - Math.PI / 2;
+      pos.set(id, [Math.cos(a), Math.sin(a)]);
+    });
+    edgesLayer.replaceChildren();
+    for (const r of Object.values(state.routes)) {
+      const p = pos.get(r.from);
+      const q = pos.get(r.to);
+      if (!p || !q) continue;
+      // Bend every edge to its left, so a->b and b->a do not overlap.
+      const mx = (p[0] + q[0]) / 2;
+      const my = (p[1] + q[1]) / 2;
+      const dx = q[0] - p[0];
+      const dy = q[1] - p[1];
+      const len = Math.hypot(dx, dy) || 1;
+      const k = 0.15;
+      const cx = mx - (dy / len) * k;
+      const cy = my + (dx / len) * k;
+      // End short of the node circles.
+      const shrink = (x, y, tx, ty, d) => {
+        const l = Math.hypot(tx - x, ty - y) || 1;
+        return [x + ((tx - x) / l) * d, y + ((ty - y) / l) * d];
+      };
+      const [sx, sy] = shrink(p[0], p[1], cx, cy, 0.13);
+      const [ex, ey] = shrink(q[0], q[1], cx, cy, 0.14);
+      const path = svg("path", { d: `M ${sx} ${sy} Q ${cx} ${cy} ${ex} ${ey}`,
+                                 class: r.id.includes(":") ? "edge ring" : "edge",
+                                 "stroke-width": 0.01 + 0.03 * Math.min(1, Math.abs(r.gain)),
+                                 "marker-end": "url(#arrow)", "data-route": r.id });
+      path.append(svg("title", {}, `${r.id}: gain ${formatNumber(r.gain)}, ${formatNumber(r.delay_ms)} ms`));
+      edgesLayer.append(path);
+    }
+    nodesLayer.replaceChildren();
+    for (const [id, [x, y]] of pos) {
+      const agent = state.agents[id];
+      const g = svg("g", { class: `node ${agent ? agent.status : "config"}` });
+      g.append(svg("circle", { cx: x, cy: y, r: 0.12 }), svg("text", { x, y: y + 0.04, "text-anchor": "middle" }, id));
+      nodesLayer.append(g);
+    }
+  }
+
+  function update(state) {
+    const routeIds = new Set();
+    for (const r of Object.values(state.routes)) { routeIds.add(r.from); routeIds.add(r.to); }
+    // Adopted agents and every route's ends (a pending agent joins once adopted).
+    const adopted = agentIds(state).filter((id) => state.agents[id].adopted !== false);
+    const ids = [...new Set([...adopted, ...routeIds])]
+      .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+    const idKey = ids.join("\u0000");
+    const pickKey = idKey + "|" + picks.join(",");
+    if (pickKey !== lastPickKey) {
+      lastPickKey = pickKey;
+      pickBox.replaceChildren(...ids.map((id) => {
+        const box = h("input", { type: "checkbox", testid: `ring-pick-${id}`, checked: picks.includes(id) });
+        box.addEventListener("change", () => {
+          const i = picks.indexOf(id);
+          if (box.checked && i < 0) picks.push(id);
+          if (!box.checked && i >= 0) picks.splice(i, 1);
+          ringOrder.textContent = picks.length ? picks.join(" → ") + " → " + picks[0] : "";
+        });
+        return h("label", {}, box, id);
+      }));
+      ringOrder.textContent = picks.length ? picks.join(" → ") + " → " + picks[0] : "";
+    }
+    if (state.routes === lastRoutes && idKey === lastIds) return;
+    if (idKey !== lastIds) {
+      cells.clear();
+      const head = h("tr", {}, h("th", { class: "corner" }, "from \\ to"), ...ids.map((id) => h("th", {}, id)));
+      const rows = ids.map((from) => h("tr", {}, h("th", {}, from), ...ids.map((to) => makeCell(from, to))));
+      table.replaceChildren(h("thead", {}, head), h("tbody", {}, ...rows));
+    }
+    lastRoutes = state.routes;
+    lastIds = idKey;
+    fillCells(state);
+    drawGraph(state, ids);
+    const chosen = pick.value;
+    const all = Object.keys(state.routes).sort();
+    pick.replaceChildren(h("option", { value: "" }, all.length ? "edge…" : "no edges"),
+      ...all.map((id) => h("option", { value: id }, id)));
+    if (all.includes(chosen)) pick.value = chosen;
+    const editing = editor.contains(document.activeElement) && shownRoute === pick.value;
+    if (!editing) fillEditor(state.routes[pick.value] || null);
+    ringList.replaceChildren(...ringNames(state).map((name) => h("li", {},
+      h("span", {}, name),
+      h("button", { class: "danger", testid: `ring-delete-${name}`,
+                    onclick: () => report("delete ring", ctx.request("delete_ring", { name })) }, "Delete ring"))));
+  }
+
+  fillEditor(null);
+  return { update };
+}
