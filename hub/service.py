@@ -90,6 +90,8 @@ MAX_DELAY_MS = 10_000.0
 MAX_GAIN = 16.0
 _ADOPTED_FILE = "adopted.json"
 _TOKEN_FILE = "token"
+#: Seconds of quiet that end a gesture (a drag): its last event is then recorded.
+GESTURE_QUIET_S = 1.0
 
 
 class HubError(Exception):
@@ -220,6 +222,7 @@ class Hub:
         self._adopted_dirty = False
         self._adopted_writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._gestures: dict[str, dict[str, Any]] = {}   # coalesced events (emit_gesture)
         self.registry.add_listener(self._on_agent_change)
 
     # -- lifecycle --------------------------------------------------------------
@@ -340,6 +343,8 @@ class Hub:
                 await task
         await self.telemetry.close()
         self.osc.close()
+        for key in list(self._gestures):   # the last value of every gesture in progress
+            self._gesture_end(key)
         await self.flush()
         if self.store is not None:
             await self.store.close()
@@ -479,6 +484,35 @@ class Hub:
         self._persist("log_event", kind, message, agent_id=agent, data=data or None, ts=now)
         return event
 
+    def emit_gesture(self, key: str, kind: str, message: str, *, agent: str | None = None,
+                     **data: Any) -> None:
+        """Record the events of a continuous gesture (a slider or weight drag, a scene
+        blend, a moving speaker: up to ten writes a second) as two: the first at once, and
+        the last once ``key`` has been quiet for :data:`GESTURE_QUIET_S` — so the log and
+        the store say what happened without a row per slider step. A ``params`` dict is
+        merged over the gesture (every parameter touched, at its last value)."""
+        loop = asyncio.get_running_loop()
+        held = self._gestures.get(key)
+        if held is None:
+            self.emit(kind, message, agent=agent, **data)
+            held = self._gestures[key] = {"event": None, "params": {}}
+        else:
+            held["handle"].cancel()
+            if isinstance(data.get("params"), dict):
+                held["params"].update(data["params"])
+                data["params"] = dict(held["params"])
+            held["event"] = (kind, message, agent, data)
+        held["handle"] = loop.call_later(GESTURE_QUIET_S, self._gesture_end, key)
+
+    def _gesture_end(self, key: str) -> None:
+        held = self._gestures.pop(key, None)
+        if held is None:
+            return
+        held["handle"].cancel()
+        if held["event"] is not None:
+            kind, message, agent, data = held["event"]
+            self.emit(kind, message, agent=agent, **data)
+
     async def stored_events(self, limit: int = 100) -> list[dict[str, Any]]:
         """The last ``limit`` events of the store's log, oldest first."""
         rows = await self.store.events(limit)
@@ -596,7 +630,8 @@ class Hub:
         accepted = {k: values.get(k, v) for k, v in params.items()}
         self.params.setdefault(agent_id, {}).update(accepted)
         self._persist("set_params", agent_id, accepted)
-        self.emit("params", f"parameters of {agent_id} set", agent=agent_id, params=accepted)
+        self.emit_gesture(f"params:{agent_id}", "params", f"parameters of {agent_id} set",
+                          agent=agent_id, params=accepted)
         return values
 
     def panic(self, on: bool = True) -> list[str]:
@@ -778,7 +813,8 @@ class Hub:
         errors = [str(args[0]) for a, args in messages if a == "/error" and args]
         if errors:
             raise HubError(f"agent {agent_id} refused: " + "; ".join(errors))
-        self.emit("weights", f"weights of {agent_id} written", agent=agent_id)
+        self.emit_gesture(f"weights:{agent_id}", "weights", f"weights of {agent_id} written",
+                          agent=agent_id)
         return next([float(x) for x in args] for a, args in messages if a == "/weights")
 
     async def agent_snapshot(self, agent_id: str, action: str, name: object) -> dict[str, Any]:
@@ -949,8 +985,8 @@ class Hub:
                        else (wa if t < 0.5 else wb))
             blend[agent_id] = {"params": params, "weights": weights}
         result = await self._apply(blend)
-        self.emit("scene_interpolated", f"scenes {a} and {b} blended at t = {t:g}",
-                  a=a, b=b, t=t, result=result)
+        self.emit_gesture("scene_interpolated", "scene_interpolated",
+                          f"scenes {a} and {b} blended at t = {t:g}", a=a, b=b, t=t, result=result)
         return result
 
     # -- recording --------------------------------------------------------------------
@@ -1135,7 +1171,7 @@ class Hub:
         self.layout_agents = checked.agents
         self._apply_room()
         moved = sorted(moves) + (["the listener"] if "listener" in body else [])
-        self.emit("room_layout", "moved " + (", ".join(moved) or "nothing"))
+        self.emit_gesture("room_layout", "room_layout", "moved " + (", ".join(moved) or "nothing"))
         return self.room_layout()
 
     # -- descriptions -----------------------------------------------------------------

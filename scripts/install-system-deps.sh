@@ -3,7 +3,7 @@
 # PortAudio (sound cards), JACK (a real audio server without hardware), ffmpeg
 # (an independent RTP/JACK peer), liblo-tools (oscsend/oscdump) and Chromium (the
 # browser the dashboard's tests and bench drive through Playwright; never
-# `playwright install`, which downloads a browser).
+# `playwright install`, which downloads a browser) and Node.js (the dashboard's unit tests).
 # Idempotent: installs only what is missing. Needs root for apt; without it,
 # prints the command to run and exits 0 (CI=true makes a missing package fatal).
 set -euo pipefail
@@ -13,6 +13,9 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js runs the dashboard's unit tests (node --test web/test/); any node >= 18 will do,
+# the machine's own or Debian's.
+command -v node >/dev/null || missing+=(nodejs)
 ((${#missing[@]} == 0)) && exit 0
 if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${missing[*]}"

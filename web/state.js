@@ -14,7 +14,7 @@
 
 /** Events kept for the log (newest last). */
 export const MAX_EVENTS = 200;
-/** Prediction-error values kept per agent for the sparkline (20 Hz telemetry: 6 s). */
+/** Prediction-error values kept per agent for the sparkline (30 Hz telemetry: 4 s). */
 export const ERROR_HISTORY = 120;
 
 /** The state before the first message. */
