@@ -24,12 +24,20 @@ $(STAMP): pyproject.toml
 sysdeps:
 	bash scripts/install-system-deps.sh
 
+# The live demo (JOURNEYS 1): the hub with eight learning agents in the simulated
+# octophonic room, the dashboard on http://127.0.0.1:8470, the listener preview on
+# the default sound device (or in the browser). Only PortAudio is needed beyond the
+# venv; it is installed with apt when run as root, else the preview is browser-only.
+# Options pass through: make demo DEMO_ARGS="--fresh --no-audio". Ctrl-C stops it.
 demo: venv
-	mkdir -p $(DEMO)
-	@for p in $$($(PY) -m hub.cli render --list | cut -d' ' -f1); do \
-		$(PY) -m hub.cli render $$p --out $(DEMO)/$$p.wav --plot $(DEMO)/$$p.png || exit 1; \
-	done
-	@echo "Rendered every seed preset into $(DEMO)/ (WAV: inputs then output; PNG: waveforms + spectrogram)."
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    ! dpkg-query -W -f='$${Status}' libportaudio2 2>/dev/null | grep -q "install ok installed"; then \
+		echo "installing libportaudio2 (PortAudio, for the headphone preview)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			libportaudio2 >/dev/null || echo "libportaudio2 not installed: the preview plays in the browser"; \
+	fi
+	$(PY) -m hub.cli demo $(DEMO_ARGS)
 
 test: venv sysdeps
 	$(PY) -m pytest -q

@@ -22,6 +22,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
                 "list the audio devices PortAudio can see"),
     "hub": ("hub.service", "add_hub_arguments", "run_hub",
             "run the hub: discovery, local agents, routes, scenes, dashboard and API"),
+    "rehearse": ("hub.rehearse", "add_rehearse_arguments", "run_rehearse",
+                 "render a whole installation offline, through its simulated room"),
+    "keygen": ("hub.keygen", "add_keygen_arguments", "run_keygen",
+               "create an installation key (signs the agents' announcements)"),
+    "demo": ("hub.demo", "add_demo_arguments", "run_demo",
+             "the octophonic demo: a hub, eight agents in a simulated room, the dashboard"),
 }
 
 

@@ -156,7 +156,11 @@ class HubClock:
                                   peer.address)
             peer.sent += 1
         try:
-            await asyncio.wait_for(self._done, self.timeout_s)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives as the
+            # last answer completes the block, and the cancelled clock then runs on forever
+            # (the hub hung on Ctrl-C). asyncio.timeout re-raises the cancel.
+            async with asyncio.timeout(self.timeout_s):
+                await self._done
         except TimeoutError:
             for i, peer in enumerate(self.peers):
                 if not self._got[i]:
