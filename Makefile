@@ -6,9 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-DEMO   := out/demo
+RENDERS := out/renders
 
-.PHONY: venv sysdeps demo test bench clean
+.PHONY: venv sysdeps demo renders test bench clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,14 @@ demo: venv
 			libportaudio2 >/dev/null || echo "libportaudio2 not installed: the preview plays in the browser"; \
 	fi
 	$(PY) -m hub.cli demo $(DEMO_ARGS)
+
+# Every seed preset rendered offline (WAV: inputs then output; PNG: waveforms + spectrogram).
+renders: venv
+	mkdir -p $(RENDERS)
+	@for p in $$($(PY) -m hub.cli render --list | cut -d' ' -f1); do \
+		$(PY) -m hub.cli render $$p --out $(RENDERS)/$$p.wav --plot $(RENDERS)/$$p.png || exit 1; \
+	done
+	@echo "Rendered every seed preset into $(RENDERS)/"
 
 test: venv sysdeps
 	$(PY) -m pytest -q

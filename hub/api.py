@@ -100,6 +100,8 @@ OPEN_PATHS = frozenset({"/api/health", "/api/openapi.json", "/"})
 MAX_BODY = 4 * 1024 * 1024
 #: Messages queued per WebSocket before the slowest client is dropped.
 WS_QUEUE = 256
+#: Seconds a WebSocket client gets to answer the hub's close on shutdown.
+CLOSE_WAIT_S = 2.0
 #: Telemetry pushes per second to WebSocket clients (at most; as often as agents send).
 TELEMETRY_HZ = 30.0
 #: Paths of the WebSockets (they need the token although they are GETs).
@@ -808,8 +810,13 @@ async def _telemetry_pusher(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    for ws in list(app[SOCKETS]):
-        await ws.close(code=1001, message=b"hub shutting down")
+    """Close every WebSocket at once, giving each client :data:`CLOSE_WAIT_S` to answer
+    (one that stopped reading must not hold the shutdown up)."""
+    async def close(ws: web.WebSocketResponse) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await ws.close(code=1001, message=b"hub shutting down")
+    await asyncio.gather(*(close(ws) for ws in list(app[SOCKETS])))
 
 
 # ---------------------------------------------------------------------------

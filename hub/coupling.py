@@ -48,6 +48,9 @@ from hub.room import listener_ears
 RESPONSE_S = 0.5
 #: Reflection order cap when the config does not give one.
 DEFAULT_MAX_ORDER = 12
+#: Level of the listener preview before its limiter (dB): eight speakers at full scale
+#: sum to more than full scale at the listener.
+PREVIEW_GAIN_DB = -6.0
 
 
 def default_cache_dir() -> Path:
@@ -171,5 +174,35 @@ class RoomCoupling:
         self.convolver.reset()
 
 
-__all__ = ["RESPONSE_S", "RoomCoupling", "compute_responses", "default_cache_dir", "ears",
+class ListenerPreview:
+    """The listener's ears made fit for headphones: :data:`PREVIEW_GAIN_DB`, then each
+    ear through an agent's safety chain (:class:`agents.safety.SafetyChain`: NaN
+    guard, DC blocker, 20 Hz high-pass, 1 ms lookahead limiter at ``ceiling_db``
+    dBFS, hard clamp). The two limiters are independent (a loud left side does not
+    duck the right). ``process`` works in place on (block, 2) float64 and allocates
+    nothing; the live hub and the rehearsal both use it, so the browser, the
+    headphones and the preview file hear the same thing."""
+
+    def __init__(self, sample_rate: int, block: int, *, gain_db: float = PREVIEW_GAIN_DB,
+                 ceiling_db: float = -1.0) -> None:
+        from agents.safety import SafetyChain
+
+        self.block = int(block)
+        self._chains = [SafetyChain(int(sample_rate), self.block, ceiling_db) for _ in range(2)]
+        for chain in self._chains:
+            chain.set_gain_db(gain_db)
+        self.ceiling = self._chains[0].ceiling
+        self._ear = np.zeros((2, self.block))
+
+    def process(self, ears: np.ndarray) -> None:
+        """Limit one block of ``ears`` (frames ≤ block, 2) in place."""
+        n = ears.shape[0]
+        for e in range(2):
+            x = self._ear[e, :n]
+            x[:] = ears[:, e]
+            self._chains[e].process(x, out=x)
+            ears[:, e] = x
+
+
+__all__ = ["PREVIEW_GAIN_DB", "ListenerPreview", "RESPONSE_S", "RoomCoupling", "compute_responses", "default_cache_dir", "ears",
            "room_model"]

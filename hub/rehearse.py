@@ -276,7 +276,8 @@ class Rehearsal:
     reference without acoustic coupling); ``listener`` False skips the preview's
     convolution (the speakers are the same); ``cache_dir`` holds room responses.
     After :meth:`step`, :attr:`outputs` (block, n_agents) holds block k of every
-    speaker and :attr:`ears` (block, 2) the listener's preview (zeros without a room).
+    speaker and :attr:`ears` (block, 2) the listener's preview, levelled and limited as
+    the live hub's (:class:`hub.coupling.ListenerPreview`; zeros without a room).
     """
 
     def __init__(self, config: Any, *, seed: int = 0, banks: bool = True, room: bool = True,
@@ -305,6 +306,11 @@ class Rehearsal:
         self.inputs = np.zeros((self.block, n))
         self.mics = np.zeros((self.block, n))
         self.ears = np.zeros((self.block, 2))
+        self.preview: Any = None     # the listener's level and limiter (hub.coupling)
+        if self.listener:
+            from hub.coupling import ListenerPreview
+
+            self.preview = ListenerPreview(self.sample_rate, self.block)
         self.voices = build_voices(config, self.inputs, self.outputs, seed=seed, banks=banks)
         self.blocks = 0
 
@@ -317,6 +323,8 @@ class Rehearsal:
         """Advance one block (the module docstring's loop); allocates nothing."""
         if self.coupling is not None:
             self.coupling.process(self.outputs, self.mics, self.ears)
+            if self.preview is not None:
+                self.preview.process(self.ears)
             self.graph.tick(self.outputs, out=self.inputs, mics=self.mics)
         else:
             self.graph.tick(self.outputs, out=self.inputs)

@@ -153,11 +153,11 @@ class Room:
 
     def cache_key(self, speakers, mics) -> str:
         """SHA-256 (hex) of everything that shapes the responses."""
-        import pyroomacoustics as pra
+        from importlib.metadata import version   # not the import: it costs 1-3 s
 
         doc = {
             "model": _MODEL_VERSION,
-            "pyroomacoustics": pra.__version__,
+            "pyroomacoustics": version("pyroomacoustics"),
             "size_m": list(self.size_m),
             "absorption": self.wall_absorption,
             "order": self.order,

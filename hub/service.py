@@ -1319,7 +1319,8 @@ async def _serve(*, state_dir: Path, host: str, port: int, config: Any, key: byt
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(create_app(hub), access_log=None)
+    # Handlers get 5 s to finish on shutdown (aiohttp's default is 60).
+    runner = web.AppRunner(create_app(hub), access_log=None, shutdown_timeout=5.0)
     on_stop: Callable[[], None] | None = None
     try:
         try:

@@ -36,7 +36,8 @@ mode); their RTP ports come from their zeroconf records.
 * Scopes: with ``tap`` set (a :class:`hub.scopes.ScopeTap`), every block of the
   driven agents' outputs goes to it as well; with ``listen`` set (a
   :class:`hub.listen.ListenTap`), every block of every agent's output and the
-  listener's ears (one block behind the speakers: they hear the previous block).
+  listener's ears (one block behind the speakers: they hear the previous block),
+  levelled and limited by :class:`hub.coupling.ListenerPreview`.
 * Recording (:meth:`SimulatedDriver.record_start`): every agent's output, one
   channel each in graph order, as it comes back from the clock (after the agents'
   safety chains and L24), written to a float64 WAV by one writer on the executor.
@@ -105,6 +106,9 @@ class SimulatedDriver:
         self._inputs = np.zeros((self.block, n))
         self._mics = np.zeros((self.block, n))
         self._ears = np.zeros((self.block, 2))
+        from hub.coupling import ListenerPreview
+
+        self._preview = ListenerPreview(self.sample_rate, self.block)
         self._clock: HubClock | None = None
         self._driven: tuple[tuple[str, str, int], ...] = ()   # (agent id, host, rtp port)
         self._task: asyncio.Task[None] | None = None
@@ -240,6 +244,7 @@ class SimulatedDriver:
             coupling = self.coupling
             if coupling is not None:
                 coupling.process(self._outputs, self._mics, self._ears)
+                self._preview.process(self._ears)
                 self.graph.tick(self._outputs, out=self._inputs, mics=self._mics)
             else:
                 self.graph.tick(self._outputs, out=self._inputs)

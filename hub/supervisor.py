@@ -127,7 +127,10 @@ class Supervisor:
                 try:
                     proc = await asyncio.create_subprocess_exec(
                         *state.spec.argv, stdin=asyncio.subprocess.DEVNULL, stdout=logfile,
-                        stderr=logfile, cwd=state.spec.cwd)
+                        stderr=logfile, cwd=state.spec.cwd,
+                        # their own session: a Ctrl-C in the hub's terminal reaches the hub
+                        # alone, which stops them in order (no "restarting" on the way out)
+                        start_new_session=True)
                 except OSError as exc:
                     log.error("local agent %s: cannot start %s: %s", name, state.spec.argv[0], exc)
                     code = -1

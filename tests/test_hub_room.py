@@ -116,6 +116,7 @@ async def test_agents_hear_each_other_through_the_room_as_computed_in_process(tm
     a2_rms = np.sqrt(np.mean(got[24000:, 1] ** 2))
     assert a2_rms > 1e-3, a2_rms
     assert max(ears_heard) > 1e-3, "the listener hears the room"
+    assert max(ears_heard) <= hub.driver._preview.ceiling, "levelled and limited for headphones"
 
 
 async def test_the_floor_plan_is_edited_recomputed_pushed_and_restored(tmp_path):

@@ -199,8 +199,7 @@ def test_a_step_allocates_nothing(which, tmp_path):
     if which == "mixed":
         config = parse_config(_without_sources(MIXED), "mixed.toml")
     else:
-        pytest.importorskip("hub.coupling", reason="hub.coupling (the room) is not there yet")
-        config = parse_config(_without_sources(OCTOPHONIC.read_text()), str(OCTOPHONIC))
+            config = parse_config(_without_sources(OCTOPHONIC.read_text()), str(OCTOPHONIC))
     r = R.Rehearsal(config, cache_dir=tmp_path)
     for _ in range(5):
         r.step()
@@ -354,7 +353,6 @@ def test_cli_bad_input_exits_2_with_one_message(tmp_path, case):
 
 
 def test_octophonic_through_the_room_with_a_preview(tmp_path):
-    pytest.importorskip("hub.coupling", reason="hub.coupling (the room) is not there yet")
     config = load_config(OCTOPHONIC)
     result = R.rehearse(config, 1.0, tmp_path / "o.wav", preview=tmp_path / "ears.wav",
                         seed=1, cache_dir=tmp_path / "rooms")
@@ -364,6 +362,7 @@ def test_octophonic_through_the_room_with_a_preview(tmp_path):
     assert np.all(np.isfinite(ears)) and np.all(np.isfinite(speakers))
     assert np.sqrt(np.mean(ears[SR // 2:] ** 2, axis=0)).min() > 1e-4, "the listener hears"
     assert np.abs(speakers).max() <= SafetyChain(SR, 256, R.CEILING_DB).ceiling
+    assert np.abs(ears).max() <= SafetyChain(SR, 256, R.CEILING_DB).ceiling, "headphone-safe"
     assert result.preview == tmp_path / "ears.wav"
     assert any((tmp_path / "rooms").iterdir()), "the room's responses are cached"
     # Through the room too (mic self-noise, float32 convolution): the same seed gives the
