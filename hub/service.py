@@ -522,7 +522,7 @@ class Hub:
 
     def _on_agent_change(self, change: AgentChange) -> None:
         entry = change.entry
-        self._push({"type": "agent", "change": change.kind, "agent": entry.to_json()})
+        self._push({"type": "agent", "change": change.kind, "agent": self.agent_json(entry)})
         if change.kind in ("added", "adopted", "online", "offline"):
             self.emit(f"agent_{change.kind}", f"agent {entry.agent_id} {change.kind}",
                       agent=entry.agent_id, status=entry.status)
@@ -579,7 +579,7 @@ class Hub:
         """Adopt a pending agent (persisted)."""
         self._entry(agent_id)
         entry = self.registry.adopt(agent_id)
-        return entry.to_json()
+        return self.agent_json(entry)
 
     async def read_state(self, agent_id: str) -> dict[str, object]:
         """Ask the agent for ``/state``; returns (and remembers) its parameter values."""
@@ -1185,14 +1185,18 @@ class Hub:
                 "clock": self.driver.stats() if self.driver is not None else None,
                 "local_agents": [c.to_json() for c in self.supervisor.children.values()]}
 
-    def agents_json(self) -> list[dict[str, Any]]:
-        """Every agent, with its remembered desired parameters and ``specs``, what its
+    def agent_json(self, entry: Any) -> dict[str, Any]:
+        """One agent as the API shows it (REST, the WebSocket's hello and every ``agent``
+        push): its record, its remembered desired parameters and ``specs``, what its
         model's parameters are (ranges, scales, units: :func:`hub.specs.agent_specs`)."""
         from hub.specs import agent_specs
 
-        return [dict(e.to_json(), desired=self.params.get(e.agent_id, {}),
-                     specs=agent_specs(self.config, e.agent_id, e.model))
-                for e in self.registry.entries()]
+        return dict(entry.to_json(), desired=self.params.get(entry.agent_id, {}),
+                    specs=agent_specs(self.config, entry.agent_id, entry.model))
+
+    def agents_json(self) -> list[dict[str, Any]]:
+        """Every agent (:meth:`agent_json`)."""
+        return [self.agent_json(e) for e in self.registry.entries()]
 
 
 def _snapshot_json(info: Any) -> dict[str, Any]:
