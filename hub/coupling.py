@@ -194,6 +194,10 @@ class ListenerPreview:
         self.ceiling = self._chains[0].ceiling
         self._ear = np.zeros((2, self.block))
 
+    def limited(self) -> int:
+        """Samples the two limiters turned down so far."""
+        return sum(int(c.counters().get("limited", 0)) for c in self._chains)
+
     def process(self, ears: np.ndarray) -> None:
         """Limit one block of ``ears`` (frames ≤ block, 2) in place."""
         n = ears.shape[0]

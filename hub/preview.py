@@ -28,11 +28,11 @@ Between the two sits a :class:`StereoRing`:
   silence, the underrun is counted, and playback waits for a new prime. Silence
   before the first prime (the agents starting) is not an underrun.
 * **Safety.** The headphones are a speaker too: each ear passes the agents'
-  safety chain (:class:`agents.safety.SafetyChain`: NaN guard, DC blocker, 20 Hz
-  high-pass, a 1 ms lookahead limiter at ``ceiling_db``, −1 dBFS) on the event
-  loop before it enters the ring — the listener preview is a sum of eight
-  speakers through the room and can exceed full scale. The ears are limited
-  independently (a loud left side does not duck the right one). The ring itself
+  safety chain on the event loop before it enters the ring
+  (:class:`hub.coupling.ListenerPreview` at 0 dB: NaN guard, DC blocker, 20 Hz
+  high-pass, a 1 ms lookahead limiter at ``ceiling_db``, −1 dBFS, each ear on
+  its own). The hub has levelled and limited the preview already; this guard is
+  the player's own, whatever it is fed. The ring itself
   stores only finite samples within the ceiling (non-finite → 0, louder →
   clipped, both counted), a last guarantee.
 * **A full ring** (the device stopped calling back) drops the incoming block,
@@ -248,13 +248,13 @@ class HeadphonePlayer:
         high = prime + max(1, round(slack_ms * self.sample_rate / 1000.0))
         most = max(prime, round(MAX_BUFFER_MS * self.sample_rate / 1000.0))
         capacity = max(most + high - prime, round(CAPACITY_S * self.sample_rate))
-        from agents.safety import SafetyChain
+        from hub.coupling import ListenerPreview
 
-        self._ears = [SafetyChain(self.sample_rate, _FEED_FRAMES, ceiling_db)
-                      for _ in range(2)]
-        self.ring = StereoRing(capacity, prime=prime, high=high, ceiling=self._ears[0].ceiling,
+        # The hub levels and limits the preview already; this is the speaker's own guard.
+        self._ears = ListenerPreview(self.sample_rate, _FEED_FRAMES, gain_db=0.0,
+                                     ceiling_db=ceiling_db)
+        self.ring = StereoRing(capacity, prime=prime, high=high, ceiling=self._ears.ceiling,
                                grow=round(GROW_MS * self.sample_rate / 1000.0), max_prime=most)
-        self._ear = np.zeros((2, _FEED_FRAMES))
         self._limited = np.zeros((_FEED_FRAMES, 2))
         self._stream: Any = None
         self._device_latency_s = 0.0
@@ -269,16 +269,15 @@ class HeadphonePlayer:
         right = 1 if block.shape[1] > 1 else 0
         for start in range(0, n, _FEED_FRAMES):
             m = min(_FEED_FRAMES, n - start)
-            for ear, column in ((0, 0), (1, right)):
-                x = self._ear[ear, :m]
-                x[:] = block[start:start + m, column]
-                self._ears[ear].process(x, out=x)
-                self._limited[:m, ear] = x
-            self.ring.write(self._limited[:m])
+            x = self._limited[:m]
+            x[:, 0] = block[start:start + m, 0]
+            x[:, 1] = block[start:start + m, right]
+            self._ears.process(x)
+            self.ring.write(x)
 
     def limited(self) -> int:
         """Samples the ears' limiters turned down so far."""
-        return sum(int(e.counters().get("limited", 0)) for e in self._ears)
+        return self._ears.limited()
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio's thread: fill the output, whatever happens (STYLE 7).
