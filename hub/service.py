@@ -271,9 +271,8 @@ class Hub:
             from hub.graph import from_config
 
             if self.mode == "simulated":
-                from hub.simulated import SimulatedDriver
-
                 from hub.coupling import default_cache_dir
+                from hub.simulated import SimulatedDriver
 
                 self.driver = SimulatedDriver(from_config(self.config), self.registry,
                                               interface=self.interface,
@@ -1086,7 +1085,6 @@ class Hub:
         the config (listener and each agent's speaker and mic inside the room; every
         problem in one 400), stored with the config as edited, pushed as an event, and in
         simulated mode recomputed and crossfaded in (:meth:`_apply_room`)."""
-        from hub.config import ConfigError, check_config_data
 
         if self.config is None:
             raise HubError("the hub runs without a config: there is no room to edit", 409)
@@ -1096,16 +1094,23 @@ class Hub:
         data.pop("room", None)
         if body is not None:
             data["room"] = body
-        try:
-            checked = check_config_data(data, "room", base_dir=self.config.base_dir)
-        except ConfigError as exc:
-            raise HubError("; ".join(f"{p.where}: {p.message}" if p.where else p.message
-                                     for p in exc.problems)) from None
+        checked = self._check_edit(data, "room")
         self.room = checked.room
         self._apply_room()
         room = self.get_room()
         self.emit("room_changed", "room changed" if room else "room removed", room=room)
         return room
+
+    def _check_edit(self, data: dict[str, Any], what: str) -> Any:
+        """The config edited through the API (``data`` in the TOML layout), checked with
+        every check of :mod:`hub.config`; a :class:`HubError` lists every problem."""
+        from hub.config import ConfigError, check_config_data
+
+        try:
+            return check_config_data(data, what, base_dir=self.config.base_dir)
+        except ConfigError as exc:
+            raise HubError("; ".join(f"{p.where}: {p.message}" if p.where else p.message
+                                     for p in exc.problems)) from None
 
     def _apply_room(self) -> None:
         """Store the edited room and positions; hand them to the simulation."""
@@ -1137,7 +1142,6 @@ class Hub:
         "agents": {id: {"speaker": [x, y, z], "mic": [x, y, z]}}}`` (every part optional,
         metres). Checked with every check of the config (all problems in one 400); then
         as :meth:`put_room`. Returns :meth:`room_layout`."""
-        from hub.config import ConfigError, check_config_data
 
         if self.config is None:
             raise HubError("the hub runs without a config: there is no floor plan to edit", 409)
@@ -1162,11 +1166,7 @@ class Hub:
                 by_id[agent_id].update(move)
         if problems:
             raise HubError("; ".join(problems))
-        try:
-            checked = check_config_data(data, "layout", base_dir=self.config.base_dir)
-        except ConfigError as exc:
-            raise HubError("; ".join(f"{p.where}: {p.message}" if p.where else p.message
-                                     for p in exc.problems)) from None
+        checked = self._check_edit(data, "layout")
         self.room = checked.room
         self.layout_agents = checked.agents
         self._apply_room()
