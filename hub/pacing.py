@@ -36,6 +36,8 @@ class BlockPacer:
         delay = self._deadline - loop.time()
         if delay < -self.max_lag_s:
             self.resyncs += 1
+            log.warning("the clock fell %.2f s behind real time; resynchronised (%d so far)",
+                        -delay, self.resyncs)
             self._deadline = loop.time()
             delay = 0.0
         await asyncio.sleep(max(0.0, delay))

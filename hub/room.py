@@ -18,7 +18,7 @@ listener facing +y with z up: the left ear at ``x - 0.085``, the right at
 ``x + 0.085``.
 
 The ``Room`` is a pure value; ``impulse_responses`` is heavy (≈1 s for 8×10 at
-order 40) and belongs on a worker, never the audio thread. With ``cache_dir`` the
+order 40, on one thread) and belongs on a worker, never the audio thread. With ``cache_dir`` the
 result is stored as ``<sha256>.npz`` keyed by everything that shapes it.
 """
 
@@ -205,6 +205,10 @@ class Room:
     def _compute(self, speakers: np.ndarray, mics: np.ndarray) -> np.ndarray:
         import pyroomacoustics as pra
 
+        # One thread: a recomputation runs beside live agents and must leave them the
+        # other cores (with pyroomacoustics' default, every core, the hub's clock fell
+        # half a second behind on a 2-core laptop while a moved listener was computed).
+        pra.constants.set("num_threads", 1)
         shoebox = pra.ShoeBox(
             list(self.size_m),
             fs=int(self.sample_rate),

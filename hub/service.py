@@ -1285,6 +1285,9 @@ def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) ->
     may return is called first on shutdown."""
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The clock runs on the event loop: a worker thread (room responses, the store) must
+    # hand the GIL back within 1 ms, not Python's default 5.
+    sys.setswitchinterval(0.001)
     from agents.discovery import load_key
 
     try:

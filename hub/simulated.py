@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -228,6 +229,9 @@ class SimulatedDriver:
         loop = asyncio.get_running_loop()
         if self._room_request is not None:   # the first responses, before the first block
             await self._recompute()
+            # The responses may have come from the disk cache: import the room model now,
+            # not at the first move (its import holds the loop up for most of a second).
+            await loop.run_in_executor(None, importlib.import_module, "pyroomacoustics")
         # Load (or compile) the routing kernel off the loop with a throwaway graph.
         warm = RoutingGraph(self.graph.agent_ids, self.sample_rate, self.block)
         await loop.run_in_executor(None, warm.tick, np.zeros((self.block, warm.n_agents)))
