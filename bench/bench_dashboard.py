@@ -33,16 +33,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
 
 from hub.resources import deploy_config
-
-CHROMIUM = "/usr/bin/chromium"
-#: Exactly TESTING.md's flags.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    "--autoplay-policy=no-user-gesture-required"]
+from web_support import CHROMIUM, CHROMIUM_ARGS  # TESTING.md's flags, written once
 TARGET_PERCENT = 15.0
 TICKS = os.sysconf("SC_CLK_TCK")
 

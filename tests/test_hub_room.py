@@ -15,6 +15,7 @@ import asyncio
 import numpy as np
 import pytest
 import soundfile as sf
+from lockstep_support import clock_blocks, twin_engines
 from numpy.testing import assert_array_equal
 
 from agents.rtp import quantize
@@ -22,7 +23,6 @@ from hub.config import parse_config
 from hub.coupling import RoomCoupling, default_cache_dir
 from hub.graph import from_config
 from hub.service import Hub, HubError
-from test_hub_simulated import twin_engines
 
 LOOPBACK = "127.0.0.1"
 SECONDS = 2.0
@@ -83,12 +83,7 @@ async def test_agents_hear_each_other_through_the_room_as_computed_in_process(tm
         hub.driver.listen = type("Ears", (), {"add": lambda self, outputs, ears:
                                               ears_heard.append(np.abs(ears).max())})()
         hub.record_start("take")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        blocks = int(SECONDS * 48000 / 256)
-        while hub.driver.steps < blocks:
-            assert loop.time() < deadline, f"clock: {hub.driver.stats()}"
-            await asyncio.sleep(0.05)
+        await clock_blocks(hub, int(SECONDS * 48000 / 256))
         info = await hub.record_stop()
         stats = hub.driver.stats()
     finally:

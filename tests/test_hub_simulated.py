@@ -4,16 +4,12 @@ the same ring computed in-process (the same graph, models, seeds and L24 quantis
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-
 import numpy as np
 import pytest
 import soundfile as sf
+from lockstep_support import clock_blocks, twin_engines
 from numpy.testing import assert_array_equal
 
-from agents.engine import AgentEngine
-from agents.process import _build_model, add_agent_arguments, check_args
 from agents.rtp import quantize
 from hub.config import parse_config
 from hub.graph import from_config
@@ -65,26 +61,6 @@ targets = ["n1"]
 """
 
 
-def twin_engines(config, hub: Hub) -> list[AgentEngine]:
-    """Each agent's model and safety chain built as its process builds them (from the
-    argv the hub gave it), with the parameters the hub sent it (OSC) before the first block."""
-    engines = []
-    argv = {spec.name: spec.argv for spec in hub._local_agents()}
-    for spec in config.agents:
-        parser = argparse.ArgumentParser()
-        add_agent_arguments(parser)
-        agent_config = check_args(parser.parse_args(list(argv[spec.id][3:])))
-        make, follow = _build_model(agent_config)
-        model = make()
-        for name, value in hub.params[spec.id].items():
-            # OSC carries floats as float32 ("f"): the agent got the rounded value.
-            model.set_param(name, float(np.float32(value)) if isinstance(value, float) else value)
-        engines.append(AgentEngine(model, block=agent_config.block,
-                                   sample_rate=agent_config.sample_rate,
-                                   ceiling_db=agent_config.ceiling_db, follow=follow))
-    return engines
-
-
 @pytest.mark.slow
 async def test_simulated_ring_over_rtp_equals_the_ring_in_process(tmp_path):
     config = parse_config(RING, "ring.toml")
@@ -92,12 +68,8 @@ async def test_simulated_ring_over_rtp_equals_the_ring_in_process(tmp_path):
     await hub.start()
     try:
         hub.record_start("take")          # before the first block: the recording starts at 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
         blocks = int(SECONDS * 48000 / 256)
-        while hub.driver.steps < blocks:
-            assert loop.time() < deadline, f"clock: {hub.driver.stats()}"
-            await asyncio.sleep(0.05)
+        await clock_blocks(hub, blocks)
         info = await hub.record_stop()
         stats = hub.driver.stats()
         scopes = decode_frames(hub.scopes.take())   # every block reached the scope tap too

@@ -6,7 +6,6 @@ errors, and nothing half-written after a failure."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
 import subprocess
@@ -17,10 +16,9 @@ import numpy as np
 import pytest
 import soundfile
 from alloc_support import traced_allocation
+from lockstep_support import twin_engines
 from numpy.testing import assert_array_equal
 
-from agents.engine import AgentEngine
-from agents.process import _build_model, add_agent_arguments, check_args
 from agents.safety import SafetyChain
 from hub import rehearse as R
 from hub.config import load_config, parse_config
@@ -136,22 +134,7 @@ def test_lockstep_equals_the_agents_the_live_hub_would_start(tmp_path):
     config = parse_config(MIXED.replace("[[agent]]\n", "[[agent]]\nspawn = true\n"), "mixed.toml")
     hub = Hub(state_dir=tmp_path / "hub", interface="127.0.0.1", config=config)
     hub._seed_from_config()
-    argv = {spec.name: spec.argv for spec in hub._local_agents()}
-    engines = []
-    for spec in config.agents:
-        parser = argparse.ArgumentParser()
-        add_agent_arguments(parser)
-        agent_config = check_args(parser.parse_args(list(argv[spec.id][3:])))
-        make, follow = _build_model(agent_config)
-        model = make()
-        for name, value in hub.params[spec.id].items():
-            name = name if name in model.param_specs() else name + "_"   # lambda -> lambda_
-            if isinstance(value, list):
-                value = [float(np.float32(v)) if isinstance(v, float) else v for v in value]
-            model.set_param(name, float(np.float32(value)) if isinstance(value, float) else value)
-        engines.append(AgentEngine(model, block=agent_config.block,
-                                   sample_rate=agent_config.sample_rate,
-                                   ceiling_db=agent_config.ceiling_db, follow=follow))
+    engines = twin_engines(config, hub)
     block, blocks = config.installation.block, 90
     graph = from_config(config)
     outputs, inputs = np.zeros((block, 8)), np.zeros((block, 8))
