@@ -68,3 +68,21 @@ export function backoff(attempt, random = Math.random) {
 export function setChildren(el, ...children) {
   el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
 }
+
+/**
+ * A panel's reporter: `report(what, promise)` awaits the promise, clears `status` on
+ * success and shows "what: message" there on failure; resolves to the result, or
+ * undefined after a failure.
+ */
+export function reporter(status) {
+  return async (what, promise) => {
+    try {
+      const r = await promise;
+      status.textContent = "";
+      return r;
+    } catch (err) {
+      status.textContent = `${what}: ${err.message}`;
+      return undefined;
+    }
+  };
+}

@@ -7,7 +7,7 @@
 
 import { agentIds } from "../state.js";
 import { formatNumber } from "../params.js";
-import { h, throttle } from "../util.js";
+import { h, reporter, throttle } from "../util.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -39,16 +39,7 @@ export function mountRoom(root, ctx) {
       h("label", {}, "RT60 ", rt60, " s"), apply),
     status);
 
-  const report = async (what, promise) => {
-    try {
-      const r = await promise;
-      status.textContent = "";
-      return r;
-    } catch (err) {
-      status.textContent = `${what}: ${err.message}`;
-      return undefined;
-    }
-  };
+  const report = reporter(status);
 
   apply.addEventListener("click", () => {
     const layout = ctx.getState().room;

@@ -4,7 +4,7 @@
 
 import { agentIds, ringNames } from "../state.js";
 import { formatNumber } from "../params.js";
-import { h } from "../util.js";
+import { h, reporter } from "../util.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -22,16 +22,7 @@ function numberOrNull(input) {
 
 export function mountRouting(root, ctx) {
   const status = h("div", { class: "panel-status", role: "status", testid: "routing-status" });
-  const report = async (what, promise) => {
-    try {
-      const r = await promise;
-      status.textContent = "";
-      return r;
-    } catch (err) {
-      status.textContent = `${what}: ${err.message}`;
-      return undefined;
-    }
-  };
+  const report = reporter(status);
 
   const table = h("table", { class: "matrix", testid: "route-matrix" });
   const drawing = svg("svg", { class: "graph", viewBox: "-1.25 -1.25 2.5 2.5", "data-testid": "route-graph",

@@ -3,7 +3,7 @@
 // it moves and once on release; each blend writes every agent's weights, so faster
 // would only queue up OSC).
 
-import { h, throttle } from "../util.js";
+import { h, reporter, throttle } from "../util.js";
 
 export function mountScenes(root, ctx) {
   const name = h("input", { testid: "scene-name", placeholder: "scene name", "aria-label": "scene name", size: 10 });
@@ -15,14 +15,7 @@ export function mountScenes(root, ctx) {
   const tOut = h("output", {}, "0.00");
   const status = h("div", { class: "panel-status", role: "status" });
 
-  const report = async (what, promise) => {
-    try {
-      await promise;
-      status.textContent = "";
-    } catch (err) {
-      status.textContent = `${what}: ${err.message}`;
-    }
-  };
+  const report = reporter(status);
   save.addEventListener("click", () => {
     const n = name.value.trim();
     if (!n) {
