@@ -9,7 +9,9 @@ unchanged) on an example installation (default ``octophonic.toml`` of
    over the cores for a minute on a laptop; so before the hub starts, one
    warm-up process per half (the agents' models, engine and RTP link; the hub's
    routing graph and room convolver) compiles them into numba's on-disk cache,
-   in parallel. With a warm cache this takes about a second.
+   in parallel. With a warm cache this takes about a second. Beside them the
+   agents' forkserver (:mod:`hub.launcher`) imports what every agent needs, so
+   the agents fork warm the moment the hub starts them.
 2. **The hub** with the config's local agents (``spawn = true``), clocked by the
    hub over RTP on loopback through the simulated room; it prints
    ``Dashboard: http://127.0.0.1:8470/?token=…`` as ``anamnesis hub`` does, then a
@@ -80,6 +82,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the default output; see `anamnesis devices`)")
     parser.add_argument("--fresh", action="store_true",
                         help="start from an empty state directory (forget the saved state)")
+    from hub.service import add_launch_argument
+
+    add_launch_argument(parser)
     parser.add_argument("--log-level", default="warning",
                         choices=("debug", "info", "warning", "error"), help="stderr log level")
 
@@ -257,6 +262,10 @@ def run_demo(args: argparse.Namespace) -> int:
     print("  Preparing: compiling the agents' and the hub's kernels (once; the first run "
           "takes a minute)…", flush=True)
     try:
+        if args.agent_launch == "fork" and local:   # it warms up beside the kernels
+            from hub.launcher import start_forkserver
+
+            start_forkserver()
         seconds, problems = warm_kernels(config_path)
     except KeyboardInterrupt:
         print("anamnesis demo: interrupted", file=sys.stderr)
@@ -328,7 +337,7 @@ def run_demo(args: argparse.Namespace) -> int:
     hub_args = argparse.Namespace(
         config=config_path, http=args.http, state_dir=state_dir, interface="127.0.0.1",
         key_file=None, mode="simulated", osc=args.osc, no_spawn=False,
-        log_level=args.log_level)
+        agent_launch=args.agent_launch, log_level=args.log_level)
     code = run_hub(hub_args, on_started=started)
     if code == 0:
         print(f"anamnesis demo: stopped; the state is in {state_dir}.", flush=True)

@@ -73,7 +73,7 @@ import numpy as np
 from agents.oscmap import build_message
 from hub.discovery import AgentBrowser, AgentChange, AgentRegistry, LivenessMonitor
 from hub.osclink import HubOsc, Messages
-from hub.supervisor import ChildSpec, Supervisor, agent_argv
+from hub.supervisor import LAUNCHES, ChildSpec, Supervisor, agent_argv
 from hub.telemetry import AgentTelemetry
 
 log = logging.getLogger(__name__)
@@ -173,13 +173,15 @@ class Hub:
     key (None: every agent needs adopting by hand); ``spawn`` whether local
     agents are started; ``key_file`` is passed to the local agents; ``osc_api``
     (host, port) starts the installation's OSC server (:mod:`hub.oscapi`; port 0
-    picks one; None: no OSC API); ``ping_interval`` is the liveness period (s).
+    picks one; None: no OSC API); ``ping_interval`` is the liveness period (s);
+    ``agent_launch`` how local agents start (:mod:`hub.launcher`: ``"fork"``, warm
+    from a forkserver, or ``"exec"``, each a new program).
     """
 
     def __init__(self, *, state_dir: Path, interface: str = "127.0.0.1", config: Any = None,
                  key: bytes | None = None, key_file: Path | None = None, mode: str | None = None,
                  spawn: bool = True, ping_interval: float = 1.0,
-                 osc_api: tuple[str, int] | None = None) -> None:
+                 osc_api: tuple[str, int] | None = None, agent_launch: str = "fork") -> None:
         self.state_dir = Path(state_dir)
         self.interface = interface
         self.config = config
@@ -205,7 +207,7 @@ class Hub:
         self.scopes: Any = None      # hub.scopes.ScopeTap fed by the driver (with a config)
         self.listen: Any = None      # hub.listen.ListenTap fed by the driver (with a config)
         self._resumed: set[str] = set()   # online agents that got their parameters
-        self.supervisor = Supervisor(self.state_dir / "logs")
+        self.supervisor = Supervisor(self.state_dir / "logs", launch=agent_launch)
         self.routes: dict[str, dict[str, Any]] = {}
         self.room = config.room if config is not None else None    # as edited (put_room)
         # The config's agents with their speaker and mic positions as edited (put_room_layout).
@@ -232,6 +234,8 @@ class Hub:
         from hub.store import AsyncStore
 
         loop = asyncio.get_running_loop()
+        if self.spawn and self.config is not None and any(a.spawn for a in self.config.agents):
+            self.supervisor.prepare()    # the agents' forkserver warms while the hub starts
         self.token = await loop.run_in_executor(None, load_or_create_token, self.state_dir)
         if self._own_key:
             self.key_file = self.state_dir / "installation.key"
@@ -368,7 +372,7 @@ class Hub:
                 spec.id, model=spec.model, preset=spec.preset, audio=audio,
                 interface=self.interface, installation=self.name, key_file=self.key_file,
                 state_dir=self.state_dir / "agents" / spec.id, model_args=spec.model_args(),
-                extra=extra)))
+                extra=extra), fork_main="agents.process:main"))
         return out
 
     def _seed_from_config(self) -> None:
@@ -1264,8 +1268,16 @@ def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
                              "127.0.0.1:8471; 'off' for none; OSC has no token)")
     parser.add_argument("--no-spawn", action="store_true",
                         help="do not start the config's local agents")
+    add_launch_argument(parser)
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"), help="stderr log level")
+
+
+def add_launch_argument(parser: argparse.ArgumentParser) -> None:
+    """``--agent-launch``: how the hub starts its local agents."""
+    parser.add_argument("--agent-launch", choices=LAUNCHES, default="fork",
+                        help="start local agents forked from one warm process (fork, the "
+                             "default: they come up faster) or each as a new program (exec)")
 
 
 #: ``run_hub``'s hook: awaited with the started hub; may return a function run at shutdown.
@@ -1310,18 +1322,21 @@ def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) ->
     return asyncio.run(_serve(state_dir=state_dir, host=host, port=port, config=config, key=key,
                               key_file=key_file, interface=args.interface, mode=mode,
                               spawn=not args.no_spawn, osc_api=osc_api,
+                              agent_launch=getattr(args, "agent_launch", "fork"),
                               on_started=on_started))
 
 
 async def _serve(*, state_dir: Path, host: str, port: int, config: Any, key: bytes | None,
                  key_file: Path | None, interface: str, mode: str, spawn: bool,
-                 osc_api: tuple[str, int] | None, on_started: OnStarted | None = None) -> int:
+                 osc_api: tuple[str, int] | None, agent_launch: str = "fork",
+                 on_started: OnStarted | None = None) -> int:
     from aiohttp import web
 
     from hub.api import create_app
 
     hub = Hub(state_dir=state_dir, interface=interface, config=config, key=key,
-              key_file=key_file, mode=mode, spawn=spawn, osc_api=osc_api)
+              key_file=key_file, mode=mode, spawn=spawn, osc_api=osc_api,
+              agent_launch=agent_launch)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

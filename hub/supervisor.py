@@ -6,10 +6,14 @@ child's stdout and stderr to ``LOG_DIR/ID.log``, restarts a child that exits
 with an exponential back-off (``backoff_s`` doubling up to ``max_backoff_s``;
 reset when a child stayed up ``stable_s``), and on :meth:`Supervisor.close`
 sends SIGTERM to every child, then SIGKILL to those still running after
-``stop_timeout_s``. Children are started in their own process group only when
-asked; by default they die with the hub's terminal like any child.
+``stop_timeout_s``. Each child runs in its own session: a Ctrl-C in the hub's
+terminal reaches the hub alone, which stops its agents in order.
 
-Everything runs on the event loop; opening log files goes to the executor.
+A child whose :class:`ChildSpec` names a ``fork_main`` is forked from the agents'
+warm forkserver (:func:`hub.launcher.fork_child`) when the supervisor was made with
+``launch="fork"`` (the hub's default); otherwise, or if forking fails, its argv is
+exec'd. Everything runs on the event loop; opening log files and forking go to
+the supervisor's own worker thread (``anamnesis-launch``).
 """
 
 from __future__ import annotations
@@ -21,20 +25,29 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from hub.launcher import Child, exec_child, fork_child, start_forkserver
+
 log = logging.getLogger(__name__)
+
+#: How children may be started (see :class:`Supervisor`).
+LAUNCHES = ("fork", "exec")
 
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """One local agent: ``name`` (the agent id) and its full argv (``argv[0]`` the program)."""
+    """One local agent: ``name`` (the agent id) and its full argv (``argv[0]`` the program).
+    ``fork_main`` (``module:function``) says the same program can run forked as
+    ``function(argv[3:])`` (for an argv ``python -m module ...``)."""
 
     name: str
     argv: tuple[str, ...]
     cwd: str | None = None
+    fork_main: str | None = None
 
 
 def agent_argv(agent_id: str, *, model: str | None = None, preset: str | None = None,
@@ -83,20 +96,44 @@ class ChildState:
 class Supervisor:
     """Starts, restarts and stops local agents (see the module docstring).
 
-    ``log_dir`` receives one ``NAME.log`` per child (appended across restarts).
+    ``log_dir`` receives one ``NAME.log`` per child (appended across restarts);
+    ``launch`` is ``"fork"`` (children with a ``fork_main`` forked warm) or ``"exec"``.
     """
 
     def __init__(self, log_dir: Path, *, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
-                 stable_s: float = 30.0, stop_timeout_s: float = 10.0) -> None:
+                 stable_s: float = 30.0, stop_timeout_s: float = 10.0,
+                 launch: str = "exec") -> None:
+        if launch not in LAUNCHES:
+            raise ValueError(f"launch must be one of {', '.join(LAUNCHES)}; got {launch!r}")
+        self.launch = launch
         self.log_dir = Path(log_dir)
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
         self.stable_s = float(stable_s)
         self.stop_timeout_s = float(stop_timeout_s)
         self.children: dict[str, ChildState] = {}
-        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._procs: dict[str, Child] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+        self._worker: ThreadPoolExecutor | None = None
+        self.fork_failures = 0
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anamnesis-launch")
+        return self._worker
+
+    def prepare(self) -> None:
+        """Start warming the forkserver now (with ``launch="fork"``), on the worker, so the
+        first agent forks warm; a no-op otherwise."""
+        if self.launch == "fork":
+            asyncio.get_running_loop().run_in_executor(self._executor(), self._start_forkserver)
+
+    def _start_forkserver(self) -> None:
+        try:
+            start_forkserver()
+        except Exception as exc:   # the first fork retries, then falls back to exec
+            log.warning("the agents' forkserver could not start: %s", exc)
 
     def start(self, spec: ChildSpec) -> ChildState:
         """Supervise ``spec`` (started in the background); ``ValueError`` for a duplicate name."""
@@ -118,19 +155,31 @@ class Supervisor:
         f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
         return f
 
+    async def _launch(self, spec: ChildSpec, logfile: IO[bytes]) -> Child:
+        """Fork ``spec`` warm if it can be, else exec its argv (``OSError`` if neither)."""
+        if self.launch == "fork" and spec.fork_main is not None:
+            title = "anamnesis agent " + " ".join(spec.argv[3:])
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._executor(), lambda: fork_child(
+                        spec.fork_main, spec.argv[3:], title=title, log_path=logfile.name,
+                        cwd=spec.cwd))
+            except Exception as exc:   # a dead forkserver: exec instead, said once
+                self.fork_failures += 1
+                if self.fork_failures == 1:
+                    log.warning("local agent %s: cannot fork it warm (%s: %s); starting "
+                                "agents as new programs", spec.name, type(exc).__name__, exc)
+                self.launch = "exec"
+        return await exec_child(spec.argv, logfile, spec.cwd)
+
     async def _keep_running(self, state: ChildState) -> None:
         loop = asyncio.get_running_loop()
         name = state.spec.name
         while not self._closing:
-            logfile = await loop.run_in_executor(None, self._open_log, name)
+            logfile = await loop.run_in_executor(self._executor(), self._open_log, name)
             try:
                 try:
-                    proc = await asyncio.create_subprocess_exec(
-                        *state.spec.argv, stdin=asyncio.subprocess.DEVNULL, stdout=logfile,
-                        stderr=logfile, cwd=state.spec.cwd,
-                        # their own session: a Ctrl-C in the hub's terminal reaches the hub
-                        # alone, which stops them in order (no "restarting" on the way out)
-                        start_new_session=True)
+                    proc = await self._launch(state.spec, logfile)
                 except OSError as exc:
                     log.error("local agent %s: cannot start %s: %s", name, state.spec.argv[0], exc)
                     code = -1
@@ -144,7 +193,7 @@ class Supervisor:
                     state.running = False
                     self._procs.pop(name, None)
             finally:
-                await loop.run_in_executor(None, logfile.close)
+                await loop.run_in_executor(self._executor(), logfile.close)
             state.last_exit = code
             state.history = (state.history + [code])[-20:]
             if self._closing:
@@ -162,18 +211,17 @@ class Supervisor:
         self._closing = True
         procs = list(self._procs.items())
         for _name, proc in procs:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
 
-        async def reap(name: str, proc: asyncio.subprocess.Process) -> None:
+        async def reap(name: str, proc: Child) -> None:
             try:
                 await asyncio.wait_for(proc.wait(), self.stop_timeout_s)
             except TimeoutError:
                 log.warning("local agent %s ignored SIGTERM for %.0f s; killing it",
                             name, self.stop_timeout_s)
                 with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                    proc.send_signal(signal.SIGKILL)
                 await proc.wait()
 
         await asyncio.gather(*(reap(n, p) for n, p in procs))
@@ -187,6 +235,9 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            await asyncio.get_running_loop().run_in_executor(None, worker.shutdown)
 
 
-__all__ = ["ChildSpec", "ChildState", "Supervisor", "agent_argv"]
+__all__ = ["LAUNCHES", "ChildSpec", "ChildState", "Supervisor", "agent_argv"]

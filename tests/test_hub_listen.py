@@ -164,6 +164,9 @@ def test_the_tap_names_its_sources_and_refuses_others():
     assert tap.sources == ("a",) and not tap.listener
 
 
+#: How many listen messages (of 1024 frames, ~21 ms) the stereo test waits for sound.
+MAX_QUIET_MESSAGES = 500
+
 # ---------------------------------------------------------------------------
 # A live simulated hub
 # ---------------------------------------------------------------------------
@@ -284,10 +287,20 @@ async def test_the_listener_streams_the_rooms_stereo_preview(live):
                 http.ws_connect(base + f"/ws/listen?source={LISTENER}") as ws:
             head = await ws.receive_json(timeout=5)
             assert head["channels"] == 2 and head["source"] == LISTENER
-            frames = [decode_frame(await ws.receive_bytes(timeout=5)) for _ in range(8)]
+            # Eight messages from the first that carries sound: on a loaded machine an
+            # agent may miss its clock steps for a while (its block is then silence).
+            frames: list = []
+            for _ in range(MAX_QUIET_MESSAGES):
+                frame = decode_frame(await ws.receive_bytes(timeout=5))
+                if frames or np.count_nonzero(frame.samples):
+                    frames.append(frame)
+                if len(frames) == 8:
+                    break
     finally:
         unsubscribe()
-    assert [f.seq for f in frames] == list(range(8))
+    assert len(frames) == 8, f"the listener heard nothing in {MAX_QUIET_MESSAGES} messages"
+    first = frames[0].seq
+    assert [f.seq for f in frames] == list(range(first, first + 8))
     assert all(f.channels == 2 and f.samples.shape == (1024, 2) for f in frames)
     got = np.concatenate([f.samples for f in frames])
     made = to_pcm16(np.concatenate(kept))

@@ -1,4 +1,6 @@
-"""The supervisor of local agents: real child processes, restarts, logs, SIGTERM/SIGKILL."""
+"""The supervisor of local agents: real child processes, restarts, logs, SIGTERM/SIGKILL,
+each test both ways a child can start (exec'd as a new program, forked from the warm
+forkserver of hub.launcher)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,9 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from hub.supervisor import ChildSpec, Supervisor, agent_argv
 
@@ -17,8 +22,25 @@ SLEEPER = ("import signal, sys, time\n"
            "time.sleep(60)\n")
 
 
+
+
+def sleeper(args: list[str]) -> int:
+    """SLEEPER as a function: what a forked child runs (``fork_main``)."""
+    name, mode = args
+    print("up", name, flush=True)
+    print("to stderr", file=sys.stderr, flush=True)
+    if mode == "stubborn":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
+    return 0
+
+
 def _spec(name: str, mode: str = "polite") -> ChildSpec:
-    return ChildSpec(name, (sys.executable, "-c", SLEEPER, name, mode))
+    return ChildSpec(name, (sys.executable, "-c", SLEEPER, name, mode),
+                     fork_main=f"{__name__}:sleeper")
+
+
+LAUNCHES = pytest.mark.parametrize("launch", ["exec", "fork"])
 
 
 async def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -30,8 +52,10 @@ async def _wait_for(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_restart_with_backoff_and_logs(tmp_path):
-    sup = Supervisor(tmp_path / "logs", backoff_s=0.2, max_backoff_s=0.8, stop_timeout_s=2.0)
+@LAUNCHES
+async def test_restart_with_backoff_and_logs(tmp_path, launch):
+    sup = Supervisor(tmp_path / "logs", backoff_s=0.2, max_backoff_s=0.8, stop_timeout_s=2.0,
+                     launch=launch)
     state = sup.start(_spec("c1"))
     try:
         await _wait_for(lambda: state.running and sup.log_path("c1").exists()
@@ -59,8 +83,9 @@ async def test_restart_with_backoff_and_logs(tmp_path):
     assert sup.children["c1"].starts == 3   # not restarted after close
 
 
-async def test_close_kills_a_child_that_ignores_sigterm(tmp_path):
-    sup = Supervisor(tmp_path / "logs", stop_timeout_s=0.5)
+@LAUNCHES
+async def test_close_kills_a_child_that_ignores_sigterm(tmp_path, launch):
+    sup = Supervisor(tmp_path / "logs", stop_timeout_s=0.5, launch=launch)
     polite, stubborn = sup.start(_spec("p")), sup.start(_spec("s", "stubborn"))
     await _wait_for(lambda: all(b"up" in sup.log_path(n).read_bytes()
                                 for n in ("p", "s") if sup.log_path(n).exists())
@@ -95,3 +120,33 @@ async def test_duplicate_name_refused_and_agent_argv(tmp_path):
     assert " --model-arg n_neurons=24 --model-arg self_loops=true" in " ".join(argv)
     assert argv[:3] == (sys.executable, "-m", "agents.process")
     assert ("--id", "a3") == argv[3:5] and "--preset" in argv and str(tmp_path / "k") in argv
+
+
+def quitter(args: list[str]) -> int:
+    """A forked child that prints where it runs, then exits with the status it is given."""
+    print("session", os.getsid(0), "pid", os.getpid(), "cwd", os.getcwd(), flush=True)
+    return int(args[1])
+
+
+async def test_a_forked_child_runs_in_its_own_session_with_a_title_and_its_status(tmp_path):
+    sup = Supervisor(tmp_path / "logs", backoff_s=30.0, launch="fork")
+    work = tmp_path / "work"
+    work.mkdir()
+    state = sup.start(ChildSpec("q", (sys.executable, "-m", "nothing", "q", "sleepy"),
+                                cwd=str(work), fork_main=f"{__name__}:sleeper"))
+    quit_state = sup.start(ChildSpec("x", (sys.executable, "-m", "nothing", "x", "3"),
+                                     cwd=str(work), fork_main=f"{__name__}:quitter"))
+    try:
+        await _wait_for(lambda: quit_state.last_exit is not None, 30.0, "the quitter's exit")
+        assert quit_state.last_exit == 3 and quit_state.history == [3]
+        text = sup.log_path("x").read_text()
+        session, pid = (int(w) for w in text.split("session ")[1].split()[:3:2])
+        assert session == pid != os.getsid(0)          # its own session: no hub's Ctrl-C
+        assert f"cwd {work}" in text
+        await _wait_for(lambda: state.running and b"up q" in sup.log_path("q").read_bytes(),
+                        30.0, "the sleeper")
+        title = Path(f"/proc/{state.pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        assert title.startswith(b"anamnesis agent q sleepy"), title     # what ps shows
+    finally:
+        await sup.close()
+    assert state.last_exit == -signal.SIGTERM
