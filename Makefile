@@ -37,13 +37,13 @@ demo: venv
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			libportaudio2 >/dev/null || echo "libportaudio2 not installed: the preview plays in the browser"; \
 	fi
-	$(PY) -m hub.cli demo $(DEMO_ARGS)
+	$(PY) -m anamnesis.hub.cli demo $(DEMO_ARGS)
 
 # Every seed preset rendered offline (WAV: inputs then output; PNG: waveforms + spectrogram).
 renders: venv
 	mkdir -p $(RENDERS)
-	@for p in $$($(PY) -m hub.cli render --list | cut -d' ' -f1); do \
-		$(PY) -m hub.cli render $$p --out $(RENDERS)/$$p.wav --plot $(RENDERS)/$$p.png || exit 1; \
+	@for p in $$($(PY) -m anamnesis.hub.cli render --list | cut -d' ' -f1); do \
+		$(PY) -m anamnesis.hub.cli render $$p --out $(RENDERS)/$$p.wav --plot $(RENDERS)/$$p.png || exit 1; \
 	done
 	@echo "Rendered every seed preset into $(RENDERS)/"
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("agents.process")
+log = logging.getLogger("anamnesis.agents.process")
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 AUDIO_CHOICES = ("sounddevice", "null", "hub")

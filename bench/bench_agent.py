@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agents.oscmap import build_message, parse_packet  # noqa: E402
+from anamnesis.agents.oscmap import build_message, parse_packet  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 READY = re.compile(r"^agent (\S+) ready osc=(\d+) http=(\d+)$")
@@ -71,7 +71,7 @@ class _Telemetry(asyncio.DatagramProtocol):
 async def bench(args: argparse.Namespace) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="anamnesis-bench-") as state:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agents.process", "--id", "bench", "--model", args.model,
+            sys.executable, "-m", "anamnesis.agents", "--id", "bench", "--model", args.model,
             "--audio", "null", "--interface", LOOPBACK, "--no-announce", "--fresh",
             "--block", str(args.block), "--sample-rate", str(args.sample_rate),
             "--state-dir", state, "--log-level", "warning", cwd=REPO,

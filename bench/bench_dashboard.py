@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from hub.resources import deploy_config
+from anamnesis.hub.resources import deploy_config
 from web_support import CHROMIUM, CHROMIUM_ARGS  # TESTING.md's flags, written once
 TARGET_PERCENT = 15.0
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -140,7 +140,7 @@ def percentile(values: list[float], q: float) -> float:
 def start_hub(config: Path, state_dir: Path) -> tuple[subprocess.Popen, str, str]:
     """The hub process, its base URL and its dashboard URL (with the token)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "hub", str(config), "--state-dir", str(state_dir),
+        [sys.executable, "-m", "anamnesis.hub.cli", "hub", str(config), "--state-dir", str(state_dir),
          "--http", "127.0.0.1:0", "--osc", "off", "--log-level", "warning"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 60

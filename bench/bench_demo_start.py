@@ -48,7 +48,7 @@ def one_run(launch: str, state: Path) -> tuple[float, float]:
     """(dashboard line -> sound, command start -> sound), seconds, for one demo run."""
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "hub.cli", "demo", "--no-audio", "--http", "127.0.0.1:0",
+        [sys.executable, "-u", "-m", "anamnesis.hub.cli", "demo", "--no-audio", "--http", "127.0.0.1:0",
          "--osc", "off", "--fresh", "--state-dir", str(state), "--agent-launch", launch],
         cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, text=True)

@@ -32,8 +32,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hub.config import Envelope, load_config  # noqa: E402
-from hub.graph import Edge, RoutingGraph, from_config, make_source_signal  # noqa: E402
+from anamnesis.hub.config import Envelope, load_config  # noqa: E402
+from anamnesis.hub.graph import Edge, RoutingGraph, from_config, make_source_signal  # noqa: E402
 
 SR = 48000
 TARGET_PERCENT = 20.0

@@ -35,11 +35,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agents.engine import AgentEngine
-from agents.hubclock import HubClockBackend
-from agents.link import AgentLink, warm_up
-from agents.models.base import ParamSpec
-from hub.clocked import HubClock
+from anamnesis.agents.engine import AgentEngine
+from anamnesis.agents.hubclock import HubClockBackend
+from anamnesis.agents.link import AgentLink, warm_up
+from anamnesis.agents.models.base import ParamSpec
+from anamnesis.hub.clocked import HubClock
 
 LOOPBACK = "127.0.0.1"
 SR = 48000

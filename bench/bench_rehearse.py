@@ -35,8 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hub import rehearse as R
-from hub.config import load_config
+from anamnesis.hub import rehearse as R
+from anamnesis.hub.config import load_config
 
 TARGET_RTF = 3.0
 

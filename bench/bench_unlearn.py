@@ -31,9 +31,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.models.unlearn import Unlearn
-from agents.presets import get_preset
-from agents.render import render_preset
+from anamnesis.agents.models.unlearn import Unlearn
+from anamnesis.agents.presets import get_preset
+from anamnesis.agents.render import render_preset
 
 SR = 48000
 TARGETS = {(16, 3): 50.0, (32, 5): 20.0}

@@ -54,7 +54,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hub.listen import LISTENER, decode_frame
+from anamnesis.hub.listen import LISTENER, decode_frame
 
 DASHBOARD = re.compile(r"^Dashboard: http://127\.0\.0\.1:(\d+)/\?token=(\S+)$")
 RSS_GROWTH_MAX = 0.05
@@ -161,7 +161,7 @@ async def soak(args: argparse.Namespace) -> int:
     state = work / "state"
     log = open(work / "demo.stderr", "w")  # noqa: ASYNC230, SIM115 (closed below)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "demo", "--no-audio", "--fresh", "--config", args.config,
+        sys.executable, "-m", "anamnesis.hub.cli", "demo", "--no-audio", "--fresh", "--config", args.config,
         "--http", "127.0.0.1:0", "--osc", "off", "--state-dir", str(state), "--log-level", "info",
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stderr: list[str] = []

@@ -78,11 +78,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from hub.listen import ListenStream
-from hub.resources import web_dir
-from hub.scopes import SCOPE_HZ
-from hub.service import Hub, HubError
-from hub.weights_watch import WeightsWatch
+from anamnesis.hub.listen import ListenStream
+from anamnesis.hub.resources import web_dir
+from anamnesis.hub.scopes import SCOPE_HZ
+from anamnesis.hub.service import Hub, HubError
+from anamnesis.hub.weights_watch import WeightsWatch
 
 log = logging.getLogger(__name__)
 

@@ -14,26 +14,26 @@ from typing import Sequence
 
 # subcommand -> (module, function adding its arguments, function running it, help)
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "render": ("agents.render", "add_render_arguments", "run_render",
+    "render": ("anamnesis.agents.render", "add_render_arguments", "run_render",
                "render a preset offline to a WAV file (inputs, then output)"),
-    "agent": ("agents.process", "add_agent_arguments", "run_agent",
+    "agent": ("anamnesis.agents.process", "add_agent_arguments", "run_agent",
               "run one learning agent on an audio channel, steered over OSC"),
-    "devices": ("agents.process", "add_devices_arguments", "run_devices",
+    "devices": ("anamnesis.agents.process", "add_devices_arguments", "run_devices",
                 "list the audio devices PortAudio can see"),
-    "hub": ("hub.service", "add_hub_arguments", "run_hub",
+    "hub": ("anamnesis.hub.service", "add_hub_arguments", "run_hub",
             "run the hub: discovery, local agents, routes, scenes, dashboard and API"),
-    "rehearse": ("hub.rehearse", "add_rehearse_arguments", "run_rehearse",
+    "rehearse": ("anamnesis.hub.rehearse", "add_rehearse_arguments", "run_rehearse",
                  "render a whole installation offline, through its simulated room"),
-    "keygen": ("hub.keygen", "add_keygen_arguments", "run_keygen",
+    "keygen": ("anamnesis.hub.keygen", "add_keygen_arguments", "run_keygen",
                "create an installation key (signs the agents' announcements)"),
-    "demo": ("hub.demo", "add_demo_arguments", "run_demo",
+    "demo": ("anamnesis.hub.demo", "add_demo_arguments", "run_demo",
              "the octophonic demo: a hub, eight agents in a simulated room, the dashboard"),
 }
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser and one sub-parser per subcommand."""
-    from agents import __version__
+    from anamnesis.agents import __version__
 
     parser = argparse.ArgumentParser(
         prog="anamnesis",

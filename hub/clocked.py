@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from agents.errors import ProtocolError
-from agents.hubclock import CLOCK_FREE, EXT_CLOCK
-from agents.link import RtpSender, encode_into, open_udp, warm_up
-from agents.rtp import (
+from anamnesis.agents.errors import ProtocolError
+from anamnesis.agents.hubclock import CLOCK_FREE, EXT_CLOCK
+from anamnesis.agents.link import RtpSender, encode_into, open_udp, warm_up
+from anamnesis.agents.rtp import (
     DEFAULT_PAYLOAD_TYPE,
     SAMPLE_BYTES,
     decode,

@@ -61,7 +61,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from agents.process import ID_RE
+from anamnesis.agents.process import ID_RE
 
 Vec3 = tuple[float, float, float]
 
@@ -220,7 +220,7 @@ class AgentSpec:
         """Constructor arguments: the preset's, overridden by ``params`` (seed, rate and block excluded)."""
         base: dict[str, Any] = {}
         if self.preset is not None:
-            from agents.presets import get_preset
+            from anamnesis.agents.presets import get_preset
             base.update(get_preset(self.preset).model_args)
         base.update(self._split()[0])
         return base
@@ -229,14 +229,14 @@ class AgentSpec:
         """Starting parameter values: the preset's, overridden by ``params``."""
         base: dict[str, Any] = {}
         if self.preset is not None:
-            from agents.presets import get_preset
+            from anamnesis.agents.presets import get_preset
             base.update(get_preset(self.preset).params)
         base.update(self._split()[1])
         return base
 
     def create_model(self, sample_rate: int, max_block: int) -> Any:
         """Build this agent's model in-process (rehearsal, tests), parameters applied."""
-        from agents.models import create_model
+        from anamnesis.agents.models import create_model
 
         model = create_model(self.model, seed=self.seed, sample_rate=sample_rate,
                              max_block=max_block, **self.model_args())
@@ -693,7 +693,7 @@ def _cutoff(c: _Checker, t: Mapping[str, Any], key: str, path: Sequence[Any], wh
 
 def constructor_args(model: str) -> tuple[str, ...]:
     """Names of ``model``'s constructor arguments that a config may set."""
-    from agents.models import model_class
+    from anamnesis.agents.models import model_class
 
     sig = inspect.signature(model_class(model).__init__)
     return tuple(n for n, p in sig.parameters.items()
@@ -854,8 +854,8 @@ def _read_agents(c: _Checker, raw: Any, inst: Installation, room: Room | None,
                  ids: list[str]) -> list[AgentSpec]:
     """Read every [[agent]]; ``ids`` receives each well-formed id (for the references
     of routes, rings and sources, even when the agent has other problems)."""
-    from agents.models import MODEL_KINDS
-    from agents.presets import all_presets
+    from anamnesis.agents.models import MODEL_KINDS
+    from anamnesis.agents.presets import all_presets
 
     if raw is _MISSING:
         c.add((), "top level", "the installation has no agents: add at least one [[agent]]")
@@ -938,7 +938,7 @@ def _read_agents(c: _Checker, raw: Any, inst: Installation, room: Room | None,
 def _check_model(c: _Checker, model: str, preset: Any, params: Mapping[str, Any], seed: int,
                  inst: Installation, path: Sequence[Any], where: str) -> None:
     """Build the model once with the merged arguments: its own checks are the authority."""
-    from agents.models import create_model
+    from anamnesis.agents.models import create_model
 
     def build(args: Mapping[str, Any]) -> Any:
         return create_model(model, seed=seed, sample_rate=inst.sample_rate,
@@ -1111,7 +1111,7 @@ def _read_envelope(c: _Checker, raw: Any, path: Sequence[Any], where: str) -> En
 
 def _read_sources(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation,
                   base: Path) -> list[Source]:
-    from agents.signals import SIGNALS
+    from anamnesis.agents.signals import SIGNALS
 
     kinds = (*SIGNALS, FILE_KIND)
     sources: list[Source] = []
@@ -1162,7 +1162,7 @@ def _check_source_args(c: _Checker, kind: str, args: Mapping[str, Any], inst: In
             key = "channel" if "channel" in str(exc) else "path"
             c.add((*path, key), where, str(exc))
         return
-    from agents.signals import SIGNALS, make_signal
+    from anamnesis.agents.signals import SIGNALS, make_signal
 
     names = tuple(inspect.signature(SIGNALS[kind]).parameters)
     known = tuple(n for n in names if n not in ("sample_rate",))

@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from hub.convolve import MatrixConvolver
-from hub.room import Room as RoomModel
-from hub.room import listener_ears
+from anamnesis.hub.convolve import MatrixConvolver
+from anamnesis.hub.room import Room as RoomModel
+from anamnesis.hub.room import listener_ears
 
 #: Length of every response (s): reverberation beyond it is cut with a fade.
 RESPONSE_S = 0.5
@@ -185,7 +185,7 @@ class ListenerPreview:
 
     def __init__(self, sample_rate: int, block: int, *, gain_db: float = PREVIEW_GAIN_DB,
                  ceiling_db: float = -1.0) -> None:
-        from agents.safety import SafetyChain
+        from anamnesis.agents.safety import SafetyChain
 
         self.block = int(block)
         self._chains = [SafetyChain(int(sample_rate), self.block, ceiling_db) for _ in range(2)]

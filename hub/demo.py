@@ -82,7 +82,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the default output; see `anamnesis devices`)")
     parser.add_argument("--fresh", action="store_true",
                         help="start from an empty state directory (forget the saved state)")
-    from hub.service import add_launch_argument
+    from anamnesis.hub.service import add_launch_argument
 
     add_launch_argument(parser)
     parser.add_argument("--log-level", default="warning",
@@ -93,7 +93,7 @@ def resolve_config(text: str) -> Path:
     """The config file for ``--config``: an existing path, else an example of
     :mod:`hub.resources` by name (``.toml`` optional); ``FileNotFoundError`` naming the
     examples otherwise."""
-    from hub.resources import deploy_config
+    from anamnesis.hub.resources import deploy_config
 
     path = Path(text).expanduser()
     if path.is_file():
@@ -141,9 +141,9 @@ def warm_agents(config_path: Path) -> None:
     use (a preset may add input-following kernels), exactly as an agent process does
     (:func:`agents.process._warm_up`, same arguments), so the agents load them from
     numba's cache."""
-    from agents.process import _build_model, _warm_up, add_agent_arguments, check_args
-    from hub.config import load_config
-    from hub.supervisor import agent_argv
+    from anamnesis.agents.process import _build_model, _warm_up, add_agent_arguments, check_args
+    from anamnesis.hub.config import load_config
+    from anamnesis.hub.supervisor import agent_argv
 
     config = load_config(config_path)
     parser = argparse.ArgumentParser()
@@ -166,16 +166,16 @@ def warm_hub(config_path: Path) -> None:
     """Compile the hub's own kernels for the config (the routing graph, the room's
     convolver, the headphone player's ring) and compute the room's responses into
     their disk cache (:func:`hub.coupling.default_cache_dir`)."""
-    from hub.config import load_config
-    from hub.graph import from_config
-    from hub.preview import StereoRing
+    from anamnesis.hub.config import load_config
+    from anamnesis.hub.graph import from_config
+    from anamnesis.hub.preview import StereoRing
 
     config = load_config(config_path)
     graph = from_config(config)
     graph.tick(np.zeros((graph.max_block, graph.n_agents)))
     StereoRing(4, prime=1, high=2).warm_up()
     if config.room is not None:   # the responses land in their disk cache too
-        from hub.coupling import RoomCoupling, default_cache_dir
+        from anamnesis.hub.coupling import RoomCoupling, default_cache_dir
 
         block, n = config.installation.block, len(config.agents)
         coupling = RoomCoupling(config.room, config.agents, block=block,
@@ -190,7 +190,7 @@ def warm_kernels(config_path: Path) -> tuple[float, list[str]]:
     the agents then compile for themselves)."""
     t0 = time.monotonic()
     procs = {part: subprocess.Popen(
-        [sys.executable, "-m", "hub.demo", "--warm", part, str(config_path)],
+        [sys.executable, "-m", "anamnesis.hub.demo", "--warm", part, str(config_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         for part in ("agents", "hub")}
     problems = []
@@ -242,8 +242,8 @@ class _FirstSound:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``anamnesis demo`` until SIGINT/SIGTERM; the exit status."""
-    from hub.config import load_config
-    from hub.service import _parse_http, run_hub
+    from anamnesis.hub.config import load_config
+    from anamnesis.hub.service import _parse_http, run_hub
 
     try:
         _parse_http(args.http)
@@ -263,7 +263,7 @@ def run_demo(args: argparse.Namespace) -> int:
           "takes a minute)…", flush=True)
     try:
         if args.agent_launch == "fork" and local:   # it warms up beside the kernels
-            from hub.launcher import start_forkserver
+            from anamnesis.hub.launcher import start_forkserver
 
             start_forkserver()
         seconds, problems = warm_kernels(config_path)
@@ -297,8 +297,8 @@ def run_demo(args: argparse.Namespace) -> int:
             print("  Headphones: this installation has no listener preview (no room).",
                   flush=True)
         else:
-            from agents.audio import parse_device
-            from hub.preview import open_player
+            from anamnesis.agents.audio import parse_device
+            from anamnesis.hub.preview import open_player
 
             loop = asyncio.get_running_loop()
             player, what = await loop.run_in_executor(

@@ -29,11 +29,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from agents.errors import ProtocolError
-from agents.jitter import JitterBuffer
-from agents.link import LEASE_S, RtpReceiver, RtpSender, encode_into, open_udp, warm_up
-from agents.rtp import DEFAULT_PAYLOAD_TYPE, SAMPLE_BYTES
-from agents.sdp import parse_sdp
+from anamnesis.agents.errors import ProtocolError
+from anamnesis.agents.jitter import JitterBuffer
+from anamnesis.agents.link import LEASE_S, RtpReceiver, RtpSender, encode_into, open_udp, warm_up
+from anamnesis.agents.rtp import DEFAULT_PAYLOAD_TYPE, SAMPLE_BYTES
+from anamnesis.agents.sdp import parse_sdp
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from agents.discovery import ANAMNESIS_SERVICE, AgentRecord, parse_txt, verify_txt
-from agents.errors import ProtocolError
-from agents.osc import RateLimitedLog
+from anamnesis.agents.discovery import ANAMNESIS_SERVICE, AgentRecord, parse_txt, verify_txt
+from anamnesis.agents.errors import ProtocolError
+from anamnesis.agents.osc import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -329,7 +329,7 @@ def make_source_signal(kind: str, args: Mapping[str, Any], sample_rate: int, *,
     if kind == "file":
         path, channel, loop = check_sound_file(plain, sample_rate, Path(base_dir))
         return FileSignal(path, sample_rate, channel=channel, loop=loop)
-    from agents.signals import make_signal
+    from anamnesis.agents.signals import make_signal
 
     if kind == "noise":
         plain["seed"] = int(plain.get("seed", 0)) + 1000 * int(seed)

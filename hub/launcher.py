@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import IO, Protocol
 
 #: What the agents' forkserver imports before it forks anything.
-PRELOAD = ("agents.preload",)
+PRELOAD = ("anamnesis.agents.preload",)
 
 
 class Child(Protocol):

@@ -30,9 +30,9 @@ import logging
 from collections import Counter
 from typing import Any
 
-from agents.errors import ProtocolError
-from agents.osc import RateLimitedLog
-from agents.oscmap import build_message, parse_packet
+from anamnesis.agents.errors import ProtocolError
+from anamnesis.agents.osc import RateLimitedLog
+from anamnesis.agents.oscmap import build_message, parse_packet
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class HubOscServer:
                 self._error(peer, "busy", f"{address}: too many commands waiting; try again")
 
     async def _serve(self) -> None:
-        from hub.service import HubError
+        from anamnesis.hub.service import HubError
 
         while True:
             address, args, peer = await self._queue.get()

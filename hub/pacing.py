@@ -15,7 +15,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-log = logging.getLogger("hub.pacing")
+log = logging.getLogger("anamnesis.hub.pacing")
 
 
 class BlockPacer:

@@ -248,7 +248,7 @@ class HeadphonePlayer:
         high = prime + max(1, round(slack_ms * self.sample_rate / 1000.0))
         most = max(prime, round(MAX_BUFFER_MS * self.sample_rate / 1000.0))
         capacity = max(most + high - prime, round(CAPACITY_S * self.sample_rate))
-        from hub.coupling import ListenerPreview
+        from anamnesis.hub.coupling import ListenerPreview
 
         # The hub levels and limits the preview already; this is the speaker's own guard.
         self._ears = ListenerPreview(self.sample_rate, _FEED_FRAMES, gain_db=0.0,
@@ -291,7 +291,7 @@ class HeadphonePlayer:
 
     def start(self) -> None:
         """Open the output device and start playing (silence until the first prime)."""
-        from agents.audio import BackendError, import_sounddevice, set_jack_client_name
+        from anamnesis.agents.audio import BackendError, import_sounddevice, set_jack_client_name
 
         try:
             sd = import_sounddevice()

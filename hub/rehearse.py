@@ -107,7 +107,7 @@ def agent_recipe(spec: Any, sample_rate: int, block: int, seed: int = 0
     arguments (seed offset by ``SEED_STRIDE * seed``, rate, block), parameter settings
     in the order the agent applies them (the preset's, then the hub's over OSC), and
     the preset's input-following modulations (:class:`agents.engine.FollowInput`)."""
-    from agents.engine import FollowInput
+    from anamnesis.agents.engine import FollowInput
 
     kwargs: dict[str, Any] = dict(spec.model_args())
     kwargs.update(seed=int(spec.seed) + SEED_STRIDE * int(seed), sample_rate=sample_rate,
@@ -115,7 +115,7 @@ def agent_recipe(spec: Any, sample_rate: int, block: int, seed: int = 0
     settings: list[tuple[str, Any]] = []
     follow: list[Any] = []
     if spec.preset is not None:
-        from agents import presets
+        from anamnesis.agents import presets
 
         preset = presets.get_preset(spec.preset)
         settings += list(preset.params.items())
@@ -128,8 +128,8 @@ def agent_recipe(spec: Any, sample_rate: int, block: int, seed: int = 0
 def build_engine(spec: Any, sample_rate: int, block: int, seed: int = 0) -> Any:
     """One agent's model and safety chain (an :class:`agents.engine.AgentEngine`), as its
     live process builds them."""
-    from agents.engine import AgentEngine
-    from agents.models import create_model
+    from anamnesis.agents.engine import AgentEngine
+    from anamnesis.agents.models import create_model
 
     kwargs, settings, follow = agent_recipe(spec, sample_rate, block, seed)
     model = create_model(spec.model, **kwargs)
@@ -208,7 +208,7 @@ def _bank_key(spec: Any, kwargs: dict[str, Any], follow: list) -> tuple | None:
     filled in, are equal); None: this agent cannot (another model, or it follows its input)."""
     import inspect
 
-    from agents.models.autoregnn import AutoRegNN
+    from anamnesis.agents.models.autoregnn import AutoRegNN
 
     if spec.model != "autoregnn" or follow:
         return None
@@ -226,8 +226,8 @@ def build_voices(config: Any, inputs: np.ndarray, outputs: np.ndarray, *, seed: 
     """The agents of ``config`` (config order = columns of ``inputs``/``outputs``):
     banks of at least :data:`BANK_MIN_AGENTS` equal ``autoregnn`` agents where possible
     (``banks``), engines otherwise."""
-    from agents.models.autoregnn import AutoRegNNBank
-    from agents.safety import SafetyChain
+    from anamnesis.agents.models.autoregnn import AutoRegNNBank
+    from anamnesis.agents.safety import SafetyChain
 
     inst = config.installation
     sr, block = inst.sample_rate, inst.block
@@ -263,7 +263,7 @@ def build_voices(config: Any, inputs: np.ndarray, outputs: np.ndarray, *, seed: 
 def default_cache_dir() -> Path:
     """Where room responses are cached: the live hub's place
     (:func:`hub.coupling.default_cache_dir`, ``$XDG_CACHE_HOME/anamnesis/rooms``)."""
-    from hub.coupling import default_cache_dir as coupling_cache_dir
+    from anamnesis.hub.coupling import default_cache_dir as coupling_cache_dir
 
     return Path(coupling_cache_dir())
 
@@ -282,7 +282,7 @@ class Rehearsal:
 
     def __init__(self, config: Any, *, seed: int = 0, banks: bool = True, room: bool = True,
                  listener: bool = True, cache_dir: Path | None = None) -> None:
-        from hub.graph import from_config
+        from anamnesis.hub.graph import from_config
 
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a whole number >= 0; got {seed!r}")
@@ -296,7 +296,7 @@ class Rehearsal:
         self.graph = from_config(config, seed=seed, latency=inst.block)
         self.coupling: Any = None
         if room and config.room is not None:
-            from hub.coupling import RoomCoupling
+            from anamnesis.hub.coupling import RoomCoupling
 
             self.coupling = RoomCoupling(config.room, config.agents, sample_rate=inst.sample_rate,
                                          block=inst.block, seed=seed, listener=listener,
@@ -308,7 +308,7 @@ class Rehearsal:
         self.ears = np.zeros((self.block, 2))
         self.preview: Any = None     # the listener's level and limiter (hub.coupling)
         if self.listener:
-            from hub.coupling import ListenerPreview
+            from anamnesis.hub.coupling import ListenerPreview
 
             self.preview = ListenerPreview(self.sample_rate, self.block)
         self.voices = build_voices(config, self.inputs, self.outputs, seed=seed, banks=banks)
@@ -440,7 +440,7 @@ def check_request(config: Any, seconds: float, out: Path, preview: Path | None =
                   plot: Path | None = None, seed: int = 0) -> int:
     """Check a rehearsal request before any work; the length in frames, or ``ValueError``
     with one line naming the problem."""
-    from agents.render import check_length
+    from anamnesis.agents.render import check_length
 
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"--seconds must be a positive number; got {seconds!r}")
@@ -650,7 +650,7 @@ def _fail(message: str) -> int:
 
 def run_rehearse(args: argparse.Namespace) -> int:
     """Carry out ``anamnesis rehearse``; returns the exit status (2 for bad input)."""
-    from hub.config import ConfigError, load_config
+    from anamnesis.hub.config import ConfigError, load_config
 
     try:
         config = load_config(args.config)

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from hub.deployed import DeployedAgent
-from hub.graph import Edge, RoutingGraph
-from hub.pacing import BlockPacer, start_loop_task
+from anamnesis.hub.deployed import DeployedAgent
+from anamnesis.hub.graph import Edge, RoutingGraph
+from anamnesis.hub.pacing import BlockPacer, start_loop_task
 
 log = logging.getLogger(__name__)
 

@@ -70,11 +70,11 @@ from typing import Any
 
 import numpy as np
 
-from agents.oscmap import build_message
-from hub.discovery import AgentBrowser, AgentChange, AgentRegistry, LivenessMonitor
-from hub.osclink import HubOsc, Messages
-from hub.supervisor import LAUNCHES, ChildSpec, Supervisor, agent_argv
-from hub.telemetry import AgentTelemetry
+from anamnesis.agents.oscmap import build_message
+from anamnesis.hub.discovery import AgentBrowser, AgentChange, AgentRegistry, LivenessMonitor
+from anamnesis.hub.osclink import HubOsc, Messages
+from anamnesis.hub.supervisor import LAUNCHES, ChildSpec, Supervisor, agent_argv
+from anamnesis.hub.telemetry import AgentTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def load_or_create_token(state_dir: Path) -> str:
 
 def _own_key(path: Path) -> bytes:
     """The hub's own installation key at ``path`` (created, mode 0600, on first use)."""
-    from agents.discovery import generate_key, load_key
+    from anamnesis.agents.discovery import generate_key, load_key
 
     return load_key(path) if path.exists() else generate_key(path)
 
@@ -231,7 +231,7 @@ class Hub:
 
     async def start(self) -> None:
         """Restore from the store, then start OSC, liveness, discovery and local agents."""
-        from hub.store import AsyncStore
+        from anamnesis.hub.store import AsyncStore
 
         loop = asyncio.get_running_loop()
         if self.spawn and self.config is not None and any(a.spawn for a in self.config.agents):
@@ -259,7 +259,7 @@ class Hub:
                 self.scenes[name] = await self._load_scene(name)
         adopted = await loop.run_in_executor(None, self._read_adopted)
         self.registry.restore_adopted(adopted)
-        from hub.specs import warm as warm_specs
+        from anamnesis.hub.specs import warm as warm_specs
 
         # The agents' parameter descriptions (agents_json) import the models: not on the loop.
         await loop.run_in_executor(None, warm_specs, self.config)
@@ -267,16 +267,16 @@ class Hub:
         self.liveness.start()
         await self.browser.start()
         if self._osc_api_address is not None:
-            from hub.oscapi import HubOscServer
+            from anamnesis.hub.oscapi import HubOscServer
 
             self.osc_api = HubOscServer(self)
             await self.osc_api.start(*self._osc_api_address)
         if self.config is not None:
-            from hub.graph import from_config
+            from anamnesis.hub.graph import from_config
 
             if self.mode == "simulated":
-                from hub.coupling import default_cache_dir
-                from hub.simulated import SimulatedDriver
+                from anamnesis.hub.coupling import default_cache_dir
+                from anamnesis.hub.simulated import SimulatedDriver
 
                 self.driver = SimulatedDriver(from_config(self.config), self.registry,
                                               interface=self.interface,
@@ -285,15 +285,15 @@ class Hub:
                                               cache_dir=default_cache_dir())
                 self.driver.on_room = self._room_recomputed
             else:
-                from hub.router import DeployedRouter
+                from anamnesis.hub.router import DeployedRouter
 
                 self.driver = DeployedRouter(from_config(self.config), self.registry,
                                              interface=self.interface)
-            from hub.scopes import ScopeTap
+            from anamnesis.hub.scopes import ScopeTap
 
             self.scopes = ScopeTap(self.driver.graph.agent_ids, self.driver.sample_rate)
             self.driver.tap = self.scopes
-            from hub.listen import ListenTap
+            from anamnesis.hub.listen import ListenTap
 
             # Live audio for the dashboard's listen stream (hub.api /ws/listen); the
             # listener preview exists in simulated mode while there is a room.
@@ -316,7 +316,7 @@ class Hub:
         self.emit("hub_started", f"hub {self.name} started ({self.mode})", restored=restored)
 
     async def _load_scene(self, name: str) -> dict[str, Any]:
-        from hub.store import decode_state
+        from anamnesis.hub.store import decode_state
 
         scene = await self.store.scene(name)
         agents: dict[str, Any] = {}
@@ -372,7 +372,7 @@ class Hub:
                 spec.id, model=spec.model, preset=spec.preset, audio=audio,
                 interface=self.interface, installation=self.name, key_file=self.key_file,
                 state_dir=self.state_dir / "agents" / spec.id, model_args=spec.model_args(),
-                extra=extra), fork_main="agents.process:main"))
+                extra=extra), fork_main="anamnesis.agents.process:main"))
         return out
 
     def _seed_from_config(self) -> None:
@@ -392,7 +392,7 @@ class Hub:
             if plain:
                 self.params[spec.id] = {k: list(v) if isinstance(v, tuple) else v
                                         for k, v in plain.items()}
-        from hub.graph import edges_from_config
+        from anamnesis.hub.graph import edges_from_config
 
         # The graph's own ids (hub.graph): routes "a->b", ring edges "RING:a->b".
         for edge_id, edge in edges_from_config(self.config).items():
@@ -690,7 +690,7 @@ class Hub:
             problems.append(f"shape must be one of {', '.join(SHAPES)}")
         route_id = route.get("id") or f"{route['from']}->{route['to']}"
         if not problems and self.mode == "deployed":
-            from hub.graph import Edge, zero_delay_cycles
+            from anamnesis.hub.graph import Edge, zero_delay_cycles
 
             edges = [Edge(r["from"], r["to"], delay_ms=float(r["delay_ms"]))
                      for rid, r in self.routes.items() if rid != route_id]
@@ -730,7 +730,7 @@ class Hub:
     def add_ring(self, body: object) -> list[dict[str, Any]]:
         """Add a ring ``{name, agents: [a, b, c], gain, delay_ms, ...}``: the edges
         a -> b -> c -> a, ids ``"NAME:a->b"`` (as a config's ``[[ring]]``)."""
-        from hub.graph import expand_ring, ring_edge_id
+        from anamnesis.hub.graph import expand_ring, ring_edge_id
 
         if not isinstance(body, dict):
             raise HubError("a ring is a JSON object")
@@ -851,7 +851,7 @@ class Hub:
     async def save_snapshot(self, agent_id: str, name: object) -> dict[str, Any]:
         """Fetch the agent's weights (OSC ``/weights``) and parameters (``/state``) and keep
         them in the hub's store as snapshot ``name`` (a blob; same name: replaced)."""
-        from hub.store import encode_state
+        from anamnesis.hub.store import encode_state
 
         if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.isprintable() \
                 or "/" in name:
@@ -870,7 +870,7 @@ class Hub:
     async def recall_snapshot(self, agent_id: str, name: str) -> dict[str, Any]:
         """Write a kept snapshot back: its weights, then its parameters (remembered, as a
         scene's are); the agent's values after."""
-        from hub.store import decode_state
+        from anamnesis.hub.store import decode_state
 
         entry = self._entry(agent_id, online=True)
         info = await self.store.find_snapshot(agent_id, name)
@@ -916,7 +916,7 @@ class Hub:
                 params = await self.read_state(entry.agent_id)
                 agents[entry.agent_id] = {"model": entry.model, "params": params,
                                           "weights": await self._weights(entry.agent_id)}
-        from hub.store import SceneAgent, encode_state
+        from anamnesis.hub.store import SceneAgent, encode_state
 
         saved = round(time.time(), 3)
         await self.store.save_scene(name, {
@@ -1030,7 +1030,7 @@ class Hub:
         ``[[ring]]``; the edges of a ring edited apart are listed as ``[[route]]``s."""
         import dataclasses
 
-        from hub.config import Ring, Route
+        from anamnesis.hub.config import Ring, Route
 
         if self.config is None:
             return None
@@ -1059,7 +1059,7 @@ class Hub:
             self._persist("set_config", edited.to_toml())
 
     def _restore_room(self, toml_text: str) -> None:
-        from hub.config import ConfigError, parse_config
+        from anamnesis.hub.config import ConfigError, parse_config
 
         try:
             stored = parse_config(toml_text, "stored config", base_dir=self.config.base_dir)
@@ -1079,7 +1079,7 @@ class Hub:
 
     def get_room(self) -> dict[str, Any] | None:
         """The room as edited, in the config's layout (None: no room)."""
-        from hub.config import vars_of
+        from anamnesis.hub.config import vars_of
 
         return None if self.room is None else vars_of(self.room)
 
@@ -1108,7 +1108,7 @@ class Hub:
     def _check_edit(self, data: dict[str, Any], what: str) -> Any:
         """The config edited through the API (``data`` in the TOML layout), checked with
         every check of :mod:`hub.config`; a :class:`HubError` lists every problem."""
-        from hub.config import ConfigError, check_config_data
+        from anamnesis.hub.config import ConfigError, check_config_data
 
         try:
             return check_config_data(data, what, base_dir=self.config.base_dir)
@@ -1193,7 +1193,7 @@ class Hub:
         """One agent as the API shows it (REST, the WebSocket's hello and every ``agent``
         push): its record, its remembered desired parameters and ``specs``, what its
         model's parameters are (ranges, scales, units: :func:`hub.specs.agent_specs`)."""
-        from hub.specs import agent_specs
+        from anamnesis.hub.specs import agent_specs
 
         return dict(entry.to_json(), desired=self.params.get(entry.agent_id, {}),
                     specs=agent_specs(self.config, entry.agent_id, entry.model))
@@ -1219,7 +1219,7 @@ def _edge_params(route: dict[str, Any]) -> dict[str, Any]:
 def _as_ring(name: str, edges: list[dict[str, Any]]) -> Any:
     """The :class:`hub.config.Ring` the edges of ring ``name`` still form (a closed chain
     with common parameters), else None."""
-    from hub.config import Ring
+    from anamnesis.hub.config import Ring
 
     following = {e["from"]: e["to"] for e in edges}
     params = [_edge_params(e) for e in edges]
@@ -1300,14 +1300,14 @@ def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) ->
     # The clock runs on the event loop: a worker thread (room responses, the store) must
     # hand the GIL back within 1 ms, not Python's default 5.
     sys.setswitchinterval(0.001)
-    from agents.discovery import load_key
+    from anamnesis.agents.discovery import load_key
 
     try:
         host, port = _parse_http(args.http)
         osc_api = None if args.osc == "off" else _parse_http(args.osc, "--osc")
         config = None
         if args.config is not None:
-            from hub.config import load_config
+            from anamnesis.hub.config import load_config
 
             config = load_config(args.config)
         key_file = args.key_file or (config.key_path if config is not None else None)
@@ -1332,7 +1332,7 @@ async def _serve(*, state_dir: Path, host: str, port: int, config: Any, key: byt
                  on_started: OnStarted | None = None) -> int:
     from aiohttp import web
 
-    from hub.api import create_app
+    from anamnesis.hub.api import create_app
 
     hub = Hub(state_dir=state_dir, interface=interface, config=config, key=key,
               key_file=key_file, mode=mode, spawn=spawn, osc_api=osc_api,

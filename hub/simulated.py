@@ -58,9 +58,9 @@ from typing import Any
 
 import numpy as np
 
-from hub.clocked import HubClock
-from hub.graph import Edge, RoutingGraph
-from hub.pacing import BlockPacer, start_loop_task
+from anamnesis.hub.clocked import HubClock
+from anamnesis.hub.graph import Edge, RoutingGraph
+from anamnesis.hub.pacing import BlockPacer, start_loop_task
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class SimulatedDriver:
         self._inputs = np.zeros((self.block, n))
         self._mics = np.zeros((self.block, n))
         self._ears = np.zeros((self.block, 2))
-        from hub.coupling import ListenerPreview
+        from anamnesis.hub.coupling import ListenerPreview
 
         self._preview = ListenerPreview(self.sample_rate, self.block)
         self._clock: HubClock | None = None
@@ -186,7 +186,7 @@ class SimulatedDriver:
 
     async def _recompute(self) -> None:
         """Compute pending room responses on a worker and swap them in (on the loop)."""
-        from hub.coupling import RoomCoupling, compute_responses
+        from anamnesis.hub.coupling import RoomCoupling, compute_responses
 
         loop = asyncio.get_running_loop()
         while self._room_request is not None:

@@ -47,8 +47,8 @@ def _describe(name: str, spec: Any) -> dict[str, Any]:
 
 @lru_cache(maxsize=64)
 def _cached(kind: str, args_json: str) -> str:
-    from agents.control import GAIN_SPEC, MUTE_SPEC
-    from agents.models import MODEL_KINDS, create_model
+    from anamnesis.agents.control import GAIN_SPEC, MUTE_SPEC
+    from anamnesis.agents.models import MODEL_KINDS, create_model
 
     if kind not in MODEL_KINDS:
         return "{}"
@@ -97,7 +97,7 @@ def agent_specs(config: Any, agent_id: str, kind: object) -> dict[str, Any]:
 def warm(config: Any = None) -> None:
     """Describe every model kind (defaults) and every agent of ``config`` now, importing
     the models (blocking: call it on an executor, before agents can be discovered)."""
-    from agents.models import MODEL_KINDS
+    from anamnesis.agents.models import MODEL_KINDS
 
     for kind in MODEL_KINDS:
         model_specs(kind)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from hub.launcher import Child, exec_child, fork_child, start_forkserver
+from anamnesis.hub.launcher import Child, exec_child, fork_child, start_forkserver
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def agent_argv(agent_id: str, *, model: str | None = None, preset: str | None = 
                extra: Sequence[str] = ()) -> tuple[str, ...]:
     """The argv of ``python -m agents.process`` for one local agent (this interpreter);
     ``model_args`` (constructor arguments such as hidden_size) become ``--model-arg``s."""
-    argv = [sys.executable, "-m", "agents.process", "--id", agent_id, "--audio", audio,
+    argv = [sys.executable, "-m", "anamnesis.agents", "--id", agent_id, "--audio", audio,
             "--interface", interface, "--installation", installation]
     if model:
         argv += ["--model", model]

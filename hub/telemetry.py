@@ -22,8 +22,8 @@ import logging
 from collections import Counter
 from typing import Any
 
-from agents.errors import ProtocolError
-from agents.oscmap import parse_packet
+from anamnesis.agents.errors import ProtocolError
+from anamnesis.agents.oscmap import parse_packet
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as state:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "demo", "--no-audio", "--http", f"127.0.0.1:{PORT}",
+            [sys.executable, "-m", "anamnesis.hub.cli", "demo", "--no-audio", "--http", f"127.0.0.1:{PORT}",
              "--osc", "127.0.0.1:0", "--state-dir", state],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:

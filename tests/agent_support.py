@@ -60,7 +60,7 @@ class AgentProcess:
         return int(self.proc.returncode or 0)
 
 
-async def spawn(*args: str, module: str = "agents.process",
+async def spawn(*args: str, module: str = "anamnesis.agents",
                 env: dict[str, str] | None = None,
                 factory: type[AgentProcess] = AgentProcess) -> AgentProcess:
     """Start ``python -m MODULE ARGS`` with stdout and stderr piped, as a ``factory``."""

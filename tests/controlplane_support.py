@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from agents.oscmap import build_message, parse_packet
+from anamnesis.agents.oscmap import build_message, parse_packet
 
 LOOPBACK = "127.0.0.1"
 
@@ -155,11 +155,11 @@ from pathlib import Path  # noqa: E402
 import agent_support  # noqa: E402
 import numpy as np  # noqa: E402
 
-from agents.audio import NullBackend  # noqa: E402
-from agents.control import AgentControl  # noqa: E402
-from agents.engine import AgentEngine  # noqa: E402
-from agents.models import create_model  # noqa: E402
-from agents.snapshots import SnapshotStore  # noqa: E402
+from anamnesis.agents.audio import NullBackend  # noqa: E402
+from anamnesis.agents.control import AgentControl  # noqa: E402
+from anamnesis.agents.engine import AgentEngine  # noqa: E402
+from anamnesis.agents.models import create_model  # noqa: E402
+from anamnesis.agents.snapshots import SnapshotStore  # noqa: E402
 
 SAMPLE_RATE = 48_000
 BLOCK = 256

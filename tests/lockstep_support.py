@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.engine import AgentEngine
-from agents.process import _build_model, add_agent_arguments, check_args
+from anamnesis.agents.engine import AgentEngine
+from anamnesis.agents.process import _build_model, add_agent_arguments, check_args
 
 
 def _as_sent(value: Any) -> Any:

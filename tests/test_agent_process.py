@@ -14,7 +14,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from agent_support import REPO, AgentProcess, spawn
-from agents.snapshots import AUTOSAVE, read_snapshot_sync
+from anamnesis.agents.snapshots import AUTOSAVE, read_snapshot_sync
 from controlplane_support import OscTestClient
 
 def agent_args(state_dir: Path, *extra: str, agent_id: str = "p1") -> list[str]:
@@ -176,7 +176,7 @@ async def test_a_second_agent_on_the_same_state_dir_is_refused(tmp_path, agents_
 async def test_start_up_errors_are_one_clear_line(tmp_path, extra, code, message):
     args = agent_args(tmp_path / "p1", "--no-announce")
     args[args.index("--audio") + 1:args.index("--audio") + 2] = ["null"]
-    agent = await spawn("agent", *args, *extra, module="hub.cli")
+    agent = await spawn("agent", *args, *extra, module="anamnesis.hub.cli")
     assert await agent.wait(60) == code
     errors = [line for line in agent.stderr if "error:" in line]
     assert len(errors) == 1 and re.search(message, errors[0]), agent.log
@@ -186,7 +186,7 @@ async def test_start_up_errors_are_one_clear_line(tmp_path, extra, code, message
 async def test_devices_command_lists_or_explains(tmp_path):
     env = {**os.environ, "JACK_NO_START_SERVER": "1"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "devices", cwd=REPO, env=env,
+        sys.executable, "-m", "anamnesis.hub.cli", "devices", cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     if proc.returncode == 0:

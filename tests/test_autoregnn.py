@@ -12,10 +12,10 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from alloc_support import traced_allocation
-from agents.models import create_model, model_class
-from agents.models import _autoregnn_kernels as K
-from agents.models.autoregnn import AutoRegNN, AutoRegNN2, initial_weights
-from agents.models.base import Model
+from anamnesis.agents.models import create_model, model_class
+from anamnesis.agents.models import _autoregnn_kernels as K
+from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2, initial_weights
+from anamnesis.agents.models.base import Model
 
 SR = 48000
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from agents.models.autoregnn import AutoRegNN, AutoRegNN2, AutoRegNNBank, initial_weights
+from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2, AutoRegNNBank, initial_weights
 
 SR = 48000
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,7 +261,7 @@ def test_pair_state_round_trip_and_blow_up_recovery():
 _PURE_PYTHON_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from agents.models.autoregnn import AutoRegNN, AutoRegNN2, AutoRegNNBank
+    from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2, AutoRegNNBank
 
     def run():
         t = np.arange(160) / 48000.0

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from agents.audio import NullBackend
-from agents.control import AgentControl
-from agents.engine import AgentEngine
-from agents.models.autoregnn import AutoRegNN
-from agents.snapshots import SnapshotStore
+from anamnesis.agents.audio import NullBackend
+from anamnesis.agents.control import AgentControl
+from anamnesis.agents.engine import AgentEngine
+from anamnesis.agents.models.autoregnn import AutoRegNN
+from anamnesis.agents.snapshots import SnapshotStore
 
 SR = 48000
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from alloc_support import traced_allocation
-from hub.config import AgentSpec, Room
-from hub.coupling import RoomCoupling, compute_responses, ears
-from hub.room import SPEED_OF_SOUND_M_S
+from anamnesis.hub.config import AgentSpec, Room
+from anamnesis.hub.coupling import RoomCoupling, compute_responses, ears
+from anamnesis.hub.room import SPEED_OF_SOUND_M_S
 
 SR, BLOCK = 48000, 256
 ROOM = Room(size=(6.0, 5.0, 3.0), rt60=0.3, max_order=4, listener=(3.0, 2.5, 1.6),

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from agent_support import REPO
 
-from hub.listen import LISTENER, decode_frame
+from anamnesis.hub.listen import LISTENER, decode_frame
 
 DASHBOARD = re.compile(r"^Dashboard: http://127\.0\.0\.1:(\d+)/\?token=(\S+)$")
 #: A guard, not a promise (s from the dashboard line): a demo that never sounds fails
@@ -48,7 +48,7 @@ class Demo:
         env = {**os.environ, "XDG_CACHE_HOME": str(tmp / "cache"),
                "XDG_STATE_HOME": str(tmp / "xdg-state")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "demo", "--no-audio", "--http", "127.0.0.1:0",
+            [sys.executable, "-m", "anamnesis.hub.cli", "demo", "--no-audio", "--http", "127.0.0.1:0",
              "--osc", "off", "--state-dir", str(self.state), "--log-level", "info"],
             cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=open(self.stderr_path, "wb"), text=True)  # noqa: SIM115 (the child owns it)
@@ -125,7 +125,7 @@ def _agent_pids(state: Path) -> list[int]:
             cmd = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        agent = b"agents.process" in cmd or any(p.startswith(b"anamnesis agent ") for p in cmd)
+        agent = b"anamnesis.agents" in cmd or any(p.startswith(b"anamnesis agent ") for p in cmd)
         if agent and any(str(state).encode() in part for part in cmd):
             pids.append(int(entry.name))
     return pids
@@ -227,8 +227,8 @@ def test_sigint_stops_everything_and_saves_the_state(demo):
 
 
 def test_config_is_an_example_name_or_a_path(tmp_path):
-    from hub.demo import resolve_config
-    from hub.resources import deploy_config
+    from anamnesis.hub.demo import resolve_config
+    from anamnesis.hub.resources import deploy_config
 
     assert resolve_config("octophonic.toml") == deploy_config("octophonic.toml")
     assert resolve_config("ring3") == deploy_config("ring3.toml")
@@ -242,7 +242,7 @@ def test_config_is_an_example_name_or_a_path(tmp_path):
 
 
 def test_fresh_empties_only_a_hub_state_directory(tmp_path):
-    from hub.demo import clear_state_dir
+    from anamnesis.hub.demo import clear_state_dir
 
     state = tmp_path / "state"
     (state / "agents" / "a1").mkdir(parents=True)
@@ -263,7 +263,7 @@ def test_fresh_empties_only_a_hub_state_directory(tmp_path):
     (["--http", "8470"], "--http must be HOST:PORT"),
 ])
 def test_bad_options_are_refused_in_one_line(tmp_path, capsys, argv, message):
-    from hub.cli import main
+    from anamnesis.hub.cli import main
 
     assert main(["demo", *argv, "--state-dir", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err

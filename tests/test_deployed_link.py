@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from agent_support import spawn
 
-from hub.deployed import DeployedAgent
+from anamnesis.hub.deployed import DeployedAgent
 
 LOOPBACK = "127.0.0.1"
 SR = 48000

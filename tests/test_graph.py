@@ -12,9 +12,9 @@ import pytest
 import soundfile
 from numpy.testing import assert_allclose, assert_array_equal
 
-from agents.signals import Sine
-from hub.config import Envelope, load_config
-from hub.graph import (
+from anamnesis.agents.signals import Sine
+from anamnesis.hub.config import Envelope, load_config
+from anamnesis.hub.graph import (
     SOURCE_CHUNK,
     Edge,
     RoutingGraph,

@@ -24,9 +24,9 @@ from controlplane_support import (  # noqa: F401  (fixtures)
     warm_kernels,
 )
 
-from agents.discovery import generate_key
-from hub.api import COOKIE, READ_METHODS, TELEMETRY_HZ, create_app
-from hub.service import Hub
+from anamnesis.agents.discovery import generate_key
+from anamnesis.hub.api import COOKIE, READ_METHODS, TELEMETRY_HZ, create_app
+from anamnesis.hub.service import Hub
 
 LOOPBACK = "127.0.0.1"
 
@@ -337,7 +337,7 @@ gain = 0.5
 
 
 async def test_config_rings_seed_routes_and_deployed_cycles_need_delay(tmp_path):
-    from hub.config import parse_config
+    from anamnesis.hub.config import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \
@@ -417,7 +417,7 @@ mic = [4.5, 3.0, 1.0]
 
 
 async def test_room_get_put_checked_stored_pushed_and_restored(tmp_path):
-    from hub.config import parse_config
+    from anamnesis.hub.config import parse_config
 
     config = parse_config(ROOMY, "roomy.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \
@@ -459,7 +459,7 @@ async def test_room_get_put_checked_stored_pushed_and_restored(tmp_path):
 
 
 async def test_osc_api_routes_panic_and_errors(tmp_path):
-    from hub.config import parse_config
+    from anamnesis.hub.config import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
     hub = Hub(state_dir=tmp_path / "hub", interface=LOOPBACK, config=config, spawn=False,
@@ -492,7 +492,7 @@ async def test_osc_api_routes_panic_and_errors(tmp_path):
 
 
 async def test_websocket_commands_mirror_the_rest_writes(tmp_path):
-    from hub.config import parse_config
+    from anamnesis.hub.config import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \
@@ -598,7 +598,7 @@ async def test_hub_snapshots_keep_weights_and_params_and_write_them_back(tmp_pat
 async def test_a_burst_of_adoptions_is_persisted_whole(tmp_path):
     import json
 
-    from agents.discovery import PROTOCOL_VERSION, build_txt, parse_txt
+    from anamnesis.agents.discovery import PROTOCOL_VERSION, build_txt, parse_txt
 
     async with running_hub(tmp_path / "hub") as (hub, _base):
         for i in range(20):
@@ -620,8 +620,8 @@ async def test_a_burst_of_adoptions_is_persisted_whole(tmp_path):
 
 
 async def test_the_dashboard_files_are_served_with_their_types_and_nothing_else(tmp_path):
-    from hub.api import WEB_ROOT
-    from hub.resources import web_dir
+    from anamnesis.hub.api import WEB_ROOT
+    from anamnesis.hub.resources import web_dir
 
     web = tmp_path / "web"
     (web / "ui").mkdir(parents=True)
@@ -671,7 +671,7 @@ async def test_the_dashboard_files_are_served_with_their_types_and_nothing_else(
             async with http.post(base + "/app.js") as r:
                 assert r.status == 401              # writes need the token, files or not
         # The real dashboard's modules pass the same resolver.
-        from hub.api import _resolve_web_file
+        from anamnesis.hub.api import _resolve_web_file
 
         real = web_dir().resolve()
         for js in sorted(real.rglob("*.js"))[:5]:

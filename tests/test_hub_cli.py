@@ -15,7 +15,7 @@ import pytest
 from agent_support import REPO
 from controlplane_support import OscTestClient
 
-from agents.discovery import generate_key
+from anamnesis.agents.discovery import generate_key
 
 CONFIG = """
 [installation]
@@ -62,7 +62,7 @@ async def test_hub_command_spawns_agents_and_shuts_down(tmp_path):
     (tmp_path / "install.toml").write_text(CONFIG)
     state = tmp_path / "state"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "hub", str(tmp_path / "install.toml"),
+        sys.executable, "-m", "anamnesis.hub.cli", "hub", str(tmp_path / "install.toml"),
         "--http", "127.0.0.1:0", "--osc", "127.0.0.1:0", "--state-dir", str(state), "--interface", "127.0.0.1",
         "--log-level", "info", cwd=REPO,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -204,7 +204,7 @@ async def test_hub_command_spawns_agents_and_shuts_down(tmp_path):
     (["{dir}/bad.toml"], "unknown key 'nmae'; did you mean 'name'?"),
 ])
 def test_hub_command_refuses_bad_options(tmp_path, capsys, argv, message):
-    from hub.cli import main
+    from anamnesis.hub.cli import main
 
     (tmp_path / "bad.toml").write_text('[installation]\nnmae = "x"\n')
     argv = [a.format(dir=tmp_path) for a in argv]
@@ -215,8 +215,8 @@ def test_hub_command_refuses_bad_options(tmp_path, capsys, argv, message):
 async def test_local_agent_command_lines_follow_the_config(tmp_path):
     from agent_support import AgentProcess
 
-    from hub.config import load_config
-    from hub.service import Hub
+    from anamnesis.hub.config import load_config
+    from anamnesis.hub.service import Hub
 
     hub = Hub(state_dir=tmp_path, config=load_config(REPO / "deploy" / "ring3.toml"))
     specs = hub._local_agents()

@@ -18,10 +18,10 @@ import pytest
 from agent_support import spawn
 from numpy.testing import assert_array_equal
 
-from agents.engine import AgentEngine
-from agents.process import _build_model, add_agent_arguments, check_args
-from agents.rtp import quantize
-from hub.clocked import HubClock
+from anamnesis.agents.engine import AgentEngine
+from anamnesis.agents.process import _build_model, add_agent_arguments, check_args
+from anamnesis.agents.rtp import quantize
+from anamnesis.hub.clocked import HubClock
 
 LOOPBACK = "127.0.0.1"
 SR = 48000

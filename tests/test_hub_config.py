@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from hub.config import (
+from anamnesis.hub.config import (
     AgentSpec,
     Config,
     ConfigError,

@@ -9,9 +9,9 @@ import asyncio
 
 from controlplane_support import AgentProcess
 
-from agents.discovery import generate_key
-from hub.config import parse_config
-from hub.service import Hub
+from anamnesis.agents.discovery import generate_key
+from anamnesis.hub.config import parse_config
+from anamnesis.hub.service import Hub
 
 LOOPBACK = "127.0.0.1"
 

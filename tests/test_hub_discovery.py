@@ -12,9 +12,9 @@ import time
 import pytest
 from controlplane_support import AgentProcess, loop_watchdog, warm_kernels  # noqa: F401
 
-from agents.discovery import PROTOCOL_VERSION, build_txt, generate_key, parse_txt
-from hub.discovery import AgentBrowser, AgentRegistry, LivenessMonitor
-from hub.osclink import HubOsc
+from anamnesis.agents.discovery import PROTOCOL_VERSION, build_txt, generate_key, parse_txt
+from anamnesis.hub.discovery import AgentBrowser, AgentRegistry, LivenessMonitor
+from anamnesis.hub.osclink import HubOsc
 
 LOOPBACK = "127.0.0.1"
 KEY = bytes(range(32))

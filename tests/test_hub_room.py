@@ -18,11 +18,11 @@ import soundfile as sf
 from lockstep_support import clock_blocks, twin_engines
 from numpy.testing import assert_array_equal
 
-from agents.rtp import quantize
-from hub.config import parse_config
-from hub.coupling import RoomCoupling, default_cache_dir
-from hub.graph import from_config
-from hub.service import Hub, HubError
+from anamnesis.agents.rtp import quantize
+from anamnesis.hub.config import parse_config
+from anamnesis.hub.coupling import RoomCoupling, default_cache_dir
+from anamnesis.hub.graph import from_config
+from anamnesis.hub.service import Hub, HubError
 
 LOOPBACK = "127.0.0.1"
 SECONDS = 2.0

@@ -10,11 +10,11 @@ import soundfile as sf
 from lockstep_support import clock_blocks, twin_engines
 from numpy.testing import assert_array_equal
 
-from agents.rtp import quantize
-from hub.config import parse_config
-from hub.graph import from_config
-from hub.scopes import SCOPE, SPECTRUM, decode_frames
-from hub.service import Hub
+from anamnesis.agents.rtp import quantize
+from anamnesis.hub.config import parse_config
+from anamnesis.hub.graph import from_config
+from anamnesis.hub.scopes import SCOPE, SPECTRUM, decode_frames
+from anamnesis.hub.service import Hub
 
 LOOPBACK = "127.0.0.1"
 SECONDS = 2.0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.supervisor import ChildSpec, Supervisor, agent_argv
+from anamnesis.hub.supervisor import ChildSpec, Supervisor, agent_argv
 
 SLEEPER = ("import signal, sys, time\n"
            "print('up', sys.argv[1], flush=True)\n"
@@ -118,7 +118,7 @@ async def test_duplicate_name_refused_and_agent_argv(tmp_path):
                       installation="studio", key_file=tmp_path / "k", state_dir=tmp_path / "s",
                       model_args={"n_neurons": 24, "self_loops": True})
     assert " --model-arg n_neurons=24 --model-arg self_loops=true" in " ".join(argv)
-    assert argv[:3] == (sys.executable, "-m", "agents.process")
+    assert argv[:3] == (sys.executable, "-m", "anamnesis.agents")
     assert ("--id", "a3") == argv[3:5] and "--preset" in argv and str(tmp_path / "k") in argv
 
 

@@ -183,7 +183,7 @@ async def test_agent_on_jack_learns_200_hz_within_the_ceiling_and_counts_xruns(
 
 
 def test_devices_lists_the_jack_device(jack_env):
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "devices"], cwd=REPO, env=jack_env,
+    result = subprocess.run([sys.executable, "-m", "anamnesis.hub.cli", "devices"], cwd=REPO, env=jack_env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert re.search(r"<> +\d+  system  \(JACK Audio Connection Kit; 8 in, 8 out; 48000 Hz\)",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import stat
 
-from agents.discovery import load_key
-from hub.cli import main
+from anamnesis.agents.discovery import load_key
+from anamnesis.hub.cli import main
 
 
 def test_keygen_creates_a_private_key_and_refuses_to_overwrite_it(tmp_path, capsys):

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from agents.jitter import JitterBuffer
-from agents.link import (
+from anamnesis.agents.jitter import JitterBuffer
+from anamnesis.agents.link import (
     LEASE_S,
     MAX_LEASES_PER_HOST,
     AgentLink,
@@ -29,7 +29,7 @@ from agents.link import (
     RtpSender,
     open_udp,
 )
-from agents.rtp import encode_l24, parse_packet, quantize
+from anamnesis.agents.rtp import encode_l24, parse_packet, quantize
 
 LOOPBACK = "127.0.0.1"
 SR = 48000

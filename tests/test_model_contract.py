@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from agents.models import MODEL_KINDS, Model, create_model
+from anamnesis.agents.models import MODEL_KINDS, Model, create_model
 
 
 @pytest.fixture(params=sorted(MODEL_KINDS))

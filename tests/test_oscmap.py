@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from agents.errors import ProtocolError
-from agents.models.base import ParamSpec
-from agents.oscmap import (
+from anamnesis.agents.errors import ProtocolError
+from anamnesis.agents.models.base import ParamSpec
+from anamnesis.agents.oscmap import (
     COMMANDS, MAX_BUNDLE_DEPTH, OscAddressSpace, Request, address_of, build_bundle,
     build_message, parse_packet, telemetry_messages,
 )

@@ -26,7 +26,7 @@ import pytest
 from agent_support import REPO
 from alloc_support import traced_allocation
 
-from hub.preview import StereoRing
+from anamnesis.hub.preview import StereoRing
 
 SR = 48000
 
@@ -243,7 +243,7 @@ def test_bad_settings_are_refused():
 PLAYER = r"""
 import json, sys, time
 import numpy as np
-from hub.preview import open_player
+from anamnesis.hub.preview import open_player
 device = json.loads(sys.argv[1])
 player, what = open_player(48000, device)
 print(json.dumps({"opened": player is not None, "what": what}), flush=True)

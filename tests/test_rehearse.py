@@ -19,10 +19,10 @@ from alloc_support import traced_allocation
 from lockstep_support import twin_engines
 from numpy.testing import assert_array_equal
 
-from agents.safety import SafetyChain
-from hub import rehearse as R
-from hub.config import load_config, parse_config
-from hub.graph import from_config
+from anamnesis.agents.safety import SafetyChain
+from anamnesis.hub import rehearse as R
+from anamnesis.hub.config import load_config, parse_config
+from anamnesis.hub.graph import from_config
 
 REPO = Path(__file__).resolve().parents[1]
 RING3 = REPO / "deploy" / "ring3.toml"
@@ -117,7 +117,7 @@ def _sha256(path: Path) -> str:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hub.cli", "rehearse", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "anamnesis.hub.cli", "rehearse", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -128,7 +128,7 @@ def test_lockstep_equals_the_agents_the_live_hub_would_start(tmp_path):
     """Each agent built as hub.service starts it (its argv through agents.process, then the
     parameters the hub sends over OSC, float32), driven by hub.graph's lockstep one by one:
     the rehearsal's outputs equal it bit for bit (no L24 here: the rehearsal has no RTP)."""
-    from hub.service import Hub
+    from anamnesis.hub.service import Hub
 
     # Every agent is one the hub starts itself (spawn), so it has an argv for each.
     config = parse_config(MIXED.replace("[[agent]]\n", "[[agent]]\nspawn = true\n"), "mixed.toml")

@@ -8,16 +8,16 @@ import pytest
 import soundfile
 from numpy.testing import assert_array_equal
 
-from agents.models import create_model
-from agents.presets import At, FollowInput, Preset, Ramp, SignalSpec, all_presets, get_preset
-from agents.render import render_preset
-from agents.signals import make_signal
+from anamnesis.agents.models import create_model
+from anamnesis.agents.presets import At, FollowInput, Preset, Ramp, SignalSpec, all_presets, get_preset
+from anamnesis.agents.render import render_preset
+from anamnesis.agents.signals import make_signal
 
 SR = 48000
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "anamnesis.hub.cli", *args], capture_output=True,
                           text=True, timeout=300, cwd=cwd)
 
 
@@ -77,7 +77,7 @@ def test_follow_input_modulates_per_sample():
 
 
 def test_ramp_values():
-    from agents.render import _modulation_block
+    from anamnesis.agents.render import _modulation_block
 
     lin = _modulation_block(Ramp("s", 160.0, 18.0, 0.0, 1.0, "lin"), 0, SR + 1, SR, np.zeros((0, 0)))
     assert lin[0] == 160.0 and abs(lin[-1] - 18.0) < 1e-12

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
-from agents import rtp
-from agents.errors import ProtocolError
-from agents.link import encode_into, onebyte_extension_block
-from agents.sdp import StreamDescription, build_sdp, parse_sdp
+from anamnesis.agents import rtp
+from anamnesis.agents.errors import ProtocolError
+from anamnesis.agents.link import encode_into, onebyte_extension_block
+from anamnesis.agents.sdp import StreamDescription, build_sdp, parse_sdp
 
 # --- header table ------------------------------------------------------------------
 

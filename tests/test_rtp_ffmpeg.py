@@ -26,10 +26,10 @@ import soundfile
 from agent_support import spawn
 from numpy.testing import assert_array_equal
 
-from agents.jitter import JitterBuffer
-from agents.link import RtpReceiver, open_udp
-from agents.sdp import parse_sdp
-from hub.clocked import HubClock
+from anamnesis.agents.jitter import JitterBuffer
+from anamnesis.agents.link import RtpReceiver, open_udp
+from anamnesis.agents.sdp import parse_sdp
+from anamnesis.hub.clocked import HubClock
 
 LOOPBACK = "127.0.0.1"
 SR = 48000
@@ -253,8 +253,8 @@ async def test_gstreamer_receives_an_sdp_described_stream(tmp_path):
         "audioconvert", "!", "audio/x-raw,format=S24LE", "!", "wavenc", "!", "filesink",
         f"location={wav}", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     await asyncio.sleep(1.0)
-    from agents.link import RtpSender
-    from agents.rtp import encode_l24
+    from anamnesis.agents.link import RtpSender
+    from anamnesis.agents.rtp import encode_l24
     sock, _ = await open_udp(asyncio.DatagramProtocol, LOOPBACK)
     sender = RtpSender()
     x = ramp(SR)

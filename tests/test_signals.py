@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from agents.signals import SIGNALS, make_signal, midi_to_hz
+from anamnesis.agents.signals import SIGNALS, make_signal, midi_to_hz
 
 SR = 48000
 ARGS = {

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from agents import snapshots
-from agents.models.autoregnn import AutoRegNN
-from agents.snapshots import (AUTOSAVE, AUTOSAVE_PREV, CorruptSnapshot, Snapshot, SnapshotStore,
+from anamnesis.agents import snapshots
+from anamnesis.agents.models.autoregnn import AutoRegNN
+from anamnesis.agents.snapshots import (AUTOSAVE, AUTOSAVE_PREV, CorruptSnapshot, Snapshot, SnapshotStore,
                               StateDirLocked, check_name, read_snapshot_sync,
                               write_snapshot_sync)
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from hub.config import load_config
-from hub.store import (
+from anamnesis.hub.config import load_config
+from anamnesis.hub.store import (
     DB_NAME,
     MIGRATIONS,
     SCHEMA_VERSION,

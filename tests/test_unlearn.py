@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from alloc_support import traced_allocation
-from agents.models import create_model
-from agents.models.base import Model
-from agents.models.unlearn import TAYLOR_STEP, W_LIMIT, Unlearn, fast_tanh
+from anamnesis.agents.models import create_model
+from anamnesis.agents.models.base import Model
+from anamnesis.agents.models.unlearn import TAYLOR_STEP, W_LIMIT, Unlearn, fast_tanh
 
 SR = 48000
 

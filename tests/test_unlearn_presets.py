@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfilt, stft
 
-from agents.presets import At, Ramp, all_presets, get_preset
-from agents.render import render_preset
+from anamnesis.agents.presets import At, Ramp, all_presets, get_preset
+from anamnesis.agents.render import render_preset
 
 SR = 48000
 SEED_TABLE = {  # seed 001: activation, max delay, lambda, mu, nu, s, r, a

@@ -96,9 +96,9 @@ class HubThread:
     async def _start(self) -> None:
         from aiohttp import web
 
-        from hub.api import create_app
-        from hub.config import parse_config
-        from hub.service import Hub
+        from anamnesis.hub.api import create_app
+        from anamnesis.hub.config import parse_config
+        from anamnesis.hub.service import Hub
 
         config = parse_config(self.config_toml, self.name)
         self.hub = Hub(state_dir=self.state_dir, interface=LOOPBACK, config=config)

@@ -11,9 +11,9 @@ import importlib
 from .base import Model, ParamSpec
 
 MODEL_KINDS: dict[str, tuple[str, str]] = {
-    "autoregnn": ("agents.models.autoregnn", "AutoRegNN"),
-    "autoregnn2": ("agents.models.autoregnn", "AutoRegNN2"),
-    "unlearn": ("agents.models.unlearn", "Unlearn"),
+    "autoregnn": ("anamnesis.agents.models.autoregnn", "AutoRegNN"),
+    "autoregnn2": ("anamnesis.agents.models.autoregnn", "AutoRegNN2"),
+    "unlearn": ("anamnesis.agents.models.unlearn", "Unlearn"),
 }
 
 

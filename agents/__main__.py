@@ -1,0 +1,7 @@
+"""``python -m anamnesis.agents ...``: one agent process (``anamnesis agent ...``)."""
+
+import sys
+
+from anamnesis.agents.process import main
+
+sys.exit(main())
