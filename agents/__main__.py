@@ -2,6 +2,6 @@
 
 import sys
 
-from anamnesis.agents.process import main
+from anamnesis.agents.main import main
 
 sys.exit(main())

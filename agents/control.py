@@ -22,10 +22,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-
-from .engine import AgentEngine, Reset, SetParam
-from .models.base import Model, ParamSpec
-from .snapshots import Snapshot, SnapshotStore, check_name
+from anamnesis.agents.dsp.engine import AgentEngine, Reset, SetParam
+from anamnesis.agents.models.base import Model, ParamSpec
+from anamnesis.agents.snapshots import Snapshot, SnapshotStore, check_name
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,17 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
-from .models import create_model
-from .models.base import Model
-from .presets import At, FollowInput, Preset, Ramp, all_presets, get_preset
-from .signals import make_signal
+from anamnesis.agents.models import create_model
+from anamnesis.agents.models.base import Model
+from anamnesis.agents.presets import (
+    At,
+    FollowInput,
+    Preset,
+    Ramp,
+    all_presets,
+    get_preset,
+)
+from anamnesis.agents.signals import make_signal
 
 RENDER_BLOCK = 4096
 """Frames per ``process`` call when rendering (the models' default ``max_block``)."""

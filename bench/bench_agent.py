@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anamnesis.agents.oscmap import build_message, parse_packet  # noqa: E402
+from anamnesis.agents.protocol.oscmap import build_message, parse_packet
 
 LOOPBACK = "127.0.0.1"
 READY = re.compile(r"^agent (\S+) ready osc=(\d+) http=(\d+)$")

@@ -35,9 +35,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anamnesis.agents.engine import AgentEngine
-from anamnesis.agents.hubclock import HubClockBackend
-from anamnesis.agents.link import AgentLink, warm_up
+from anamnesis.agents.dsp.engine import AgentEngine
+from anamnesis.agents.audio.hubclock import HubClockBackend
+from anamnesis.agents.net.link import AgentLink, warm_up
 from anamnesis.agents.models.base import ParamSpec
 from anamnesis.hub.clocked import HubClock
 

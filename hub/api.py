@@ -77,7 +77,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
-
 from anamnesis.hub.listen import ListenStream
 from anamnesis.hub.resources import web_dir
 from anamnesis.hub.scopes import SCOPE_HZ

@@ -16,9 +16,9 @@ from typing import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
     "render": ("anamnesis.agents.render", "add_render_arguments", "run_render",
                "render a preset offline to a WAV file (inputs, then output)"),
-    "agent": ("anamnesis.agents.process", "add_agent_arguments", "run_agent",
+    "agent": ("anamnesis.agents.main", "add_agent_arguments", "run_agent",
               "run one learning agent on an audio channel, steered over OSC"),
-    "devices": ("anamnesis.agents.process", "add_devices_arguments", "run_devices",
+    "devices": ("anamnesis.agents.main", "add_devices_arguments", "run_devices",
                 "list the audio devices PortAudio can see"),
     "hub": ("anamnesis.hub.service", "add_hub_arguments", "run_hub",
             "run the hub: discovery, local agents, routes, scenes, dashboard and API"),

@@ -61,7 +61,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from anamnesis.agents.process import ID_RE
+from anamnesis.agents.protocol.ids import ID_RE
 
 Vec3 = tuple[float, float, float]
 
@@ -1062,7 +1062,7 @@ def _read_rings(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation) -
 
 def _check_deployed_cycles(c: _Checker, routes: Sequence[Route], rings: Sequence[Ring]) -> None:
     """In deployed mode a feedback cycle needs a delay somewhere (see ``hub.graph``)."""
-    from .graph import Edge, zero_delay_cycles
+    from anamnesis.hub.graph import Edge, zero_delay_cycles
 
     owners: dict[tuple[str, str], tuple[Any, ...]] = {}
     edges = []

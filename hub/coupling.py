@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from anamnesis.hub.convolve import MatrixConvolver
 from anamnesis.hub.room import Room as RoomModel
 from anamnesis.hub.room import listener_ears
@@ -185,7 +184,7 @@ class ListenerPreview:
 
     def __init__(self, sample_rate: int, block: int, *, gain_db: float = PREVIEW_GAIN_DB,
                  ceiling_db: float = -1.0) -> None:
-        from anamnesis.agents.safety import SafetyChain
+        from anamnesis.agents.dsp.safety import SafetyChain
 
         self.block = int(block)
         self._chains = [SafetyChain(int(sample_rate), self.block, ceiling_db) for _ in range(2)]

@@ -139,9 +139,10 @@ def _command() -> str:
 def warm_agents(config_path: Path) -> None:
     """Compile the audio-path kernels of every model and preset the config's local agents
     use (a preset may add input-following kernels), exactly as an agent process does
-    (:func:`agents.process._warm_up`, same arguments), so the agents load them from
+    (:func:`anamnesis.agents.recipe.warm_up`, same arguments), so the agents load them from
     numba's cache."""
-    from anamnesis.agents.process import _build_model, _warm_up, add_agent_arguments, check_args
+    from anamnesis.agents.main import add_agent_arguments, check_args
+    from anamnesis.agents.recipe import config_model, config_warm_up
     from anamnesis.hub.config import load_config
     from anamnesis.hub.supervisor import agent_argv
 
@@ -158,8 +159,8 @@ def warm_agents(config_path: Path) -> None:
                           extra=["--block", str(config.installation.block),
                                  "--sample-rate", str(config.installation.sample_rate)])
         agent = check_args(parser.parse_args(list(argv[3:])))
-        make_model, follow = _build_model(agent)
-        _warm_up(make_model, follow, agent)
+        make_model, follow = config_model(agent)
+        config_warm_up(make_model, follow, agent)
 
 
 def warm_hub(config_path: Path) -> None:
@@ -297,7 +298,7 @@ def run_demo(args: argparse.Namespace) -> int:
             print("  Headphones: this installation has no listener preview (no room).",
                   flush=True)
         else:
-            from anamnesis.agents.audio import parse_device
+            from anamnesis.agents.audio.backends import parse_device
             from anamnesis.hub.preview import open_player
 
             loop = asyncio.get_running_loop()

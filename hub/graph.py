@@ -85,9 +85,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from anamnesis.hub.config import SHAPES, Envelope, check_sound_file
 from numba import njit
-
-from .config import SHAPES, Envelope, check_sound_file
 
 MODES = ("simulated", "deployed")
 #: Frames a source generator renders per call (its temporaries are allocated once per chunk).

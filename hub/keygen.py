@@ -19,7 +19,7 @@ def add_keygen_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_keygen(args: argparse.Namespace) -> int:
     """Create the key file; 0 on success, 2 (one line on stderr) if it exists or cannot be written."""
-    from anamnesis.agents.discovery import generate_key
+    from anamnesis.agents.protocol.key import generate_key
 
     try:
         generate_key(args.path)

@@ -291,7 +291,11 @@ class HeadphonePlayer:
 
     def start(self) -> None:
         """Open the output device and start playing (silence until the first prime)."""
-        from anamnesis.agents.audio import BackendError, import_sounddevice, set_jack_client_name
+        from anamnesis.agents.audio.backends import (
+            BackendError,
+            import_sounddevice,
+            set_jack_client_name,
+        )
 
         try:
             sd = import_sounddevice()

@@ -107,7 +107,7 @@ def agent_recipe(spec: Any, sample_rate: int, block: int, seed: int = 0
     arguments (seed offset by ``SEED_STRIDE * seed``, rate, block), parameter settings
     in the order the agent applies them (the preset's, then the hub's over OSC), and
     the preset's input-following modulations (:class:`agents.engine.FollowInput`)."""
-    from anamnesis.agents.engine import FollowInput
+    from anamnesis.agents.dsp.engine import FollowInput
 
     kwargs: dict[str, Any] = dict(spec.model_args())
     kwargs.update(seed=int(spec.seed) + SEED_STRIDE * int(seed), sample_rate=sample_rate,
@@ -128,7 +128,7 @@ def agent_recipe(spec: Any, sample_rate: int, block: int, seed: int = 0
 def build_engine(spec: Any, sample_rate: int, block: int, seed: int = 0) -> Any:
     """One agent's model and safety chain (an :class:`agents.engine.AgentEngine`), as its
     live process builds them."""
-    from anamnesis.agents.engine import AgentEngine
+    from anamnesis.agents.dsp.engine import AgentEngine
     from anamnesis.agents.models import create_model
 
     kwargs, settings, follow = agent_recipe(spec, sample_rate, block, seed)
@@ -227,7 +227,7 @@ def build_voices(config: Any, inputs: np.ndarray, outputs: np.ndarray, *, seed: 
     banks of at least :data:`BANK_MIN_AGENTS` equal ``autoregnn`` agents where possible
     (``banks``), engines otherwise."""
     from anamnesis.agents.models.autoregnn import AutoRegNNBank
-    from anamnesis.agents.safety import SafetyChain
+    from anamnesis.agents.dsp.safety import SafetyChain
 
     inst = config.installation
     sr, block = inst.sample_rate, inst.block

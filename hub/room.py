@@ -153,7 +153,7 @@ class Room:
 
     def cache_key(self, speakers, mics) -> str:
         """SHA-256 (hex) of everything that shapes the responses."""
-        from importlib.metadata import version   # not the import: it costs 1-3 s
+        from importlib.metadata import version  # not the import: it costs 1-3 s
 
         doc = {
             "model": _MODEL_VERSION,

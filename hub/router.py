@@ -27,7 +27,6 @@ import logging
 from typing import Any
 
 import numpy as np
-
 from anamnesis.hub.deployed import DeployedAgent
 from anamnesis.hub.graph import Edge, RoutingGraph
 from anamnesis.hub.pacing import BlockPacer, start_loop_task

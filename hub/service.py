@@ -69,9 +69,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from anamnesis.agents.oscmap import build_message
-from anamnesis.hub.discovery import AgentBrowser, AgentChange, AgentRegistry, LivenessMonitor
+from anamnesis.agents.protocol.oscmap import build_message
+from anamnesis.hub.discovery import (
+    AgentBrowser,
+    AgentChange,
+    AgentRegistry,
+    LivenessMonitor,
+)
 from anamnesis.hub.osclink import HubOsc, Messages
 from anamnesis.hub.supervisor import LAUNCHES, ChildSpec, Supervisor, agent_argv
 from anamnesis.hub.telemetry import AgentTelemetry
@@ -122,7 +126,7 @@ def load_or_create_token(state_dir: Path) -> str:
 
 def _own_key(path: Path) -> bytes:
     """The hub's own installation key at ``path`` (created, mode 0600, on first use)."""
-    from anamnesis.agents.discovery import generate_key, load_key
+    from anamnesis.agents.protocol.key import generate_key, load_key
 
     return load_key(path) if path.exists() else generate_key(path)
 
@@ -372,7 +376,7 @@ class Hub:
                 spec.id, model=spec.model, preset=spec.preset, audio=audio,
                 interface=self.interface, installation=self.name, key_file=self.key_file,
                 state_dir=self.state_dir / "agents" / spec.id, model_args=spec.model_args(),
-                extra=extra), fork_main="anamnesis.agents.process:main"))
+                extra=extra), fork_main="anamnesis.agents.main:main"))
         return out
 
     def _seed_from_config(self) -> None:
@@ -1300,7 +1304,7 @@ def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) ->
     # The clock runs on the event loop: a worker thread (room responses, the store) must
     # hand the GIL back within 1 ms, not Python's default 5.
     sys.setswitchinterval(0.001)
-    from anamnesis.agents.discovery import load_key
+    from anamnesis.agents.protocol.key import load_key
 
     try:
         host, port = _parse_http(args.http)
@@ -1331,7 +1335,6 @@ async def _serve(*, state_dir: Path, host: str, port: int, config: Any, key: byt
                  osc_api: tuple[str, int] | None, agent_launch: str = "fork",
                  on_started: OnStarted | None = None) -> int:
     from aiohttp import web
-
     from anamnesis.hub.api import create_app
 
     hub = Hub(state_dir=state_dir, interface=interface, config=config, key=key,

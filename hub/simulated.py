@@ -57,7 +57,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from anamnesis.hub.clocked import HubClock
 from anamnesis.hub.graph import Edge, RoutingGraph
 from anamnesis.hub.pacing import BlockPacer, start_loop_task

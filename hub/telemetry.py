@@ -22,8 +22,8 @@ import logging
 from collections import Counter
 from typing import Any
 
-from anamnesis.agents.errors import ProtocolError
-from anamnesis.agents.oscmap import parse_packet
+from anamnesis.agents.protocol.errors import ProtocolError
+from anamnesis.agents.protocol.oscmap import parse_packet
 
 log = logging.getLogger(__name__)
 

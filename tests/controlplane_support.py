@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from anamnesis.agents.oscmap import build_message, parse_packet
+from anamnesis.agents.protocol.oscmap import build_message, parse_packet
 
 LOOPBACK = "127.0.0.1"
 
@@ -155,9 +155,9 @@ from pathlib import Path  # noqa: E402
 import agent_support  # noqa: E402
 import numpy as np  # noqa: E402
 
-from anamnesis.agents.audio import NullBackend  # noqa: E402
+from anamnesis.agents.audio.backends import NullBackend
 from anamnesis.agents.control import AgentControl  # noqa: E402
-from anamnesis.agents.engine import AgentEngine  # noqa: E402
+from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.models import create_model  # noqa: E402
 from anamnesis.agents.snapshots import SnapshotStore  # noqa: E402
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from anamnesis.agents.engine import AgentEngine
-from anamnesis.agents.process import _build_model, add_agent_arguments, check_args
+from anamnesis.agents.dsp.engine import AgentEngine
+from anamnesis.agents.main import add_agent_arguments, check_args
+from anamnesis.agents.recipe import config_model
 
 
 def _as_sent(value: Any) -> Any:
@@ -34,7 +35,7 @@ def twin_engines(config: Any, hub: Any) -> list[AgentEngine]:
         parser = argparse.ArgumentParser()
         add_agent_arguments(parser)
         agent_config = check_args(parser.parse_args(list(argv[spec.id][3:])))
-        make, follow = _build_model(agent_config)
+        make, follow = config_model(agent_config)
         model = make()
         for name, value in hub.params[spec.id].items():
             name = name if name in model.param_specs() else name + "_"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from anamnesis.agents.audio import NullBackend
+from anamnesis.agents.audio.backends import NullBackend
 from anamnesis.agents.control import AgentControl
-from anamnesis.agents.engine import AgentEngine
+from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.models.autoregnn import AutoRegNN
 from anamnesis.agents.snapshots import SnapshotStore
 

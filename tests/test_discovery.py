@@ -14,13 +14,23 @@ import time
 import pytest
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from anamnesis.agents.discovery import (
-    ANAMNESIS_SERVICE, FIELDS, OSC_SERVICE, OSCQUERY_SERVICE, PROTOCOL_VERSION, AgentAnnouncer,
-    build_txt, check_token, generate_key, instance_name, load_key, parse_txt, verify_txt,
+from anamnesis.agents.protocol.txt import (
+    ANAMNESIS_SERVICE,
+    FIELDS,
+    OSC_SERVICE,
+    OSCQUERY_SERVICE,
+    PROTOCOL_VERSION,
+    build_txt,
+    check_token,
+    instance_name,
+    parse_txt,
+    verify_txt,
 )
-from anamnesis.agents.errors import ProtocolError
+from anamnesis.agents.net.announce import AgentAnnouncer
+from anamnesis.agents.protocol.key import generate_key, load_key
+from anamnesis.agents.protocol.errors import ProtocolError
 
-from anamnesis.agents.services import start_control_services
+from anamnesis.agents.net.services import start_control_services
 from controlplane_support import (  # noqa: F401
     AgentProcess, OscTestClient, loop_watchdog, running_agent, warm_kernels,
 )
@@ -147,7 +157,7 @@ def test_load_key_errors(tmp_path, caplog):
     loose = tmp_path / "loose.key"
     loose.write_text("a-passphrase-long-enough-to-use")   # raw bytes, not hex
     os.chmod(loose, 0o644)
-    with caplog.at_level(logging.WARNING, logger="anamnesis.agents.discovery"):
+    with caplog.at_level(logging.WARNING, logger="anamnesis.agents.net.announce"):
         assert load_key(loose) == b"a-passphrase-long-enough-to-use"
     assert "readable by others" in caplog.text
 
@@ -267,7 +277,7 @@ async def test_failed_publish_is_logged_and_retried(monkeypatch, caplog):
                                osc_port=9300, http_port=9301, installation="loopback", key=KEY,
                                retry=0.1)
     try:
-        with caplog.at_level(logging.WARNING, logger="anamnesis.agents.discovery"):
+        with caplog.at_level(logging.WARNING, logger="anamnesis.agents.net.announce"):
             await announcer.start()
             assert await announcer.wait_registered(10.0)
         assert announcer.failures == 1
@@ -377,7 +387,7 @@ async def test_failed_update_registers_again(caplog):
             raise OSError("socket gone (simulated)")
 
         announcer._zc.async_update_service = broken
-        with caplog.at_level(logging.WARNING, logger="anamnesis.agents.discovery"):
+        with caplog.at_level(logging.WARNING, logger="anamnesis.agents.net.announce"):
             await announcer.update(rtp_port=5006)
         assert "socket gone (simulated)" in caplog.text and "registering it again" in caplog.text
         assert await announcer.wait_registered(10.0)

@@ -11,12 +11,19 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from anamnesis.agents.audio import NullBackend, create_backend, BackendError
-from anamnesis.agents.engine import (DURATION_RING, RESET_AFTER_FAILED_BLOCKS, AgentEngine, FollowInput,
-                           QueueFull, Reset, SetParam)
+from anamnesis.agents.audio.backends import NullBackend, create_backend, BackendError
+from anamnesis.agents.dsp.engine import (
+    DURATION_RING,
+    RESET_AFTER_FAILED_BLOCKS,
+    AgentEngine,
+    FollowInput,
+    QueueFull,
+    Reset,
+    SetParam,
+)
 from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2
 from anamnesis.agents.models.base import ParamSpec
-from anamnesis.agents.safety import SafetyChain
+from anamnesis.agents.dsp.safety import SafetyChain
 
 SR = 48000
 
@@ -178,7 +185,7 @@ async def test_errors_are_reported_on_the_loop_and_persistent_failure_resets(cap
     engine.attach_loop(asyncio.get_running_loop())
     model.fail = True
     out = np.zeros(64)
-    with caplog.at_level(logging.ERROR, logger="anamnesis.agents.engine"):
+    with caplog.at_level(logging.ERROR, logger="anamnesis.agents.dsp.engine"):
         for _ in range(RESET_AFTER_FAILED_BLOCKS):
             engine.process_block(np.zeros(64), out)
         await asyncio.sleep(0.01)
@@ -265,7 +272,7 @@ async def test_call_falls_back_to_a_direct_run_when_the_clock_stalls(caplog):
     engine = AgentEngine(model, block=64, sample_rate=SR)
     engine.clock_running = True  # a clock that claims to run but delivers no block
     runs = []
-    with caplog.at_level(logging.WARNING, logger="anamnesis.agents.engine"):
+    with caplog.at_level(logging.WARNING, logger="anamnesis.agents.dsp.engine"):
         t0 = time.monotonic()
         result = await engine.call(lambda m: runs.append(1) or "direct", timeout=0.2)
     assert result == "direct"
@@ -338,7 +345,7 @@ class _Refuse:
 def test_missing_portaudio_is_one_clear_line(monkeypatch, error, match):
     import sys
 
-    from anamnesis.agents.audio import import_sounddevice, list_devices
+    from anamnesis.agents.audio.backends import import_sounddevice, list_devices
     monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
     monkeypatch.setattr(sys, "meta_path", [_Refuse(error), *sys.meta_path])
     with pytest.raises(BackendError, match=match):

@@ -24,7 +24,7 @@ from controlplane_support import (  # noqa: F401  (fixtures)
     warm_kernels,
 )
 
-from anamnesis.agents.discovery import generate_key
+from anamnesis.agents.protocol.key import generate_key
 from anamnesis.hub.api import COOKIE, READ_METHODS, TELEMETRY_HZ, create_app
 from anamnesis.hub.service import Hub
 
@@ -598,7 +598,7 @@ async def test_hub_snapshots_keep_weights_and_params_and_write_them_back(tmp_pat
 async def test_a_burst_of_adoptions_is_persisted_whole(tmp_path):
     import json
 
-    from anamnesis.agents.discovery import PROTOCOL_VERSION, build_txt, parse_txt
+    from anamnesis.agents.protocol.txt import PROTOCOL_VERSION, build_txt, parse_txt
 
     async with running_hub(tmp_path / "hub") as (hub, _base):
         for i in range(20):

@@ -15,7 +15,7 @@ import pytest
 from agent_support import REPO
 from controlplane_support import OscTestClient
 
-from anamnesis.agents.discovery import generate_key
+from anamnesis.agents.protocol.key import generate_key
 
 CONFIG = """
 [installation]

@@ -18,9 +18,10 @@ import pytest
 from agent_support import spawn
 from numpy.testing import assert_array_equal
 
-from anamnesis.agents.engine import AgentEngine
-from anamnesis.agents.process import _build_model, add_agent_arguments, check_args
-from anamnesis.agents.rtp import quantize
+from anamnesis.agents.dsp.engine import AgentEngine
+from anamnesis.agents.main import add_agent_arguments, check_args
+from anamnesis.agents.recipe import config_model
+from anamnesis.agents.protocol.rtp import quantize
 from anamnesis.hub.clocked import HubClock
 
 LOOPBACK = "127.0.0.1"
@@ -39,7 +40,7 @@ def in_process_engine(args: list[str]) -> AgentEngine:
     parser = argparse.ArgumentParser()
     add_agent_arguments(parser)
     config = check_args(parser.parse_args(args))
-    make, follow = _build_model(config)
+    make, follow = config_model(config)
     return AgentEngine(make(), block=config.block, sample_rate=config.sample_rate,
                        ceiling_db=config.ceiling_db, follow=follow)
 

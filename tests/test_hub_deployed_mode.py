@@ -9,7 +9,7 @@ import asyncio
 
 from controlplane_support import AgentProcess
 
-from anamnesis.agents.discovery import generate_key
+from anamnesis.agents.protocol.key import generate_key
 from anamnesis.hub.config import parse_config
 from anamnesis.hub.service import Hub
 

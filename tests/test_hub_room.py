@@ -18,7 +18,7 @@ import soundfile as sf
 from lockstep_support import clock_blocks, twin_engines
 from numpy.testing import assert_array_equal
 
-from anamnesis.agents.rtp import quantize
+from anamnesis.agents.protocol.rtp import quantize
 from anamnesis.hub.config import parse_config
 from anamnesis.hub.coupling import RoomCoupling, default_cache_dir
 from anamnesis.hub.graph import from_config

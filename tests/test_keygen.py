@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stat
 
-from anamnesis.agents.discovery import load_key
+from anamnesis.agents.protocol.key import load_key
 from anamnesis.hub.cli import main
 
 

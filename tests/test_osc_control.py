@@ -20,10 +20,10 @@ import pytest
 import pytest_asyncio
 from numpy.testing import assert_allclose
 
-from anamnesis.agents.errors import ProtocolError
-from anamnesis.agents.osc import OscServer
-from anamnesis.agents.oscmap import address_of, build_bundle, build_message, parse_packet
-from anamnesis.agents.services import start_control_services
+from anamnesis.agents.protocol.errors import ProtocolError
+from anamnesis.agents.net.osc import OscServer
+from anamnesis.agents.protocol.oscmap import address_of, build_bundle, build_message, parse_packet
+from anamnesis.agents.net.services import start_control_services
 
 from controlplane_support import (  # noqa: F401
     LOOPBACK, MODEL_KINDS, AgentProcess, OscTestClient, loop_watchdog, require_program,
@@ -177,11 +177,11 @@ async def test_bad_input_replies_error_and_leaves_values(agent, address, args, m
 
 async def test_errors_are_logged_once_per_peer_and_kind(agent, caplog):
     _, services, client = agent
-    with caplog.at_level(logging.WARNING, logger="anamnesis.agents.osc"):
+    with caplog.at_level(logging.WARNING, logger="anamnesis.agents.net.osc"):
         for _ in range(20):
             assert (await client.request("/lr", "x"))[0] == "/error"
             assert (await client.request("/lr", 1e9))[0] == "/error"
-    lines = [r for r in caplog.records if r.name == "anamnesis.agents.osc"]
+    lines = [r for r in caplog.records if r.name == "anamnesis.agents.net.osc"]
     assert len(lines) == 2, [r.getMessage() for r in lines]
     stats = services.osc.stats()
     assert stats["bad_args"] == 20 and stats["rejected"] == 20
@@ -269,7 +269,7 @@ async def test_ten_thousand_malformed_datagrams(agent, caplog):
     weights_before = await control.get_weights()
     datagrams = _malformed_datagrams(10_000, np.random.default_rng(7))
     started = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="anamnesis.agents.osc"):
+    with caplog.at_level(logging.WARNING, logger="anamnesis.agents.net.osc"):
         for start in range(0, len(datagrams), 250):  # in bursts the socket buffer can hold
             for data in datagrams[start:start + 250]:
                 client.send_raw(data)
@@ -290,7 +290,7 @@ async def test_ten_thousand_malformed_datagrams(agent, caplog):
     client.drain()
     await asyncio.sleep(0.05)                           # a few tokens back in the budget
     assert await client.request("/ping") == ("/pong", [])
-    log_lines = [r for r in caplog.records if r.name == "anamnesis.agents.osc"]
+    log_lines = [r for r in caplog.records if r.name == "anamnesis.agents.net.osc"]
     assert 1 <= len(log_lines) <= 5  # once per kind for this one peer
     assert any("reply budget" in r.getMessage() for r in log_lines)
     print(f"\nmalformed OSC: {10_000 / elapsed:.0f} datagrams/s handled "
@@ -442,7 +442,7 @@ async def test_agent_process_survives_malformed_flood(tmp_path):
 
 
 async def test_reply_budget_refills_and_caps_hosts():
-    from anamnesis.agents.osc import ReplyBudget
+    from anamnesis.agents.net.osc import ReplyBudget
 
     budget = ReplyBudget(rate=10.0, burst=5.0, max_hosts=3)
     assert [budget.allow("a", 0.0) for _ in range(6)] == [True] * 5 + [False]

@@ -8,11 +8,18 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from anamnesis.agents.errors import ProtocolError
+from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.models.base import ParamSpec
-from anamnesis.agents.oscmap import (
-    COMMANDS, MAX_BUNDLE_DEPTH, OscAddressSpace, Request, address_of, build_bundle,
-    build_message, parse_packet, telemetry_messages,
+from anamnesis.agents.protocol.oscmap import (
+    COMMANDS,
+    MAX_BUNDLE_DEPTH,
+    OscAddressSpace,
+    Request,
+    address_of,
+    build_bundle,
+    build_message,
+    parse_packet,
+    telemetry_messages,
 )
 
 SPECS = {

@@ -17,9 +17,9 @@ from pythonoscquery.osc_query_browser import OSCQueryListener
 from pythonoscquery.osc_query_client import OSCQueryClient
 from zeroconf import ServiceBrowser, Zeroconf
 
-from anamnesis.agents.discovery import generate_key
-from anamnesis.agents.oscmap import address_of, build_message, parse_packet
-from anamnesis.agents.services import start_control_services
+from anamnesis.agents.protocol.key import generate_key
+from anamnesis.agents.protocol.oscmap import address_of, build_message, parse_packet
+from anamnesis.agents.net.services import start_control_services
 
 from controlplane_support import (  # noqa: F401
     LOOPBACK, MODEL_KINDS, AgentProcess, OscTestClient, loop_watchdog, running_agent, warm_kernels,
@@ -350,9 +350,9 @@ async def test_slow_websocket_client_cannot_grow_memory(agent):
 
 async def test_bad_http_queries_are_logged_once_per_peer(agent, caplog):
     _, services, http = agent
-    with caplog.at_level(logging.WARNING, logger="anamnesis.agents.oscquery"):
+    with caplog.at_level(logging.WARNING, logger="anamnesis.agents.net.oscquery"):
         for _ in range(10):
             assert (await _get(http, "/lr?COLOR"))[0] == 400
-    lines = [r.getMessage() for r in caplog.records if r.name == "anamnesis.agents.oscquery"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "anamnesis.agents.net.oscquery"]
     assert len(lines) == 1 and "unknown attribute 'COLOR'" in lines[0]
     assert services.stats()["oscquery"]["bad_requests"] == 10

@@ -19,7 +19,7 @@ from alloc_support import traced_allocation
 from lockstep_support import twin_engines
 from numpy.testing import assert_array_equal
 
-from anamnesis.agents.safety import SafetyChain
+from anamnesis.agents.dsp.safety import SafetyChain
 from anamnesis.hub import rehearse as R
 from anamnesis.hub.config import load_config, parse_config
 from anamnesis.hub.graph import from_config

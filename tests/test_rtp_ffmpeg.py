@@ -26,9 +26,9 @@ import soundfile
 from agent_support import spawn
 from numpy.testing import assert_array_equal
 
-from anamnesis.agents.jitter import JitterBuffer
-from anamnesis.agents.link import RtpReceiver, open_udp
-from anamnesis.agents.sdp import parse_sdp
+from anamnesis.agents.dsp.jitter import JitterBuffer
+from anamnesis.agents.net.rtp_session import RtpReceiver, open_udp
+from anamnesis.agents.protocol.sdp import parse_sdp
 from anamnesis.hub.clocked import HubClock
 
 LOOPBACK = "127.0.0.1"
@@ -253,8 +253,8 @@ async def test_gstreamer_receives_an_sdp_described_stream(tmp_path):
         "audioconvert", "!", "audio/x-raw,format=S24LE", "!", "wavenc", "!", "filesink",
         f"location={wav}", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     await asyncio.sleep(1.0)
-    from anamnesis.agents.link import RtpSender
-    from anamnesis.agents.rtp import encode_l24
+    from anamnesis.agents.net.rtp_session import RtpSender
+    from anamnesis.agents.protocol.rtp import encode_l24
     sock, _ = await open_udp(asyncio.DatagramProtocol, LOOPBACK)
     sender = RtpSender()
     x = ramp(SR)

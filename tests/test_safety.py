@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from anamnesis.agents import safety
-from anamnesis.agents.safety import SafetyChain, db_to_lin
+from anamnesis.agents.dsp import safety
+from anamnesis.agents.dsp.safety import SafetyChain, db_to_lin
 
 SR = 48000
 WILD = [np.nan, np.inf, -np.inf, 1e30, -1e30, 1e308, -1e308, 5e-324, 0.0, 1.0, -1.0]

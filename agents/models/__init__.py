@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Model, ParamSpec
+from anamnesis.agents.models.base import Model, ParamSpec
 
 MODEL_KINDS: dict[str, tuple[str, str]] = {
     "autoregnn": ("anamnesis.agents.models.autoregnn", "AutoRegNN"),

@@ -76,9 +76,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-
-from . import _autoregnn_kernels as K
-from .base import ParamSpec, check_block, check_size
+from anamnesis.agents.models import _autoregnn_kernels as K
+from anamnesis.agents.models.base import ParamSpec, check_block, check_size
 
 MAX_INPUT_SIZE = 32    # c_32 = exp(-2**-32): longer cascades would be frozen
 MAX_HIDDEN_SIZE = 128

@@ -25,7 +25,7 @@ Self-oscillating examples get silence as input; example 6 a 100 Hz sine.
 
 from __future__ import annotations
 
-from .presets import At, Preset, Ramp, SignalSpec, register
+from anamnesis.agents.presets.base import At, Preset, Ramp, SignalSpec, register
 
 _NET = {"n_neurons": 16, "n_inputs": 3}
 

@@ -40,18 +40,16 @@ import time
 from typing import Any
 
 import numpy as np
-
-from .engine import AgentEngine
-from .errors import ProtocolError
-from .link import AgentLink, BlockRing, RtpSender, encode_into, onebyte_extension_block
-from .rtp import payload_bounds, ts_diff
+from anamnesis.agents.dsp.engine import AgentEngine
+from anamnesis.agents.dsp.rings import BlockRing
+from anamnesis.agents.net.link import AgentLink
+from anamnesis.agents.net.rtp_session import RtpSender, onebyte_extension_block
+from anamnesis.agents.protocol.errors import ProtocolError
+from anamnesis.agents.protocol.hubclock import CLOCK_FREE, CLOCK_HUB, EXT_CLOCK
+from anamnesis.agents.protocol.pcm import encode_into
+from anamnesis.agents.protocol.rtp import payload_bounds, ts_diff
 
 log = logging.getLogger(__name__)
-
-#: One-byte header extension element carrying the agent's clock state.
-EXT_CLOCK = 1
-CLOCK_HUB = 0
-CLOCK_FREE = 1
 #: Seconds between command services while waiting for the hub's first block.
 IDLE_TICK_S = 0.05
 #: Bit of a ring timestamp that marks a free-running output (T uses the low 32 bits).
@@ -288,4 +286,4 @@ class HubClockBackend:
                 "hub_clocked": 1.0 if self.state == "hub" else 0.0}
 
 
-__all__ = ["CLOCK_FREE", "CLOCK_HUB", "EXT_CLOCK", "HubClockBackend"]
+__all__ = ["HubClockBackend"]

@@ -40,7 +40,6 @@ import gc
 import ipaddress
 import logging
 import os
-import re
 import signal
 import socket
 import sys
@@ -49,10 +48,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from anamnesis.agents.protocol.ids import ID_RE
+from anamnesis.agents.recipe import config_model, config_warm_up, parse_model_args
 
-log = logging.getLogger("anamnesis.agents.process")
-
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+log = logging.getLogger("anamnesis.agents.main")
 AUDIO_CHOICES = ("sounddevice", "null", "hub")
 MODEL_CHOICES = ("autoregnn", "autoregnn2", "unlearn")
 #: Seconds between checks of the audio thread (xruns, stalls).
@@ -163,7 +162,7 @@ def default_interface() -> str:
 
 def check_args(args: argparse.Namespace) -> AgentConfig:
     """Check the options together; ``ValueError`` naming every problem found."""
-    from .audio import parse_device
+    from anamnesis.agents.audio.backends import parse_device
 
     problems = []
     if not ID_RE.match(args.id or ""):
@@ -184,7 +183,7 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         problems.append(f"--autosave-s must be in [0.1, 86400] s; got {args.autosave_s:g}")
     if args.seed < 0:
         problems.append(f"--seed must be >= 0; got {args.seed}")
-    from .discovery import check_token
+    from anamnesis.agents.protocol.txt import check_token
 
     try:
         check_token(args.installation, "--installation")
@@ -204,7 +203,7 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         problems.append(f"--hub must be an IP address; got {hub!r}")
     model = args.model
     if args.preset is not None:
-        from .presets import get_preset
+        from anamnesis.agents.presets import get_preset
         try:
             preset = get_preset(args.preset)
         except ValueError as exc:
@@ -235,83 +234,6 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         rtp_port=args.rtp_port, hub=hub)
 
 
-#: Constructor arguments the agent sets itself (not ``--model-arg``).
-_RESERVED_MODEL_ARGS = ("self", "seed", "sample_rate", "max_block")
-
-
-def _model_arg_value(name: str, text: str, default: Any) -> Any:
-    """``text`` as the type of the constructor default ``default`` (else a number or text)."""
-    lowered = text.strip().lower()
-    if isinstance(default, bool):
-        if lowered in ("true", "1", "yes", "on"):
-            return True
-        if lowered in ("false", "0", "no", "off"):
-            return False
-        raise ValueError(f"--model-arg {name} must be true or false; got {text!r}")
-    if default is None and lowered == "none":
-        return None
-    if isinstance(default, int) or default is None:
-        try:
-            return int(text)
-        except ValueError:
-            if default is not None:
-                raise ValueError(f"--model-arg {name} must be an integer; got {text!r}") from None
-    if isinstance(default, float) or default is None:
-        try:
-            return float(text)
-        except ValueError:
-            if default is not None:
-                raise ValueError(f"--model-arg {name} must be a number; got {text!r}") from None
-    return text
-
-
-def parse_model_args(model: str, items: list[str], preset: str | None = None, *,
-                     seed: int = 0, sample_rate: int = 48000,
-                     max_block: int = 4096) -> dict[str, Any]:
-    """The ``--model-arg NAME=VALUE`` items as constructor arguments of ``model``,
-    checked by building the model once (with the preset's arguments beneath them);
-    ``ValueError`` with one line naming every problem."""
-    import inspect
-
-    from .models import create_model, model_class
-
-    if not items:
-        return {}
-    sig = inspect.signature(model_class(model).__init__)
-    known = {n: p.default for n, p in sig.parameters.items()
-             if n not in _RESERVED_MODEL_ARGS and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    out: dict[str, Any] = {}
-    problems = []
-    for item in items:
-        name, sep, text = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            problems.append(f"--model-arg takes NAME=VALUE; got {item!r}")
-        elif name not in known:
-            import difflib
-            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
-            problems.append(f"--model-arg {name}: {model} has no such argument{hint}")
-        else:
-            try:
-                out[name] = _model_arg_value(name, text, known[name])
-            except ValueError as exc:
-                problems.append(str(exc))
-    if not problems:
-        base: dict[str, Any] = {}
-        if preset is not None:
-            from .presets import get_preset
-            base.update(get_preset(preset).model_args)
-        try:
-            create_model(model, **{**base, **out}, seed=seed, sample_rate=sample_rate,
-                         max_block=max_block)
-        except (TypeError, ValueError) as exc:
-            problems.append(f"--model-arg: {model}: {exc}")
-    if problems:
-        raise ValueError("; ".join(problems))
-    return out
-
-
 def _setup_logging(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -340,7 +262,7 @@ def run_agent(args: argparse.Namespace) -> int:
 
 def run_devices(args: argparse.Namespace) -> int:
     """Print the audio devices PortAudio sees; 1 with one line if PortAudio is missing."""
-    from .audio import BackendError, format_devices, list_devices
+    from anamnesis.agents.audio.backends import BackendError, format_devices, list_devices
 
     try:
         devices = list_devices()
@@ -351,61 +273,11 @@ def run_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_model(config: AgentConfig) -> tuple[Any, list]:
-    """A factory of the configured model (preset parameters applied), and the
-    input-following modulations of its preset."""
-    from .engine import FollowInput
-    from .models import create_model
-
-    kwargs: dict[str, Any] = {}
-    params: dict[str, object] = {}
-    follow = []
-    if config.preset is not None:
-        from . import presets
-        preset = presets.get_preset(config.preset)
-        kwargs.update(preset.model_args)
-        params.update(preset.params)
-        for mod in preset.modulations:
-            if isinstance(mod, presets.FollowInput):
-                follow.append(FollowInput(mod.param, mod.lo, mod.hi))
-        timeline = [m for m in preset.modulations if not isinstance(m, presets.FollowInput)]
-        if timeline or preset.events:
-            log.info("preset %s: %d timed change(s) belong to offline renders and are not "
-                     "played live", preset.name, len(timeline) + len(preset.events))
-    kwargs.update(config.model_args)
-    kwargs.update(seed=config.seed, sample_rate=config.sample_rate, max_block=config.block)
-
-    def make() -> Any:
-        model = create_model(config.model, **kwargs)
-        for name, value in params.items():
-            model.set_param(name, value)
-        return model
-    return make, follow
-
-
-def _warm_up(make_model: Any, follow: list, config: AgentConfig) -> None:
-    """Compile every kernel of the audio path on throwaway objects, so the first
-    real callback runs at full speed (numba compiles on first call)."""
-    import numpy as np
-
-    from .engine import AgentEngine
-
-    twin = AgentEngine(make_model(), block=config.block, sample_rate=config.sample_rate,
-                       ceiling_db=config.ceiling_db, follow=follow)
-    speaker = np.zeros(config.block, dtype=np.float32)
-    twin.process_block(np.zeros(config.block, dtype=np.float32), speaker)
-    twin.process_block(np.zeros(config.block // 2, dtype=np.float32), speaker[:config.block // 2])
-    if twin.last_error is not None:
-        raise StartupError(f"the model fails on its first block: {twin.last_error!r}")
-    from .link import warm_up as warm_up_link
-    warm_up_link()
-
-
 async def _serve(config: AgentConfig) -> int:
-    from .audio import BackendError, create_backend
-    from .control import AgentControl
-    from .engine import AgentEngine
-    from .snapshots import SnapshotStore, StateDirLocked
+    from anamnesis.agents.audio.backends import BackendError, create_backend
+    from anamnesis.agents.control import AgentControl
+    from anamnesis.agents.dsp.engine import AgentEngine
+    from anamnesis.agents.snapshots import SnapshotStore, StateDirLocked
 
     sys.setswitchinterval(0.001)  # the audio callback must not wait 5 ms for the GIL
     loop = asyncio.get_running_loop()
@@ -417,14 +289,14 @@ async def _serve(config: AgentConfig) -> int:
 
     key = None
     if config.key_file is not None:
-        from .discovery import load_key
+        from anamnesis.agents.protocol.key import load_key
         try:
             key = load_key(config.key_file)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
 
     try:
-        make_model, follow = _build_model(config)
+        make_model, follow = config_model(config)
         model = make_model()
         engine = AgentEngine(model, block=config.block, sample_rate=config.sample_rate,
                              ceiling_db=config.ceiling_db, follow=follow)
@@ -434,7 +306,10 @@ async def _serve(config: AgentConfig) -> int:
         log.debug("model construction failed", exc_info=True)
         raise StartupError(f"cannot build the {config.model} model: "
                            f"{type(exc).__name__}: {exc}") from None
-    await loop.run_in_executor(None, _warm_up, make_model, follow, config)
+    try:
+        await loop.run_in_executor(None, config_warm_up, make_model, follow, config)
+    except RuntimeError as exc:
+        raise StartupError(str(exc)) from None
 
     store = SnapshotStore(config.state_dir, agent_id=config.agent_id, model_kind=config.model)
     try:
@@ -444,7 +319,7 @@ async def _serve(config: AgentConfig) -> int:
     except OSError as exc:
         raise StartupError(f"cannot use the state directory {config.state_dir}: {exc}") from None
 
-    from .link import AgentLink
+    from anamnesis.agents.net.link import AgentLink
     try:
         link = AgentLink(agent_id=config.agent_id, interface=config.interface,
                          block=config.block, sample_rate=config.sample_rate, hub_host=config.hub)
@@ -473,7 +348,7 @@ async def _serve(config: AgentConfig) -> int:
         engine.attach_loop(loop)
         # Everything heavy (imports, a full collection) happens before the audio
         # clock starts: each would hold the GIL long enough to make the callback late.
-        from .services import start_control_services
+        from anamnesis.agents.net.services import start_control_services
         gc.collect()
         gc.freeze()
         try:

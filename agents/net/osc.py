@@ -36,48 +36,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from .errors import ProtocolError
-from .oscmap import MAX_DATAGRAM, OscAddressSpace, Request, build_bundle, build_message
-from .oscmap import parse_packet, telemetry_messages
+from anamnesis.agents.net.ratelimit import RateLimitedLog
+from anamnesis.agents.protocol.errors import ProtocolError
+from anamnesis.agents.protocol.oscmap import (
+    MAX_DATAGRAM,
+    OscAddressSpace,
+    Request,
+    build_bundle,
+    build_message,
+    parse_packet,
+    telemetry_messages,
+)
 
 log = logging.getLogger(__name__)
 
 Reply = Callable[[bytes], None]
 Peer = tuple[str, int]
-
-
-class RateLimitedLog:
-    """Log a problem once per (peer host, kind), then only count it (STYLE 13).
-
-    At most ``max_keys`` peers are remembered; past that, new peers are only
-    counted (one line says so), so a flood of spoofed sources cannot grow memory.
-    """
-
-    def __init__(self, logger: logging.Logger, max_keys: int = 256, prefix: str = "OSC") -> None:
-        self._logger = logger
-        self._prefix = prefix
-        self._max_keys = max_keys
-        self._seen: set[tuple[str, str]] = set()
-        self.suppressed: Counter[str] = Counter()
-        self._overflowed = False
-
-    def __call__(self, peer: str, kind: str, message: str) -> None:
-        key = (peer, kind)
-        if key in self._seen:
-            self.suppressed[kind] += 1
-            return
-        if len(self._seen) >= self._max_keys:
-            self.suppressed[kind] += 1
-            if not self._overflowed:
-                self._overflowed = True
-                self._logger.warning(
-                    "%s: problems from more than %d peers/kinds; only counting from now on",
-                    self._prefix, self._max_keys)
-            return
-        self._seen.add(key)
-        self._logger.warning("%s %s from %s: %s (further %s from this peer are only counted)",
-                             self._prefix, kind, peer, message, kind)
 
 
 class ReplyBudget:
@@ -452,4 +426,4 @@ class OscServer:
             subscriber.transport.sendto(data)
 
 
-__all__ = ["OscServer", "RateLimitedLog", "ReplyBudget", "Subscriber"]
+__all__ = ["OscServer", "ReplyBudget", "Subscriber"]

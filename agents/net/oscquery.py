@@ -40,11 +40,17 @@ from typing import Any
 
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
-
-from .models.base import ParamSpec
-from .osc import RateLimitedLog
-from .oscmap import ACCESS_NONE, ACCESS_READWRITE, ACCESS_WRITE, COMMANDS, OscAddressSpace
-from .oscmap import address_of, build_message
+from anamnesis.agents.models.base import ParamSpec
+from anamnesis.agents.net.ratelimit import RateLimitedLog
+from anamnesis.agents.protocol.oscmap import (
+    ACCESS_NONE,
+    ACCESS_READWRITE,
+    ACCESS_WRITE,
+    COMMANDS,
+    OscAddressSpace,
+    address_of,
+    build_message,
+)
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,7 @@ import struct
 from typing import NamedTuple
 
 import numpy as np
-
-from .errors import ProtocolError
+from anamnesis.agents.protocol.errors import ProtocolError
 
 RTP_VERSION = 2
 HEADER_SIZE = 12

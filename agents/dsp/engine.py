@@ -50,10 +50,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from anamnesis.agents.models.base import Model
+from anamnesis.agents.dsp.safety import SafetyChain
 from numba import njit
-
-from .models.base import Model
-from .safety import SafetyChain
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-
-from .engine import AgentEngine
-from .link import AgentLink
+from anamnesis.agents.dsp.engine import AgentEngine
+from anamnesis.agents.net.link import AgentLink
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +327,7 @@ def create_backend(kind: str, engine: AgentEngine, *, device: int | str | None =
         if link is None:
             raise BackendError("--audio hub needs the agent's RTP link: the hub sends each "
                                "input block to the agent's RTP port and awaits its output")
-        from .hubclock import HubClockBackend
+        from anamnesis.agents.audio.hubclock import HubClockBackend
         return HubClockBackend(engine, link)
     raise BackendError(f"unknown audio backend {kind!r}; choose one of "
                        f"{', '.join(AUDIO_BACKENDS)}")
