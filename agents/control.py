@@ -2,7 +2,7 @@
 process use to read and steer it.
 
 :class:`AgentControl` validates at the edge (``ParamSpec``), then posts to the
-audio thread through the :class:`~agents.engine.AgentEngine` (commands for the
+audio thread through the :class:`~anamnesis.agents.dsp.engine.AgentEngine` (commands for the
 model; single stores for gain, mute and panic), and keeps the live value of
 every parameter so readers never touch the model from this thread. Every
 method runs on the event loop; none blocks it (state requests wait for a block

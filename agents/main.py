@@ -9,7 +9,7 @@
 2. opens and locks the state directory; resumes the autosave unless ``--fresh``
    (the autosave wins over the preset's parameters: an installation restarts
    where it was);
-3. opens its RTP port (``--rtp-port``; the audio link, :mod:`agents.link`: the
+3. opens its RTP port (``--rtp-port``; the audio link, :mod:`anamnesis.agents.net.link`: the
    hub-clocked mode with ``--audio hub``, otherwise the deployed mode's ``in``
    stream from ``--hub``, and listen-in copies via ``GET /streams/NAME.sdp``),
    starts the audio backend, then the control services (OSC, OSCQuery with the
@@ -462,7 +462,7 @@ async def _monitor_loop(control: Any, engine: Any, config: AgentConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m agents.process ...``: the same as ``anamnesis agent ...``."""
+    """``python -m anamnesis.agents ...``: the same as ``anamnesis agent ...``."""
     parser = argparse.ArgumentParser(prog="anamnesis agent")
     add_agent_arguments(parser)
     return run_agent(parser.parse_args(argv))

@@ -6,7 +6,7 @@ imports scipy.linalg), aiohttp and zeroconf, 0.35 s initialising numba's CPU
 target on its first cached kernel, and the rest on its own model. Eight of them
 started at once on two cores keep the installation silent for 6 s or more. A hub
 that forks its agents from a server process which has done the common part once
-(:mod:`anamnesis.hub.launcher`) pays it once; each agent then builds and warms only its own
+(:mod:`anamnesis.hub.fleet.launcher`) pays it once; each agent then builds and warms only its own
 model.
 
 Importing this module does that common part: it imports what every agent process

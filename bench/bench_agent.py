@@ -1,6 +1,6 @@
 """Benchmark: one whole agent process on the null clock — CPU, callback timing, memory.
 
-Starts ``python -m agents.process --audio null`` (AutoRegNN, 48 kHz, 256-frame
+Starts ``python -m anamnesis.agents --audio null`` (AutoRegNN, 48 kHz, 256-frame
 blocks by default) on 127.0.0.1, subscribes to its OSC telemetry at 20 Hz as a
 hub would, lets it warm up, then measures over ``--seconds``:
 

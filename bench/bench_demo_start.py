@@ -11,7 +11,7 @@ line. Each run ends with SIGINT.
 Reported, same run, median of ``--runs``:
 
 * **fork** — the default: the agents forked from the hub's warm forkserver
-  (:mod:`hub.launcher`);
+  (:mod:`anamnesis.hub.fleet.launcher`);
 * **exec** (the peer) — the same demo with ``--agent-launch exec``: every agent a new
   program, paying its own imports and numba start-up;
 * the ratio fork / exec, and whether the promise (≤ 10 s from the dashboard line)

@@ -32,8 +32,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anamnesis.hub.config import Envelope, load_config  # noqa: E402
-from anamnesis.hub.graph import Edge, RoutingGraph, from_config, make_source_signal  # noqa: E402
+from anamnesis.hub.installation.config import Envelope, load_config
+from anamnesis.hub.installation.edges import Edge
+from anamnesis.hub.engine.graph import RoutingGraph, from_config, make_source_signal
 
 SR = 48000
 TARGET_PERCENT = 20.0

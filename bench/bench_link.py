@@ -3,9 +3,9 @@
 Two processes on 127.0.0.1, in the hub-clocked mode at real time (one step per
 block period, 187.5 steps/s at 48 kHz):
 
-* the **hub** (this process): a ``hub.clocked.HubClock`` sends 8 ``in`` streams
+* the **hub** (this process): a ``anamnesis.hub.clock.lockstep.HubClock`` sends 8 ``in`` streams
   and receives 8 ``out`` streams — 16 streams, 3000 packets/s;
-* the **agents** (a child process): 8 ``agents.link.AgentLink`` endpoints, each
+* the **agents** (a child process): 8 ``anamnesis.agents.net.link.AgentLink`` endpoints, each
   with a ``HubClockBackend`` clock thread and an engine whose model only copies
   its input (so what is measured is the link, not a neural network) — also 16
   streams.
@@ -39,7 +39,7 @@ from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.audio.hubclock import HubClockBackend
 from anamnesis.agents.net.link import AgentLink, warm_up
 from anamnesis.agents.models.base import ParamSpec
-from anamnesis.hub.clocked import HubClock
+from anamnesis.hub.clock.lockstep import HubClock
 
 LOOPBACK = "127.0.0.1"
 SR = 48000

@@ -7,7 +7,7 @@ two ears from 8 speakers, 0.5 s responses, float32 partitioned convolution) at
 
 Reported:
 
-* **end to end** — :func:`hub.rehearse.rehearse` writing the speakers' WAV and the
+* **end to end** — :func:`anamnesis.hub.clock.rehearse.rehearse` writing the speakers' WAV and the
   stereo preview (setup, room responses from the cache, the loop, the disk):
   wall seconds, real-time factor, ns per agent-sample. Target (issue 7): at least
   3x real time; MET / MISSED, exit status 1 if missed.
@@ -35,8 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anamnesis.hub import rehearse as R
-from anamnesis.hub.config import load_config
+from anamnesis.hub.clock import rehearse as R
+from anamnesis.hub.installation.config import load_config
 
 TARGET_RTF = 3.0
 

@@ -24,8 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anamnesis.hub.convolve import MatrixConvolver
-from anamnesis.hub.room import Room
+from anamnesis.hub.engine.convolve import MatrixConvolver
+from anamnesis.hub.engine.room import Room
 
 SR = 48000
 TARGET_MS = 1.2

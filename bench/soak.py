@@ -54,7 +54,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anamnesis.hub.listen import LISTENER, decode_frame
+from anamnesis.hub.monitor.listen import LISTENER, decode_frame
 
 DASHBOARD = re.compile(r"^Dashboard: http://127\.0\.0\.1:(\d+)/\?token=(\S+)$")
 RSS_GROWTH_MAX = 0.05

@@ -1,4 +1,4 @@
-"""Helpers for tests that run real agent processes (``python -m agents.process``)."""
+"""Helpers for tests that run real agent processes (``python -m anamnesis.agents``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ READY = re.compile(r"^agent (\S+) ready osc=(\d+) http=(\d+)$")
 
 
 class AgentProcess:
-    """One ``python -m agents.process`` child with its stderr collected."""
+    """One ``python -m anamnesis.agents`` child with its stderr collected."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc

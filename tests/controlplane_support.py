@@ -208,7 +208,7 @@ async def running_agent(state_dir: Path, kind: str = "autoregnn",
 
 
 class AgentProcess(agent_support.AgentProcess):
-    """``python -m agents.process ... --audio null --interface 127.0.0.1`` as a child process."""
+    """``python -m anamnesis.agents ... --audio null --interface 127.0.0.1`` as a child process."""
 
     agent_id: str
 

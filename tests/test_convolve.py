@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from alloc_support import traced_allocation
-from anamnesis.hub.convolve import MatrixConvolver
+from anamnesis.hub.engine.convolve import MatrixConvolver
 
 
 def reference(x: np.ndarray, irs: np.ndarray) -> np.ndarray:

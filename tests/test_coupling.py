@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from alloc_support import traced_allocation
-from anamnesis.hub.config import AgentSpec, Room
-from anamnesis.hub.coupling import RoomCoupling, compute_responses, ears
-from anamnesis.hub.room import SPEED_OF_SOUND_M_S
+from anamnesis.hub.installation.config import AgentSpec, Room
+from anamnesis.hub.engine.coupling import RoomCoupling, compute_responses, ears
+from anamnesis.hub.engine.room import SPEED_OF_SOUND_M_S
 
 SR, BLOCK = 48000, 256
 ROOM = Room(size=(6.0, 5.0, 3.0), rt60=0.3, max_order=4, listener=(3.0, 2.5, 1.6),
@@ -117,5 +117,5 @@ def test_process_allocates_nothing(irs):
     for _ in range(3):
         coupling.process(outputs, mics, ear)
     peak, retained = traced_allocation(lambda: coupling.process(outputs, mics, ear), 50)
-    # As hub.convolve's own test: numpy's call overhead only, no block-sized array.
+    # As anamnesis.hub.engine.convolve's own test: numpy's call overhead only, no block-sized array.
     assert peak < 3072 and retained < 512, (peak, retained)

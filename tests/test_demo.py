@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from agent_support import REPO
 
-from anamnesis.hub.listen import LISTENER, decode_frame
+from anamnesis.hub.monitor.listen import LISTENER, decode_frame
 
 DASHBOARD = re.compile(r"^Dashboard: http://127\.0\.0\.1:(\d+)/\?token=(\S+)$")
 #: A guard, not a promise (s from the dashboard line): a demo that never sounds fails
@@ -227,7 +227,7 @@ def test_sigint_stops_everything_and_saves_the_state(demo):
 
 
 def test_config_is_an_example_name_or_a_path(tmp_path):
-    from anamnesis.hub.demo import resolve_config
+    from anamnesis.hub.cli.demo import resolve_config
     from anamnesis.hub.resources import deploy_config
 
     assert resolve_config("octophonic.toml") == deploy_config("octophonic.toml")
@@ -242,7 +242,7 @@ def test_config_is_an_example_name_or_a_path(tmp_path):
 
 
 def test_fresh_empties_only_a_hub_state_directory(tmp_path):
-    from anamnesis.hub.demo import clear_state_dir
+    from anamnesis.hub.cli.demo import clear_state_dir
 
     state = tmp_path / "state"
     (state / "agents" / "a1").mkdir(parents=True)

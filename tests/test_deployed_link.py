@@ -1,7 +1,7 @@
 """Deployed mode: an agent on its own clock (here the null clock) and the hub's RTP plumbing.
 
 A real agent process (``--audio null``) receives its ``in`` stream from the hub
-(``hub.deployed.DeployedAgent``, in the test process, on 127.0.0.1) into its
+(``anamnesis.hub.clock.deployed_agent.DeployedAgent``, in the test process, on 127.0.0.1) into its
 jitter buffer, mixes it into what its model hears, and streams ``out`` and
 ``mic`` (and here ``in``, to check what it got) back to the hub through
 listen-in leases. The two clocks run free of each other.
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from agent_support import spawn
 
-from anamnesis.hub.deployed import DeployedAgent
+from anamnesis.hub.clock.deployed_agent import DeployedAgent
 
 LOOPBACK = "127.0.0.1"
 SR = 48000

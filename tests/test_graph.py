@@ -13,16 +13,9 @@ import soundfile
 from numpy.testing import assert_allclose, assert_array_equal
 
 from anamnesis.agents.signals import Sine
-from anamnesis.hub.config import Envelope, load_config
-from anamnesis.hub.graph import (
-    SOURCE_CHUNK,
-    Edge,
-    RoutingGraph,
-    expand_ring,
-    from_config,
-    make_source_signal,
-    zero_delay_cycles,
-)
+from anamnesis.hub.installation.config import Envelope, load_config
+from anamnesis.hub.engine.graph import SOURCE_CHUNK, RoutingGraph, from_config, make_source_signal
+from anamnesis.hub.installation.edges import Edge, expand_ring, zero_delay_cycles
 
 SR = 48000
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"

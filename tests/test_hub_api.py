@@ -25,8 +25,8 @@ from controlplane_support import (  # noqa: F401  (fixtures)
 )
 
 from anamnesis.agents.protocol.key import generate_key
-from anamnesis.hub.api import COOKIE, READ_METHODS, TELEMETRY_HZ, create_app
-from anamnesis.hub.service import Hub
+from anamnesis.hub.api.app import COOKIE, READ_METHODS, TELEMETRY_HZ, create_app
+from anamnesis.hub.core.hub import Hub
 
 LOOPBACK = "127.0.0.1"
 
@@ -337,7 +337,7 @@ gain = 0.5
 
 
 async def test_config_rings_seed_routes_and_deployed_cycles_need_delay(tmp_path):
-    from anamnesis.hub.config import parse_config
+    from anamnesis.hub.installation.config import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \
@@ -417,7 +417,7 @@ mic = [4.5, 3.0, 1.0]
 
 
 async def test_room_get_put_checked_stored_pushed_and_restored(tmp_path):
-    from anamnesis.hub.config import parse_config
+    from anamnesis.hub.installation.config import parse_config
 
     config = parse_config(ROOMY, "roomy.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \
@@ -459,13 +459,16 @@ async def test_room_get_put_checked_stored_pushed_and_restored(tmp_path):
 
 
 async def test_osc_api_routes_panic_and_errors(tmp_path):
-    from anamnesis.hub.config import parse_config
+    from anamnesis.hub.installation.config import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
-    hub = Hub(state_dir=tmp_path / "hub", interface=LOOPBACK, config=config, spawn=False,
-              osc_api=(LOOPBACK, 0))
+    from anamnesis.hub.api.osc import HubOscServer
+
+    hub = Hub(state_dir=tmp_path / "hub", interface=LOOPBACK, config=config, spawn=False)
     await hub.start()
-    client = await OscTestClient.open(hub.osc_api.port)
+    osc_api = HubOscServer(hub)           # attached as anamnesis.hub.cli.hub does
+    await osc_api.start(LOOPBACK, 0)
+    client = await OscTestClient.open(osc_api.port)
     try:
         assert await client.request("/hub/ping") == ("/hub/pong", [])
         assert await client.request("/hub/route", "a", "c", 0.25) == ("/hub/ok", ["/hub/route"])
@@ -485,14 +488,15 @@ async def test_osc_api_routes_panic_and_errors(tmp_path):
             assert address == "/hub/error" and expected in reply[0], (args, reply)
         client.send_raw(b"not osc at all")
         address, reply = await client.recv_one()
-        assert address == "/hub/error" and hub.osc_api.counts["malformed"] == 1
+        assert address == "/hub/error" and osc_api.counts["malformed"] == 1
     finally:
         client.close()
+        await osc_api.close()
         await hub.close()
 
 
 async def test_websocket_commands_mirror_the_rest_writes(tmp_path):
-    from anamnesis.hub.config import parse_config
+    from anamnesis.hub.installation.config import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \
@@ -620,7 +624,7 @@ async def test_a_burst_of_adoptions_is_persisted_whole(tmp_path):
 
 
 async def test_the_dashboard_files_are_served_with_their_types_and_nothing_else(tmp_path):
-    from anamnesis.hub.api import WEB_ROOT
+    from anamnesis.hub.api.app import WEB_ROOT
     from anamnesis.hub.resources import web_dir
 
     web = tmp_path / "web"
@@ -671,7 +675,7 @@ async def test_the_dashboard_files_are_served_with_their_types_and_nothing_else(
             async with http.post(base + "/app.js") as r:
                 assert r.status == 401              # writes need the token, files or not
         # The real dashboard's modules pass the same resolver.
-        from anamnesis.hub.api import _resolve_web_file
+        from anamnesis.hub.api.app import _resolve_web_file
 
         real = web_dir().resolve()
         for js in sorted(real.rglob("*.js"))[:5]:

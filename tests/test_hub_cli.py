@@ -215,8 +215,8 @@ def test_hub_command_refuses_bad_options(tmp_path, capsys, argv, message):
 async def test_local_agent_command_lines_follow_the_config(tmp_path):
     from agent_support import AgentProcess
 
-    from anamnesis.hub.config import load_config
-    from anamnesis.hub.service import Hub
+    from anamnesis.hub.installation.config import load_config
+    from anamnesis.hub.core.hub import Hub
 
     hub = Hub(state_dir=tmp_path, config=load_config(REPO / "deploy" / "ring3.toml"))
     specs = hub._local_agents()

@@ -1,6 +1,6 @@
 """The hub-clocked mode: a real agent process (``--audio hub``) driven over RTP on 127.0.0.1.
 
-The hub (``hub.clocked.HubClock``, here in the test process) sends each input
+The hub (``anamnesis.hub.clock.lockstep.HubClock``, here in the test process) sends each input
 block with timestamp T and collects the output stamped T. Over 10 s the result
 must equal, bit for bit, the same model + safety chain computed in-process from
 the same L24 wire values.
@@ -22,7 +22,7 @@ from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.main import add_agent_arguments, check_args
 from anamnesis.agents.recipe import config_model
 from anamnesis.agents.protocol.rtp import quantize
-from anamnesis.hub.clocked import HubClock
+from anamnesis.hub.clock.lockstep import HubClock
 
 LOOPBACK = "127.0.0.1"
 SR = 48000

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from anamnesis.hub.config import (
+from anamnesis.hub.installation.config import (
     AgentSpec,
     Config,
     ConfigError,

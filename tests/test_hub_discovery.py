@@ -1,7 +1,7 @@
 """Hub discovery, adoption and liveness: the registry (pure) and real agents on 127.0.0.1.
 
 Every Zeroconf here is bound to 127.0.0.1 (TESTING.md); agents are real
-``python -m agents.process`` children with the null audio clock.
+``python -m anamnesis.agents`` children with the null audio clock.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from controlplane_support import AgentProcess, loop_watchdog, warm_kernels  # no
 
 from anamnesis.agents.protocol.txt import PROTOCOL_VERSION, build_txt, parse_txt
 from anamnesis.agents.protocol.key import generate_key
-from anamnesis.hub.discovery import AgentBrowser, AgentRegistry, LivenessMonitor
-from anamnesis.hub.osclink import HubOsc
+from anamnesis.hub.fleet.discovery import AgentBrowser, AgentRegistry, LivenessMonitor
+from anamnesis.hub.fleet.osc import HubOsc
 
 LOOPBACK = "127.0.0.1"
 KEY = bytes(range(32))

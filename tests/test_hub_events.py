@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-import anamnesis.hub.service as service
-from anamnesis.hub.service import Hub
+import anamnesis.hub.core.hub as service
+from anamnesis.hub.core.hub import Hub
 
 
 async def test_a_drag_is_logged_as_its_first_and_last_step(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from anamnesis.hub.pacing import BlockPacer
+from anamnesis.hub.clock.pacing import BlockPacer
 
 
 async def test_paces_at_the_period_without_drift():
@@ -30,7 +30,7 @@ async def test_a_stall_longer_than_max_lag_resyncs_instead_of_bursting():
 
 
 async def test_a_loop_that_fails_is_logged_and_a_cancelled_one_is_not(caplog):
-    from anamnesis.hub.pacing import start_loop_task
+    from anamnesis.hub.clock.pacing import start_loop_task
 
     async def broken():
         raise RuntimeError("kernel exploded")

@@ -3,7 +3,7 @@
 A real hub clocks two real agent processes; only the first is woken by a noise burst,
 there is no route between them, so the second can only sound because its mic hears the
 first's speaker through the room. The recording equals, bit for bit, the same room
-computed in-process (hub.coupling + hub.graph + the agents' engines, with the link's L24
+computed in-process (anamnesis.hub.engine.coupling + anamnesis.hub.engine.graph + the agents' engines, with the link's L24
 quantisation). The floor plan can be edited (every problem at once), is recomputed on a
 worker, pushed, stored and restored.
 """
@@ -19,10 +19,11 @@ from lockstep_support import clock_blocks, twin_engines
 from numpy.testing import assert_array_equal
 
 from anamnesis.agents.protocol.rtp import quantize
-from anamnesis.hub.config import parse_config
-from anamnesis.hub.coupling import RoomCoupling, default_cache_dir
-from anamnesis.hub.graph import from_config
-from anamnesis.hub.service import Hub, HubError
+from anamnesis.hub.installation.config import parse_config
+from anamnesis.hub.engine.coupling import RoomCoupling, default_cache_dir
+from anamnesis.hub.engine.graph import from_config
+from anamnesis.hub.core.hub import Hub
+from anamnesis.hub.core.errors import HubError
 
 LOOPBACK = "127.0.0.1"
 SECONDS = 2.0

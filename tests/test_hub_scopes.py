@@ -12,7 +12,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from test_hub_api import DEPLOYED, running_hub
 
-from anamnesis.hub.scopes import MAGIC, SCOPE, SPECTRUM, ScopeTap, decode_frames
+from anamnesis.hub.monitor.scopes import MAGIC, SCOPE, SPECTRUM, ScopeTap, decode_frames
 
 
 def test_the_tap_keeps_the_last_samples_and_their_spectrum():
@@ -42,7 +42,7 @@ def test_the_tap_keeps_the_last_samples_and_their_spectrum():
 
 
 async def test_the_hub_pushes_binary_scope_frames_over_the_websocket(tmp_path):
-    from anamnesis.hub.config import parse_config
+    from anamnesis.hub.installation.config import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \

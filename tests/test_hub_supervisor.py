@@ -1,6 +1,6 @@
 """The supervisor of local agents: real child processes, restarts, logs, SIGTERM/SIGKILL,
 each test both ways a child can start (exec'd as a new program, forked from the warm
-forkserver of hub.launcher)."""
+forkserver of anamnesis.hub.fleet.launcher)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from anamnesis.hub.supervisor import ChildSpec, Supervisor, agent_argv
+from anamnesis.hub.fleet.supervisor import ChildSpec, Supervisor, agent_argv
 
 SLEEPER = ("import signal, sys, time\n"
            "print('up', sys.argv[1], flush=True)\n"

@@ -14,8 +14,8 @@ import pytest
 import pytest_asyncio
 from test_hub_listen import live_hub
 
-from anamnesis.hub.specs import model_specs
-from anamnesis.hub.weights_watch import WATCH_PERIOD_S
+from anamnesis.hub.fleet.specs import model_specs
+from anamnesis.hub.api.weights_watch import WATCH_PERIOD_S
 
 on_the_live_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -188,7 +188,7 @@ async def test_a_hung_agent_is_counted_logged_once_skipped_and_resumed(live, cap
     pid = hub.supervisor.children["wu1"].pid
     errors_before = hub.counts["weights_watch_errors"]
     loop = asyncio.get_running_loop()
-    caplog.set_level(logging.WARNING, logger="anamnesis.hub.weights_watch")
+    caplog.set_level(logging.WARNING, logger="anamnesis.hub.api.weights_watch")
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {hub.token}"}) as http, \
             http.ws_connect(base + "/ws") as ws:
         await _next(ws, "hello")

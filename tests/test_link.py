@@ -1,4 +1,4 @@
-"""The RTP receiver and jitter buffer (agents.link, agents.jitter), through a lossy UDP proxy.
+"""The RTP receiver and jitter buffer (anamnesis.agents.net.link, anamnesis.agents.dsp.jitter), through a lossy UDP proxy.
 
 Real sockets on 127.0.0.1 only. The proxy in the middle drops, duplicates,
 reorders and delays packets and keeps its own account of what it did; the

@@ -37,7 +37,7 @@ def test_the_wheel_carries_web_and_deploy_and_finds_them(tmp_path):
     assert tops == {"anamnesis"}, tops
     assert "anamnesis/__init__.py" not in names      # a namespace: anamnesis.agents, .hub
     assert {"anamnesis/agents/__init__.py", "anamnesis/agents/__main__.py",
-            "anamnesis/agents/models/base.py", "anamnesis/hub/cli.py"} <= names
+            "anamnesis/agents/models/base.py", "anamnesis/hub/cli/__main__.py"} <= names
     assert {f"anamnesis/hub/web/{name}" for name in web} <= names, sorted(web - names)
     assert {"anamnesis/hub/deploy/octophonic.toml", "anamnesis/hub/deploy/ring3.toml",
             "anamnesis/hub/deploy/GUIDE.md"} <= names

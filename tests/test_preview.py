@@ -1,4 +1,4 @@
-"""The headphone preview (:mod:`hub.preview`): its single-producer/single-consumer ring,
+"""The headphone preview (:mod:`anamnesis.hub.monitor.headphones`): its single-producer/single-consumer ring,
 unit-tested (order, priming, underruns, latency trimming, overflow, safety, block-size
 independence, two real threads, no allocation on the audio side), and the player
 against a real audio device: a private JACK server with the dummy driver (TESTING.md),
@@ -26,7 +26,7 @@ import pytest
 from agent_support import REPO
 from alloc_support import traced_allocation
 
-from anamnesis.hub.preview import StereoRing
+from anamnesis.hub.monitor.headphones import StereoRing
 
 SR = 48000
 
@@ -126,7 +126,7 @@ def test_a_full_ring_drops_the_new_block_and_counts_it():
 def test_only_finite_samples_within_the_ceiling_enter():
     ring = StereoRing(16, prime=1, high=16, ceiling=0.5)
     block = np.array([[np.nan, 0.25], [np.inf, -np.inf], [0.75, -2.0], [-0.5, 0.5]])
-    block.flags.writeable = False               # as hub.listen hands it out
+    block.flags.writeable = False               # as anamnesis.hub.monitor.listen hands it out
     ring.write(block)
     out = np.zeros((4, 2), dtype=np.float32)
     ring.read(out)
@@ -243,7 +243,7 @@ def test_bad_settings_are_refused():
 PLAYER = r"""
 import json, sys, time
 import numpy as np
-from anamnesis.hub.preview import open_player
+from anamnesis.hub.monitor.headphones import open_player
 device = json.loads(sys.argv[1])
 player, what = open_player(48000, device)
 print(json.dumps({"opened": player is not None, "what": what}), flush=True)

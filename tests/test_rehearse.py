@@ -1,4 +1,4 @@
-"""Offline rehearsal (``hub.rehearse``, ``anamnesis rehearse``): the in-process lockstep equals
+"""Offline rehearsal (``anamnesis.hub.clock.rehearse``, ``anamnesis rehearse``): the in-process lockstep equals
 the live hub's (agents built from the argv and OSC parameters the hub gives them), the bank
 path equals the per-agent engines bit for bit, files are reproducible for a seed and
 differ across seeds, ring3 keeps sounding after its noise burst, the CLI's output and its
@@ -20,9 +20,9 @@ from lockstep_support import twin_engines
 from numpy.testing import assert_array_equal
 
 from anamnesis.agents.dsp.safety import SafetyChain
-from anamnesis.hub import rehearse as R
-from anamnesis.hub.config import load_config, parse_config
-from anamnesis.hub.graph import from_config
+from anamnesis.hub.clock import rehearse as R
+from anamnesis.hub.installation.config import load_config, parse_config
+from anamnesis.hub.engine.graph import from_config
 
 REPO = Path(__file__).resolve().parents[1]
 RING3 = REPO / "deploy" / "ring3.toml"
@@ -125,10 +125,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_lockstep_equals_the_agents_the_live_hub_would_start(tmp_path):
-    """Each agent built as hub.service starts it (its argv through agents.process, then the
-    parameters the hub sends over OSC, float32), driven by hub.graph's lockstep one by one:
+    """Each agent built as anamnesis.hub.core.hub starts it (its argv through anamnesis.agents.main, then the
+    parameters the hub sends over OSC, float32), driven by anamnesis.hub.engine.graph's lockstep one by one:
     the rehearsal's outputs equal it bit for bit (no L24 here: the rehearsal has no RTP)."""
-    from anamnesis.hub.service import Hub
+    from anamnesis.hub.core.hub import Hub
 
     # Every agent is one the hub starts itself (spawn), so it has an argv for each.
     config = parse_config(MIXED.replace("[[agent]]\n", "[[agent]]\nspawn = true\n"), "mixed.toml")

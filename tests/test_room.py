@@ -4,7 +4,7 @@ cache, the listener's ears and validation."""
 import numpy as np
 import pytest
 
-from anamnesis.hub.room import EAR_SPACING_M, SPEED_OF_SOUND_M_S, Room, listener_ears
+from anamnesis.hub.engine.room import EAR_SPACING_M, SPEED_OF_SOUND_M_S, Room, listener_ears
 
 SR = 48000
 SIZE = (6.0, 5.0, 3.0)

@@ -1,4 +1,4 @@
-"""The RTP codec (agents.rtp) and SDP (agents.sdp): tables, round trips, fuzz."""
+"""The RTP codec (anamnesis.agents.protocol.rtp) and SDP (anamnesis.agents.protocol.sdp): tables, round trips, fuzz."""
 
 from __future__ import annotations
 

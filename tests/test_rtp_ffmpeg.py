@@ -29,7 +29,7 @@ from numpy.testing import assert_array_equal
 from anamnesis.agents.dsp.jitter import JitterBuffer
 from anamnesis.agents.net.rtp_session import RtpReceiver, open_udp
 from anamnesis.agents.protocol.sdp import parse_sdp
-from anamnesis.hub.clocked import HubClock
+from anamnesis.hub.clock.lockstep import HubClock
 
 LOOPBACK = "127.0.0.1"
 SR = 48000

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from anamnesis.hub.config import load_config
-from anamnesis.hub.store import (
+from anamnesis.hub.installation.config import load_config
+from anamnesis.hub.core.store import (
     DB_NAME,
     MIGRATIONS,
     SCHEMA_VERSION,

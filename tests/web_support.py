@@ -70,7 +70,7 @@ def launch_chromium(playwright: Any) -> Any:
 
 
 class HubThread:
-    """A started :class:`hub.service.Hub` and its app on ``127.0.0.1:PORT``, on an event
+    """A started :class:`anamnesis.hub.core.hub.Hub` and its app on ``127.0.0.1:PORT``, on an event
     loop in a daemon thread. ``config`` is TOML text; the hub spawns its agents."""
 
     def __init__(self, state_dir: Path, config_toml: str, *, name: str = "web.toml") -> None:
@@ -96,9 +96,9 @@ class HubThread:
     async def _start(self) -> None:
         from aiohttp import web
 
-        from anamnesis.hub.api import create_app
-        from anamnesis.hub.config import parse_config
-        from anamnesis.hub.service import Hub
+        from anamnesis.hub.api.app import create_app
+        from anamnesis.hub.installation.config import parse_config
+        from anamnesis.hub.core.hub import Hub
 
         config = parse_config(self.config_toml, self.name)
         self.hub = Hub(state_dir=self.state_dir, interface=LOOPBACK, config=config)

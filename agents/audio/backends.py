@@ -1,4 +1,4 @@
-"""Audio backends: what clocks an agent's :class:`~agents.engine.AgentEngine`.
+"""Audio backends: what clocks an agent's :class:`~anamnesis.agents.dsp.engine.AgentEngine`.
 
 One backend is chosen at start (``--audio``):
 
@@ -10,9 +10,9 @@ One backend is chosen at start (``--audio``):
   imported lazily, so the other backends work on machines without it.
 * ``hub`` — the hub-clocked mode (the hub sends the simulated mic block and
   awaits the output block) over the agent's RTP link:
-  :class:`agents.hubclock.HubClockBackend`.
+  :class:`anamnesis.agents.audio.hubclock.HubClockBackend`.
 
-With an :class:`agents.link.AgentLink` (``link=``), the null and sounddevice
+With an :class:`anamnesis.agents.net.link.AgentLink` (``link=``), the null and sounddevice
 backends run in the deployed mode: the model hears the mic plus the ``in``
 stream from the hub (jitter-buffered, drift absorbed), and ``out`` / ``mic`` /
 ``in`` are tapped for listen-in copies (``GET /streams/NAME.sdp?port=P``).

@@ -5,9 +5,9 @@ one RTP packet with timestamp T (its sample clock); the agent processes exactly
 that block and returns its output as one RTP packet with the same timestamp T
 (the agent's own SSRC and sequence numbers; no timestamp offset), to the
 address the input came from. The hub collects outputs by T (see
-``hub.clocked.HubClock``). With no loss the hub gets what the same model would
+``anamnesis.hub.clock.lockstep.HubClock``). With no loss the hub gets what the same model would
 compute in-process from the same input — bit for bit, given that both sides
-see the L24 wire values (:func:`agents.rtp.quantize`).
+see the L24 wire values (:func:`anamnesis.agents.protocol.rtp.quantize`).
 
 Clock states, told to the hub in every output packet by an RFC 8285 one-byte
 header extension, element :data:`EXT_CLOCK` = :data:`CLOCK_HUB` or
@@ -26,7 +26,7 @@ header extension, element :data:`EXT_CLOCK` = :data:`CLOCK_HUB` or
 
 Threads: one clock thread, ``anamnesis-hub-clock``, created in :meth:`start`
 and joined in :meth:`stop`; it waits on an event (never spins). Input blocks
-reach it through a preallocated :class:`~agents.link.BlockRing` filled on the
+reach it through a preallocated :class:`~anamnesis.agents.dsp.rings.BlockRing` filled on the
 event loop; outputs go back through another, drained on the loop (one
 ``call_soon_threadsafe`` per wake-up, coalesced).
 """
@@ -60,7 +60,7 @@ _TS_MASK = (1 << 32) - 1
 class HubClockBackend:
     """The ``hub`` audio backend of an agent (see the module docstring).
 
-    ``link`` is the agent's open :class:`~agents.link.AgentLink` (its ``hub_host``
+    ``link`` is the agent's open :class:`~anamnesis.agents.net.link.AgentLink` (its ``hub_host``
     is the only address accepted as the hub); ``fallback_s`` is how long the
     agent waits for the next input before it runs free on silence (s).
     """

@@ -6,7 +6,7 @@ clock) takes ``n`` samples per block from its play position. The timeline is the
 reader's own sample clock: the play position advances by ``n`` on every read,
 data or not, and the receiver maps each sender's RTP timestamps onto it (so an
 SSRC change or a sender restart is only a new mapping, see
-:class:`agents.link.RtpReceiver`).
+:class:`anamnesis.agents.net.link.RtpReceiver`).
 
 Storage is preallocated: a ring of ``capacity`` samples and, per sample, the
 timeline position it holds (a *stamp*); a sample is valid when its stamp equals

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from numba import njit
+
 TAYLOR_STEP = 1e-3
 """Divided differences with a step below this use their Taylor polynomial."""
 W_LIMIT = 1e6

@@ -20,6 +20,7 @@ learning rate by the input signal itself).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -168,21 +169,36 @@ class Counters:
 
 #: Byte alignment of kernel state arrays (a cache line; two AVX-512 vectors of float64).
 STATE_ALIGN = 64
+#: Bytes kept free after each state array (beyond any distance a vectorised loop checks).
+STATE_GAP = 1024
 
 
-def aligned_zeros(shape: int | tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
-    """Zeros whose first element sits on a :data:`STATE_ALIGN`-byte boundary.
+def state_arrays(specs: Mapping[str, tuple[int | tuple[int, ...], type]]) -> dict[str, np.ndarray]:
+    """Zeroed arrays for a kernel's state, ``name -> (shape, dtype)``, carved in order from
+    one buffer, each starting on a :data:`STATE_ALIGN`-byte boundary with
+    :data:`STATE_GAP` bytes free after it.
 
-    A kernel compiled with reassociation (``fastmath``) vectorises its reductions,
-    and LLVM's loop peeling then depends on where an array starts: two models with
-    the same seed, their state allocated at different offsets, drift apart by an ulp
-    within a second. Aligned state makes a model's output a function of its seed and
+    A kernel compiled with reassociation (``fastmath``) vectorises its reductions, and
+    the code LLVM then runs depends on where the arrays lie: it peels loops to an
+    alignment, and it checks at run time how far apart two arrays are before taking
+    the vector path. Separately allocated state puts those distances at the heap's
+    whim, and two models of one seed drift an ulp apart within a second. Carved from
+    one buffer at fixed offsets, a model's output is a function of its seed and its
     input alone (block-wise equals one-shot, rehearsals bit-identical)."""
-    itemsize = np.dtype(dtype).itemsize
-    n = int(np.prod(shape))
-    buf = np.zeros(n + STATE_ALIGN // itemsize, dtype=dtype)
-    start = (-buf.ctypes.data % STATE_ALIGN) // itemsize
-    return buf[start:start + n].reshape(shape)
+    offsets = {}
+    size = 0
+    for name, (shape, dtype) in specs.items():
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        offsets[name] = size
+        size += -(-n // STATE_ALIGN) * STATE_ALIGN + STATE_GAP
+    buf = np.zeros(size + STATE_ALIGN, dtype=np.uint8)
+    base = -buf.ctypes.data % STATE_ALIGN
+    out = {}
+    for name, (shape, dtype) in specs.items():
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        start = base + offsets[name]
+        out[name] = buf[start:start + n].view(dtype).reshape(shape)
+    return out
 
 
 def check_size(name: str, value: object, minimum: int, maximum: int) -> int:

@@ -83,7 +83,7 @@ most when learning is switched off (``lambda = 0``): with ``"u"`` every weight
 stays near its mean ``u`` — the network keeps what it learnt; with
 ``"origin"`` the cycle term keeps rescaling every weight about zero, and a
 network that adapted to a sine falls silent and wakes in bursts. The presets
-(``agents.presets_unlearn``) use the printed reading for examples 1, 3, 4, 5
+(``anamnesis.agents.presets.unlearn``) use the printed reading for examples 1, 3, 4, 5
 and ``"u"`` for examples 2 and 6, which the printed reading cannot produce
 (example 2 falls silent within two seconds at any time scale; example 6 rings
 at 100 Hz for about a second after the switch-off, then stays silent or bursts
@@ -154,14 +154,23 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from anamnesis.agents.models._unlearn_kernels import (
+    _ACC_ACTIVITY,
+    _ACC_ENERGY,
+    _ACC_FRAMES,
+    _ACC_GRAD2,
+    _CNT_BLOWUPS,
+    _CNT_NONFINITE,
+    W_LIMIT,
+    unlearn_kernel,
+)
 from anamnesis.agents.models.base import (
     Counters,
     ParamSpec,
-    aligned_zeros,
     check_block,
     check_size,
+    state_arrays,
 )
-from anamnesis.agents.models._unlearn_kernels import W_LIMIT, _ACC_ACTIVITY, _ACC_ENERGY, _ACC_FRAMES, _ACC_GRAD2, _CNT_BLOWUPS, _CNT_NONFINITE, unlearn_kernel
 
 ACTIVATIONS = ("tanh", "sine", "elevated_cosine")
 _ACT_CODE = {name: code for code, name in enumerate(ACTIVATIONS)}
@@ -279,33 +288,63 @@ class Unlearn:
             name: spec.default for name, spec in self._specs.items() if name != "delays"}
         self._params["activation"] = self._specs["activation"].validate(activation)
 
-        self._src = aligned_zeros(c, np.int64)
-        self._d_cur = aligned_zeros(c, np.int64)
-        self._d_next = aligned_zeros(c, np.int64)
-        self._d_pend = aligned_zeros(c, np.int64)
-        self._fade = aligned_zeros(c)
-        self._off = aligned_zeros(c, np.int64)
-        self._hist = aligned_zeros((n + 1) * 2 * self.ring)
-        self._wp = aligned_zeros(1, np.int64)
-        self._w = aligned_zeros(c)
-        self._v = aligned_zeros(c)
-        self._u = aligned_zeros(c)
-        self._w_prev = aligned_zeros(c)
-        self._w_init = aligned_zeros(c)
-        self._grad = aligned_zeros(c)
-        self._xin = aligned_zeros(c)
-        self._d1 = aligned_zeros(n)
-        self._d2 = aligned_zeros(n)
-        self._d3 = aligned_zeros(n)
-        self._y = aligned_zeros(n)
-        self._s_sum = aligned_zeros(n)
-        self._lag = aligned_zeros(3)
-        self._acc = aligned_zeros(4)
-        self._counters = aligned_zeros(2, np.int64)
-        self._modes = aligned_zeros(9, np.int64)
-        self._coefs = aligned_zeros(12)
-        self._lam_buf = aligned_zeros(self.max_block)
-        self._s_buf = aligned_zeros(self.max_block)
+        # The kernel's state, carved from one buffer (see models.base.state_arrays).
+        state = state_arrays({
+            "_src": (c, np.int64),
+            "_d_cur": (c, np.int64),
+            "_d_next": (c, np.int64),
+            "_d_pend": (c, np.int64),
+            "_fade": (c, np.float64),
+            "_off": (c, np.int64),
+            "_hist": ((n + 1) * 2 * self.ring, np.float64),
+            "_wp": (1, np.int64),
+            "_w": (c, np.float64),
+            "_v": (c, np.float64),
+            "_u": (c, np.float64),
+            "_w_prev": (c, np.float64),
+            "_w_init": (c, np.float64),
+            "_grad": (c, np.float64),
+            "_xin": (c, np.float64),
+            "_d1": (n, np.float64),
+            "_d2": (n, np.float64),
+            "_d3": (n, np.float64),
+            "_y": (n, np.float64),
+            "_s_sum": (n, np.float64),
+            "_lag": (3, np.float64),
+            "_acc": (4, np.float64),
+            "_counters": (2, np.int64),
+            "_modes": (9, np.int64),
+            "_coefs": (12, np.float64),
+            "_lam_buf": (self.max_block, np.float64),
+            "_s_buf": (self.max_block, np.float64),
+        })
+        self._src = state["_src"]
+        self._d_cur = state["_d_cur"]
+        self._d_next = state["_d_next"]
+        self._d_pend = state["_d_pend"]
+        self._fade = state["_fade"]
+        self._off = state["_off"]
+        self._hist = state["_hist"]
+        self._wp = state["_wp"]
+        self._w = state["_w"]
+        self._v = state["_v"]
+        self._u = state["_u"]
+        self._w_prev = state["_w_prev"]
+        self._w_init = state["_w_init"]
+        self._grad = state["_grad"]
+        self._xin = state["_xin"]
+        self._d1 = state["_d1"]
+        self._d2 = state["_d2"]
+        self._d3 = state["_d3"]
+        self._y = state["_y"]
+        self._s_sum = state["_s_sum"]
+        self._lag = state["_lag"]
+        self._acc = state["_acc"]
+        self._counters = state["_counters"]
+        self._modes = state["_modes"]
+        self._coefs = state["_coefs"]
+        self._lam_buf = state["_lam_buf"]
+        self._s_buf = state["_s_buf"]
         self._act_from = _ACT_CODE[self._params["activation"]]
         self._last = {"energy": 0.0, "error_rms": 0.0, "activity": 0.0}
         self.counters = Counters()

@@ -2,14 +2,14 @@
 
 DESIGN "Audio link: RTP": audio between agent and hub is RTP (RFC 3550), L24
 mono, one packet per block. This module holds the I/O around the pure codec
-(:mod:`agents.rtp`, :mod:`agents.sdp`) and the jitter buffer
-(:mod:`agents.jitter`):
+(:mod:`anamnesis.agents.protocol.rtp`, :mod:`anamnesis.agents.protocol.sdp`) and the jitter buffer
+(:mod:`anamnesis.agents.dsp.jitter`):
 
 * :class:`RtpReceiver` — an asyncio datagram protocol for one incoming stream:
   accepts only its configured peer, learns the SSRC (and resynchronises when it
   changes), classifies every packet (duplicate, reordered, late, lost by
   sequence gaps), measures the RFC 3550 interarrival jitter, and writes the
-  samples into a :class:`~agents.jitter.JitterBuffer` on the reader's timeline.
+  samples into a :class:`~anamnesis.agents.dsp.jitter.JitterBuffer` on the reader's timeline.
 * :class:`RtpSender` — headers for one outgoing stream (random SSRC, sequence
   and timestamp base; marker bit on the first packet after a (re)start).
 * :class:`BlockRing` — a preallocated single-producer single-consumer ring of
@@ -18,7 +18,7 @@ mono, one packet per block. This module holds the I/O around the pure codec
 * :class:`AgentLink` — the agent's RTP port: its UDP socket, the ``out`` /
   ``mic`` / ``in`` taps fed by the audio thread, listen-in leases
   (``GET /streams/NAME.sdp?port=P``), the ``in`` receiver of the deployed mode,
-  and the demultiplexing of the hub-clocked mode (:mod:`agents.hubclock`).
+  and the demultiplexing of the hub-clocked mode (:mod:`anamnesis.agents.audio.hubclock`).
 
 Pacing: the audio thread pushes a block into a ring and, if no wake-up is
 pending, posts one ``call_soon_threadsafe`` to the loop (the pattern of

@@ -1,9 +1,9 @@
-"""OSC over UDP for one agent: an asyncio datagram server around :mod:`agents.oscmap`.
+"""OSC over UDP for one agent: an asyncio datagram server around :mod:`anamnesis.agents.protocol.oscmap`.
 
 Why not python-osc's ``AsyncIOOSCUDPServer``: it drops malformed packets silently,
 its dispatcher may ``time.sleep`` on a future-dated bundle (blocking the event
 loop), and it logs every unknown type tag through the root logger. Here every
-datagram is parsed by :func:`agents.oscmap.parse_packet` (python-osc's
+datagram is parsed by :func:`anamnesis.agents.protocol.oscmap.parse_packet` (python-osc's
 ``OscMessage`` underneath), bundle contents are dispatched at once, and every
 problem is counted, answered with ``/error s`` to the sender, and logged once per
 peer and kind (STYLE 13). Replies to one host are limited to a budget (200 per

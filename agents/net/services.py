@@ -71,7 +71,7 @@ async def start_control_services(control: Any, *, interface: str, osc_port: int,
     ``interface`` is the IP address every socket binds to and zeroconf announces
     (127.0.0.1 for tests and the demo; a LAN address on a Pi). Ports 0 pick free
     ones; the actual ports are on the result. ``link`` (an
-    :class:`agents.link.AgentLink`) adds ``GET /streams`` and
+    :class:`anamnesis.agents.net.link.AgentLink`) adds ``GET /streams`` and
     ``GET /streams/NAME.sdp?port=P`` (listen-in) to the HTTP app, and
     ``rtp_port`` goes into the TXT record. ``installation`` and ``key`` go
     into the signed TXT record (``key`` None: unsigned, the hub holds the agent
@@ -79,7 +79,7 @@ async def start_control_services(control: Any, *, interface: str, osc_port: int,
     registration runs in the background and retries on failure; OSC or HTTP
     ports that cannot be bound raise ``OSError`` at once, and an agent id or
     installation name the TXT record cannot carry raises ``ValueError``
-    (check it at the edge with :func:`agents.discovery.check_token`).
+    (check it at the edge with :func:`anamnesis.agents.protocol.txt.check_token`).
     """
     space = OscAddressSpace(control.specs())
     announcer: AgentAnnouncer | None = None

@@ -60,7 +60,7 @@ def load_key(path: str | os.PathLike[str]) -> bytes:
     except FileNotFoundError:
         raise ValueError(
             f"installation key file {target} does not exist; create it on the hub "
-            "(agents.discovery.generate_key) and copy it to every agent host") from None
+            "(`anamnesis keygen`) and copy it to every agent host") from None
     except IsADirectoryError:
         raise ValueError(f"installation key file {target} is a directory") from None
     text = raw.strip()

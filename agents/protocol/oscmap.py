@@ -2,7 +2,7 @@
 
 Nothing here owns a socket or a task (STYLE 8, 9): :func:`parse_packet` turns a
 datagram into messages, :class:`OscAddressSpace` turns a message into a
-:class:`Request` (or raises :class:`~agents.errors.ProtocolError`), and
+:class:`Request` (or raises :class:`~anamnesis.agents.protocol.errors.ProtocolError`), and
 :func:`build_message` / :func:`build_bundle` turn replies back into bytes. The
 services in ``agents/osc.py`` and ``agents/oscquery.py`` wrap this.
 

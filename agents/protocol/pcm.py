@@ -20,7 +20,7 @@ from numba import njit
 @njit(cache=True)
 def _encode_pcm(x, n, out, width):
     """Big-endian PCM of ``x[:n]`` into the uint8 array ``out``: rounding, clipping
-    and NaN → 0 exactly as :func:`agents.rtp.encode_l24` / ``encode_l16``."""
+    and NaN → 0 exactly as :func:`anamnesis.agents.protocol.rtp.encode_l24` / ``encode_l16``."""
     if width == 3:
         scale, lo, hi = 8388608.0, -8388608.0, 8388607.0
     else:

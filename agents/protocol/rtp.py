@@ -1,8 +1,8 @@
 """RTP framing (RFC 3550) and linear PCM payloads (RFC 3190 L24, RFC 3551 L16): a pure codec.
 
-No I/O and no state: the receiver and sender in :mod:`agents.link` and the
+No I/O and no state: the receiver and sender in :mod:`anamnesis.agents.net.link` and the
 hub's drivers build on these functions; tests feed them tables and random
-bytes. Malformed input raises :class:`~agents.errors.ProtocolError` and nothing
+bytes. Malformed input raises :class:`~anamnesis.agents.protocol.errors.ProtocolError` and nothing
 else.
 
 Header (RFC 3550 §5.1), 12 bytes then optional parts::

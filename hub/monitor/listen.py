@@ -2,7 +2,7 @@
 listener preview, handed to whoever subscribed (the dashboard's listen stream,
 ``anamnesis demo``'s headphone player).
 
-The mode's driver (:mod:`hub.simulated`, :mod:`hub.router`) calls
+The mode's driver (:mod:`anamnesis.hub.clock.simulated`, :mod:`anamnesis.hub.clock.deployed`) calls
 :meth:`ListenTap.add` once per block on the event loop. A subscriber names a
 *source* — an agent id, or :data:`LISTENER` for the stereo preview at the
 room's listener position — and its callback gets each block as a read-only
@@ -10,7 +10,7 @@ view of shape (frames, channels) float64 (1 channel for an agent, 2 for the
 listener: left, right), valid only during the call: copy what you keep. With no
 subscriber, ``add`` costs a dictionary lookup.
 
-The dashboard's listen stream (``GET /ws/listen?source=ID``, :mod:`hub.api`)
+The dashboard's listen stream (``GET /ws/listen?source=ID``, :mod:`anamnesis.hub.api.app`)
 is one :class:`ListenStream` per WebSocket: it batches the blocks of its
 source into messages of about :data:`MESSAGE_MS` ms, as 16-bit PCM, and hands
 them to a bounded queue that the socket's sender drains; when a slow client

@@ -33,6 +33,7 @@ from typing import Any
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.protocol.oscmap import build_message, parse_packet
+from anamnesis.hub.core.errors import HubError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class _Protocol(asyncio.DatagramProtocol):
 
 
 class HubOscServer:
-    """The installation's OSC server in front of a :class:`hub.service.Hub`."""
+    """The installation's OSC server in front of a :class:`anamnesis.hub.core.hub.Hub`."""
 
     def __init__(self, hub: Any) -> None:
         self.hub = hub
@@ -113,8 +114,6 @@ class HubOscServer:
                 self._error(peer, "busy", f"{address}: too many commands waiting; try again")
 
     async def _serve(self) -> None:
-        from anamnesis.hub.service import HubError
-
         while True:
             address, args, peer = await self._queue.get()
             try:

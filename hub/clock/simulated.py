@@ -1,23 +1,23 @@
 """Simulated mode, live: the hub is the clock and drives its local agents in lockstep.
 
 :class:`SimulatedDriver` runs, on the event loop, the loop that
-:mod:`hub.graph` describes::
+:mod:`anamnesis.hub.engine.graph` describes::
 
     inputs = graph.tick(outputs)          # block k's inputs from block k-1's outputs
-    outputs = await clock.step(inputs)    # every agent processes block k (RTP, hub.clocked)
+    outputs = await clock.step(inputs)    # every agent processes block k (RTP, anamnesis.hub.clock.lockstep)
 
 paced at real time (one ``block / sample_rate`` per step, so the piece can be
 heard and watched live). The agents are the config's agents, in config order,
-started with ``--audio hub`` (:class:`hub.service.Hub` does that in simulated
+started with ``--audio hub`` (:class:`anamnesis.hub.core.hub.Hub` does that in simulated
 mode); their RTP ports come from their zeroconf records.
 
 * Only online, adopted agents with an RTP port are driven; the
-  :class:`~hub.clocked.HubClock` is rebuilt (keeping its timestamp) when that set
+  :class:`~anamnesis.hub.clock.lockstep.HubClock` is rebuilt (keeping its timestamp) when that set
   changes, so a dead agent never stalls the others for the clock's timeout. An
   offline agent's edges fade out (``graph.set_agent_online``) and its output is
   silence; a returning agent resumes its routes.
 * Route edits reach the graph with :meth:`SimulatedDriver.set_routes` (new edges
-  fade in, changed ones glide, removed ones fade out — hub.graph's smoothing).
+  fade in, changed ones glide, removed ones fade out — anamnesis.hub.engine.graph's smoothing).
 * If the loop falls more than ``max_lag_s`` behind real time (a suspended
   laptop), it resynchronises instead of racing to catch up.
 * The first block waits until *every* agent of the graph is driven and
@@ -26,18 +26,18 @@ mode); their RTP ports come from their zeroconf records.
   piece (a deterministic start; later rebuilds are not).
 * The room (``room`` and ``agents`` given: a config's ``[room]`` and its agents):
   every block, each agent's mic is the room's response to every speaker's previous
-  block plus its self-noise (:class:`hub.coupling.RoomCoupling`), added to its
+  block plus its self-noise (:class:`anamnesis.hub.engine.coupling.RoomCoupling`), added to its
   input by the graph; the listener's ears come from the same convolution. The
   responses are computed on a worker before the first block (cached on disk in
   ``cache_dir``) and again after every :meth:`SimulatedDriver.update_room` (a
   moved speaker, mic or listener, a new room), then swapped in between two blocks
   with a one-block crossfade; ``on_room`` (if set) is called when a recomputation
   starts and ends (``room_recomputing``, ``responses_ms``).
-* Scopes: with ``tap`` set (a :class:`hub.scopes.ScopeTap`), every block of the
+* Scopes: with ``tap`` set (a :class:`anamnesis.hub.monitor.scopes.ScopeTap`), every block of the
   driven agents' outputs goes to it as well; with ``listen`` set (a
-  :class:`hub.listen.ListenTap`), every block of every agent's output and the
+  :class:`anamnesis.hub.monitor.listen.ListenTap`), every block of every agent's output and the
   listener's ears (one block behind the speakers: they hear the previous block),
-  levelled and limited by :class:`hub.coupling.ListenerPreview`.
+  levelled and limited by :class:`anamnesis.hub.engine.coupling.ListenerPreview`.
 * Recording (:meth:`SimulatedDriver.record_start`): every agent's output, one
   channel each in graph order, as it comes back from the clock (after the agents'
   safety chains and L24), written to a float64 WAV by one writer on the executor.
@@ -57,9 +57,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from anamnesis.hub.clocked import HubClock
-from anamnesis.hub.graph import Edge, RoutingGraph
-from anamnesis.hub.pacing import BlockPacer, start_loop_task
+from anamnesis.hub.clock.lockstep import HubClock
+from anamnesis.hub.installation.edges import Edge
+from anamnesis.hub.engine.graph import RoutingGraph
+from anamnesis.hub.clock.pacing import BlockPacer, start_loop_task
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 class SimulatedDriver:
     """Drives ``graph``'s agents through a :class:`HubClock` (see the module docstring).
 
-    ``registry`` is the hub's :class:`hub.discovery.AgentRegistry`; ``interface`` the
+    ``registry`` is the hub's :class:`anamnesis.hub.fleet.discovery.AgentRegistry`; ``interface`` the
     hub's address; ``timeout_s`` how long a step waits for the slowest agent (s).
     """
 
@@ -83,10 +84,10 @@ class SimulatedDriver:
         self.max_lag_s = float(max_lag_s)
         self.ready = ready or (lambda agent_id: True)
         self.started = False         # the first block was sent
-        self.tap: Any = None         # hub.scopes.ScopeTap: every block of outputs, if set
-        self.listen: Any = None      # hub.listen.ListenTap: outputs and ears, if set
+        self.tap: Any = None         # anamnesis.hub.monitor.scopes.ScopeTap: every block of outputs, if set
+        self.listen: Any = None      # anamnesis.hub.monitor.listen.ListenTap: outputs and ears, if set
         self.on_room: Callable[[], None] | None = None
-        self.coupling: Any = None    # hub.coupling.RoomCoupling once computed
+        self.coupling: Any = None    # anamnesis.hub.engine.coupling.RoomCoupling once computed
         self.room_recomputing = False
         self.responses_ms: float | None = None
         self.room_failures = 0
@@ -106,7 +107,7 @@ class SimulatedDriver:
         self._inputs = np.zeros((self.block, n))
         self._mics = np.zeros((self.block, n))
         self._ears = np.zeros((self.block, 2))
-        from anamnesis.hub.coupling import ListenerPreview
+        from anamnesis.hub.engine.coupling import ListenerPreview
 
         self._preview = ListenerPreview(self.sample_rate, self.block)
         self._clock: HubClock | None = None
@@ -185,7 +186,7 @@ class SimulatedDriver:
 
     async def _recompute(self) -> None:
         """Compute pending room responses on a worker and swap them in (on the loop)."""
-        from anamnesis.hub.coupling import RoomCoupling, compute_responses
+        from anamnesis.hub.engine.coupling import RoomCoupling, compute_responses
 
         loop = asyncio.get_running_loop()
         while self._room_request is not None:
@@ -303,7 +304,7 @@ class SimulatedDriver:
         return out
 
     async def close(self) -> None:
-        """Stop driving (the agents then run free on silence, agents.hubclock)."""
+        """Stop driving (the agents then run free on silence, anamnesis.agents.audio.hubclock)."""
         if self._room_task is not None:
             self._room_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,6 +1,6 @@
 """Weights on watch: the dashboard's live multislider of an agent's weights.
 
-A WebSocket client sends ``watch_weights {agents: [ids]}`` (:mod:`hub.api`);
+A WebSocket client sends ``watch_weights {agents: [ids]}`` (:mod:`anamnesis.hub.api.app`);
 the socket's watch set is replaced ([] stops watching). One poller task reads
 every watched agent's flat weight vector (the hub's ``get_weights``: OSC
 ``/weights``) at most once per ``period_s`` s (default 1/3 s: about 3 Hz),
@@ -38,7 +38,7 @@ Push = Callable[[dict[str, Any]], None]
 class WeightsWatch:
     """Polls the watched agents' weights for every watching socket (see the module docstring).
 
-    ``hub`` is the :class:`hub.service.Hub` (its ``registry``, ``get_weights`` and
+    ``hub`` is the :class:`anamnesis.hub.core.hub.Hub` (its ``registry``, ``get_weights`` and
     ``counts``).
     """
 

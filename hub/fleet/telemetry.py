@@ -41,7 +41,7 @@ class _Receiver(asyncio.DatagramProtocol):
 class AgentTelemetry:
     """Receives every online agent's telemetry (see the module docstring).
 
-    ``osc`` is the hub's :class:`hub.osclink.HubOsc` (subscriptions are sent from it);
+    ``osc`` is the hub's :class:`anamnesis.hub.fleet.osc.HubOsc` (subscriptions are sent from it);
     ``interface`` the address the receiving sockets bind to.
     """
 

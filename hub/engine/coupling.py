@@ -6,15 +6,15 @@ For agent ``i`` with a mic and every agent ``j`` with a speaker::
     mic_i = sum_j  h(mic_i <- speaker_j) * out_j  +  self-noise_i
     ear_e = sum_j  h(ear_e <- speaker_j) * out_j           (e = left, right)
 
-``h`` are the room's impulse responses (:mod:`hub.room`, image sources), ``*``
-is convolution (:class:`hub.convolve.MatrixConvolver`, float32 by default: the
+``h`` are the room's impulse responses (:mod:`anamnesis.hub.engine.room`, image sources), ``*``
+is convolution (:class:`anamnesis.hub.engine.convolve.MatrixConvolver`, float32 by default: the
 live path's budget), ``self-noise`` is white Gaussian noise at the room's
 ``mic_noise_db`` (dBFS RMS), seeded, one independent stream per mic. Sources
-(visitor noise bursts, ambience) are the routing graph's (:mod:`hub.graph`);
+(visitor noise bursts, ambience) are the routing graph's (:mod:`anamnesis.hub.engine.graph`);
 the mics are added to each agent's input by ``graph.tick(..., mics=...)``.
 
 Timing. ``process`` is handed the speakers' *previous* block (the lockstep
-convention of :mod:`hub.graph`: block k's inputs from block k-1's outputs), so
+convention of :mod:`anamnesis.hub.engine.graph`: block k's inputs from block k-1's outputs), so
 a direct path of ``r`` metres arrives ``r / 343 * sample_rate`` samples plus one
 block after the sound left the speaker; the listener preview is computed from
 the same outputs, so it too lags the speakers by one block.
@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from anamnesis.hub.convolve import MatrixConvolver
-from anamnesis.hub.room import Room as RoomModel
-from anamnesis.hub.room import listener_ears
+from anamnesis.hub.engine.convolve import MatrixConvolver
+from anamnesis.hub.engine.room import Room as RoomModel
+from anamnesis.hub.engine.room import listener_ears
 
 #: Length of every response (s): reverberation beyond it is cut with a fade.
 RESPONSE_S = 0.5
@@ -60,7 +60,7 @@ def default_cache_dir() -> Path:
 
 
 def room_model(room: Any, sample_rate: int, max_len_s: float = RESPONSE_S) -> RoomModel:
-    """The :class:`hub.room.Room` of a config ``[room]`` (:class:`hub.config.Room`)."""
+    """The :class:`anamnesis.hub.engine.room.Room` of a config ``[room]`` (:class:`anamnesis.hub.installation.config.Room`)."""
     return RoomModel(
         size_m=tuple(room.size),
         rt60_s=None if room.absorption is not None else room.rt60,
@@ -108,7 +108,7 @@ def compute_responses(room: Any, agents: Sequence[Any], sample_rate: int, *,
 
 
 class RoomCoupling:
-    """Mics and listener of ``agents`` (config order) in ``room`` (a :class:`hub.config.Room`).
+    """Mics and listener of ``agents`` (config order) in ``room`` (a :class:`anamnesis.hub.installation.config.Room`).
 
     ``block`` frames per :meth:`process` (64–1024), ``sample_rate`` Hz; ``seed`` the
     self-noise's; ``dtype`` the convolution's (float32: live budget; float64: exact);
@@ -175,7 +175,7 @@ class RoomCoupling:
 
 class ListenerPreview:
     """The listener's ears made fit for headphones: :data:`PREVIEW_GAIN_DB`, then each
-    ear through an agent's safety chain (:class:`agents.safety.SafetyChain`: NaN
+    ear through an agent's safety chain (:class:`anamnesis.agents.dsp.safety.SafetyChain`: NaN
     guard, DC blocker, 20 Hz high-pass, 1 ms lookahead limiter at ``ceiling_db``
     dBFS, hard clamp). The two limiters are independent (a loud left side does not
     duck the right). ``process`` works in place on (block, 2) float64 and allocates

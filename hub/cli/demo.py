@@ -1,7 +1,7 @@
 """``anamnesis demo``: the octophonic demo, live — what ``make demo`` runs (JOURNEYS 1).
 
 ``anamnesis demo [--config NAME_OR_PATH] [--http 127.0.0.1:8470] [--state-dir DIR]
-[--no-audio] [--device DEVICE] [--fresh]`` runs the hub (:func:`hub.service.run_hub`,
+[--no-audio] [--device DEVICE] [--fresh]`` runs the hub (:func:`anamnesis.hub.cli.hub.run_hub`,
 unchanged) on an example installation (default ``octophonic.toml`` of
 :mod:`hub.resources`; a path works too) in simulated mode, on 127.0.0.1 only:
 
@@ -10,7 +10,7 @@ unchanged) on an example installation (default ``octophonic.toml`` of
    warm-up process per half (the agents' models, engine and RTP link; the hub's
    routing graph and room convolver) compiles them into numba's on-disk cache,
    in parallel. With a warm cache this takes about a second. Beside them the
-   agents' forkserver (:mod:`hub.launcher`) imports what every agent needs, so
+   agents' forkserver (:mod:`anamnesis.hub.fleet.launcher`) imports what every agent needs, so
    the agents fork warm the moment the hub starts them.
 2. **The hub** with the config's local agents (``spawn = true``), clocked by the
    hub over RTP on loopback through the simulated room; it prints
@@ -18,7 +18,7 @@ unchanged) on an example installation (default ``octophonic.toml`` of
    short summary: the agents starting, where the state lives, how to stop, how to
    rehearse offline.
 3. **The headphone preview**: the room's stereo listener preview played on the
-   default output device (or ``--device``) by :mod:`hub.preview`; with no
+   default output device (or ``--device``) by :mod:`anamnesis.hub.monitor.headphones`; with no
    PortAudio, no output device or ``--no-audio``, one line says the preview is in
    the browser only (the dashboard's listen stream), and the demo carries on.
 4. The terminal says when the first sound reaches the listener (and how long
@@ -82,7 +82,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the default output; see `anamnesis devices`)")
     parser.add_argument("--fresh", action="store_true",
                         help="start from an empty state directory (forget the saved state)")
-    from anamnesis.hub.service import add_launch_argument
+    from anamnesis.hub.cli.hub import add_launch_argument
 
     add_launch_argument(parser)
     parser.add_argument("--log-level", default="warning",
@@ -143,8 +143,8 @@ def warm_agents(config_path: Path) -> None:
     numba's cache."""
     from anamnesis.agents.main import add_agent_arguments, check_args
     from anamnesis.agents.recipe import config_model, config_warm_up
-    from anamnesis.hub.config import load_config
-    from anamnesis.hub.supervisor import agent_argv
+    from anamnesis.hub.installation.config import load_config
+    from anamnesis.hub.fleet.supervisor import agent_argv
 
     config = load_config(config_path)
     parser = argparse.ArgumentParser()
@@ -166,17 +166,17 @@ def warm_agents(config_path: Path) -> None:
 def warm_hub(config_path: Path) -> None:
     """Compile the hub's own kernels for the config (the routing graph, the room's
     convolver, the headphone player's ring) and compute the room's responses into
-    their disk cache (:func:`hub.coupling.default_cache_dir`)."""
-    from anamnesis.hub.config import load_config
-    from anamnesis.hub.graph import from_config
-    from anamnesis.hub.preview import StereoRing
+    their disk cache (:func:`anamnesis.hub.engine.coupling.default_cache_dir`)."""
+    from anamnesis.hub.installation.config import load_config
+    from anamnesis.hub.engine.graph import from_config
+    from anamnesis.hub.monitor.headphones import StereoRing
 
     config = load_config(config_path)
     graph = from_config(config)
     graph.tick(np.zeros((graph.max_block, graph.n_agents)))
     StereoRing(4, prime=1, high=2).warm_up()
     if config.room is not None:   # the responses land in their disk cache too
-        from anamnesis.hub.coupling import RoomCoupling, default_cache_dir
+        from anamnesis.hub.engine.coupling import RoomCoupling, default_cache_dir
 
         block, n = config.installation.block, len(config.agents)
         coupling = RoomCoupling(config.room, config.agents, block=block,
@@ -191,7 +191,7 @@ def warm_kernels(config_path: Path) -> tuple[float, list[str]]:
     the agents then compile for themselves)."""
     t0 = time.monotonic()
     procs = {part: subprocess.Popen(
-        [sys.executable, "-m", "anamnesis.hub.demo", "--warm", part, str(config_path)],
+        [sys.executable, "-m", "anamnesis.hub.cli.demo", "--warm", part, str(config_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         for part in ("agents", "hub")}
     problems = []
@@ -243,11 +243,11 @@ class _FirstSound:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``anamnesis demo`` until SIGINT/SIGTERM; the exit status."""
-    from anamnesis.hub.config import load_config
-    from anamnesis.hub.service import _parse_http, run_hub
+    from anamnesis.hub.installation.config import load_config
+    from anamnesis.hub.cli.hub import parse_address, run_hub
 
     try:
-        _parse_http(args.http)
+        parse_address(args.http)
         config_path = resolve_config(args.config)
         config = load_config(config_path)
         state_dir = (args.state_dir or default_state_dir()).expanduser()
@@ -264,7 +264,7 @@ def run_demo(args: argparse.Namespace) -> int:
           "takes a minute)…", flush=True)
     try:
         if args.agent_launch == "fork" and local:   # it warms up beside the kernels
-            from anamnesis.hub.launcher import start_forkserver
+            from anamnesis.hub.fleet.launcher import start_forkserver
 
             start_forkserver()
         seconds, problems = warm_kernels(config_path)
@@ -299,7 +299,7 @@ def run_demo(args: argparse.Namespace) -> int:
                   flush=True)
         else:
             from anamnesis.agents.audio.backends import parse_device
-            from anamnesis.hub.preview import open_player
+            from anamnesis.hub.monitor.headphones import open_player
 
             loop = asyncio.get_running_loop()
             player, what = await loop.run_in_executor(
@@ -346,9 +346,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m hub.demo --warm agents|hub CONFIG``: one half of :func:`warm_kernels`."""
+    """``python -m anamnesis.hub.cli.demo --warm agents|hub CONFIG``: one half of :func:`warm_kernels`."""
     if len(argv) != 3 or argv[0] != "--warm" or argv[1] not in ("agents", "hub"):
-        print("usage: python -m hub.demo --warm agents|hub CONFIG (anamnesis demo runs it)",
+        print("usage: python -m anamnesis.hub.cli.demo --warm agents|hub CONFIG (anamnesis demo runs it)",
               file=sys.stderr)
         return 2
     (warm_agents if argv[1] == "agents" else warm_hub)(Path(argv[2]))

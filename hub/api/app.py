@@ -2,7 +2,7 @@
 dashboard at ``/``.
 
 ``create_app(hub)`` (STYLE 10) builds the aiohttp application around a running
-:class:`hub.service.Hub`: typed ``web.AppKey``s, the WebSocket pusher and the
+:class:`anamnesis.hub.core.hub.Hub`: typed ``web.AppKey``s, the WebSocket pusher and the
 weights poller in ``cleanup_ctx``, every open WebSocket closed on shutdown.
 
 Access: every write (any method but GET/HEAD/OPTIONS) and both WebSockets need the
@@ -33,11 +33,11 @@ is a 400 naming the parse error, and is counted (``hub.counts["malformed_json"]`
 the room changes, and ``{"type": "telemetry", "agents": {id: {"rms": .., "peak": ..,
 "error_rms": .., ...}}}`` at most :data:`TELEMETRY_HZ` (30) times a second (levels
 linear, full scale 1). Each agent of ``agents`` has ``specs``: its parameters'
-ranges, scales (``"log"``/``"linear"``), units and docs (:mod:`hub.specs`). A client
+ranges, scales (``"log"``/``"linear"``), units and docs (:mod:`anamnesis.hub.fleet.specs`). A client
 that connects to ``/ws?scopes=1`` also gets binary messages: scopes and spectra of
 the agents' outputs (at most 30 a second, when the hub has them: every block in
 simulated mode, the ``out`` stream of each routed agent in deployed mode); their
-frame layout is :mod:`hub.scopes`'s, and ``hello`` has ``"scope": {"agents": [ids by
+frame layout is :mod:`anamnesis.hub.monitor.scopes`'s, and ``hello`` has ``"scope": {"agents": [ids by
 index], "frames": N, "hz": 30}`` (null without a config). Clients send commands
 ``{"id": N, "cmd": NAME, ...args}`` and get ``{"type": "reply", "id": N, "ok": true,
 "result": ...}`` or ``{"type": "reply", "id": N, "ok": false, "error": "..."}``.
@@ -53,12 +53,12 @@ Commands mirror the REST writes: ``adopt {agent}``, ``set_params {agent, params}
 socket's own: ``watch_weights {agents: [ids]}`` replaces the set of agents whose
 weights this socket watches ([] stops; the reply's result is the set) and then
 pushes ``{"type": "weights", "agent": ID, "weights": [...], "t": UNIX_S}`` about 3
-times a second per watched online agent (:mod:`hub.weights_watch`).
+times a second per watched online agent (:mod:`anamnesis.hub.api.weights_watch`).
 
 ``/ws/listen?source=AGENT_ID`` (or ``listener``: the stereo preview at the simulated
 room's listener) streams live audio: a text message ``{"type": "listen", "source",
 "channels", "sample_rate", "frames_per_message"}``, then binary PCM16 messages of
-about 20 ms whose layout is :mod:`hub.listen`'s; an unknown source closes with code
+about 20 ms whose layout is :mod:`anamnesis.hub.monitor.listen`'s; an unknown source closes with code
 4404 and the reason. ``GET /api/listen`` (and ``listen_sources``) list the sources.
 """
 
@@ -77,11 +77,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from anamnesis.hub.listen import ListenStream
+from anamnesis.hub.monitor.listen import ListenStream
 from anamnesis.hub.resources import web_dir
-from anamnesis.hub.scopes import SCOPE_HZ
-from anamnesis.hub.service import Hub, HubError
-from anamnesis.hub.weights_watch import WeightsWatch
+from anamnesis.hub.monitor.scopes import SCOPE_HZ
+from anamnesis.hub.core.hub import Hub
+from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.api.weights_watch import WeightsWatch
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ async def agent_stream(request: web.Request) -> web.Response:
 
     The agent starts (or renews, for 60 s) a unicast copy of the stream to port ``port``
     of the address that asks it, so the client must ask the agent itself: the hub never
-    reflects a stream to another host (agents.link). ``?port=P`` is passed on.
+    reflects a stream to another host (anamnesis.agents.net.link). ``?port=P`` is passed on.
     """
     hub = request.app[HUB]
     agent_id, name = request.match_info["agent_id"], request.match_info["name"]
@@ -728,7 +729,7 @@ async def listen(request: web.Request) -> web.WebSocketResponse:
     """Live audio of one source (``?source=AGENT_ID`` or ``listener``) as PCM16 messages.
 
     First a text message ``{"type": "listen", "source", "channels", "sample_rate",
-    "frames_per_message"}``, then binary messages of about 20 ms (:mod:`hub.listen`).
+    "frames_per_message"}``, then binary messages of about 20 ms (:mod:`anamnesis.hub.monitor.listen`).
     An unknown source closes the socket with code 4404 and the reason. A client too
     slow to take them loses the oldest (counted in ``hub.counts["listen_dropped"]``;
     the sequence numbers show the gap); the hub's clock never waits for it.
@@ -779,7 +780,7 @@ async def _telemetry_pusher(app: web.Application) -> AsyncIterator[None]:
     """Background tasks (cleanup_ctx): every 1/TELEMETRY_HZ s, push the newest telemetry
     frame of each agent that sent one as ``{"type": "telemetry", "agents": {id: frame}}``;
     every 1/SCOPE_HZ s (while a ``/ws?scopes=1`` is open), the new scopes and spectra as one
-    binary message (:mod:`hub.scopes`)."""
+    binary message (:mod:`anamnesis.hub.monitor.scopes`)."""
     hub = app[HUB]
 
     async def run() -> None:

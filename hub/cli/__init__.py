@@ -1,7 +1,7 @@
 """The ``anamnesis`` command: one entry point for every part of the installation.
 
 Each subcommand's options and behaviour live beside the code they drive
-(``agents.render``, ``agents.process``); this module only wires them up, and
+(``agents.render``, ``anamnesis.agents.main``); this module only wires them up, and
 imports each lazily so ``anamnesis render`` does not pay for the network stack.
 """
 
@@ -20,13 +20,13 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
               "run one learning agent on an audio channel, steered over OSC"),
     "devices": ("anamnesis.agents.main", "add_devices_arguments", "run_devices",
                 "list the audio devices PortAudio can see"),
-    "hub": ("anamnesis.hub.service", "add_hub_arguments", "run_hub",
+    "hub": ("anamnesis.hub.cli.hub", "add_hub_arguments", "run_hub",
             "run the hub: discovery, local agents, routes, scenes, dashboard and API"),
-    "rehearse": ("anamnesis.hub.rehearse", "add_rehearse_arguments", "run_rehearse",
+    "rehearse": ("anamnesis.hub.clock.rehearse", "add_rehearse_arguments", "run_rehearse",
                  "render a whole installation offline, through its simulated room"),
-    "keygen": ("anamnesis.hub.keygen", "add_keygen_arguments", "run_keygen",
+    "keygen": ("anamnesis.hub.cli.keygen", "add_keygen_arguments", "run_keygen",
                "create an installation key (signs the agents' announcements)"),
-    "demo": ("anamnesis.hub.demo", "add_demo_arguments", "run_demo",
+    "demo": ("anamnesis.hub.cli.demo", "add_demo_arguments", "run_demo",
              "the octophonic demo: a hub, eight agents in a simulated room, the dashboard"),
 }
 

@@ -3,11 +3,11 @@
 Simulated mode (DESIGN "Clocking"): the hub is the clock. Per block,
 :meth:`HubClock.step` sends every agent its input block as one RTP packet with
 the hub's timestamp T (samples), waits until every agent has answered with its
-output block stamped T (``agents.hubclock``), and returns the outputs as one
+output block stamped T (``anamnesis.agents.audio.hubclock``), and returns the outputs as one
 array. The routing graph runs between steps, so a ring of agents over RTP
 computes exactly what the same ring computes in-process — provided the
 in-process twin quantises to L24 at the same two places
-(:func:`agents.rtp.quantize`).
+(:func:`anamnesis.agents.protocol.rtp.quantize`).
 
 An agent that does not answer within ``timeout_s`` gets silence for that
 block (``missing``); answers for an older T arrive ``stale`` and are dropped;

@@ -1,7 +1,7 @@
 """Scopes and spectra of the agents' outputs: binary WebSocket frames for the dashboard.
 
-The driver of the mode (:mod:`hub.simulated`: every block each driven agent
-returns; :mod:`hub.router`: each leased agent's ``out`` stream) hands every block
+The driver of the mode (:mod:`anamnesis.hub.clock.simulated`: every block each driven agent
+returns; :mod:`anamnesis.hub.clock.deployed`: each leased agent's ``out`` stream) hands every block
 of outputs to a :class:`ScopeTap`, which keeps the last ``frames`` samples of
 each agent. The API takes them at most :data:`SCOPE_HZ` times a second
 (:meth:`ScopeTap.take`: only agents with new samples since the last take) and

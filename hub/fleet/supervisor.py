@@ -1,7 +1,7 @@
 """Local agents as supervised subprocesses (config agents with ``spawn = true``).
 
 :class:`Supervisor` owns one :class:`ChildSpec` per local agent: it starts
-``python -m agents.process ...`` (the argv comes from the hub), appends the
+``python -m anamnesis.agents ...`` (the argv comes from the hub), appends the
 child's stdout and stderr to ``LOG_DIR/ID.log``, restarts a child that exits
 with an exponential back-off (``backoff_s`` doubling up to ``max_backoff_s``;
 reset when a child stayed up ``stable_s``), and on :meth:`Supervisor.close`
@@ -10,7 +10,7 @@ sends SIGTERM to every child, then SIGKILL to those still running after
 terminal reaches the hub alone, which stops its agents in order.
 
 A child whose :class:`ChildSpec` names a ``fork_main`` is forked from the agents'
-warm forkserver (:func:`hub.launcher.fork_child`) when the supervisor was made with
+warm forkserver (:func:`anamnesis.hub.fleet.launcher.fork_child`) when the supervisor was made with
 ``launch="fork"`` (the hub's default); otherwise, or if forking fails, its argv is
 exec'd. Everything runs on the event loop; opening log files and forking go to
 the supervisor's own worker thread (``anamnesis-launch``).
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from anamnesis.hub.launcher import Child, exec_child, fork_child, start_forkserver
+from anamnesis.hub.fleet.launcher import Child, exec_child, fork_child, start_forkserver
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def agent_argv(agent_id: str, *, model: str | None = None, preset: str | None = 
                key_file: Path | None = None, state_dir: Path | None = None,
                model_args: Mapping[str, Any] | None = None,
                extra: Sequence[str] = ()) -> tuple[str, ...]:
-    """The argv of ``python -m agents.process`` for one local agent (this interpreter);
+    """The argv of ``python -m anamnesis.agents`` for one local agent (this interpreter);
     ``model_args`` (constructor arguments such as hidden_size) become ``--model-arg``s."""
     argv = [sys.executable, "-m", "anamnesis.agents", "--id", agent_id, "--audio", audio,
             "--interface", interface, "--installation", installation]

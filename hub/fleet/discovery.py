@@ -336,7 +336,7 @@ class AgentBrowser:
 
 
 class LivenessMonitor:
-    """Pings every known agent over the hub's OSC socket (:class:`hub.osclink.HubOsc`).
+    """Pings every known agent over the hub's OSC socket (:class:`anamnesis.hub.fleet.osc.HubOsc`).
 
     A healthy agent gets ``/ping`` every ``interval`` s. A ping with no ``/pong``
     within ``reply_timeout`` s is *missed*; after a miss the agent is re-pinged

@@ -4,7 +4,7 @@ Renders a whole installation — every agent, its routes, rings and sources, and
 its simulated room — faster than real time, one channel per speaker, plus an
 optional stereo preview at the listener (DESIGN "The hub", JOURNEYS 1.5).
 
-The loop (the live simulated hub's, see :mod:`hub.graph` and :mod:`hub.simulated`)
+The loop (the live simulated hub's, see :mod:`anamnesis.hub.engine.graph` and :mod:`anamnesis.hub.clock.simulated`)
 ----------------------------------------------------------------------------------
 Per block k, in one process and one thread::
 
@@ -20,7 +20,7 @@ Block size and sample rate are the config's ``[installation]`` ones: the block i
 part of the piece (it is the lockstep's latency), so there is no option to change
 it. A ``mode = "deployed"`` config is rehearsed in the same lockstep.
 
-The agents are built as a live agent process builds them (``agents.process``):
+The agents are built as a live agent process builds them (``anamnesis.agents.main``):
 the model of ``model``/``preset`` with the preset's and the config's constructor
 arguments, the preset's parameters and then the config's (the ones the hub sends
 over OSC before the first block — rounded to float32 as OSC carries them), the
@@ -33,15 +33,15 @@ input-following modulation are grouped into one
 :class:`~agents.models.autoregnn.AutoRegNNBank` (its columns are bit-identical to
 single models) when there are at least :data:`BANK_MIN_AGENTS` of them (a smaller
 bank is slower than separate models), each with its own
-:class:`~agents.safety.SafetyChain`; every other
-agent runs through its own :class:`~agents.engine.AgentEngine`. Both paths give
+:class:`~anamnesis.agents.dsp.safety.SafetyChain`; every other
+agent runs through its own :class:`~anamnesis.agents.dsp.engine.AgentEngine`. Both paths give
 the same samples (tested); ``banks=False`` (``--no-bank``) uses engines only.
 
 Seeds (determinism)
 -------------------
 The same config, seed and machine give bit-identical files. ``--seed S``
 (default 0: the live hub's own performance) offsets, by ``1000 * S``, every noise
-source's seed (:func:`hub.graph.from_config`) and every agent's seed (the
+source's seed (:func:`anamnesis.hub.engine.graph.from_config`) and every agent's seed (the
 config's ``seed``, default its index); it is also the room's seed (the mics'
 self-noise). A different seed is a different performance of the same piece.
 
@@ -103,10 +103,10 @@ def _osc_value(value: Any) -> Any:
 
 def agent_recipe(spec: Any, sample_rate: int, block: int, seed: int = 0
                  ) -> tuple[dict[str, Any], list[tuple[str, Any]], list[Any]]:
-    """How ``spec`` (a :class:`hub.config.AgentSpec`) is built live: constructor
+    """How ``spec`` (a :class:`anamnesis.hub.installation.config.AgentSpec`) is built live: constructor
     arguments (seed offset by ``SEED_STRIDE * seed``, rate, block), parameter settings
     in the order the agent applies them (the preset's, then the hub's over OSC), and
-    the preset's input-following modulations (:class:`agents.engine.FollowInput`)."""
+    the preset's input-following modulations (:class:`anamnesis.agents.dsp.engine.FollowInput`)."""
     from anamnesis.agents.dsp.engine import FollowInput
 
     kwargs: dict[str, Any] = dict(spec.model_args())
@@ -126,7 +126,7 @@ def agent_recipe(spec: Any, sample_rate: int, block: int, seed: int = 0
 
 
 def build_engine(spec: Any, sample_rate: int, block: int, seed: int = 0) -> Any:
-    """One agent's model and safety chain (an :class:`agents.engine.AgentEngine`), as its
+    """One agent's model and safety chain (an :class:`anamnesis.agents.dsp.engine.AgentEngine`), as its
     live process builds them."""
     from anamnesis.agents.dsp.engine import AgentEngine
     from anamnesis.agents.models import create_model
@@ -262,8 +262,8 @@ def build_voices(config: Any, inputs: np.ndarray, outputs: np.ndarray, *, seed: 
 
 def default_cache_dir() -> Path:
     """Where room responses are cached: the live hub's place
-    (:func:`hub.coupling.default_cache_dir`, ``$XDG_CACHE_HOME/anamnesis/rooms``)."""
-    from anamnesis.hub.coupling import default_cache_dir as coupling_cache_dir
+    (:func:`anamnesis.hub.engine.coupling.default_cache_dir`, ``$XDG_CACHE_HOME/anamnesis/rooms``)."""
+    from anamnesis.hub.engine.coupling import default_cache_dir as coupling_cache_dir
 
     return Path(coupling_cache_dir())
 
@@ -271,18 +271,18 @@ def default_cache_dir() -> Path:
 class Rehearsal:
     """A whole installation in one process, stepped one block at a time (module docstring).
 
-    ``config`` a :class:`hub.config.Config`; ``seed`` the rehearsal seed; ``banks``
+    ``config`` a :class:`anamnesis.hub.installation.config.Config`; ``seed`` the rehearsal seed; ``banks``
     group equal AutoRegNN agents; ``room`` False ignores the config's ``[room]`` (a
     reference without acoustic coupling); ``listener`` False skips the preview's
     convolution (the speakers are the same); ``cache_dir`` holds room responses.
     After :meth:`step`, :attr:`outputs` (block, n_agents) holds block k of every
     speaker and :attr:`ears` (block, 2) the listener's preview, levelled and limited as
-    the live hub's (:class:`hub.coupling.ListenerPreview`; zeros without a room).
+    the live hub's (:class:`anamnesis.hub.engine.coupling.ListenerPreview`; zeros without a room).
     """
 
     def __init__(self, config: Any, *, seed: int = 0, banks: bool = True, room: bool = True,
                  listener: bool = True, cache_dir: Path | None = None) -> None:
-        from anamnesis.hub.graph import from_config
+        from anamnesis.hub.engine.graph import from_config
 
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a whole number >= 0; got {seed!r}")
@@ -296,7 +296,7 @@ class Rehearsal:
         self.graph = from_config(config, seed=seed, latency=inst.block)
         self.coupling: Any = None
         if room and config.room is not None:
-            from anamnesis.hub.coupling import RoomCoupling
+            from anamnesis.hub.engine.coupling import RoomCoupling
 
             self.coupling = RoomCoupling(config.room, config.agents, sample_rate=inst.sample_rate,
                                          block=inst.block, seed=seed, listener=listener,
@@ -306,9 +306,9 @@ class Rehearsal:
         self.inputs = np.zeros((self.block, n))
         self.mics = np.zeros((self.block, n))
         self.ears = np.zeros((self.block, 2))
-        self.preview: Any = None     # the listener's level and limiter (hub.coupling)
+        self.preview: Any = None     # the listener's level and limiter (anamnesis.hub.engine.coupling)
         if self.listener:
-            from anamnesis.hub.coupling import ListenerPreview
+            from anamnesis.hub.engine.coupling import ListenerPreview
 
             self.preview = ListenerPreview(self.sample_rate, self.block)
         self.voices = build_voices(config, self.inputs, self.outputs, seed=seed, banks=banks)
@@ -650,7 +650,7 @@ def _fail(message: str) -> int:
 
 def run_rehearse(args: argparse.Namespace) -> int:
     """Carry out ``anamnesis rehearse``; returns the exit status (2 for bad input)."""
-    from anamnesis.hub.config import ConfigError, load_config
+    from anamnesis.hub.installation.config import ConfigError, load_config
 
     try:
         config = load_config(args.config)

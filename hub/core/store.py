@@ -6,7 +6,7 @@ everything:
 ========================  =====================================================
 ``installation``          the installation config as edited (TOML text, one row)
 ``routes``                the routing as edited live: routes and rings, by id,
-                          in order (a JSON spec each — what ``hub.config`` writes)
+                          in order (a JSON spec each — what ``anamnesis.hub.installation.config`` writes)
 ``agent_params``          every agent's parameters (name -> JSON value)
 ``snapshots``             model states as ``.npz`` bytes (no pickles), with the
                           model kind and a SHA-256 checked on every read

@@ -1,7 +1,7 @@
 """Pacing a hub loop at the audio block rate on the event loop's clock.
 
-Both hub clocks — the simulated driver (``hub.simulated``) and the deployed
-router (``hub.router``) — run one step per block period. :class:`BlockPacer`
+Both hub clocks — the simulated driver (``anamnesis.hub.clock.simulated``) and the deployed
+router (``anamnesis.hub.clock.deployed``) — run one step per block period. :class:`BlockPacer`
 keeps their deadlines drift-free (each deadline is the previous one plus one
 period, never "now plus a period"), and when the loop falls more than
 ``max_lag_s`` behind (a suspended laptop, a stalled machine) it starts afresh
@@ -15,7 +15,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-log = logging.getLogger("anamnesis.hub.pacing")
+log = logging.getLogger("anamnesis.hub.clock.pacing")
 
 
 class BlockPacer:

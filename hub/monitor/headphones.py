@@ -1,7 +1,7 @@
 """The headphone preview: the room's listener, played on this computer's sound device.
 
 ``anamnesis demo`` lets a composer rehearse on headphones (JOURNEYS 1): the hub's
-:class:`hub.listen.ListenTap` hands every block of the stereo listener preview to
+:class:`anamnesis.hub.monitor.listen.ListenTap` hands every block of the stereo listener preview to
 :meth:`HeadphonePlayer.feed` on the event loop; a PortAudio output stream
 (``sounddevice.OutputStream``, 2 channels, float32) plays it from its own thread.
 Between the two sits a :class:`StereoRing`:
@@ -20,7 +20,7 @@ Between the two sits a :class:`StereoRing`:
   up to 80 ms. Each underrun lengthens the prime by ``GROW_MS`` (20 ms), up to
   ``MAX_BUFFER_MS`` (250 ms): on a busy laptop the preview settles at the latency
   the hub's timing needs instead of stuttering. The hub's clock and the sound card's drift apart slowly (~100 ppm
-  at worst) and a stalled event loop catches up in a burst (:mod:`hub.pacing`):
+  at worst) and a stalled event loop catches up in a burst (:mod:`anamnesis.hub.clock.pacing`):
   when more than ``buffer_ms + slack_ms`` (180 ms) is waiting, the reader skips
   the oldest audio back to the prime (counted as ``skipped`` frames) instead of
   letting the latency grow.
@@ -29,7 +29,7 @@ Between the two sits a :class:`StereoRing`:
   before the first prime (the agents starting) is not an underrun.
 * **Safety.** The headphones are a speaker too: each ear passes the agents'
   safety chain on the event loop before it enters the ring
-  (:class:`hub.coupling.ListenerPreview` at 0 dB: NaN guard, DC blocker, 20 Hz
+  (:class:`anamnesis.hub.engine.coupling.ListenerPreview` at 0 dB: NaN guard, DC blocker, 20 Hz
   high-pass, a 1 ms lookahead limiter at ``ceiling_db``, −1 dBFS, each ear on
   its own). The hub has levelled and limited the preview already; this guard is
   the player's own, whatever it is fed. The ring itself
@@ -229,7 +229,7 @@ class HeadphonePlayer:
     """Plays a stereo stream at ``sample_rate`` Hz on ``device`` (index or name; None:
     the default output), through a :class:`StereoRing` (see the module docstring).
 
-    :meth:`feed` is the :class:`hub.listen.ListenTap` callback (event loop);
+    :meth:`feed` is the :class:`anamnesis.hub.monitor.listen.ListenTap` callback (event loop);
     :meth:`start` opens the device (:class:`PreviewUnavailable` with one line if it
     cannot); :meth:`stop` closes it (after PortAudio's last callback).
     """
@@ -248,7 +248,7 @@ class HeadphonePlayer:
         high = prime + max(1, round(slack_ms * self.sample_rate / 1000.0))
         most = max(prime, round(MAX_BUFFER_MS * self.sample_rate / 1000.0))
         capacity = max(most + high - prime, round(CAPACITY_S * self.sample_rate))
-        from anamnesis.hub.coupling import ListenerPreview
+        from anamnesis.hub.engine.coupling import ListenerPreview
 
         # The hub levels and limits the preview already; this is the speaker's own guard.
         self._ears = ListenerPreview(self.sample_rate, _FEED_FRAMES, gain_db=0.0,

@@ -3,7 +3,7 @@
 Two ways, one handle (:class:`Child`: ``pid``, ``send_signal``, ``wait``):
 
 * :func:`exec_child` starts the agent's argv as a new program, as a shell would
-  (``python -m agents.process …``): every agent pays its interpreter's imports
+  (``python -m anamnesis.agents …``): every agent pays its interpreter's imports
   and numba's start-up itself, about 1.3 s of CPU each.
 * :func:`fork_child` forks it from one server process per hub, started once,
   which has imported :mod:`agents.preload` (numpy, numba, aiohttp, zeroconf and

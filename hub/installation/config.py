@@ -29,7 +29,7 @@ Tables and keys (units in the key names or below)::
                      starts it as a local process), seed (default: its index)
     [[route]]        from, to (agent ids), gain (linear, default 1), delay_ms (total
                      delay from the sender's output to the receiver's input; see
-                     ``hub.graph`` for the one-block minimum in lockstep),
+                     ``anamnesis.hub.engine.graph`` for the one-block minimum in lockstep),
                      lowpass_hz, highpass_hz (one-pole, omitted = off),
                      shape ("none" | "tanh")
     [[ring]]         agents (>= 2 ids: a -> b -> ... -> a), name (default ringN),
@@ -62,16 +62,13 @@ from types import MappingProxyType
 from typing import Any
 
 from anamnesis.agents.protocol.ids import ID_RE
+from anamnesis.agents.recipe import RESERVED_MODEL_ARGS
+from anamnesis.hub.installation.edges import MAX_DELAY_MS, MAX_GAIN, SHAPES
 
 Vec3 = tuple[float, float, float]
 
 MODES = ("simulated", "deployed")
-SHAPES = ("none", "tanh")
 FILE_KIND = "file"
-#: Longest edge delay a config may ask for (ms).
-MAX_DELAY_MS = 10_000.0
-#: Largest |gain| of an edge or a source (linear; +24 dB).
-MAX_GAIN = 16.0
 #: Longest sound file a source may load (s): it is held in memory.
 MAX_FILE_SECONDS = 600.0
 #: Sabine's constant 24 ln(10) / c (s/m) with c = 343 m/s.
@@ -93,7 +90,6 @@ ENVELOPE_KEYS = ("start", "attack", "hold", "release", "fade", "every")
 FILE_ARGS = ("path", "loop", "channel")
 TOP_KEYS = ("installation", "room", "agent", "route", "ring", "source")
 #: Constructor arguments the hub sets itself, never a config.
-_RESERVED_ARGS = ("self", "seed", "sample_rate", "max_block")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -697,7 +693,7 @@ def constructor_args(model: str) -> tuple[str, ...]:
 
     sig = inspect.signature(model_class(model).__init__)
     return tuple(n for n, p in sig.parameters.items()
-                 if n not in _RESERVED_ARGS and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+                 if n not in RESERVED_MODEL_ARGS and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
 
 
 # ---------------------------------------------------------------------------
@@ -1061,8 +1057,8 @@ def _read_rings(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation) -
 
 
 def _check_deployed_cycles(c: _Checker, routes: Sequence[Route], rings: Sequence[Ring]) -> None:
-    """In deployed mode a feedback cycle needs a delay somewhere (see ``hub.graph``)."""
-    from anamnesis.hub.graph import Edge, zero_delay_cycles
+    """In deployed mode a feedback cycle needs a delay somewhere (see ``anamnesis.hub.engine.graph``)."""
+    from anamnesis.hub.installation.edges import Edge, zero_delay_cycles
 
     owners: dict[tuple[str, str], tuple[Any, ...]] = {}
     edges = []

@@ -1,36 +1,36 @@
 """The hub service: discovery, liveness, local agents, routes, parameters, scenes, events.
 
 :class:`Hub` is the asyncio shell that owns the sockets, tasks and files
-(STYLE 9); :mod:`hub.api` puts HTTP and WebSocket in front of it and
+(STYLE 9); :mod:`anamnesis.hub.api.app` puts HTTP and WebSocket in front of it and
 ``anamnesis hub`` (:func:`run_hub`) runs both. What it does:
 
-* **Discovery and liveness** (:mod:`hub.discovery`): agents found by zeroconf on
+* **Discovery and liveness** (:mod:`anamnesis.hub.fleet.discovery`): agents found by zeroconf on
   ``--interface``, adopted by signature or by hand, pinged every second.
-* **Local agents** (:mod:`hub.supervisor`): config agents with ``spawn = true``
-  run as supervised ``python -m agents.process`` children: ``--audio hub`` in
+* **Local agents** (:mod:`anamnesis.hub.fleet.supervisor`): config agents with ``spawn = true``
+  run as supervised ``python -m anamnesis.agents`` children: ``--audio hub`` in
   simulated mode, their sound card's channel in deployed mode; the constructor
   arguments of their ``params`` (``hidden_size`` ...) as ``--model-arg``s.
-* **Simulated mode** (:mod:`hub.simulated`): the hub is the clock; the config's
+* **Simulated mode** (:mod:`anamnesis.hub.clock.simulated`): the hub is the clock; the config's
   agents are driven in lockstep over RTP through the routing graph
-  (:mod:`hub.graph`), whose edges follow the routes. **Deployed mode**
-  (:mod:`hub.router`): the agents keep their own clocks; the hub routes their
+  (:mod:`anamnesis.hub.engine.graph`), whose edges follow the routes. **Deployed mode**
+  (:mod:`anamnesis.hub.clock.deployed`): the agents keep their own clocks; the hub routes their
   ``out`` streams through the graph into their ``in`` streams.
 * **Parameters**: ``set_params`` sends OSC to the agent, reads its ``/state``
   back and remembers the values; an agent that comes (back) online gets the
   remembered values again, so a returning agent resumes where the hub left it.
 * **Routes**: the installation's edges (id ``"a->b"``; a ring's ``"RING:a->b"``,
-  as :mod:`hub.graph` names them), seeded from the config's routes and rings on
+  as :mod:`anamnesis.hub.engine.graph` names them), seeded from the config's routes and rings on
   the first start, edited through the API (checked here and by the graph).
 * **Scenes**: every online agent's parameters and weights under a name; recall
   sends them back; ``interpolate`` blends two scenes at ``t`` in [0, 1].
 * **Room** (``get_room``/``put_room``, ``room_layout``/``put_room_layout``): the
   config's ``[room]`` and the agents' speaker and mic positions, editable through
-  the API, checked with every check of :mod:`hub.config` (the listener and every
+  the API, checked with every check of :mod:`anamnesis.hub.installation.config` (the listener and every
   agent's speaker and mic inside the room, a feasible RT60; every problem in one
-  400). In simulated mode the room couples the agents (:mod:`hub.coupling`): an
+  400). In simulated mode the room couples the agents (:mod:`anamnesis.hub.engine.coupling`): an
   edit is recomputed on a worker and crossfaded in, and every WebSocket client
   gets ``{"type": "room", "layout": ...}`` when a recomputation starts and ends.
-* **Persistence** (:mod:`hub.store`, SQLite WAL in the state dir, every call in
+* **Persistence** (:mod:`anamnesis.hub.core.store`, SQLite WAL in the state dir, every call in
   the store's own worker thread): the config as edited (:meth:`Hub.edited_config`,
   rewritten after every route, ring, room or position edit; on a restart its room
   and positions are restored), routes,
@@ -51,7 +51,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -59,26 +58,21 @@ import logging
 import math
 import os
 import secrets
-import signal
-import sys
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from anamnesis.agents.protocol.oscmap import build_message
-from anamnesis.hub.discovery import (
-    AgentBrowser,
-    AgentChange,
-    AgentRegistry,
-    LivenessMonitor,
-)
-from anamnesis.hub.osclink import HubOsc, Messages
-from anamnesis.hub.supervisor import LAUNCHES, ChildSpec, Supervisor, agent_argv
-from anamnesis.hub.telemetry import AgentTelemetry
+from anamnesis.hub.fleet.discovery import AgentBrowser, AgentChange, AgentRegistry, LivenessMonitor
+from anamnesis.hub.fleet.osc import HubOsc, Messages
+from anamnesis.hub.fleet.supervisor import ChildSpec, Supervisor, agent_argv
+from anamnesis.hub.fleet.telemetry import AgentTelemetry
+from anamnesis.hub.installation.edges import MAX_DELAY_MS, MAX_GAIN, SHAPES
+from anamnesis.hub.core.errors import HubError
 
 log = logging.getLogger(__name__)
 
@@ -89,21 +83,10 @@ MAX_SCENES = 256
 MAX_ROUTES = 4096
 #: Seconds to wait for an agent's reply to a state or weights query.
 REPLY_TIMEOUT_S = 2.0
-SHAPES = ("none", "tanh")
-MAX_DELAY_MS = 10_000.0
-MAX_GAIN = 16.0
 _ADOPTED_FILE = "adopted.json"
 _TOKEN_FILE = "token"
 #: Seconds of quiet that end a gesture (a drag): its last event is then recorded.
 GESTURE_QUIET_S = 1.0
-
-
-class HubError(Exception):
-    """A request the hub refuses; ``status`` is the HTTP status it maps to."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def load_or_create_token(state_dir: Path) -> str:
@@ -171,21 +154,21 @@ def _lerp_value(a: object, b: object, t: float) -> object:
 class Hub:
     """The running hub (see the module docstring).
 
-    ``config`` is a :class:`hub.config.Config` or None (discovered agents only);
-    ``state_dir`` holds the token, the database and the local agents' logs;
-    ``interface`` the address zeroconf and OSC bind to; ``key`` the installation
-    key (None: every agent needs adopting by hand); ``spawn`` whether local
-    agents are started; ``key_file`` is passed to the local agents; ``osc_api``
-    (host, port) starts the installation's OSC server (:mod:`hub.oscapi`; port 0
-    picks one; None: no OSC API); ``ping_interval`` is the liveness period (s);
-    ``agent_launch`` how local agents start (:mod:`hub.launcher`: ``"fork"``, warm
-    from a forkserver, or ``"exec"``, each a new program).
+    ``config`` is a :class:`~anamnesis.hub.installation.config.Config` or None
+    (discovered agents only); ``state_dir`` holds the token, the database and the
+    local agents' logs; ``interface`` the address zeroconf and OSC bind to; ``key``
+    the installation key (None: every agent needs adopting by hand); ``spawn``
+    whether local agents are started; ``key_file`` is passed to the local agents;
+    ``ping_interval`` is the liveness period (s); ``agent_launch`` how local agents
+    start (:mod:`anamnesis.hub.fleet.launcher`: ``"fork"``, warm from a forkserver,
+    or ``"exec"``, each a new program). The fronts (REST/WebSocket, OSC) are attached
+    by whoever runs the hub (:mod:`anamnesis.hub.cli.hub`); the hub knows none of them.
     """
 
     def __init__(self, *, state_dir: Path, interface: str = "127.0.0.1", config: Any = None,
                  key: bytes | None = None, key_file: Path | None = None, mode: str | None = None,
                  spawn: bool = True, ping_interval: float = 1.0,
-                 osc_api: tuple[str, int] | None = None, agent_launch: str = "fork") -> None:
+                 agent_launch: str = "fork") -> None:
         self.state_dir = Path(state_dir)
         self.interface = interface
         self.config = config
@@ -205,11 +188,9 @@ class Hub:
         self.liveness.osc = self.osc
         self.browser = AgentBrowser(self.registry, interface=interface, key=key)
         self.telemetry = AgentTelemetry(self.osc, interface)
-        self._osc_api_address = osc_api
-        self.osc_api: Any = None     # hub.oscapi.HubOscServer once started
-        self.driver: Any = None      # hub.simulated.SimulatedDriver in simulated mode
-        self.scopes: Any = None      # hub.scopes.ScopeTap fed by the driver (with a config)
-        self.listen: Any = None      # hub.listen.ListenTap fed by the driver (with a config)
+        self.driver: Any = None      # anamnesis.hub.clock.simulated.SimulatedDriver in simulated mode
+        self.scopes: Any = None      # anamnesis.hub.monitor.scopes.ScopeTap fed by the driver (with a config)
+        self.listen: Any = None      # anamnesis.hub.monitor.listen.ListenTap fed by the driver (with a config)
         self._resumed: set[str] = set()   # online agents that got their parameters
         self.supervisor = Supervisor(self.state_dir / "logs", launch=agent_launch)
         self.routes: dict[str, dict[str, Any]] = {}
@@ -219,7 +200,7 @@ class Hub:
         self.params: dict[str, dict[str, object]] = {}     # desired values, per agent
         self.scenes: dict[str, dict[str, Any]] = {}
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)   # recent, in memory
-        self.store: Any = None          # hub.store.AsyncStore once started
+        self.store: Any = None          # anamnesis.hub.core.store.AsyncStore once started
         self.counts: Counter[str] = Counter()
         self.started = time.time()
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -235,7 +216,7 @@ class Hub:
 
     async def start(self) -> None:
         """Restore from the store, then start OSC, liveness, discovery and local agents."""
-        from anamnesis.hub.store import AsyncStore
+        from anamnesis.hub.core.store import AsyncStore
 
         loop = asyncio.get_running_loop()
         if self.spawn and self.config is not None and any(a.spawn for a in self.config.agents):
@@ -263,24 +244,19 @@ class Hub:
                 self.scenes[name] = await self._load_scene(name)
         adopted = await loop.run_in_executor(None, self._read_adopted)
         self.registry.restore_adopted(adopted)
-        from anamnesis.hub.specs import warm as warm_specs
+        from anamnesis.hub.fleet.specs import warm as warm_specs
 
         # The agents' parameter descriptions (agents_json) import the models: not on the loop.
         await loop.run_in_executor(None, warm_specs, self.config)
         await self.osc.start(self.interface)
         self.liveness.start()
         await self.browser.start()
-        if self._osc_api_address is not None:
-            from anamnesis.hub.oscapi import HubOscServer
-
-            self.osc_api = HubOscServer(self)
-            await self.osc_api.start(*self._osc_api_address)
         if self.config is not None:
-            from anamnesis.hub.graph import from_config
+            from anamnesis.hub.engine.graph import from_config
 
             if self.mode == "simulated":
-                from anamnesis.hub.coupling import default_cache_dir
-                from anamnesis.hub.simulated import SimulatedDriver
+                from anamnesis.hub.engine.coupling import default_cache_dir
+                from anamnesis.hub.clock.simulated import SimulatedDriver
 
                 self.driver = SimulatedDriver(from_config(self.config), self.registry,
                                               interface=self.interface,
@@ -289,17 +265,17 @@ class Hub:
                                               cache_dir=default_cache_dir())
                 self.driver.on_room = self._room_recomputed
             else:
-                from anamnesis.hub.router import DeployedRouter
+                from anamnesis.hub.clock.deployed import DeployedRouter
 
                 self.driver = DeployedRouter(from_config(self.config), self.registry,
                                              interface=self.interface)
-            from anamnesis.hub.scopes import ScopeTap
+            from anamnesis.hub.monitor.scopes import ScopeTap
 
             self.scopes = ScopeTap(self.driver.graph.agent_ids, self.driver.sample_rate)
             self.driver.tap = self.scopes
-            from anamnesis.hub.listen import ListenTap
+            from anamnesis.hub.monitor.listen import ListenTap
 
-            # Live audio for the dashboard's listen stream (hub.api /ws/listen); the
+            # Live audio for the dashboard's listen stream (anamnesis.hub.api.app /ws/listen); the
             # listener preview exists in simulated mode while there is a room.
             self.listen = ListenTap(
                 self.driver.graph.agent_ids, self.driver.sample_rate,
@@ -320,7 +296,7 @@ class Hub:
         self.emit("hub_started", f"hub {self.name} started ({self.mode})", restored=restored)
 
     async def _load_scene(self, name: str) -> dict[str, Any]:
-        from anamnesis.hub.store import decode_state
+        from anamnesis.hub.core.store import decode_state
 
         scene = await self.store.scene(name)
         agents: dict[str, Any] = {}
@@ -336,8 +312,6 @@ class Hub:
 
     async def close(self) -> None:
         """Stop everything; pending writes finish before the store closes."""
-        if self.osc_api is not None:
-            await self.osc_api.close()
         if self.driver is not None:
             await self.driver.close()
         await self.liveness.close()
@@ -367,7 +341,7 @@ class Hub:
                 if spec.channel is not None:
                     extra += ["--in-channel", str(spec.channel),
                               "--out-channel", str(spec.channel)]
-            else:   # simulated: the hub is the clock (hub.simulated)
+            else:   # simulated: the hub is the clock (anamnesis.hub.clock.simulated)
                 audio = "hub"
                 extra += ["--hub", self.interface,
                           "--block", str(self.config.installation.block),
@@ -396,9 +370,9 @@ class Hub:
             if plain:
                 self.params[spec.id] = {k: list(v) if isinstance(v, tuple) else v
                                         for k, v in plain.items()}
-        from anamnesis.hub.graph import edges_from_config
+        from anamnesis.hub.engine.graph import edges_from_config
 
-        # The graph's own ids (hub.graph): routes "a->b", ring edges "RING:a->b".
+        # The graph's own ids (anamnesis.hub.engine.graph): routes "a->b", ring edges "RING:a->b".
         for edge_id, edge in edges_from_config(self.config).items():
             self.routes[edge_id] = _route_json(edge, edge_id)
 
@@ -471,7 +445,7 @@ class Hub:
 
     def broadcast(self, message: dict[str, Any] | bytes) -> None:
         """Hand ``message`` to every listener (the WebSocket clients; bytes: a binary
-        message, :mod:`hub.scopes`)."""
+        message, :mod:`anamnesis.hub.monitor.scopes`)."""
         self._push(message)
 
     def _push(self, message: dict[str, Any] | bytes) -> None:
@@ -694,7 +668,7 @@ class Hub:
             problems.append(f"shape must be one of {', '.join(SHAPES)}")
         route_id = route.get("id") or f"{route['from']}->{route['to']}"
         if not problems and self.mode == "deployed":
-            from anamnesis.hub.graph import Edge, zero_delay_cycles
+            from anamnesis.hub.installation.edges import Edge, zero_delay_cycles
 
             edges = [Edge(r["from"], r["to"], delay_ms=float(r["delay_ms"]))
                      for rid, r in self.routes.items() if rid != route_id]
@@ -734,7 +708,7 @@ class Hub:
     def add_ring(self, body: object) -> list[dict[str, Any]]:
         """Add a ring ``{name, agents: [a, b, c], gain, delay_ms, ...}``: the edges
         a -> b -> c -> a, ids ``"NAME:a->b"`` (as a config's ``[[ring]]``)."""
-        from anamnesis.hub.graph import expand_ring, ring_edge_id
+        from anamnesis.hub.installation.edges import expand_ring, ring_edge_id
 
         if not isinstance(body, dict):
             raise HubError("a ring is a JSON object")
@@ -855,7 +829,7 @@ class Hub:
     async def save_snapshot(self, agent_id: str, name: object) -> dict[str, Any]:
         """Fetch the agent's weights (OSC ``/weights``) and parameters (``/state``) and keep
         them in the hub's store as snapshot ``name`` (a blob; same name: replaced)."""
-        from anamnesis.hub.store import encode_state
+        from anamnesis.hub.core.store import encode_state
 
         if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.isprintable() \
                 or "/" in name:
@@ -874,7 +848,7 @@ class Hub:
     async def recall_snapshot(self, agent_id: str, name: str) -> dict[str, Any]:
         """Write a kept snapshot back: its weights, then its parameters (remembered, as a
         scene's are); the agent's values after."""
-        from anamnesis.hub.store import decode_state
+        from anamnesis.hub.core.store import decode_state
 
         entry = self._entry(agent_id, online=True)
         info = await self.store.find_snapshot(agent_id, name)
@@ -920,7 +894,7 @@ class Hub:
                 params = await self.read_state(entry.agent_id)
                 agents[entry.agent_id] = {"model": entry.model, "params": params,
                                           "weights": await self._weights(entry.agent_id)}
-        from anamnesis.hub.store import SceneAgent, encode_state
+        from anamnesis.hub.core.store import SceneAgent, encode_state
 
         saved = round(time.time(), 3)
         await self.store.save_scene(name, {
@@ -1034,7 +1008,7 @@ class Hub:
         ``[[ring]]``; the edges of a ring edited apart are listed as ``[[route]]``s."""
         import dataclasses
 
-        from anamnesis.hub.config import Ring, Route
+        from anamnesis.hub.installation.config import Ring, Route
 
         if self.config is None:
             return None
@@ -1063,7 +1037,7 @@ class Hub:
             self._persist("set_config", edited.to_toml())
 
     def _restore_room(self, toml_text: str) -> None:
-        from anamnesis.hub.config import ConfigError, parse_config
+        from anamnesis.hub.installation.config import ConfigError, parse_config
 
         try:
             stored = parse_config(toml_text, "stored config", base_dir=self.config.base_dir)
@@ -1083,7 +1057,7 @@ class Hub:
 
     def get_room(self) -> dict[str, Any] | None:
         """The room as edited, in the config's layout (None: no room)."""
-        from anamnesis.hub.config import vars_of
+        from anamnesis.hub.installation.config import vars_of
 
         return None if self.room is None else vars_of(self.room)
 
@@ -1111,8 +1085,8 @@ class Hub:
 
     def _check_edit(self, data: dict[str, Any], what: str) -> Any:
         """The config edited through the API (``data`` in the TOML layout), checked with
-        every check of :mod:`hub.config`; a :class:`HubError` lists every problem."""
-        from anamnesis.hub.config import ConfigError, check_config_data
+        every check of :mod:`anamnesis.hub.installation.config`; a :class:`HubError` lists every problem."""
+        from anamnesis.hub.installation.config import ConfigError, check_config_data
 
         try:
             return check_config_data(data, what, base_dir=self.config.base_dir)
@@ -1196,8 +1170,8 @@ class Hub:
     def agent_json(self, entry: Any) -> dict[str, Any]:
         """One agent as the API shows it (REST, the WebSocket's hello and every ``agent``
         push): its record, its remembered desired parameters and ``specs``, what its
-        model's parameters are (ranges, scales, units: :func:`hub.specs.agent_specs`)."""
-        from anamnesis.hub.specs import agent_specs
+        model's parameters are (ranges, scales, units: :func:`anamnesis.hub.fleet.specs.agent_specs`)."""
+        from anamnesis.hub.fleet.specs import agent_specs
 
         return dict(entry.to_json(), desired=self.params.get(entry.agent_id, {}),
                     specs=agent_specs(self.config, entry.agent_id, entry.model))
@@ -1213,7 +1187,7 @@ def _snapshot_json(info: Any) -> dict[str, Any]:
 
 
 def _edge_params(route: dict[str, Any]) -> dict[str, Any]:
-    """A route's gain, delay, filters and shape as :class:`hub.config.Route` takes them."""
+    """A route's gain, delay, filters and shape as :class:`anamnesis.hub.installation.config.Route` takes them."""
     cut = {k: None if route.get(k) is None else float(route[k])
            for k in ("lowpass_hz", "highpass_hz")}
     return {"gain": float(route["gain"]), "delay_ms": float(route["delay_ms"]), **cut,
@@ -1221,9 +1195,9 @@ def _edge_params(route: dict[str, Any]) -> dict[str, Any]:
 
 
 def _as_ring(name: str, edges: list[dict[str, Any]]) -> Any:
-    """The :class:`hub.config.Ring` the edges of ring ``name`` still form (a closed chain
+    """The :class:`anamnesis.hub.installation.config.Ring` the edges of ring ``name`` still form (a closed chain
     with common parameters), else None."""
-    from anamnesis.hub.config import Ring
+    from anamnesis.hub.installation.config import Ring
 
     following = {e["from"]: e["to"] for e in edges}
     params = [_edge_params(e) for e in edges]
@@ -1247,131 +1221,4 @@ def _route_json(edge: Any, edge_id: str) -> dict[str, Any]:
     return {"id": edge_id, "from": d.pop("source"), "to": d.pop("target"), **d}
 
 
-# ---------------------------------------------------------------------------
-# The command line
-# ---------------------------------------------------------------------------
-
-
-def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``anamnesis hub``."""
-    parser.add_argument("config", nargs="?", type=Path, help="installation config (TOML)")
-    parser.add_argument("--http", default="127.0.0.1:8470", metavar="HOST:PORT",
-                        help="address of the dashboard and API (default 127.0.0.1:8470; "
-                             "port 0 picks a free one)")
-    parser.add_argument("--state-dir", type=Path,
-                        help="hub state (token, database, logs; default "
-                             "$XDG_STATE_HOME/anamnesis/hub-NAME)")
-    parser.add_argument("--interface", default="127.0.0.1",
-                        help="IP address for zeroconf and OSC (default 127.0.0.1)")
-    parser.add_argument("--key-file", type=Path,
-                        help="installation key file (default: the config's key_file)")
-    parser.add_argument("--mode", choices=("simulated", "deployed"),
-                        help="clocking mode (default: the config's)")
-    parser.add_argument("--osc", default="127.0.0.1:8471", metavar="HOST:PORT",
-                        help="UDP address of the installation's OSC API (default "
-                             "127.0.0.1:8471; 'off' for none; OSC has no token)")
-    parser.add_argument("--no-spawn", action="store_true",
-                        help="do not start the config's local agents")
-    add_launch_argument(parser)
-    parser.add_argument("--log-level", default="info",
-                        choices=("debug", "info", "warning", "error"), help="stderr log level")
-
-
-def add_launch_argument(parser: argparse.ArgumentParser) -> None:
-    """``--agent-launch``: how the hub starts its local agents."""
-    parser.add_argument("--agent-launch", choices=LAUNCHES, default="fork",
-                        help="start local agents forked from one warm process (fork, the "
-                             "default: they come up faster) or each as a new program (exec)")
-
-
-#: ``run_hub``'s hook: awaited with the started hub; may return a function run at shutdown.
-OnStarted = Callable[["Hub"], Awaitable[Callable[[], None] | None]]
-
-
-def _parse_http(text: str, option: str = "--http") -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{option} must be HOST:PORT; got {text!r}")
-    return host, int(port)
-
-
-def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) -> int:
-    """Run ``anamnesis hub`` until SIGINT/SIGTERM; the exit status. ``on_started(hub)``
-    (``anamnesis demo``'s hook) is awaited once the dashboard is served; the function it
-    may return is called first on shutdown."""
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The clock runs on the event loop: a worker thread (room responses, the store) must
-    # hand the GIL back within 1 ms, not Python's default 5.
-    sys.setswitchinterval(0.001)
-    from anamnesis.agents.protocol.key import load_key
-
-    try:
-        host, port = _parse_http(args.http)
-        osc_api = None if args.osc == "off" else _parse_http(args.osc, "--osc")
-        config = None
-        if args.config is not None:
-            from anamnesis.hub.config import load_config
-
-            config = load_config(args.config)
-        key_file = args.key_file or (config.key_path if config is not None else None)
-        key = load_key(key_file) if key_file is not None else None
-    except ValueError as exc:  # ConfigError is a ValueError listing every problem
-        print(f"anamnesis hub: {exc}", file=sys.stderr)
-        return 2
-    name = config.installation.name if config is not None else "anamnesis"
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    state_dir = args.state_dir or Path(base) / "anamnesis" / f"hub-{name}"
-    mode = args.mode or (config.installation.mode if config is not None else "simulated")
-    return asyncio.run(_serve(state_dir=state_dir, host=host, port=port, config=config, key=key,
-                              key_file=key_file, interface=args.interface, mode=mode,
-                              spawn=not args.no_spawn, osc_api=osc_api,
-                              agent_launch=getattr(args, "agent_launch", "fork"),
-                              on_started=on_started))
-
-
-async def _serve(*, state_dir: Path, host: str, port: int, config: Any, key: bytes | None,
-                 key_file: Path | None, interface: str, mode: str, spawn: bool,
-                 osc_api: tuple[str, int] | None, agent_launch: str = "fork",
-                 on_started: OnStarted | None = None) -> int:
-    from aiohttp import web
-    from anamnesis.hub.api import create_app
-
-    hub = Hub(state_dir=state_dir, interface=interface, config=config, key=key,
-              key_file=key_file, mode=mode, spawn=spawn, osc_api=osc_api,
-              agent_launch=agent_launch)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    # Handlers get 5 s to finish on shutdown (aiohttp's default is 60).
-    runner = web.AppRunner(create_app(hub), access_log=None, shutdown_timeout=5.0)
-    on_stop: Callable[[], None] | None = None
-    try:
-        try:
-            await hub.start()
-            await runner.setup()
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-        except OSError as exc:   # a port in use, an address not on this host
-            print(f"anamnesis hub: cannot start: {exc}", file=sys.stderr)
-            return 1
-        bound = runner.addresses[0][1] if runner.addresses else port
-        shown = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
-        print(f"Dashboard: http://{shown}:{bound}/?token={hub.token}", flush=True)
-        if hub.osc_api is not None:
-            print(f"OSC: {osc_api[0]}:{hub.osc_api.port}", flush=True)
-        log.info("hub %s serving on %s:%d (%s mode)", hub.name, host, bound, mode)
-        if on_started is not None:
-            on_stop = await on_started(hub)
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        if on_stop is not None:
-            on_stop()
-        await runner.cleanup()
-        await hub.close()
-    return 0
-
-
-__all__ = ["Hub", "HubError", "add_hub_arguments", "load_or_create_token", "run_hub"]
+__all__ = ["Hub", "load_or_create_token"]

@@ -85,10 +85,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from anamnesis.hub.config import SHAPES, Envelope, check_sound_file
+from anamnesis.hub.installation.config import MODES, Envelope, check_sound_file
 from numba import njit
+from anamnesis.hub.installation.edges import Edge, SHAPES, expand_ring, ring_edge_id, zero_delay_cycles
 
-MODES = ("simulated", "deployed")
 #: Frames a source generator renders per call (its temporaries are allocated once per chunk).
 SOURCE_CHUNK = 4096
 #: Default time (s) for lags, crossfades and fades.
@@ -251,29 +251,6 @@ def route_kernel(frames, outputs, out, mics, use_mics, n_agents, hist, clock,
     clock[0] = pos + frames
 
 
-# ---------------------------------------------------------------------------
-# Values
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Edge:
-    """One edge: ``source``'s output to ``target``'s input.
-
-    gain linear; delay_ms the total delay output -> input (ms, >= 0);
-    lowpass_hz / highpass_hz one-pole cutoffs (Hz, None = off); shape "none"
-    or "tanh" (applied after the gain).
-    """
-
-    source: str
-    target: str
-    gain: float = 1.0
-    delay_ms: float = 0.0
-    lowpass_hz: float | None = None
-    highpass_hz: float | None = None
-    shape: str = "none"
-
-
 class Signal(Protocol):
     """A source generator: ``next(frames)`` -> (frames,) float64, ``reset()`` to time 0."""
 
@@ -335,12 +312,6 @@ def make_source_signal(kind: str, args: Mapping[str, Any], sample_rate: int, *,
     if kind == "sines" and "freqs" in plain:
         plain["freqs"] = tuple(plain["freqs"])
     return make_signal(kind, sample_rate, **plain)
-
-
-def expand_ring(agents: Sequence[str]) -> list[tuple[str, str]]:
-    """The (source, target) pairs of a ring a -> b -> ... -> a."""
-    n = len(agents)
-    return [(agents[i], agents[(i + 1) % n]) for i in range(n)]
 
 
 def _next_pow2(n: int) -> int:
@@ -930,93 +901,13 @@ class RoutingGraph:
                 "sources": len(self._sources)}
 
 
-def ring_edge_id(ring_id: str, source: str, target: str) -> str:
-    """The id of a ring's edge: ``"ring_id:a->b"``."""
-    return f"{ring_id}:{source}->{target}"
-
-
-def zero_delay_cycles(edges: Iterable[Edge]) -> list[list[str]]:
-    """One cycle (as agent ids, first repeated last) per strongly connected group of
-    agents linked by zero-delay edges (self-loops included)."""
-    graph: dict[str, set[str]] = {}
-    for e in edges:
-        if e.delay_ms == 0:
-            graph.setdefault(e.source, set()).add(e.target)
-            graph.setdefault(e.target, set())
-    cycles = []
-    for component in _strongly_connected(graph):
-        members = set(component)
-        start = min(members)
-        if len(members) == 1 and start not in graph[start]:
-            continue
-        path, seen, node = [start], {start}, start
-        while True:  # walk inside the component until a node repeats
-            nxt = min(n for n in graph[node] if n in members)
-            if nxt in seen:
-                path = path[path.index(nxt):] + [nxt]
-                break
-            path.append(nxt)
-            seen.add(nxt)
-            node = nxt
-        cycles.append(path)
-    return sorted(cycles)
-
-
-def _strongly_connected(graph: Mapping[str, set[str]]) -> list[list[str]]:
-    """Tarjan's strongly connected components (iterative)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    out: list[list[str]] = []
-    counter = 0
-    for root in sorted(graph):
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            advanced = False
-            for child in children:
-                if child not in index:
-                    index[child] = low[child] = counter
-                    counter += 1
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(graph[child]))))
-                    advanced = True
-                    break
-                if child in on_stack:
-                    low[node] = min(low[node], index[child])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                out.append(sorted(component))
-    return out
-
-
 # ---------------------------------------------------------------------------
 # From the installation config
 # ---------------------------------------------------------------------------
 
 
 def edges_from_config(config: Any) -> dict[str, Edge]:
-    """Every edge of a :class:`hub.config.Config`: its routes (``"a->b"``) and its rings
+    """Every edge of a :class:`anamnesis.hub.installation.config.Config`: its routes (``"a->b"``) and its rings
     expanded (``"ring:a->b"``)."""
     edges: dict[str, Edge] = {}
     for route in config.routes:
@@ -1054,17 +945,4 @@ def from_config(config: Any, *, seed: int = 0, latency: int | None = None,
     return graph
 
 
-__all__ = [
-    "DEFAULT_LAG_S",
-    "SOURCE_CHUNK",
-    "Edge",
-    "FileSignal",
-    "RoutingGraph",
-    "edges_from_config",
-    "expand_ring",
-    "from_config",
-    "make_source_signal",
-    "ring_edge_id",
-    "route_kernel",
-    "zero_delay_cycles",
-]
+__all__ = ["DEFAULT_LAG_S", "SOURCE_CHUNK", "FileSignal", "RoutingGraph", "edges_from_config", "from_config", "make_source_signal", "route_kernel"]

@@ -1,6 +1,6 @@
 """``anamnesis keygen PATH``: create an installation key.
 
-The key signs every agent's zeroconf announcement (:mod:`agents.discovery`); a
+The key signs every agent's zeroconf announcement (:mod:`anamnesis.agents.net.announce`); a
 hub given the same key adopts those agents by itself. Create it once, on the
 hub's machine, and copy the file (mode 0600) to every agent host. An existing
 file is never overwritten: a new key would orphan every agent holding the old one.

@@ -4,17 +4,17 @@ Every agent plays on its own sound card (or null clock); the hub, on its own
 block clock (paced at real time on the event loop), for every block:
 
 1. reads each routed agent's ``out`` stream from its jitter buffer
-   (:class:`hub.deployed.DeployedAgent`, which leases the stream from the agent
+   (:class:`anamnesis.hub.clock.deployed_agent.DeployedAgent`, which leases the stream from the agent
    and absorbs the clock drift),
-2. runs the routing graph (:mod:`hub.graph`, deployed: latency 0, the network
+2. runs the routing graph (:mod:`anamnesis.hub.engine.graph`, deployed: latency 0, the network
    and the jitter buffers add theirs),
 3. sends each agent its ``in`` block (the agent adds it to what its mic hears).
 
 Only online, adopted agents of the graph with an RTP port are routed; an agent
 that goes offline is dropped (its edges fade out, ``graph.set_agent_online``)
 and one that comes back is leased again. With ``tap`` set (a
-:class:`hub.scopes.ScopeTap`) the routed agents' ``out`` blocks go to it too, and
-with ``listen`` set (a :class:`hub.listen.ListenTap`) every block of outputs (silence
+:class:`anamnesis.hub.monitor.scopes.ScopeTap`) the routed agents' ``out`` blocks go to it too, and
+with ``listen`` set (a :class:`anamnesis.hub.monitor.listen.ListenTap`) every block of outputs (silence
 for an agent not routed; no listener preview: the air is real). Opening an agent's streams is an HTTP
 request, made in a task of its own so the block clock never waits for it.
 """
@@ -27,9 +27,10 @@ import logging
 from typing import Any
 
 import numpy as np
-from anamnesis.hub.deployed import DeployedAgent
-from anamnesis.hub.graph import Edge, RoutingGraph
-from anamnesis.hub.pacing import BlockPacer, start_loop_task
+from anamnesis.hub.clock.deployed_agent import DeployedAgent
+from anamnesis.hub.installation.edges import Edge
+from anamnesis.hub.engine.graph import RoutingGraph
+from anamnesis.hub.clock.pacing import BlockPacer, start_loop_task
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ class DeployedRouter:
         self.steps = 0
         self._pacer = BlockPacer(self.block / self.sample_rate, max_lag_s)
         self.open_failures = 0
-        self.tap: Any = None     # hub.scopes.ScopeTap: the leased agents' out blocks, if set
-        self.listen: Any = None  # hub.listen.ListenTap: every block of outputs, if set
+        self.tap: Any = None     # anamnesis.hub.monitor.scopes.ScopeTap: the leased agents' out blocks, if set
+        self.listen: Any = None  # anamnesis.hub.monitor.listen.ListenTap: every block of outputs, if set
 
     def set_routes(self, routes: dict[str, dict[str, Any]]) -> list[str]:
         """Make the graph's edges the hub's routes between its agents; the ids left out."""

@@ -1,0 +1,165 @@
+"""``anamnesis hub``: the command line of the hub.
+
+:func:`run_hub` checks the options and the config, then :func:`serve` builds the
+:class:`~anamnesis.hub.core.hub.Hub`, starts it, and only then attaches its fronts
+(the aiohttp app of :mod:`anamnesis.hub.api.app` and, unless ``--osc off``, the
+installation's OSC server :class:`~anamnesis.hub.api.osc.HubOscServer`), prints
+``Dashboard: http://HOST:PORT/?token=…``, and runs until SIGINT/SIGTERM; the fronts
+close before the hub. :func:`parse_address` reads ``HOST:PORT`` (also for
+``anamnesis demo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from anamnesis.hub.fleet.supervisor import LAUNCHES
+from anamnesis.hub.core.hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------
+
+
+def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``anamnesis hub``."""
+    parser.add_argument("config", nargs="?", type=Path, help="installation config (TOML)")
+    parser.add_argument("--http", default="127.0.0.1:8470", metavar="HOST:PORT",
+                        help="address of the dashboard and API (default 127.0.0.1:8470; "
+                             "port 0 picks a free one)")
+    parser.add_argument("--state-dir", type=Path,
+                        help="hub state (token, database, logs; default "
+                             "$XDG_STATE_HOME/anamnesis/hub-NAME)")
+    parser.add_argument("--interface", default="127.0.0.1",
+                        help="IP address for zeroconf and OSC (default 127.0.0.1)")
+    parser.add_argument("--key-file", type=Path,
+                        help="installation key file (default: the config's key_file)")
+    parser.add_argument("--mode", choices=("simulated", "deployed"),
+                        help="clocking mode (default: the config's)")
+    parser.add_argument("--osc", default="127.0.0.1:8471", metavar="HOST:PORT",
+                        help="UDP address of the installation's OSC API (default "
+                             "127.0.0.1:8471; 'off' for none; OSC has no token)")
+    parser.add_argument("--no-spawn", action="store_true",
+                        help="do not start the config's local agents")
+    add_launch_argument(parser)
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"), help="stderr log level")
+
+
+def add_launch_argument(parser: argparse.ArgumentParser) -> None:
+    """``--agent-launch``: how the hub starts its local agents."""
+    parser.add_argument("--agent-launch", choices=LAUNCHES, default="fork",
+                        help="start local agents forked from one warm process (fork, the "
+                             "default: they come up faster) or each as a new program (exec)")
+
+
+#: ``run_hub``'s hook: awaited with the started hub; may return a function run at shutdown.
+OnStarted = Callable[["Hub"], Awaitable[Callable[[], None] | None]]
+
+
+def parse_address(text: str, option: str = "--http") -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{option} must be HOST:PORT; got {text!r}")
+    return host, int(port)
+
+
+def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) -> int:
+    """Run ``anamnesis hub`` until SIGINT/SIGTERM; the exit status. ``on_started(hub)``
+    (``anamnesis demo``'s hook) is awaited once the dashboard is served; the function it
+    may return is called first on shutdown."""
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The clock runs on the event loop: a worker thread (room responses, the store) must
+    # hand the GIL back within 1 ms, not Python's default 5.
+    sys.setswitchinterval(0.001)
+    from anamnesis.agents.protocol.key import load_key
+
+    try:
+        host, port = parse_address(args.http)
+        osc_api = None if args.osc == "off" else parse_address(args.osc, "--osc")
+        config = None
+        if args.config is not None:
+            from anamnesis.hub.installation.config import load_config
+
+            config = load_config(args.config)
+        key_file = args.key_file or (config.key_path if config is not None else None)
+        key = load_key(key_file) if key_file is not None else None
+    except ValueError as exc:  # ConfigError is a ValueError listing every problem
+        print(f"anamnesis hub: {exc}", file=sys.stderr)
+        return 2
+    name = config.installation.name if config is not None else "anamnesis"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    state_dir = args.state_dir or Path(base) / "anamnesis" / f"hub-{name}"
+    mode = args.mode or (config.installation.mode if config is not None else "simulated")
+    return asyncio.run(serve(state_dir=state_dir, host=host, port=port, config=config, key=key,
+                              key_file=key_file, interface=args.interface, mode=mode,
+                              spawn=not args.no_spawn, osc_api=osc_api,
+                              agent_launch=getattr(args, "agent_launch", "fork"),
+                              on_started=on_started))
+
+
+async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: bytes | None,
+                 key_file: Path | None, interface: str, mode: str, spawn: bool,
+                 osc_api: tuple[str, int] | None, agent_launch: str = "fork",
+                 on_started: OnStarted | None = None) -> int:
+    """Run a hub with its fronts until SIGINT/SIGTERM (see the module docstring)."""
+    from aiohttp import web
+
+    from anamnesis.hub.api.app import create_app
+    from anamnesis.hub.api.osc import HubOscServer
+
+    hub = Hub(state_dir=state_dir, interface=interface, config=config, key=key,
+              key_file=key_file, mode=mode, spawn=spawn, agent_launch=agent_launch)
+    osc_server: HubOscServer | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    # Handlers get 5 s to finish on shutdown (aiohttp's default is 60).
+    runner = web.AppRunner(create_app(hub), access_log=None, shutdown_timeout=5.0)
+    on_stop: Callable[[], None] | None = None
+    try:
+        try:
+            await hub.start()
+            if osc_api is not None:
+                osc_server = HubOscServer(hub)
+                await osc_server.start(*osc_api)
+            await runner.setup()
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except OSError as exc:   # a port in use, an address not on this host
+            print(f"anamnesis hub: cannot start: {exc}", file=sys.stderr)
+            return 1
+        bound = runner.addresses[0][1] if runner.addresses else port
+        shown = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
+        print(f"Dashboard: http://{shown}:{bound}/?token={hub.token}", flush=True)
+        if osc_server is not None:
+            print(f"OSC: {osc_api[0]}:{osc_server.port}", flush=True)
+        log.info("hub %s serving on %s:%d (%s mode)", hub.name, host, bound, mode)
+        if on_started is not None:
+            on_stop = await on_started(hub)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        if on_stop is not None:
+            on_stop()
+        await runner.cleanup()
+        if osc_server is not None:
+            await osc_server.close()
+        await hub.close()
+    return 0
+
+
+__all__ = ["add_hub_arguments", "run_hub"]
