@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 RENDERS := out/renders
 
-.PHONY: venv sysdeps demo renders test bench clean
+.PHONY: venv sysdeps demo renders lint test bench clean
 
 venv: $(STAMP)
 
@@ -47,7 +47,11 @@ renders: venv
 	done
 	@echo "Rendered every seed preset into $(RENDERS)/"
 
-test: venv sysdeps
+# ruff (pyflakes, isort, pyupgrade, bugbear; configured in pyproject.toml) on the whole tree.
+lint: venv
+	$(VENV)/bin/ruff check agents hub tests bench scripts
+
+test: venv sysdeps lint
 	$(PY) -m pytest -q
 
 bench: venv

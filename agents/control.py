@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
 from anamnesis.agents.dsp.engine import AgentEngine, Reset, SetParam
 from anamnesis.agents.models.base import Model, ParamSpec
 from anamnesis.agents.snapshots import Snapshot, SnapshotStore, check_name

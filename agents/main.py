@@ -48,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 from anamnesis.agents.protocol.ids import ID_RE
 from anamnesis.agents.recipe import config_model, config_warm_up, parse_model_args
 

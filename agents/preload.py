@@ -21,6 +21,7 @@ from __future__ import annotations
 def _preload() -> None:
     import numpy as np
     import zeroconf  # noqa: F401  (the announcer's; imported lazily by services)
+
     from anamnesis.agents import control, main, recipe, snapshots  # noqa: F401
     from anamnesis.agents.audio import backends, hubclock  # noqa: F401
     from anamnesis.agents.dsp.engine import AgentEngine

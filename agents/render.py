@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+
 from anamnesis.agents.models import create_model
 from anamnesis.agents.models.base import Model
 from anamnesis.agents.presets import (

@@ -35,8 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from anamnesis.hub.resources import deploy_config
 from web_support import CHROMIUM, CHROMIUM_ARGS  # TESTING.md's flags, written once
+
+from anamnesis.hub.resources import deploy_config
+
 TARGET_PERCENT = 15.0
 TICKS = os.sysconf("SC_CLK_TCK")
 

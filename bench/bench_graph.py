@@ -32,9 +32,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anamnesis.hub.installation.config import Envelope, load_config
+from anamnesis.hub.engine.graph import RoutingGraph, from_config
+from anamnesis.hub.engine.sources import make_source_signal
+from anamnesis.hub.installation.check import load_config
+from anamnesis.hub.installation.config import Envelope
 from anamnesis.hub.installation.edges import Edge
-from anamnesis.hub.engine.graph import RoutingGraph, from_config, make_source_signal
 
 SR = 48000
 TARGET_PERCENT = 20.0

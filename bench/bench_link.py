@@ -35,10 +35,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.audio.hubclock import HubClockBackend
-from anamnesis.agents.net.link import AgentLink, warm_up
+from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.models.base import ParamSpec
+from anamnesis.agents.net.link import AgentLink, warm_up
 from anamnesis.hub.clock.lockstep import HubClock
 
 LOOPBACK = "127.0.0.1"
@@ -107,7 +107,7 @@ async def run_agents(count: int, block: int) -> None:
         backends.append(backend)
     print(json.dumps([link.port for link in links]), flush=True)
     await stop.wait()
-    for backend, link in zip(backends, links):
+    for backend, link in zip(backends, links, strict=False):
         backend.stop()
         link.close()
 

@@ -25,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2, AutoRegNNBank  # noqa: E402
+from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2  # noqa: E402
+from anamnesis.agents.models.autoregnn_bank import AutoRegNNBank  # noqa: E402
 
 SR = 48000
 

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from anamnesis.hub.clock import rehearse as R
-from anamnesis.hub.installation.config import load_config
+from anamnesis.hub.installation.check import load_config
 
 TARGET_RTF = 3.0
 
@@ -82,7 +82,7 @@ def breakdown(config, seconds: float) -> tuple[list[tuple[str, float, float]], f
             timed(1, r.graph.tick, r.outputs, out=r.inputs)
         for i, voice in enumerate(r.voices):
             timed(2 + i, voice.process)
-    rows = [(n, 1e3 * w / blocks, 1e3 * c / blocks) for n, w, c in zip(names, wall, cpu)]
+    rows = [(n, 1e3 * w / blocks, 1e3 * c / blocks) for n, w, c in zip(names, wall, cpu, strict=False)]
     return rows, 1e3 * r.block / r.sample_rate
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anamnesis.agents.audio.backends import set_jack_client_name, import_sounddevice
+from anamnesis.agents.audio.backends import import_sounddevice, set_jack_client_name
 
 SR = 48000
 

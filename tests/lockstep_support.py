@@ -30,7 +30,7 @@ def twin_engines(config: Any, hub: Any) -> list[AgentEngine]:
     """Each agent's model and safety chain as its process builds them, in config order,
     with ``hub.params`` applied (names as OSC has them: ``lambda`` is ``lambda_``)."""
     engines = []
-    argv = {spec.name: spec.argv for spec in hub._local_agents()}
+    argv = {spec.name: spec.argv for spec in hub.local_agents()}
     for spec in config.agents:
         parser = argparse.ArgumentParser()
         add_agent_arguments(parser)

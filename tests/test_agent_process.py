@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from agent_support import REPO, AgentProcess, spawn
+from controlplane_support import OscTestClient
 from numpy.testing import assert_allclose
 
-from agent_support import REPO, AgentProcess, spawn
 from anamnesis.agents.snapshots import AUTOSAVE, read_snapshot_sync
-from controlplane_support import OscTestClient
+
 
 def agent_args(state_dir: Path, *extra: str, agent_id: str = "p1") -> list[str]:
     return ["--id", agent_id, "--model", "autoregnn", "--audio", "null",

@@ -9,11 +9,11 @@ import math
 
 import numpy as np
 import pytest
+from alloc_support import traced_allocation
 from numpy.testing import assert_allclose, assert_array_equal
 
-from alloc_support import traced_allocation
-from anamnesis.agents.models import create_model, model_class
 from anamnesis.agents.models import _autoregnn_kernels as K
+from anamnesis.agents.models import create_model, model_class
 from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2, initial_weights
 from anamnesis.agents.models.base import Model
 

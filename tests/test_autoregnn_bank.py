@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2, AutoRegNNBank, initial_weights
+from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2, initial_weights
+from anamnesis.agents.models.autoregnn_bank import AutoRegNNBank
 
 SR = 48000
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,7 +262,8 @@ def test_pair_state_round_trip_and_blow_up_recovery():
 _PURE_PYTHON_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2, AutoRegNNBank
+    from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2
+    from anamnesis.agents.models.autoregnn_bank import AutoRegNNBank
 
     def run():
         t = np.arange(160) / 48000.0
@@ -300,7 +302,7 @@ def test_kernels_without_numba_are_bit_identical(tmp_path):
     exec(compile(_PURE_PYTHON_SCRIPT, "pure.py", "exec"), namespace)
     compiled = namespace["run"]()
     assert compiled[3] > 0                          # the blow-up path ran
-    for p, c in zip(pure, compiled):
+    for p, c in zip(pure, compiled, strict=False):
         assert_array_equal(np.array(p), np.array(c))
 
 

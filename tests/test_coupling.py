@@ -8,11 +8,11 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from alloc_support import traced_allocation
-from anamnesis.hub.installation.config import AgentSpec, Room
+
 from anamnesis.hub.engine.coupling import RoomCoupling, compute_responses, ears
 from anamnesis.hub.engine.room import SPEED_OF_SOUND_M_S
+from anamnesis.hub.installation.config import AgentSpec, Room
 
 SR, BLOCK = 48000, 256
 ROOM = Room(size=(6.0, 5.0, 3.0), rt60=0.3, max_order=4, listener=(3.0, 2.5, 1.6),

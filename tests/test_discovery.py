@@ -12,8 +12,19 @@ import stat
 import time
 
 import pytest
+from controlplane_support import (  # noqa: F401
+    AgentProcess,
+    OscTestClient,
+    loop_watchdog,
+    running_agent,
+    warm_kernels,
+)
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from anamnesis.agents.net.announce import AgentAnnouncer
+from anamnesis.agents.net.services import start_control_services
+from anamnesis.agents.protocol.errors import ProtocolError
+from anamnesis.agents.protocol.key import generate_key, load_key
 from anamnesis.agents.protocol.txt import (
     ANAMNESIS_SERVICE,
     FIELDS,
@@ -25,14 +36,6 @@ from anamnesis.agents.protocol.txt import (
     instance_name,
     parse_txt,
     verify_txt,
-)
-from anamnesis.agents.net.announce import AgentAnnouncer
-from anamnesis.agents.protocol.key import generate_key, load_key
-from anamnesis.agents.protocol.errors import ProtocolError
-
-from anamnesis.agents.net.services import start_control_services
-from controlplane_support import (  # noqa: F401
-    AgentProcess, OscTestClient, loop_watchdog, running_agent, warm_kernels,
 )
 
 LOOPBACK = "127.0.0.1"
@@ -194,7 +197,7 @@ class _Seen:
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from anamnesis.agents.audio.backends import NullBackend, create_backend, BackendError
+from anamnesis.agents.audio.backends import BackendError, NullBackend, create_backend
 from anamnesis.agents.dsp.engine import (
     DURATION_RING,
     RESET_AFTER_FAILED_BLOCKS,
@@ -21,9 +21,9 @@ from anamnesis.agents.dsp.engine import (
     Reset,
     SetParam,
 )
+from anamnesis.agents.dsp.safety import SafetyChain
 from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2
 from anamnesis.agents.models.base import ParamSpec
-from anamnesis.agents.dsp.safety import SafetyChain
 
 SR = 48000
 

@@ -13,8 +13,10 @@ import soundfile
 from numpy.testing import assert_allclose, assert_array_equal
 
 from anamnesis.agents.signals import Sine
-from anamnesis.hub.installation.config import Envelope, load_config
-from anamnesis.hub.engine.graph import SOURCE_CHUNK, RoutingGraph, from_config, make_source_signal
+from anamnesis.hub.engine.graph import SOURCE_CHUNK, RoutingGraph, from_config
+from anamnesis.hub.engine.sources import make_source_signal
+from anamnesis.hub.installation.check import load_config
+from anamnesis.hub.installation.config import Envelope
 from anamnesis.hub.installation.edges import Edge, expand_ring, zero_delay_cycles
 
 SR = 48000

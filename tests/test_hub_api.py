@@ -337,7 +337,7 @@ gain = 0.5
 
 
 async def test_config_rings_seed_routes_and_deployed_cycles_need_delay(tmp_path):
-    from anamnesis.hub.installation.config import parse_config
+    from anamnesis.hub.installation.check import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \
@@ -417,7 +417,7 @@ mic = [4.5, 3.0, 1.0]
 
 
 async def test_room_get_put_checked_stored_pushed_and_restored(tmp_path):
-    from anamnesis.hub.installation.config import parse_config
+    from anamnesis.hub.installation.check import parse_config
 
     config = parse_config(ROOMY, "roomy.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \
@@ -459,7 +459,7 @@ async def test_room_get_put_checked_stored_pushed_and_restored(tmp_path):
 
 
 async def test_osc_api_routes_panic_and_errors(tmp_path):
-    from anamnesis.hub.installation.config import parse_config
+    from anamnesis.hub.installation.check import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
     from anamnesis.hub.api.osc import HubOscServer
@@ -496,7 +496,7 @@ async def test_osc_api_routes_panic_and_errors(tmp_path):
 
 
 async def test_websocket_commands_mirror_the_rest_writes(tmp_path):
-    from anamnesis.hub.installation.config import parse_config
+    from anamnesis.hub.installation.check import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \

@@ -215,11 +215,11 @@ def test_hub_command_refuses_bad_options(tmp_path, capsys, argv, message):
 async def test_local_agent_command_lines_follow_the_config(tmp_path):
     from agent_support import AgentProcess
 
-    from anamnesis.hub.installation.config import load_config
     from anamnesis.hub.core.hub import Hub
+    from anamnesis.hub.installation.check import load_config
 
     hub = Hub(state_dir=tmp_path, config=load_config(REPO / "deploy" / "ring3.toml"))
-    specs = hub._local_agents()
+    specs = hub.local_agents()
     assert [s.name for s in specs] == ["n1", "n2", "n3"]
     argv = " ".join(specs[1].argv)
     for part in ("--id n2", "--audio hub", "--hub 127.0.0.1", "--block 64", "--seed 2",

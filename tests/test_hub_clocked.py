@@ -20,8 +20,8 @@ from numpy.testing import assert_array_equal
 
 from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.main import add_agent_arguments, check_args
-from anamnesis.agents.recipe import config_model
 from anamnesis.agents.protocol.rtp import quantize
+from anamnesis.agents.recipe import config_model
 from anamnesis.hub.clock.lockstep import HubClock
 
 LOOPBACK = "127.0.0.1"

@@ -13,16 +13,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from anamnesis.hub.installation.config import (
-    AgentSpec,
-    Config,
-    ConfigError,
-    Envelope,
-    Route,
-    dump_toml,
-    load_config,
-    parse_config,
-)
+from anamnesis.hub.installation.check import load_config, parse_config
+from anamnesis.hub.installation.config import AgentSpec, Config, ConfigError, Envelope, Route
+from anamnesis.hub.installation.toml import dump_toml
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

@@ -10,8 +10,8 @@ import asyncio
 from controlplane_support import AgentProcess
 
 from anamnesis.agents.protocol.key import generate_key
-from anamnesis.hub.installation.config import parse_config
 from anamnesis.hub.core.hub import Hub
+from anamnesis.hub.installation.check import parse_config
 
 LOOPBACK = "127.0.0.1"
 

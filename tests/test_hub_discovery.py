@@ -12,8 +12,8 @@ import time
 import pytest
 from controlplane_support import AgentProcess, loop_watchdog, warm_kernels  # noqa: F401
 
-from anamnesis.agents.protocol.txt import PROTOCOL_VERSION, build_txt, parse_txt
 from anamnesis.agents.protocol.key import generate_key
+from anamnesis.agents.protocol.txt import PROTOCOL_VERSION, build_txt, parse_txt
 from anamnesis.hub.fleet.discovery import AgentBrowser, AgentRegistry, LivenessMonitor
 from anamnesis.hub.fleet.osc import HubOsc
 

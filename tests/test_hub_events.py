@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import anamnesis.hub.core.hub as service
+import anamnesis.hub.core.events as events
 from anamnesis.hub.core.hub import Hub
 
 
 async def test_a_drag_is_logged_as_its_first_and_last_step(tmp_path, monkeypatch):
-    monkeypatch.setattr(service, "GESTURE_QUIET_S", 0.2)
+    monkeypatch.setattr(events, "GESTURE_QUIET_S", 0.2)
     hub = Hub(state_dir=tmp_path / "hub", spawn=False)
     await hub.start()
     try:

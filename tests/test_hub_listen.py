@@ -20,6 +20,7 @@ from numpy.testing import assert_array_equal
 from test_hub_api import DEPLOYED, running_hub
 
 from anamnesis.hub.api.app import create_app
+from anamnesis.hub.core.hub import Hub
 from anamnesis.hub.monitor.listen import (
     LISTEN_HEADER,
     LISTENER,
@@ -29,7 +30,6 @@ from anamnesis.hub.monitor.listen import (
     encode_frame,
     to_pcm16,
 )
-from anamnesis.hub.core.hub import Hub
 
 LOOPBACK = "127.0.0.1"
 
@@ -177,7 +177,7 @@ async def live_hub(state_dir, toml: str, name: str):
     """A started simulated Hub that spawns its config's agents (its own installation key,
     so they are adopted), its app on a real 127.0.0.1 port, the clock running; yields
     (hub, base_url)."""
-    from anamnesis.hub.installation.config import parse_config
+    from anamnesis.hub.installation.check import parse_config
 
     hub = Hub(state_dir=state_dir, interface=LOOPBACK, config=parse_config(toml, name))
     await hub.start()
@@ -311,7 +311,7 @@ async def test_the_listener_streams_the_rooms_stereo_preview(live):
 
 
 async def test_the_deployed_router_feeds_the_listen_stream(tmp_path):
-    from anamnesis.hub.installation.config import parse_config
+    from anamnesis.hub.installation.check import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \

@@ -19,11 +19,11 @@ from lockstep_support import clock_blocks, twin_engines
 from numpy.testing import assert_array_equal
 
 from anamnesis.agents.protocol.rtp import quantize
-from anamnesis.hub.installation.config import parse_config
+from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.hub import Hub
 from anamnesis.hub.engine.coupling import RoomCoupling, default_cache_dir
 from anamnesis.hub.engine.graph import from_config
-from anamnesis.hub.core.hub import Hub
-from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.installation.check import parse_config
 
 LOOPBACK = "127.0.0.1"
 SECONDS = 2.0

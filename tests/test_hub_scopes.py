@@ -42,7 +42,7 @@ def test_the_tap_keeps_the_last_samples_and_their_spectrum():
 
 
 async def test_the_hub_pushes_binary_scope_frames_over_the_websocket(tmp_path):
-    from anamnesis.hub.installation.config import parse_config
+    from anamnesis.hub.installation.check import parse_config
 
     config = parse_config(DEPLOYED, "dep.toml")
     async with running_hub(tmp_path / "hub", config=config) as (hub, base), \

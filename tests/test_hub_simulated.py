@@ -11,10 +11,10 @@ from lockstep_support import clock_blocks, twin_engines
 from numpy.testing import assert_array_equal
 
 from anamnesis.agents.protocol.rtp import quantize
-from anamnesis.hub.installation.config import parse_config
-from anamnesis.hub.engine.graph import from_config
-from anamnesis.hub.monitor.scopes import SCOPE, SPECTRUM, decode_frames
 from anamnesis.hub.core.hub import Hub
+from anamnesis.hub.engine.graph import from_config
+from anamnesis.hub.installation.check import parse_config
+from anamnesis.hub.monitor.scopes import SCOPE, SPECTRUM, decode_frames
 
 LOOPBACK = "127.0.0.1"
 SECONDS = 2.0

@@ -14,8 +14,8 @@ import pytest
 import pytest_asyncio
 from test_hub_listen import live_hub
 
-from anamnesis.hub.fleet.specs import model_specs
 from anamnesis.hub.api.weights_watch import WATCH_PERIOD_S
+from anamnesis.hub.fleet.specs import model_specs
 
 on_the_live_loop = pytest.mark.asyncio(loop_scope="module")
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from agent_support import REPO, spawn
 from controlplane_support import OscTestClient
 

@@ -19,8 +19,8 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from anamnesis.agents.dsp.jitter import JitterBuffer
-from anamnesis.agents.net.link import LEASE_S, MAX_LEASES_PER_HOST, AgentLink, LeaseError
 from anamnesis.agents.dsp.rings import BlockRing
+from anamnesis.agents.net.link import LEASE_S, MAX_LEASES_PER_HOST, AgentLink, LeaseError
 from anamnesis.agents.net.rtp_session import RtpReceiver, RtpSender, open_udp
 from anamnesis.agents.protocol.rtp import encode_l24, parse_packet, quantize
 

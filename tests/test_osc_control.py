@@ -18,17 +18,22 @@ import aiohttp
 import numpy as np
 import pytest
 import pytest_asyncio
+from controlplane_support import (  # noqa: F401
+    LOOPBACK,
+    MODEL_KINDS,
+    AgentProcess,
+    OscTestClient,
+    loop_watchdog,
+    require_program,
+    running_agent,
+    warm_kernels,
+)
 from numpy.testing import assert_allclose
 
-from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.net.osc import OscServer
-from anamnesis.agents.protocol.oscmap import address_of, build_bundle, build_message, parse_packet
 from anamnesis.agents.net.services import start_control_services
-
-from controlplane_support import (  # noqa: F401
-    LOOPBACK, MODEL_KINDS, AgentProcess, OscTestClient, loop_watchdog, require_program,
-    running_agent, warm_kernels,
-)
+from anamnesis.agents.protocol.errors import ProtocolError
+from anamnesis.agents.protocol.oscmap import address_of, build_bundle, build_message, parse_packet
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_watchdog")]
 
@@ -346,7 +351,7 @@ async def _count_telemetry(client: OscTestClient, seconds: float) -> list[list]:
             return frames
         try:
             frames.append(await client.recv(timeout=remaining))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return frames
 
 

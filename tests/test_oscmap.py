@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.models.base import ParamSpec
+from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import (
     COMMANDS,
     MAX_BUNDLE_DEPTH,

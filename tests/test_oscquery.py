@@ -12,18 +12,23 @@ import aiohttp
 import numpy as np
 import pytest
 import pytest_asyncio
+from controlplane_support import (  # noqa: F401
+    LOOPBACK,
+    MODEL_KINDS,
+    AgentProcess,
+    OscTestClient,
+    loop_watchdog,
+    running_agent,
+    warm_kernels,
+)
 from numpy.testing import assert_allclose
 from pythonoscquery.osc_query_browser import OSCQueryListener
 from pythonoscquery.osc_query_client import OSCQueryClient
 from zeroconf import ServiceBrowser, Zeroconf
 
+from anamnesis.agents.net.services import start_control_services
 from anamnesis.agents.protocol.key import generate_key
 from anamnesis.agents.protocol.oscmap import address_of, build_message, parse_packet
-from anamnesis.agents.net.services import start_control_services
-
-from controlplane_support import (  # noqa: F401
-    LOOPBACK, MODEL_KINDS, AgentProcess, OscTestClient, loop_watchdog, running_agent, warm_kernels,
-)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_watchdog")]
 
@@ -338,7 +343,7 @@ async def test_slow_websocket_client_cannot_grow_memory(agent):
         while True:
             try:
                 message = await asyncio.wait_for(ws.receive(), 0.3)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             assert message.type == aiohttp.WSMsgType.BINARY
             received += 1

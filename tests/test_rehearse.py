@@ -1,8 +1,9 @@
-"""Offline rehearsal (``anamnesis.hub.clock.rehearse``, ``anamnesis rehearse``): the in-process lockstep equals
-the live hub's (agents built from the argv and OSC parameters the hub gives them), the bank
-path equals the per-agent engines bit for bit, files are reproducible for a seed and
-differ across seeds, ring3 keeps sounding after its noise burst, the CLI's output and its
-errors, and nothing half-written after a failure."""
+"""Offline rehearsal (``anamnesis.hub.clock.rehearse``; the command ``anamnesis rehearse``,
+``anamnesis.hub.cli.rehearse``): the in-process lockstep equals the live hub's (agents built
+from the argv and OSC parameters the hub gives them), the bank path equals the per-agent
+engines bit for bit, files are reproducible for a seed and differ across seeds, ring3 keeps
+sounding after its noise burst, the CLI's output and its errors, and nothing half-written
+after a failure."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from lockstep_support import twin_engines
 from numpy.testing import assert_array_equal
 
 from anamnesis.agents.dsp.safety import SafetyChain
+from anamnesis.hub.cli import rehearse as cli_rehearse
 from anamnesis.hub.clock import rehearse as R
-from anamnesis.hub.installation.config import load_config, parse_config
+from anamnesis.hub.clock import wav
 from anamnesis.hub.engine.graph import from_config
+from anamnesis.hub.installation.check import load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 RING3 = REPO / "deploy" / "ring3.toml"
@@ -133,7 +136,7 @@ def test_lockstep_equals_the_agents_the_live_hub_would_start(tmp_path):
     # Every agent is one the hub starts itself (spawn), so it has an argv for each.
     config = parse_config(MIXED.replace("[[agent]]\n", "[[agent]]\nspawn = true\n"), "mixed.toml")
     hub = Hub(state_dir=tmp_path / "hub", interface="127.0.0.1", config=config)
-    hub._seed_from_config()
+    hub.seed_params()
     engines = twin_engines(config, hub)
     block, blocks = config.installation.block, 90
     graph = from_config(config)
@@ -240,7 +243,7 @@ def test_float_wav_writer_reads_back_and_switches_to_rf64(tmp_path, monkeypatch)
     rng = np.random.default_rng(0)
     for channels in (1, 2, 8):
         data = rng.uniform(-1, 1, (1000, channels)).astype(np.float32)
-        w = R.FloatWavWriter(tmp_path / f"x{channels}.wav", SR, channels, 1000)
+        w = wav.FloatWavWriter(tmp_path / f"x{channels}.wav", SR, channels, 1000)
         w.write(data[:300])
         w.write(data[300:])
         w.close()
@@ -249,14 +252,14 @@ def test_float_wav_writer_reads_back_and_switches_to_rf64(tmp_path, monkeypatch)
             ("WAVEX" if channels > 2 else "WAV", "FLOAT", channels, 1000)
         assert_array_equal(soundfile.read(tmp_path / f"x{channels}.wav", dtype="float32")[0],
                            data if channels > 1 else data[:, 0])
-    monkeypatch.setattr(R, "_RIFF_LIMIT", 4000)   # pretend 4 kB is 4 GiB
-    w = R.FloatWavWriter(tmp_path / "big.wav", SR, 3, 1000)
+    monkeypatch.setattr(wav, "_RIFF_LIMIT", 4000)   # pretend 4 kB is 4 GiB
+    w = wav.FloatWavWriter(tmp_path / "big.wav", SR, 3, 1000)
     w.write(data[:, :3])
     w.close()
     assert soundfile.info(str(tmp_path / "big.wav")).format == "RF64"
     assert_array_equal(soundfile.read(tmp_path / "big.wav", dtype="float32")[0], data[:, :3])
     with pytest.raises(ValueError, match="999 of 1000"):
-        w = R.FloatWavWriter(tmp_path / "short.wav", SR, 1, 1000)
+        w = wav.FloatWavWriter(tmp_path / "short.wav", SR, 1, 1000)
         w.write(np.zeros((999, 1), np.float32))
         w.close()
 
@@ -356,7 +359,7 @@ def test_octophonic_through_the_room_with_a_preview(tmp_path):
     assert _sha256(tmp_path / "again.wav") == _sha256(tmp_path / "o.wav")
     assert _sha256(tmp_path / "again-ears.wav") == _sha256(tmp_path / "ears.wav")
     assert _sha256(tmp_path / "other.wav") != _sha256(tmp_path / "o.wav")
-    R.plot_rehearsal(tmp_path / "o.png", tmp_path / "o.wav", config.agent_ids,
+    cli_rehearse.plot_rehearsal(tmp_path / "o.png", tmp_path / "o.wav", config.agent_ids,
                      tmp_path / "ears.wav")
     assert (tmp_path / "o.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -368,9 +371,9 @@ def test_spectrogram_levels_are_dbfs(tmp_path):
     t = np.arange(SR) / SR
     data = np.stack([np.sin(2 * np.pi * 1000.0 * t), np.zeros(SR)], axis=1).astype(np.float32)
     soundfile.write(tmp_path / "s.wav", data, SR, subtype="FLOAT")
-    levels, edges, seconds = R.spectrogram_rows(tmp_path / "s.wav", columns=10)
-    assert seconds == 1.0 and levels.shape[:2] == (2, R.PLOT_BANDS) and levels.shape[2] > 1
-    assert edges[0] == R.PLOT_LOW_HZ and edges[-1] == R.PLOT_HIGH_HZ
+    levels, edges, seconds = cli_rehearse.spectrogram_rows(tmp_path / "s.wav", columns=10)
+    assert seconds == 1.0 and levels.shape[:2] == (2, cli_rehearse.PLOT_BANDS) and levels.shape[2] > 1
+    assert edges[0] == cli_rehearse.PLOT_LOW_HZ and edges[-1] == cli_rehearse.PLOT_HIGH_HZ
     band = np.searchsorted(edges, 1000.0) - 1
     assert np.all(np.abs(levels[0, band]) < 1.5)    # Hann scalloping: at most 1.42 dB
     far = (edges[1:] < 500.0) | (edges[:-1] > 2000.0)

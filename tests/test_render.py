@@ -9,7 +9,15 @@ import soundfile
 from numpy.testing import assert_array_equal
 
 from anamnesis.agents.models import create_model
-from anamnesis.agents.presets import At, FollowInput, Preset, Ramp, SignalSpec, all_presets, get_preset
+from anamnesis.agents.presets import (
+    At,
+    FollowInput,
+    Preset,
+    Ramp,
+    SignalSpec,
+    all_presets,
+    get_preset,
+)
 from anamnesis.agents.render import render_preset
 from anamnesis.agents.signals import make_signal
 

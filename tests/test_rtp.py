@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
+from anamnesis.agents.net.rtp_session import onebyte_extension_block
 from anamnesis.agents.protocol import rtp
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.pcm import encode_into
-from anamnesis.agents.net.rtp_session import onebyte_extension_block
 from anamnesis.agents.protocol.sdp import StreamDescription, build_sdp, parse_sdp
 
 # --- header table ------------------------------------------------------------------

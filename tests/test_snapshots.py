@@ -13,9 +13,17 @@ from numpy.testing import assert_array_equal
 
 from anamnesis.agents import snapshots
 from anamnesis.agents.models.autoregnn import AutoRegNN
-from anamnesis.agents.snapshots import (AUTOSAVE, AUTOSAVE_PREV, CorruptSnapshot, Snapshot, SnapshotStore,
-                              StateDirLocked, check_name, read_snapshot_sync,
-                              write_snapshot_sync)
+from anamnesis.agents.snapshots import (
+    AUTOSAVE,
+    AUTOSAVE_PREV,
+    CorruptSnapshot,
+    Snapshot,
+    SnapshotStore,
+    StateDirLocked,
+    check_name,
+    read_snapshot_sync,
+    write_snapshot_sync,
+)
 
 
 def _snap(seed: int = 0) -> Snapshot:

@@ -11,13 +11,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from anamnesis.hub.installation.config import load_config
+from anamnesis.hub.core.async_store import AsyncStore
 from anamnesis.hub.core.store import (
     DB_NAME,
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    AsyncStore,
-    Migration,
     SceneAgent,
     Store,
     StoreCorrupt,
@@ -26,6 +22,8 @@ from anamnesis.hub.core.store import (
     decode_state,
     encode_state,
 )
+from anamnesis.hub.core.store_schema import MIGRATIONS, SCHEMA_VERSION, Migration
+from anamnesis.hub.installation.check import load_config
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

@@ -13,11 +13,11 @@ import math
 
 import numpy as np
 import pytest
-
 from alloc_support import traced_allocation
+
 from anamnesis.agents.models import create_model
-from anamnesis.agents.models.base import Model
 from anamnesis.agents.models._unlearn_kernels import TAYLOR_STEP, W_LIMIT, fast_tanh
+from anamnesis.agents.models.base import Model
 from anamnesis.agents.models.unlearn import Unlearn
 
 SR = 48000

@@ -97,8 +97,8 @@ class HubThread:
         from aiohttp import web
 
         from anamnesis.hub.api.app import create_app
-        from anamnesis.hub.installation.config import parse_config
         from anamnesis.hub.core.hub import Hub
+        from anamnesis.hub.installation.check import parse_config
 
         config = parse_config(self.config_toml, self.name)
         self.hub = Hub(state_dir=self.state_dir, interface=LOOPBACK, config=config)

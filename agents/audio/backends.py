@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+
 from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.net.link import AgentLink
 

@@ -40,6 +40,7 @@ import time
 from typing import Any
 
 import numpy as np
+
 from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.dsp.rings import BlockRing
 from anamnesis.agents.net.link import AgentLink

@@ -50,9 +50,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from anamnesis.agents.models.base import Model
-from anamnesis.agents.dsp.safety import SafetyChain
 from numba import njit
+
+from anamnesis.agents.dsp.safety import SafetyChain
+from anamnesis.agents.models.base import Model
 
 log = logging.getLogger(__name__)
 

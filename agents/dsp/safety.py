@@ -338,7 +338,7 @@ class SafetyChain:
     def counters(self) -> dict[str, int]:
         """Event counts since construction: non-finite and over-range input samples,
         limited samples, hard-clamped samples, state flushes."""
-        return {name: int(v) for name, v in zip(COUNTER_NAMES, self._counters)}
+        return {name: int(v) for name, v in zip(COUNTER_NAMES, self._counters, strict=False)}
 
     # --- audio thread -----------------------------------------------------------------
     def reset(self) -> None:

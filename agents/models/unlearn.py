@@ -154,6 +154,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from anamnesis.agents.models._unlearn_kernels import (
     _ACC_ACTIVITY,
     _ACC_ENERGY,
@@ -290,61 +291,19 @@ class Unlearn:
 
         # The kernel's state, carved from one buffer (see models.base.state_arrays).
         state = state_arrays({
-            "_src": (c, np.int64),
-            "_d_cur": (c, np.int64),
-            "_d_next": (c, np.int64),
-            "_d_pend": (c, np.int64),
-            "_fade": (c, np.float64),
-            "_off": (c, np.int64),
-            "_hist": ((n + 1) * 2 * self.ring, np.float64),
-            "_wp": (1, np.int64),
-            "_w": (c, np.float64),
-            "_v": (c, np.float64),
-            "_u": (c, np.float64),
-            "_w_prev": (c, np.float64),
-            "_w_init": (c, np.float64),
-            "_grad": (c, np.float64),
-            "_xin": (c, np.float64),
-            "_d1": (n, np.float64),
-            "_d2": (n, np.float64),
-            "_d3": (n, np.float64),
-            "_y": (n, np.float64),
-            "_s_sum": (n, np.float64),
-            "_lag": (3, np.float64),
-            "_acc": (4, np.float64),
-            "_counters": (2, np.int64),
-            "_modes": (9, np.int64),
-            "_coefs": (12, np.float64),
-            "_lam_buf": (self.max_block, np.float64),
-            "_s_buf": (self.max_block, np.float64),
+            "_src": (c, np.int64), "_d_cur": (c, np.int64), "_d_next": (c, np.int64),
+            "_d_pend": (c, np.int64), "_fade": (c, np.float64), "_off": (c, np.int64),
+            "_hist": ((n + 1) * 2 * self.ring, np.float64), "_wp": (1, np.int64),
+            "_w": (c, np.float64), "_v": (c, np.float64), "_u": (c, np.float64),
+            "_w_prev": (c, np.float64), "_w_init": (c, np.float64), "_grad": (c, np.float64),
+            "_xin": (c, np.float64), "_d1": (n, np.float64), "_d2": (n, np.float64),
+            "_d3": (n, np.float64), "_y": (n, np.float64), "_s_sum": (n, np.float64),
+            "_lag": (3, np.float64), "_acc": (4, np.float64), "_counters": (2, np.int64),
+            "_modes": (9, np.int64), "_coefs": (12, np.float64),
+            "_lam_buf": (self.max_block, np.float64), "_s_buf": (self.max_block, np.float64),
         })
-        self._src = state["_src"]
-        self._d_cur = state["_d_cur"]
-        self._d_next = state["_d_next"]
-        self._d_pend = state["_d_pend"]
-        self._fade = state["_fade"]
-        self._off = state["_off"]
-        self._hist = state["_hist"]
-        self._wp = state["_wp"]
-        self._w = state["_w"]
-        self._v = state["_v"]
-        self._u = state["_u"]
-        self._w_prev = state["_w_prev"]
-        self._w_init = state["_w_init"]
-        self._grad = state["_grad"]
-        self._xin = state["_xin"]
-        self._d1 = state["_d1"]
-        self._d2 = state["_d2"]
-        self._d3 = state["_d3"]
-        self._y = state["_y"]
-        self._s_sum = state["_s_sum"]
-        self._lag = state["_lag"]
-        self._acc = state["_acc"]
-        self._counters = state["_counters"]
-        self._modes = state["_modes"]
-        self._coefs = state["_coefs"]
-        self._lam_buf = state["_lam_buf"]
-        self._s_buf = state["_s_buf"]
+        for name, array in state.items():   # self._w, self._hist, ...: views of one buffer
+            setattr(self, name, array)
         self._act_from = _ACT_CODE[self._params["activation"]]
         self._last = {"energy": 0.0, "error_rms": 0.0, "activity": 0.0}
         self.counters = Counters()

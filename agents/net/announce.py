@@ -103,7 +103,7 @@ class AgentAnnouncer:
         """Wait up to ``timeout`` s until all three services are registered."""
         try:
             await asyncio.wait_for(self._registered.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 

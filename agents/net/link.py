@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from anamnesis.agents.dsp.jitter import JitterBuffer
 from anamnesis.agents.dsp.rings import BlockRing
 from anamnesis.agents.net.ratelimit import RateLimitedLog

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import (

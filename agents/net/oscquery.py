@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
+
 from anamnesis.agents.models.base import ParamSpec
 from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.protocol.oscmap import (
@@ -323,7 +324,7 @@ async def _node(state: OscQueryState, path: str) -> dict[str, object] | None:
 async def _weights(state: OscQueryState) -> np.ndarray | None:
     try:
         flat = await asyncio.wait_for(state.control.get_weights(), WEIGHTS_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("OSCQuery: weights not available within %.1f s", WEIGHTS_TIMEOUT)
         return None
     weights = np.asarray(flat, dtype=np.float64).ravel()

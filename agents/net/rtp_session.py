@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import ipaddress
+import logging
 import random
 import socket
 import struct
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from anamnesis.agents.dsp.jitter import LATE, OVERRUN, PARTLY_LATE, JitterBuffer
 from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.protocol.errors import ProtocolError

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
 from anamnesis.agents.net.announce import AgentAnnouncer
-from anamnesis.agents.net.streams_http import add_stream_routes
 from anamnesis.agents.net.osc import OscServer
-from anamnesis.agents.protocol.oscmap import OscAddressSpace
 from anamnesis.agents.net.oscquery import STATE_KEY, OscQueryConfig, create_oscquery_app
+from anamnesis.agents.net.streams_http import add_stream_routes
+from anamnesis.agents.protocol.oscmap import OscAddressSpace
 
 log = logging.getLogger(__name__)
 

@@ -45,11 +45,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from anamnesis.agents.protocol.errors import ProtocolError
-from anamnesis.agents.models.base import ParamSpec
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
+
+from anamnesis.agents.models.base import ParamSpec
+from anamnesis.agents.protocol.errors import ProtocolError
 
 #: Largest UDP payload we send or accept (bytes): the IPv4 UDP maximum.
 MAX_DATAGRAM = 65_507

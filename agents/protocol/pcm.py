@@ -7,10 +7,11 @@ into a uint8 array with the same rounding, clipping and NaN → 0 as the numpy c
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
 from anamnesis.agents.protocol.rtp import (
     SAMPLE_BYTES,
 )
-from numba import njit
 
 # ---------------------------------------------------------------------------
 # PCM encoding into preallocated buffers (the sender's hot path)

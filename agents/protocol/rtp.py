@@ -36,6 +36,7 @@ import struct
 from typing import NamedTuple
 
 import numpy as np
+
 from anamnesis.agents.protocol.errors import ProtocolError
 
 RTP_VERSION = 2

@@ -238,7 +238,7 @@ def instance_name(agent_id: str, installation: str) -> str:
     """
     name = f"anamnesis {agent_id} ({installation})"
     if len(name.encode("utf-8")) > 63:
-        room = max(1, 63 - len(f"anamnesis {agent_id} (…)".encode("utf-8")))
+        room = max(1, 63 - len(f"anamnesis {agent_id} (…)".encode()))
         name = f"anamnesis {agent_id} ({installation[:room]}…)"
     return name
 

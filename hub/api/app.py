@@ -77,12 +77,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from anamnesis.hub.monitor.listen import ListenStream
-from anamnesis.hub.resources import web_dir
-from anamnesis.hub.monitor.scopes import SCOPE_HZ
-from anamnesis.hub.core.hub import Hub
-from anamnesis.hub.core.errors import HubError
+
 from anamnesis.hub.api.weights_watch import WeightsWatch
+from anamnesis.hub.core.commands import listen_sources, run_command
+from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.hub import Hub
+from anamnesis.hub.monitor.listen import ListenStream
+from anamnesis.hub.monitor.scopes import SCOPE_HZ
+from anamnesis.hub.resources import web_dir
 
 log = logging.getLogger(__name__)
 
@@ -456,13 +458,13 @@ async def list_events(request: web.Request) -> web.Response:
 
 async def get_room_layout(request: web.Request) -> web.Response:
     """The room's floor plan as the dashboard draws it: speakers, mics, listener."""
-    return web.json_response(_room_layout(request.app[HUB]))
+    return web.json_response(request.app[HUB].room_layout())
 
 
 async def put_room_layout(request: web.Request) -> web.Response:
     """Move speakers, mics or the listener: body the layout (as GET gives it)."""
     hub = request.app[HUB]
-    return web.json_response(_put_room_layout(hub, await _json_body(request)))
+    return web.json_response(hub.put_room_layout(await _json_body(request)))
 
 
 async def list_listen_sources(request: web.Request) -> web.Response:
@@ -543,99 +545,9 @@ async def web_static(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------------------
 
 
-async def _ws_command(hub: Hub, msg: dict[str, Any]) -> Any:
-    cmd = msg.get("cmd")
-    if cmd == "adopt":
-        return hub.adopt(str(msg.get("agent")))
-    if cmd == "set_weights":
-        return await hub.set_weights(str(msg.get("agent")), msg.get("weights"))
-    if cmd == "set_params":
-        return await hub.set_params(str(msg.get("agent")), msg.get("params"))
-    if cmd in ("panic", "unpanic"):
-        return hub.panic(cmd == "panic")
-    if cmd == "add_route":
-        return hub.add_route(msg.get("route"))
-    if cmd == "add_ring":
-        return hub.add_ring(msg.get("ring"))
-    if cmd == "delete_ring":
-        return hub.delete_ring(str(msg.get("name")))
-    if cmd == "save_snapshot":
-        return await hub.save_snapshot(str(msg.get("agent")), msg.get("name"))
-    if cmd == "recall_snapshot":
-        return await hub.recall_snapshot(str(msg.get("agent")), str(msg.get("name")))
-    if cmd == "snapshots":
-        return await hub.list_snapshots(str(msg.get("agent")))
-    if cmd == "put_room":
-        return hub.put_room(msg.get("room"))
-    if cmd == "room":
-        return hub.get_room()
-    if cmd == "update_route":
-        return hub.update_route(str(msg.get("route_id")), msg.get("route"))
-    if cmd == "delete_route":
-        hub.delete_route(str(msg.get("route_id")))
-        return None
-    if cmd == "save_scene":
-        return await hub.save_scene(msg.get("name"))
-    if cmd == "recall_scene":
-        return await hub.recall_scene(str(msg.get("name")))
-    if cmd == "interpolate":
-        return await hub.interpolate(msg.get("a"), msg.get("b"), msg.get("t"))
-    if cmd == "delete_scene":
-        await hub.delete_scene(str(msg.get("name")))
-        return None
-    if cmd == "record_start":
-        return hub.record_start(msg.get("name"))
-    if cmd == "record_stop":
-        return await hub.record_stop()
-    if cmd == "agents":
-        return hub.agents_json()
-    if cmd == "routes":
-        return list(hub.routes.values())
-    if cmd == "scenes":
-        return sorted(hub.scenes)
-    if cmd == "events":
-        return await hub.stored_events(100)
-    if cmd == "listen_sources":
-        return listen_sources(hub)
-    if cmd == "room_layout":
-        return _room_layout(hub)
-    if cmd == "put_room_layout":
-        return _put_room_layout(hub, msg.get("layout"))
-    raise HubError(f"unknown command {cmd!r}")
-
-
-def listen_sources(hub: Hub) -> list[dict[str, Any]]:
-    """What ``/ws/listen`` can play: ``[{"source", "channels", "sample_rate"}]`` (every
-    agent of the config, then ``"listener"`` in simulated mode with a room)."""
-    tap = hub.listen
-    if tap is None:
-        return []
-    return [{"source": source, "channels": tap.channels(source), "sample_rate": tap.sample_rate}
-            for source in tap.sources]
-
-
-def _room_layout(hub: Hub) -> Any:
-    layout = getattr(hub, "room_layout", None)
-    if layout is None:
-        raise HubError("the room layout is not available in this hub", 501)
-    return layout()
-
-
-def _put_room_layout(hub: Hub, body: object) -> Any:
-    put = getattr(hub, "put_room_layout", None)
-    if put is None:
-        raise HubError("the room layout is not available in this hub", 501)
-    return put(body)
-
-
 def _hello(hub: Hub) -> dict[str, Any]:
     scopes = hub.scopes
-    room = None
-    if getattr(hub, "room_layout", None) is not None:
-        try:
-            room = hub.room_layout()
-        except HubError:
-            room = None
+    room = hub.room_layout()
     return {"type": "hello", "name": hub.name, "agents": hub.agents_json(),
             "routes": list(hub.routes.values()),
             "scope": None if scopes is None else {"agents": list(scopes.agent_ids),
@@ -711,7 +623,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 if data.get("cmd") == "watch_weights":   # this socket's own watch set
                     result = _watch_weights(request, ws, data, push)
                 else:
-                    result = await _ws_command(hub, data)
+                    result = await run_command(hub, data.get("cmd"), data)
                 push({"type": "reply", "id": data.get("id"), "ok": True, "result": result})
             except (HubError, TimeoutError) as exc:
                 push({"type": "reply", "id": data.get("id"), "ok": False, "error": str(exc)})

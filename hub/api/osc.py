@@ -30,9 +30,10 @@ import logging
 from collections import Counter
 from typing import Any
 
-from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.net.ratelimit import RateLimitedLog
+from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import build_message, parse_packet
+from anamnesis.hub.core.commands import run_command
 from anamnesis.hub.core.errors import HubError
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,16 @@ log = logging.getLogger(__name__)
 QUEUE = 64
 
 Peer = tuple[str, int]
+
+#: OSC address -> (hub command, OSC type tags, the command's fields in argument order).
+ADDRESSES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "/hub/panic": ("panic", "", ()),
+    "/hub/unpanic": ("unpanic", "", ()),
+    "/hub/scene/save": ("save_scene", "s", ("name",)),
+    "/hub/scene/recall": ("recall_scene", "s", ("name",)),
+    "/hub/scene/interpolate": ("interpolate", "ssf", ("a", "b", "t")),
+    "/hub/route": ("route_gain", "ssf", ("from", "to", "gain")),
+}
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -129,41 +140,30 @@ class HubOscServer:
                 self._error(peer, "internal_errors", f"{address}: internal error: {exc}")
 
     async def _command(self, address: str, args: list[object]) -> None:
-        hub = self.hub
-
+        """Run the command of ``address`` (:data:`ADDRESSES`; ``/hub/agent/ID/PARAM``
+        sets one parameter) through the hub's command table."""
         def want(types: str) -> list[object]:
             ok = len(args) == len(types) and all(
                 isinstance(a, str) if t == "s" else
                 (isinstance(a, (int, float)) and not isinstance(a, bool))
-                for a, t in zip(args, types))
+                for a, t in zip(args, types, strict=False))
             if not ok:
                 raise ProtocolError(f"expected arguments {types or 'none'}; got {len(args)} "
                                     "argument(s) of other types")
             return args
 
-        if address in ("/hub/panic", "/hub/unpanic"):
-            want("")
-            hub.panic(address == "/hub/panic")
-        elif address == "/hub/scene/save":
-            await hub.save_scene(want("s")[0])
-        elif address == "/hub/scene/recall":
-            await hub.recall_scene(want("s")[0])
-        elif address == "/hub/scene/interpolate":
-            a, b, t = want("ssf")
-            await hub.interpolate(a, b, float(t))  # type: ignore[arg-type]
-        elif address == "/hub/route":
-            src, dst, gain = want("ssf")
-            route_id = f"{src}->{dst}"
-            if route_id in hub.routes:
-                hub.update_route(route_id, {"gain": float(gain)})  # type: ignore[arg-type]
-            else:
-                hub.add_route({"from": src, "to": dst, "gain": float(gain)})  # type: ignore[arg-type]
+        if address in ADDRESSES:
+            command, types, fields = ADDRESSES[address]
+            values = want(types)
+            await run_command(self.hub, command, {
+                f: float(v) if t == "f" else v  # type: ignore[arg-type]
+                for f, t, v in zip(fields, types, values, strict=True)})
         elif address.startswith("/hub/agent/") and address.count("/") == 4:
             _, _, _, agent_id, name = address.split("/")
             if not args:
                 raise ProtocolError("give the value")
             value: object = args[0] if len(args) == 1 else list(args)
-            await hub.set_params(agent_id, {name: value})
+            await run_command(self.hub, "set_params", {"agent": agent_id, "params": {name: value}})
         else:
             raise ProtocolError("unknown address; see /hub/ping, /hub/panic, /hub/unpanic, "
                                 "/hub/scene/{save,recall,interpolate}, /hub/route, "

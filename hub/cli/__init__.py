@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # subcommand -> (module, function adding its arguments, function running it, help)
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -22,7 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
                 "list the audio devices PortAudio can see"),
     "hub": ("anamnesis.hub.cli.hub", "add_hub_arguments", "run_hub",
             "run the hub: discovery, local agents, routes, scenes, dashboard and API"),
-    "rehearse": ("anamnesis.hub.clock.rehearse", "add_rehearse_arguments", "run_rehearse",
+    "rehearse": ("anamnesis.hub.cli.rehearse", "add_rehearse_arguments", "run_rehearse",
                  "render a whole installation offline, through its simulated room"),
     "keygen": ("anamnesis.hub.cli.keygen", "add_keygen_arguments", "run_keygen",
                "create an installation key (signs the agents' announcements)"),

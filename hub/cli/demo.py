@@ -143,8 +143,8 @@ def warm_agents(config_path: Path) -> None:
     numba's cache."""
     from anamnesis.agents.main import add_agent_arguments, check_args
     from anamnesis.agents.recipe import config_model, config_warm_up
-    from anamnesis.hub.installation.config import load_config
     from anamnesis.hub.fleet.supervisor import agent_argv
+    from anamnesis.hub.installation.check import load_config
 
     config = load_config(config_path)
     parser = argparse.ArgumentParser()
@@ -167,8 +167,8 @@ def warm_hub(config_path: Path) -> None:
     """Compile the hub's own kernels for the config (the routing graph, the room's
     convolver, the headphone player's ring) and compute the room's responses into
     their disk cache (:func:`anamnesis.hub.engine.coupling.default_cache_dir`)."""
-    from anamnesis.hub.installation.config import load_config
     from anamnesis.hub.engine.graph import from_config
+    from anamnesis.hub.installation.check import load_config
     from anamnesis.hub.monitor.headphones import StereoRing
 
     config = load_config(config_path)
@@ -243,8 +243,8 @@ class _FirstSound:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``anamnesis demo`` until SIGINT/SIGTERM; the exit status."""
-    from anamnesis.hub.installation.config import load_config
     from anamnesis.hub.cli.hub import parse_address, run_hub
+    from anamnesis.hub.installation.check import load_config
 
     try:
         parse_address(args.http)

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from anamnesis.hub.fleet.supervisor import LAUNCHES
 from anamnesis.hub.core.hub import Hub
+from anamnesis.hub.fleet.supervisor import LAUNCHES
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) ->
         osc_api = None if args.osc == "off" else parse_address(args.osc, "--osc")
         config = None
         if args.config is not None:
-            from anamnesis.hub.installation.config import load_config
+            from anamnesis.hub.installation.check import load_config
 
             config = load_config(args.config)
         key_file = args.key_file or (config.key_path if config is not None else None)

@@ -27,10 +27,11 @@ import logging
 from typing import Any
 
 import numpy as np
+
 from anamnesis.hub.clock.deployed_agent import DeployedAgent
-from anamnesis.hub.installation.edges import Edge
-from anamnesis.hub.engine.graph import RoutingGraph
 from anamnesis.hub.clock.pacing import BlockPacer, start_loop_task
+from anamnesis.hub.engine.graph import RoutingGraph
+from anamnesis.hub.installation.edges import Edge
 
 log = logging.getLogger(__name__)
 

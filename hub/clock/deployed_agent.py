@@ -28,10 +28,11 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from anamnesis.agents.protocol.errors import ProtocolError
+
 from anamnesis.agents.dsp.jitter import JitterBuffer
 from anamnesis.agents.net.link import LEASE_S, warm_up
 from anamnesis.agents.net.rtp_session import RtpReceiver, RtpSender, open_udp
+from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.pcm import encode_into
 from anamnesis.agents.protocol.rtp import DEFAULT_PAYLOAD_TYPE, SAMPLE_BYTES
 from anamnesis.agents.protocol.sdp import parse_sdp

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from anamnesis.agents.net.link import warm_up
+from anamnesis.agents.net.rtp_session import RtpSender, open_udp
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.hubclock import CLOCK_FREE, EXT_CLOCK
-from anamnesis.agents.net.rtp_session import RtpSender, open_udp
 from anamnesis.agents.protocol.pcm import encode_into
-from anamnesis.agents.net.link import warm_up
 from anamnesis.agents.protocol.rtp import (
     DEFAULT_PAYLOAD_TYPE,
     SAMPLE_BYTES,

@@ -1,8 +1,10 @@
-"""Offline rehearsal: ``anamnesis rehearse CONFIG --seconds S --out FILE.wav``.
+"""Offline rehearsal: the loop behind ``anamnesis rehearse CONFIG --seconds S --out FILE.wav``.
 
 Renders a whole installation — every agent, its routes, rings and sources, and
 its simulated room — faster than real time, one channel per speaker, plus an
-optional stereo preview at the listener (DESIGN "The hub", JOURNEYS 1.5).
+optional stereo preview at the listener (DESIGN "The hub", JOURNEYS 1.5). The
+command itself (options, progress bar, ``--plot``'s spectrogram) is
+:mod:`anamnesis.hub.cli.rehearse`.
 
 The loop (the live simulated hub's, see :mod:`anamnesis.hub.engine.graph` and :mod:`anamnesis.hub.clock.simulated`)
 ----------------------------------------------------------------------------------
@@ -30,7 +32,7 @@ except for the live path's L24 quantisation of every block on the RTP link.
 
 Agents of kind ``autoregnn`` with equal constructor arguments and no
 input-following modulation are grouped into one
-:class:`~agents.models.autoregnn.AutoRegNNBank` (its columns are bit-identical to
+:class:`~anamnesis.agents.models.autoregnn_bank.AutoRegNNBank` (its columns are bit-identical to
 single models) when there are at least :data:`BANK_MIN_AGENTS` of them (a smaller
 bank is slower than separate models), each with its own
 :class:`~anamnesis.agents.dsp.safety.SafetyChain`; every other
@@ -47,24 +49,17 @@ self-noise). A different seed is a different performance of the same piece.
 
 Files
 -----
-Float32 WAV (IEEE float, ``WAVE_FORMAT_EXTENSIBLE`` with no speaker mask above two
-channels, RF64 beyond 4 GiB), written by :class:`FloatWavWriter`: no timestamp
-in the header (libsndfile's PEAK chunk has one), so equal audio gives equal
-bytes. Blocks are streamed to disk in chunks of about :data:`CHUNK_FRAMES`, so
-ten minutes of eight channels never sit in memory. Files are written under a
-temporary name beside the target and renamed when complete: an error or an
-interrupt leaves nothing half-written. ``--plot`` draws a spectrogram per
-speaker (and per ear of the preview), read back from the files.
+Float32 WAV, written by :class:`anamnesis.hub.clock.wav.FloatWavWriter` (equal
+audio gives equal bytes). Blocks are streamed to disk in chunks of about
+:data:`CHUNK_FRAMES`, so ten minutes of eight channels never sit in memory. Files
+are written under a temporary name beside the target (:func:`partial_path`) and
+renamed when complete: an error or an interrupt leaves nothing half-written.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import math
 import os
-import struct
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,6 +67,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from anamnesis.hub.clock.wav import FloatWavWriter
 
 #: The agents' safety-chain ceiling (dBFS): the live agent's default (``--ceiling-db``).
 CEILING_DB = -1.0
@@ -185,7 +182,7 @@ class BankVoice:
         np.take(self._inputs, self._idx, axis=1, out=self._x, mode="clip")   # unbuffered
         self.bank.process(self._x, None, out=self._raw)
         col, safe = self._col, self._safe
-        for chain, raw, out in zip(self.chains, self._raw_cols, self._out_cols):
+        for chain, raw, out in zip(self.chains, self._raw_cols, self._out_cols, strict=False):
             np.copyto(col, raw)
             chain.process(col, out=safe)
             np.copyto(out, safe)
@@ -226,8 +223,8 @@ def build_voices(config: Any, inputs: np.ndarray, outputs: np.ndarray, *, seed: 
     """The agents of ``config`` (config order = columns of ``inputs``/``outputs``):
     banks of at least :data:`BANK_MIN_AGENTS` equal ``autoregnn`` agents where possible
     (``banks``), engines otherwise."""
-    from anamnesis.agents.models.autoregnn import AutoRegNNBank
     from anamnesis.agents.dsp.safety import SafetyChain
+    from anamnesis.agents.models.autoregnn_bank import AutoRegNNBank
 
     inst = config.installation
     sr, block = inst.sample_rate, inst.block
@@ -260,14 +257,6 @@ def build_voices(config: Any, inputs: np.ndarray, outputs: np.ndarray, *, seed: 
 # ---------------------------------------------------------------------------
 
 
-def default_cache_dir() -> Path:
-    """Where room responses are cached: the live hub's place
-    (:func:`anamnesis.hub.engine.coupling.default_cache_dir`, ``$XDG_CACHE_HOME/anamnesis/rooms``)."""
-    from anamnesis.hub.engine.coupling import default_cache_dir as coupling_cache_dir
-
-    return Path(coupling_cache_dir())
-
-
 class Rehearsal:
     """A whole installation in one process, stepped one block at a time (module docstring).
 
@@ -296,7 +285,7 @@ class Rehearsal:
         self.graph = from_config(config, seed=seed, latency=inst.block)
         self.coupling: Any = None
         if room and config.room is not None:
-            from anamnesis.hub.engine.coupling import RoomCoupling
+            from anamnesis.hub.engine.coupling import RoomCoupling, default_cache_dir
 
             self.coupling = RoomCoupling(config.room, config.agents, sample_rate=inst.sample_rate,
                                          block=inst.block, seed=seed, listener=listener,
@@ -336,78 +325,9 @@ class Rehearsal:
         """Each agent's counters (blow-ups, failed blocks ...), by id."""
         out: dict[str, dict[str, float]] = {}
         for voice in self.voices:
-            for column, stats in zip(voice.columns, voice.stats()):
+            for column, stats in zip(voice.columns, voice.stats(), strict=False):
                 out[self.agent_ids[column]] = stats
         return out
-
-
-# ---------------------------------------------------------------------------
-# Float WAV, streamed, reproducible
-# ---------------------------------------------------------------------------
-
-_KSDATAFORMAT_IEEE_FLOAT = struct.pack("<IHH8s", 3, 0, 0x10, b"\x80\x00\x00\xaa\x00\x38\x9b\x71")
-_WAVE_FORMAT_IEEE_FLOAT = 3
-_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
-_RIFF_LIMIT = 0xFFFFFFFF
-
-
-class FloatWavWriter:
-    """A float32 WAV of ``channels`` x ``frames`` at ``sample_rate`` Hz, written as it comes.
-
-    The header (written first, sizes known in advance) has no timestamp: equal audio
-    gives equal bytes. Above two channels the format is WAVE_FORMAT_EXTENSIBLE with an
-    empty speaker mask (the channels are an installation's speakers, not a surround
-    layout); a file over 4 GiB is RF64. ``write`` takes (m, channels) blocks.
-    """
-
-    def __init__(self, path: Path, sample_rate: int, channels: int, frames: int) -> None:
-        self.path = Path(path)
-        self.channels = int(channels)
-        self.frames = int(frames)
-        self.written = 0
-        data_bytes = self.frames * self.channels * 4
-        if self.channels > 2:
-            fmt = struct.pack("<HHIIHHHHI16s", _WAVE_FORMAT_EXTENSIBLE, self.channels, sample_rate,
-                              sample_rate * 4 * self.channels, 4 * self.channels, 32, 22, 32, 0,
-                              _KSDATAFORMAT_IEEE_FLOAT)
-        else:
-            fmt = struct.pack("<HHIIHHH", _WAVE_FORMAT_IEEE_FLOAT, self.channels, sample_rate,
-                              sample_rate * 4 * self.channels, 4 * self.channels, 32, 0)
-        riff_bytes = 4 + (8 + len(fmt)) + (8 + 4) + (8 + data_bytes)
-        rf64 = riff_bytes > _RIFF_LIMIT
-        chunks = []
-        if rf64:
-            riff_bytes += 8 + 28
-            chunks.append(b"ds64" + struct.pack("<IQQQI", 28, riff_bytes, data_bytes,
-                                                self.frames, 0))
-        chunks.append(b"fmt " + struct.pack("<I", len(fmt)) + fmt)
-        chunks.append(b"fact" + struct.pack("<I", 4)
-                      + struct.pack("<I", _RIFF_LIMIT if rf64 else self.frames))
-        chunks.append(b"data" + struct.pack("<I", _RIFF_LIMIT if rf64 else data_bytes))
-        head = (b"RF64" if rf64 else b"RIFF") + struct.pack(
-            "<I", _RIFF_LIMIT if rf64 else riff_bytes)
-        self._file = open(self.path, "wb")   # noqa: SIM115 (open until close())
-        self._file.write(head + b"WAVE" + b"".join(chunks))
-
-    def write(self, block: np.ndarray) -> None:
-        """Append (m, channels) frames (converted to little-endian float32)."""
-        if block.ndim != 2 or block.shape[1] != self.channels:
-            raise ValueError(f"blocks must have shape (m, {self.channels}); got {block.shape}")
-        if self.written + block.shape[0] > self.frames:
-            raise ValueError("more frames than the header announced")
-        np.ascontiguousarray(block, dtype="<f4").tofile(self._file)
-        self.written += block.shape[0]
-
-    def abort(self) -> None:
-        """Close the file without checking it (the caller removes it)."""
-        with contextlib.suppress(OSError):
-            self._file.close()
-
-    def close(self) -> None:
-        """Close the file; ``ValueError`` if fewer frames came than announced."""
-        self._file.close()
-        if self.written != self.frames:
-            raise ValueError(f"{self.path}: {self.written} of {self.frames} frames written")
 
 
 # ---------------------------------------------------------------------------
@@ -432,7 +352,8 @@ class RehearsalResult:
         return self.seconds / max(self.wall_s, 1e-9)
 
 
-def _partial(path: Path) -> Path:
+def partial_path(path: Path) -> Path:
+    """The temporary name ``path`` is written under until complete: ``.NAME.partial-PID`` beside it."""
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
@@ -485,9 +406,9 @@ def rehearse(config: Any, seconds: float, out: Path, *, preview: Path | None = N
     chunk_blocks = max(1, CHUNK_FRAMES // block)
     buf = np.zeros((chunk_blocks * block, n), dtype=np.float32)
     ear_buf = np.zeros((chunk_blocks * block, 2), dtype=np.float32)
-    targets = [(out, _partial(out))]
+    targets = [(out, partial_path(out))]
     if preview is not None:
-        targets.append((Path(preview), _partial(Path(preview))))
+        targets.append((Path(preview), partial_path(Path(preview))))
     writers: list[FloatWavWriter] = []
     try:
         writers.append(FloatWavWriter(targets[0][1], rehearsal.sample_rate, n, frames))
@@ -525,185 +446,4 @@ def rehearse(config: Any, seconds: float, out: Path, *, preview: Path | None = N
                            agents=rehearsal.agent_stats())
 
 
-# ---------------------------------------------------------------------------
-# The spectrogram plot
-# ---------------------------------------------------------------------------
-
-#: Most columns of a spectrogram (time slices), whatever the length.
-PLOT_COLUMNS = 1200
-#: Frequency range shown (Hz, log scale; the top is capped at half the sample rate) and
-#: the number of log-spaced rows it is drawn with.
-PLOT_LOW_HZ = 20.0
-PLOT_HIGH_HZ = 20000.0
-PLOT_BANDS = 240
-
-
-def spectrogram_rows(path: Path, nfft: int = 8192, columns: int = PLOT_COLUMNS,
-                     bands: int = PLOT_BANDS) -> tuple[np.ndarray, np.ndarray, float]:
-    """Levels of a WAV file on a log frequency axis, read slice by slice (bounded memory).
-
-    Returns ``(levels, edges, seconds)``: levels (channels, bands, slices) in dBFS (a
-    full-scale sine at 0 dB; each band the loudest FFT bin in it, or interpolated
-    where a band is narrower than a bin), band edges (bands + 1,) Hz from
-    :data:`PLOT_LOW_HZ` to :data:`PLOT_HIGH_HZ` (or half the rate), and the length (s).
-    """
-    import soundfile
-
-    with soundfile.SoundFile(str(path)) as f:
-        sr, total, ch = f.samplerate, f.frames, f.channels
-        nfft = int(min(nfft, max(16, 1 << int(math.log2(max(total, 16))))))
-        slices = max(1, min(columns, (total - nfft) // (nfft // 8) + 1)) if total > nfft else 1
-        hop = (total - nfft) / (slices - 1) if slices > 1 else 0.0
-        window = np.hanning(nfft)
-        norm = window.sum() / 2.0
-        edges = np.geomspace(PLOT_LOW_HZ, min(PLOT_HIGH_HZ, sr / 2), bands + 1)
-        bin_hz = sr / nfft
-        # Band b holds the FFT bins [first[b], first[b + 1]).
-        first = np.minimum(np.ceil(edges / bin_hz).astype(int), nfft // 2 + 1)
-        wide = first[1:] > first[:-1]
-        centre = np.sqrt(edges[:-1] * edges[1:]) / bin_hz
-        c0 = np.minimum(np.floor(centre).astype(int), nfft // 2 - 1)
-        frac = centre - c0
-        starts = np.minimum(first[:-1], nfft // 2)
-        levels = np.full((ch, bands, slices), -200.0, dtype=np.float32)
-        for j in range(slices):
-            f.seek(round(j * hop))
-            seg = f.read(nfft, dtype="float64", always_2d=True)
-            if seg.shape[0] < nfft:
-                seg = np.vstack([seg, np.zeros((nfft - seg.shape[0], ch))])
-            mag = np.abs(np.fft.rfft(seg * window[:, None], axis=0)) / norm   # (bins, ch)
-            band = mag[c0] * (1.0 - frac[:, None]) + mag[c0 + 1] * frac[:, None]
-            loudest = np.maximum.reduceat(mag[:first[-1]], starts, axis=0)
-            band[wide] = loudest[wide]
-            levels[:, :, j] = (20.0 * np.log10(np.maximum(band, 1e-10))).T
-    return levels, edges, total / sr
-
-
-def plot_rehearsal(path: Path, out: Path, labels: Sequence[str], preview: Path | None = None,
-                   title: str = "") -> None:
-    """One spectrogram row per speaker of ``out`` (labelled ``labels``) and per ear of
-    ``preview``, on a shared time axis and a log frequency axis (agents.render's style:
-    magma, dBFS); a PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    levels, edges, seconds = spectrogram_rows(out)
-    rows: list[tuple[str, np.ndarray]] = list(zip(labels, levels))
-    if preview is not None:
-        ears, _, _ = spectrogram_rows(preview)
-        rows += [("left ear", ears[0]), ("right ear", ears[1])]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(11, 0.95 * len(rows) + 1.2), sharex=True,
-                             squeeze=False)
-    lo, hi = math.log10(edges[0]), math.log10(edges[-1])
-    ticks = [f for f in (20, 100, 1000, 10000) if edges[0] <= f <= edges[-1]]
-    image = None
-    for ax, (label, level) in zip(axes[:, 0], rows):
-        image = ax.imshow(level, aspect="auto", origin="lower", cmap="magma", vmin=-120, vmax=0,
-                          extent=(0.0, seconds, lo, hi), interpolation="nearest")
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        ax.set_yticks([math.log10(t) for t in ticks])
-        ax.set_yticklabels([f"{t / 1000:g}k" if t >= 1000 else f"{t}" for t in ticks], fontsize=6)
-    axes[-1, 0].set_xlabel("time (s)")
-    if title:
-        axes[0, 0].set_title(title + "  (frequency in Hz, log scale)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.93, 1))
-    if image is not None:
-        cax = fig.add_axes((0.94, 0.15, 0.012, 0.7))
-        fig.colorbar(image, cax=cax, label="dBFS")
-    fig.savefig(str(path), dpi=100, format="png")
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------
-# The command
-# ---------------------------------------------------------------------------
-
-
-def add_rehearse_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``anamnesis rehearse``."""
-    parser.add_argument("config", type=Path, help="installation config (TOML), e.g. "
-                                                  "deploy/octophonic.toml")
-    parser.add_argument("--seconds", type=float, required=True, help="length to render (s)")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="WAV to write: one float channel per speaker, in config order")
-    parser.add_argument("--preview", type=Path,
-                        help="also write the listener's stereo preview (needs a [room])")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="performance seed: offsets noise sources, agents' seeds and the "
-                             "mics' noise (default 0: what the live hub plays)")
-    parser.add_argument("--plot", type=Path, help="also draw a spectrogram per speaker to this PNG")
-    parser.add_argument("--cache-dir", type=Path,
-                        help="where room responses are cached (default "
-                             "$XDG_CACHE_HOME/anamnesis/rooms)")
-    parser.add_argument("--no-bank", action="store_true",
-                        help="run every agent through its own engine (the same samples; "
-                             "a reference for benchmarks)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _fail(message: str) -> int:
-    print(f"anamnesis rehearse: error: {message}", file=sys.stderr)
-    return 2
-
-
-def run_rehearse(args: argparse.Namespace) -> int:
-    """Carry out ``anamnesis rehearse``; returns the exit status (2 for bad input)."""
-    from anamnesis.hub.installation.config import ConfigError, load_config
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    except (OSError, ValueError) as exc:
-        return _fail(f"cannot read {args.config}: {exc}")
-    try:
-        frames = check_request(config, args.seconds, args.out, args.preview, args.plot, args.seed)
-    except ValueError as exc:
-        return _fail(str(exc))
-
-    from tqdm import tqdm
-
-    name = config.installation.name
-    bar = tqdm(total=frames, unit="sample", unit_scale=True, desc=name, file=sys.stderr,
-               leave=False, disable=args.quiet or not sys.stderr.isatty())
-    try:
-        result = rehearse(config, args.seconds, args.out, preview=args.preview, seed=args.seed,
-                          banks=not args.no_bank, cache_dir=args.cache_dir, progress=bar.update)
-    except ValueError as exc:
-        bar.close()
-        return _fail(str(exc))
-    except KeyboardInterrupt:
-        bar.close()
-        print("anamnesis rehearse: interrupted; nothing written", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        bar.close()
-        print(f"anamnesis rehearse: error: {exc}", file=sys.stderr)
-        return 1
-    bar.close()
-    if args.plot is not None:
-        partial = _partial(args.plot)
-        try:
-            plot_rehearsal(partial, result.out, config.agent_ids, result.preview,
-                           title=f"{name}: {result.seconds:g} s, seed {args.seed}")
-            os.replace(partial, args.plot)
-        finally:
-            partial.unlink(missing_ok=True)
-    files = ", ".join(str(p) for p in (result.out, result.preview, args.plot) if p is not None)
-    blowups = sum(s.get("blowups", 0.0) for s in result.agents.values())
-    errors = sum(s.get("errors", 0.0) for s in result.agents.values())
-    extra = (f"; {blowups:.0f} blow-up(s) recovered" if blowups else "") + \
-            (f"; {errors:.0f} failed block(s) played as silence" if errors else "")
-    print(f"{name}: {result.seconds:g} s of {len(config.agents)} speakers rendered in "
-          f"{result.wall_s:.2f} s ({result.realtime_factor:.1f}x real time) -> {files}{extra}")
-    return 0
-
-
-__all__ = [
-    "CEILING_DB", "SEED_STRIDE", "BankVoice", "EngineVoice", "FloatWavWriter", "Rehearsal",
-    "RehearsalResult", "add_rehearse_arguments", "agent_recipe", "build_engine", "build_voices",
-    "check_request", "default_cache_dir", "plot_rehearsal", "rehearse", "run_rehearse",
-    "spectrogram_rows",
-]
+__all__ = ["CEILING_DB", "SEED_STRIDE", "BankVoice", "EngineVoice", "Rehearsal", "RehearsalResult", "agent_recipe", "build_engine", "build_voices", "check_request", "partial_path", "rehearse"]

@@ -57,10 +57,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from anamnesis.hub.clock.lockstep import HubClock
-from anamnesis.hub.installation.edges import Edge
-from anamnesis.hub.engine.graph import RoutingGraph
 from anamnesis.hub.clock.pacing import BlockPacer, start_loop_task
+from anamnesis.hub.engine.graph import RoutingGraph
+from anamnesis.hub.installation.edges import Edge
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +205,15 @@ class SimulatedDriver:
                             None, self.coupling.prepare, zeros))
                         self.coupling.set_noise_db(-200.0)
                 elif self.coupling is None:
-                    self.coupling = await loop.run_in_executor(None, lambda: RoomCoupling(
-                        room, agents, sample_rate=self.sample_rate, block=self.block,
-                        seed=self._seed, cache_dir=self._cache_dir))
+                    self.coupling = await loop.run_in_executor(
+                        None, lambda room=room, agents=agents: RoomCoupling(
+                            room, agents, sample_rate=self.sample_rate, block=self.block,
+                            seed=self._seed, cache_dir=self._cache_dir))
                 else:
                     coupling = self.coupling
 
-                    def prepare() -> tuple[np.ndarray, np.ndarray]:
+                    def prepare(room=room, agents=agents, coupling=coupling
+                                ) -> tuple[np.ndarray, np.ndarray]:
                         irs = compute_responses(room, agents, self.sample_rate,
                                                 cache_dir=self._cache_dir)
                         return coupling.prepare(irs)
@@ -299,7 +302,7 @@ class SimulatedDriver:
                                "rebuilds": self.rebuilds,
                                "driven": [a for a, _, _ in self._driven]}
         if self._clock is not None:
-            out["agents"] = dict(zip(out["driven"], self._clock.stats()))
+            out["agents"] = dict(zip(out["driven"], self._clock.stats(), strict=False))
             out["rtt_ms"] = self._clock.rtt_ms()
         return out
 

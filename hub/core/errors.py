@@ -5,8 +5,6 @@ status in ``api/`` instead)."""
 from __future__ import annotations
 
 
-
-
 class HubError(Exception):
     """A request the hub refuses; ``status`` is the HTTP status it maps to."""
 

@@ -22,7 +22,7 @@ Choices:
 * **WAL** journal with ``synchronous=FULL``: readers never wait for the writer
   (the dashboard can read while the hub writes), and a committed write survives
   a power cut — galleries lose power. Foreign keys are on.
-* **Versioned schema.** :data:`MIGRATIONS` is an ordered list; opening a database
+* **Versioned schema.** ``MIGRATIONS`` is an ordered list; opening a database
   applies the missing ones, each in its own transaction, recorded in
   ``schema_migrations`` and ``PRAGMA user_version``. A database from a newer
   anamnesis is refused rather than damaged.
@@ -34,16 +34,13 @@ Choices:
 * **Bounded**: a snapshot holds at most :data:`MAX_SNAPSHOT_BYTES`; an event's
   message and data are truncated to :data:`MAX_EVENT_TEXT` characters.
 
-:class:`Store` is the synchronous core (one connection, used from one thread).
-:class:`AsyncStore` wraps it for the hub's event loop: it opens the store in a
-single named worker thread (``anamnesis-store``) and runs every call there, so
-no write ever blocks the loop; ``close()`` closes the database and joins the
-thread.
+:class:`Store` is the synchronous core (one connection, used from one thread);
+:class:`~anamnesis.hub.core.async_store.AsyncStore` wraps it for the hub's event
+loop. The schema's migrations are :mod:`anamnesis.hub.core.store_schema`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import json
@@ -51,13 +48,14 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+
+from anamnesis.hub.core.store_schema import MIGRATIONS, Migration
 
 DB_NAME = "hub.sqlite3"
 #: Largest snapshot accepted (bytes of npz).
@@ -80,73 +78,6 @@ class StoreCorrupt(StoreError):
 
 class StoreLocked(StoreError):
     """Another process holds the database locked."""
-
-
-# ---------------------------------------------------------------------------
-# Schema
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One schema step: ``version`` (1, 2, ...), what it does, and its SQL statements."""
-
-    version: int
-    description: str
-    statements: tuple[str, ...]
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "installation, routes, agent parameters, snapshots, scenes, events", (
-        """CREATE TABLE installation (
-               id INTEGER PRIMARY KEY CHECK (id = 1),
-               toml TEXT NOT NULL,
-               updated_at REAL NOT NULL)""",
-        """CREATE TABLE routes (
-               id TEXT PRIMARY KEY,
-               kind TEXT NOT NULL CHECK (kind IN ('route', 'ring')),
-               spec TEXT NOT NULL,
-               position INTEGER NOT NULL,
-               updated_at REAL NOT NULL)""",
-        """CREATE TABLE agent_params (
-               agent_id TEXT NOT NULL,
-               name TEXT NOT NULL,
-               value TEXT NOT NULL,
-               updated_at REAL NOT NULL,
-               PRIMARY KEY (agent_id, name))""",
-        """CREATE TABLE snapshots (
-               id INTEGER PRIMARY KEY AUTOINCREMENT,
-               agent_id TEXT NOT NULL,
-               name TEXT NOT NULL,
-               model TEXT NOT NULL,
-               created_at REAL NOT NULL,
-               sha256 TEXT NOT NULL,
-               size INTEGER NOT NULL,
-               data BLOB NOT NULL,
-               UNIQUE (agent_id, name))""",
-        """CREATE TABLE scenes (
-               name TEXT PRIMARY KEY,
-               created_at REAL NOT NULL,
-               updated_at REAL NOT NULL,
-               meta TEXT NOT NULL)""",
-        """CREATE TABLE scene_agents (
-               scene TEXT NOT NULL REFERENCES scenes(name) ON DELETE CASCADE,
-               agent_id TEXT NOT NULL,
-               params TEXT NOT NULL,
-               snapshot_id INTEGER REFERENCES snapshots(id) ON DELETE RESTRICT,
-               PRIMARY KEY (scene, agent_id))""",
-        "CREATE INDEX scene_agents_snapshot ON scene_agents(snapshot_id)",
-        """CREATE TABLE events (
-               id INTEGER PRIMARY KEY AUTOINCREMENT,
-               ts REAL NOT NULL,
-               kind TEXT NOT NULL,
-               agent_id TEXT,
-               message TEXT NOT NULL,
-               data TEXT)""",
-        "CREATE INDEX events_ts ON events(ts)",
-    )),
-)
-SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 # ---------------------------------------------------------------------------
@@ -265,6 +196,26 @@ def _json(value: Any) -> str:
 # ---------------------------------------------------------------------------
 
 
+def _corrupt_message(path: Path, detail: object) -> str:
+    return (f"the hub database {path} is damaged or not a SQLite database ({detail}); "
+            "move it aside to start afresh, or restore a backup")
+
+
+def translate_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The :class:`StoreError` that says what ``exc`` means for the database at ``path``
+    (locked by another process, damaged, unopenable) and what to do."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StoreLocked(f"the hub database {path} is locked by another process "
+                           f"(another hub using the same state directory?): {text}")
+    if isinstance(exc, sqlite3.DatabaseError) and (
+            "not a database" in text or "malformed" in text or "corrupt" in text):
+        return StoreCorrupt(_corrupt_message(path, text))
+    if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
+        return StoreError(f"cannot open the hub database {path}: {text}")
+    return StoreError(f"hub database {path}: {type(exc).__name__}: {text}")
+
+
 class Store:
     """The hub's SQLite database at ``path`` (see the module docstring).
 
@@ -317,7 +268,7 @@ class Store:
         try:
             db = sqlite3.connect(target, uri=uri, timeout=busy_timeout_s, isolation_level=None)
         except sqlite3.Error as exc:
-            raise self._translate(exc) from None
+            raise translate_error(self.path, exc) from None
         db.row_factory = sqlite3.Row
         return db
 
@@ -326,18 +277,18 @@ class Store:
             self._db.execute("PRAGMA foreign_keys = ON")
             check = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
-                raise StoreCorrupt(self._corrupt_message(check))
+                raise StoreCorrupt(_corrupt_message(self.path, check))
             if not self.readonly:
                 mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode}); "
                                      "is the state directory on a network file system?")
                 self._db.execute("PRAGMA synchronous = FULL")
-            self._migrate()
+            _migrate(self)
             if not self.readonly:
                 self._prune_events(force=True)
         except sqlite3.Error as exc:
-            raise self._translate(exc) from None
+            raise translate_error(self.path, exc) from None
 
     def close(self) -> None:
         """Close the database (a checkpoint folds the WAL back in). Idempotent."""
@@ -350,22 +301,6 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _corrupt_message(self, detail: object) -> str:
-        return (f"the hub database {self.path} is damaged or not a SQLite database ({detail}); "
-                "move it aside to start afresh, or restore a backup")
-
-    def _translate(self, exc: sqlite3.Error) -> StoreError:
-        text = str(exc)
-        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-            return StoreLocked(f"the hub database {self.path} is locked by another process "
-                               f"(another hub using the same state directory?): {text}")
-        if isinstance(exc, sqlite3.DatabaseError) and (
-                "not a database" in text or "malformed" in text or "corrupt" in text):
-            return StoreCorrupt(self._corrupt_message(text))
-        if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
-            return StoreError(f"cannot open the hub database {self.path}: {text}")
-        return StoreError(f"hub database {self.path}: {type(exc).__name__}: {text}")
 
     # --- schema -------------------------------------------------------------------
 
@@ -380,31 +315,6 @@ class Store:
             "SELECT version, description, applied_at FROM schema_migrations ORDER BY version")
         return [(r[0], r[1], r[2]) for r in rows]
 
-    def _migrate(self) -> None:
-        known = self._migrations[-1].version if self._migrations else 0
-        current = self.schema_version
-        if current > known:
-            raise StoreError(f"the hub database {self.path} has schema version {current}, made by a "
-                             f"newer anamnesis (this one knows up to {known}); upgrade anamnesis")
-        if self.readonly:
-            if current < known:
-                raise StoreError(f"the hub database {self.path} has schema version {current}; "
-                                 f"open it read-write once to upgrade it to {known}")
-            return
-        self._db.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
-                               version INTEGER PRIMARY KEY,
-                               description TEXT NOT NULL,
-                               applied_at REAL NOT NULL)""")
-        for migration in self._migrations:
-            if migration.version <= current:
-                continue
-            with self._transaction():
-                for statement in migration.statements:
-                    self._db.execute(statement)
-                self._db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                                 (migration.version, migration.description, time.time()))
-                self._db.execute(f"PRAGMA user_version = {int(migration.version)}")
-
     # --- transactions -------------------------------------------------------------
 
     def _transaction(self) -> _Transaction:
@@ -416,7 +326,7 @@ class Store:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise self._translate(exc) from None
+            raise translate_error(self.path, exc) from None
 
     # --- installation config ------------------------------------------------------
 
@@ -486,14 +396,6 @@ class Store:
         for r in rows:
             out.setdefault(r["agent_id"], {})[r["name"]] = json.loads(r["value"])
         return out
-
-    def forget_agent(self, agent_id: str) -> None:
-        """Delete an agent's parameters and the snapshots no scene refers to."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM agent_params WHERE agent_id = ?", (agent_id,))
-            db.execute("DELETE FROM snapshots WHERE agent_id = ? AND id NOT IN "
-                       "(SELECT snapshot_id FROM scene_agents WHERE snapshot_id IS NOT NULL)",
-                       (agent_id,))
 
     # --- snapshots ----------------------------------------------------------------
 
@@ -696,7 +598,37 @@ class Store:
             finally:
                 self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise self._translate(exc) from None
+            raise translate_error(self.path, exc) from None
+
+
+def _migrate(store: Store) -> None:
+    """Bring the store's schema up to its newest migration (each in its own transaction,
+    recorded in ``schema_migrations`` and ``PRAGMA user_version``); refuse a database
+    made by a newer anamnesis, and a read-only one that would need upgrading."""
+    known = store._migrations[-1].version if store._migrations else 0
+    current = store.schema_version
+    if current > known:
+        raise StoreError(f"the hub database {store.path} has schema version {current}, made by "
+                         f"a newer anamnesis (this one knows up to {known}); upgrade anamnesis")
+    if store.readonly:
+        if current < known:
+            raise StoreError(f"the hub database {store.path} has schema version {current}; "
+                             f"open it read-write once to upgrade it to {known}")
+        return
+    db = store._db
+    db.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+                      version INTEGER PRIMARY KEY,
+                      description TEXT NOT NULL,
+                      applied_at REAL NOT NULL)""")
+    for migration in store._migrations:
+        if migration.version <= current:
+            continue
+        with store._transaction():
+            for statement in migration.statements:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                       (migration.version, migration.description, time.time()))
+            db.execute(f"PRAGMA user_version = {int(migration.version)}")
 
 
 class _Transaction:
@@ -709,7 +641,7 @@ class _Transaction:
         try:
             self.store._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise self.store._translate(exc) from None
+            raise translate_error(self.store.path, exc) from None
         return self.store._db
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -721,13 +653,13 @@ class _Transaction:
                 return
             except sqlite3.Error as error:
                 db.execute("ROLLBACK")
-                raise self.store._translate(error) from None
+                raise translate_error(self.store.path, error) from None
         if db.in_transaction:
             db.execute("ROLLBACK")
         if isinstance(exc, sqlite3.IntegrityError):
             return  # re-raised as is: callers turn it into their own message
         if isinstance(exc, sqlite3.Error):
-            raise self.store._translate(exc) from None
+            raise translate_error(self.store.path, exc) from None
 
 
 def _route_kind(spec: Mapping[str, Any]) -> str:
@@ -741,154 +673,4 @@ def _snapshot_info(row: sqlite3.Row) -> SnapshotInfo:
                         created_at=row["created_at"], sha256=row["sha256"], size=row["size"])
 
 
-# ---------------------------------------------------------------------------
-# The asyncio wrapper
-# ---------------------------------------------------------------------------
-
-
-class AsyncStore:
-    """:class:`Store` for the event loop: every call runs in one named worker thread.
-
-    ``store = await AsyncStore.open(path, **kwargs)``; ``await store.close()``
-    closes the database and joins the thread. Methods mirror :class:`Store`'s.
-    """
-
-    def __init__(self, store: Store, executor: ThreadPoolExecutor) -> None:
-        self._store = store
-        self._executor = executor
-        self._closed = False
-
-    @classmethod
-    async def open(cls, path: str | os.PathLike[str], *, state_dir: bool = False,
-                   **kwargs: Any) -> AsyncStore:
-        """Open the database at ``path`` (a state directory when ``state_dir``) in the worker."""
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
-        loop = asyncio.get_running_loop()
-        opener = Store.in_state_dir if state_dir else Store
-        try:
-            store = await loop.run_in_executor(executor, lambda: opener(path, **kwargs))
-        except BaseException:
-            executor.shutdown(wait=True)
-            raise
-        return cls(store, executor)
-
-    @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._store.path
-
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self._closed:
-            raise StoreError(f"the hub database {self._store.path} is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
-
-    async def close(self) -> None:
-        """Close the database in the worker, then shut the worker down (idempotent)."""
-        if self._closed:
-            return
-        try:
-            await self._run(self._store.close)
-        finally:
-            self._closed = True
-            # The worker is idle now (close was its last task): joining it takes
-            # microseconds, so it is done here rather than in yet another thread.
-            self._executor.shutdown(wait=True)
-
-    async def __aenter__(self) -> AsyncStore:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def schema_version(self) -> int:
-        return await self._run(lambda: self._store.schema_version)
-
-    async def set_config(self, toml_text: str) -> None:
-        await self._run(self._store.set_config, toml_text)
-
-    async def config(self) -> str | None:
-        return await self._run(self._store.config)
-
-    async def replace_routes(self, routes: Mapping[str, Mapping[str, Any]]) -> None:
-        await self._run(self._store.replace_routes, routes)
-
-    async def put_route(self, route_id: str, spec: Mapping[str, Any]) -> None:
-        await self._run(self._store.put_route, route_id, spec)
-
-    async def delete_route(self, route_id: str) -> bool:
-        return await self._run(self._store.delete_route, route_id)
-
-    async def routes(self) -> dict[str, dict[str, Any]]:
-        return await self._run(self._store.routes)
-
-    async def set_params(self, agent_id: str, params: Mapping[str, Any]) -> None:
-        await self._run(self._store.set_params, agent_id, params)
-
-    async def params(self, agent_id: str | None = None) -> dict[str, dict[str, Any]]:
-        return await self._run(self._store.params, agent_id)
-
-    async def forget_agent(self, agent_id: str) -> None:
-        await self._run(self._store.forget_agent, agent_id)
-
-    async def save_snapshot(self, agent_id: str, name: str, model: str, data: bytes) -> int:
-        return await self._run(self._store.save_snapshot, agent_id, name, model, data)
-
-    async def snapshot(self, snapshot_id: int) -> tuple[SnapshotInfo, bytes]:
-        return await self._run(self._store.snapshot, snapshot_id)
-
-    async def find_snapshot(self, agent_id: str, name: str) -> SnapshotInfo | None:
-        return await self._run(self._store.find_snapshot, agent_id, name)
-
-    async def snapshots(self, agent_id: str | None = None) -> list[SnapshotInfo]:
-        return await self._run(self._store.snapshots, agent_id)
-
-    async def delete_snapshot(self, snapshot_id: int) -> bool:
-        return await self._run(self._store.delete_snapshot, snapshot_id)
-
-    async def save_scene(self, name: str, agents: Mapping[str, SceneAgent],
-                         meta: Mapping[str, Any] | None = None) -> Scene:
-        return await self._run(self._store.save_scene, name, agents, meta)
-
-    async def scene(self, name: str) -> Scene:
-        return await self._run(self._store.scene, name)
-
-    async def scenes(self) -> list[str]:
-        return await self._run(self._store.scenes)
-
-    async def delete_scene(self, name: str) -> bool:
-        return await self._run(self._store.delete_scene, name)
-
-    async def log_event(self, kind: str, message: str, *, agent_id: str | None = None,
-                        data: Any = None, ts: float | None = None) -> int:
-        return await self._run(self._store.log_event, kind, message, agent_id=agent_id,
-                               data=data, ts=ts)
-
-    async def events(self, limit: int = 100, *, after_id: int | None = None,
-                     kind: str | None = None, agent_id: str | None = None) -> list[Event]:
-        return await self._run(self._store.events, limit, after_id=after_id, kind=kind,
-                               agent_id=agent_id)
-
-    async def load_all(self) -> StoredState:
-        return await self._run(self._store.load_all)
-
-
-__all__ = [
-    "DB_NAME",
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
-    "AsyncStore",
-    "Event",
-    "Migration",
-    "Scene",
-    "SceneAgent",
-    "SceneEntry",
-    "SnapshotInfo",
-    "Store",
-    "StoreCorrupt",
-    "StoreError",
-    "StoreLocked",
-    "StoredState",
-    "decode_state",
-    "encode_state",
-]
+__all__ = ["DB_NAME", "Event", "Scene", "SceneAgent", "SceneEntry", "SnapshotInfo", "Store", "StoreCorrupt", "StoreError", "StoreLocked", "StoredState", "decode_state", "encode_state"]

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from anamnesis.hub.engine.convolve import MatrixConvolver
 from anamnesis.hub.engine.room import Room as RoomModel
 from anamnesis.hub.engine.room import listener_ears

@@ -4,25 +4,19 @@ Shared by every mode (DESIGN "The hub"; STYLE 1, 2, 5, 9): the simulated room's
 lockstep, the offline rehearsal and the deployed hub all call the same
 :meth:`RoutingGraph.tick`. It owns no socket, thread or file; the class
 validates, allocates once (the constructor is *prepare*), and keeps the
-bookkeeping; one numba kernel does the per-sample work over explicit state
-arrays. Nothing is allocated per block (``tick`` with ``out`` given).
+bookkeeping; one numba kernel (:mod:`anamnesis.hub.engine.graph_kernel`) does
+the per-sample work over explicit state arrays. Nothing is allocated per block (``tick`` with ``out`` given).
 
 What it computes
 ----------------
 Each agent's input is ``Σ edges into it + Σ sources aimed at it (+ its simulated
-mic, passed in by the room)``. An **edge** carries one agent's output to
-another's input through, in this order: a delay (fractional, linear
-interpolation between two samples), a one-pole high-pass, a one-pole low-pass,
-a gain (linear) and an optional ``tanh`` shape — gain *before* tanh, so a tanh
-edge can never deliver more than ±1 whatever its gain (a safe default for
-feedback rings). A **ring** is shorthand for the edges a -> b -> ... -> a.
-A **source** is a generator (noise, sine, a sound file, any of
-``agents.signals``) shaped by an envelope, scaled by a gain and added to the
-inputs of its target agents. Its signal starts with the envelope's ``start``
-(a file plays from its beginning then); ``every`` restarts the envelope only
-(noise stays fresh, a looped file runs on); :meth:`RoutingGraph.trigger_source`
-restarts both. Generators allocate small temporaries, so they are asked for
-:data:`SOURCE_CHUNK` frames at a time (once per 16 blocks of 256), never per block.
+mic, passed in by the room)``. An **edge** carries one agent's output to another's
+input through a delay, a high-pass, a low-pass, a gain and an optional ``tanh``
+shape (gain before tanh: a safe default for feedback rings); a **ring** is
+shorthand for the edges a -> b -> ... -> a; a **source** is a generator added to
+its targets' inputs (:mod:`anamnesis.hub.engine.sources`). The kernel's module
+describes the per-sample chain, the smoothing of every change (STYLE 5) and why
+any split into ticks gives bit-identical inputs.
 
 Timeline and latency (the convention)
 -------------------------------------
@@ -54,23 +48,6 @@ their own latency, the edge delay comes on top. A feedback cycle whose edges
 all have zero delay is refused there: its loop time would be whatever the
 network's jitter makes it.
 
-Smooth changes (STYLE 5)
-------------------------
-* gain, filter coefficients, the tanh mix, source gains and source→agent
-  weights glide to their targets with a one-pole lag (SuperCollider's ``Lag``:
-  within 60 dB of the target after ``lag_s``, default 50 ms, and exactly on it
-  once closer than 1e-12; per sample a value moves by at most ``(1 - c)`` of
-  the remaining distance, ``c = 0.001 ** (1 / (lag_s * sample_rate))``);
-* a delay change crossfades linearly between two read heads over
-  ``crossfade_s`` (50 ms); a change arriving during a crossfade waits for it;
-* adding, removing, or bypassing an edge (an agent going offline) fades it
-  linearly over ``fade_s`` (default 50 ms).
-
-Block-size invariance: the kernel works sample by sample and keeps every state
-between calls, so any split of the same output stream into ticks of 0..max_block
-frames — with the same changes made at the same sample positions — gives
-bit-identical inputs.
-
 Threads: the graph is not locked. Control methods (``add_edge`` ...) and
 ``tick`` must be called from the same thread (the hub drains its command queue
 there, STYLE 6). The kernel releases the GIL.
@@ -81,256 +58,65 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-from anamnesis.hub.installation.config import MODES, Envelope, check_sound_file
-from numba import njit
-from anamnesis.hub.installation.edges import Edge, SHAPES, expand_ring, ring_edge_id, zero_delay_cycles
+
+from anamnesis.hub.engine.graph_kernel import (
+    _C_NONFINITE,
+    _I_USED,
+    _N_LAGGED,
+    _N_P,
+    _N_S,
+    _N_SP,
+    _P_DELAY,
+    _P_EN,
+    _P_ENSTEP,
+    _P_GAIN,
+    _P_HP,
+    _P_HPW,
+    _P_LP,
+    _P_SHAPE,
+    _S_DA,
+    _S_DB,
+    _S_EN,
+    _S_HPS,
+    _S_LPY,
+    _S_XF,
+    _S_XFON,
+    _SI_CLOCK,
+    _SI_READ,
+    _SI_USED,
+    _SI_WRITTEN,
+    _SP_EN,
+    _SP_ENSTEP,
+    _SP_GAIN,
+    _SP_START,
+    _SS_EN,
+    _lag_coefficient,
+    _next_pow2,
+    route_kernel,
+)
+from anamnesis.hub.engine.sources import Signal, make_source_signal
+from anamnesis.hub.installation.config import MODES, Envelope
+from anamnesis.hub.installation.edges import (
+    SHAPES,
+    Edge,
+    expand_ring,
+    ring_edge_id,
+    zero_delay_cycles,
+)
 
 #: Frames a source generator renders per call (its temporaries are allocated once per chunk).
 SOURCE_CHUNK = 4096
 #: Default time (s) for lags, crossfades and fades.
 DEFAULT_LAG_S = 0.05
-
-# Edge target parameters (ep columns).
-_P_GAIN, _P_LP, _P_HP, _P_HPW, _P_SHAPE, _P_DELAY, _P_EN, _P_ENSTEP = range(8)
-_N_P = 8
-# Edge state (es columns): the five lagged copies of the first five targets, then
-_S_LPY, _S_HPS, _S_DA, _S_DB, _S_XF, _S_XFON, _S_EN = range(5, 12)
-_N_S = 12
-_N_LAGGED = 5
-# Edge ints (ei columns).
-_I_SRC, _I_DST, _I_USED = range(3)
-# Source targets (sp columns) and state (ss, si).
-(_SP_GAIN, _SP_EN, _SP_ENSTEP, _SP_START, _SP_ATTACK, _SP_HOLD, _SP_RELEASE,
- _SP_EVERY) = range(8)
-_N_SP = 8
-_SS_GAIN, _SS_EN = range(2)
-_SI_USED, _SI_CLOCK, _SI_READ, _SI_WRITTEN = range(4)
-# Counters.
-_C_NONFINITE = 0
 _HP_PARK_HZ = 20.0   # where a switched-off high-pass keeps tracking (no dip when it comes back)
-
-
-# ---------------------------------------------------------------------------
-# Kernels
-# ---------------------------------------------------------------------------
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _read(hist, src, p, d, mask):
-    """History of agent ``src`` ``d`` (>= 0, fractional) samples before position ``p``."""
-    i = int(d)
-    f = d - i
-    a = hist[src, (p - i) & mask]
-    if f == 0.0:
-        return a
-    b = hist[src, (p - i - 1) & mask]
-    return a + f * (b - a)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _envelope(u, attack, hold, release, every):
-    """Envelope value ``u`` samples after the source's start (u >= 0)."""
-    if every > 0.0:
-        u = u % every
-    if u < attack:
-        return u / attack
-    u -= attack
-    if hold < 0.0 or u < hold:
-        return 1.0
-    u -= hold
-    if u < release:
-        return 1.0 - u / release
-    return 0.0
-
-
-@njit(cache=True, nogil=True)
-def route_kernel(frames, outputs, out, mics, use_mics, n_agents, hist, clock,
-                 ei, ep, es, n_edges, lag_c, xf_step,
-                 si, sp, ss, sbuf, tw, ts, n_sources, counters):
-    """Route ``frames`` samples: outputs (frames, n_agents) -> out (frames, n_agents).
-
-    ``hist`` (agents, H) is each agent's output history (H a power of two),
-    written at ``clock[0] + n``; ``ei/ep/es`` are the edge slots (ints,
-    targets, state), ``si/sp/ss/sbuf/tw/ts`` the source slots (ints, targets,
-    state, rendered samples, target weights, lagged weights); ``mics``
-    (frames, n_agents) is added when ``use_mics``. ``lag_c`` is the per-sample
-    lag coefficient, ``xf_step`` the delay crossfade step per sample.
-    Non-finite output samples enter the history as 0 and are counted.
-    """
-    mask = hist.shape[1] - 1
-    rmask = sbuf.shape[1] - 1
-    pos = clock[0]
-    for n in range(frames):
-        p = pos + n
-        w = p & mask
-        for a in range(n_agents):
-            v = outputs[n, a]
-            if not math.isfinite(v):
-                v = 0.0
-                counters[_C_NONFINITE] += 1
-            hist[a, w] = v
-            out[n, a] = mics[n, a] if use_mics else 0.0
-        for e in range(n_edges):
-            if ei[e, _I_USED] == 0:
-                continue
-            for k in range(_N_LAGGED):  # gain, coefficients, tanh mix glide to their targets
-                target = ep[e, k]
-                dist = es[e, k] - target
-                es[e, k] = target if abs(dist) < 1e-12 else target + lag_c * dist
-            en = es[e, _S_EN]
-            goal = ep[e, _P_EN]
-            if en < goal:
-                en = min(goal, en + ep[e, _P_ENSTEP])
-            elif en > goal:
-                en = max(goal, en - ep[e, _P_ENSTEP])
-            es[e, _S_EN] = en
-            src = ei[e, _I_SRC]
-            if es[e, _S_XFON] == 0.0 and ep[e, _P_DELAY] != es[e, _S_DA]:
-                es[e, _S_DB] = ep[e, _P_DELAY]     # start a crossfade to the new delay
-                es[e, _S_XF] = 0.0
-                es[e, _S_XFON] = 1.0
-            x = _read(hist, src, p, es[e, _S_DA], mask)
-            if es[e, _S_XFON] != 0.0:
-                xb = _read(hist, src, p, es[e, _S_DB], mask)
-                f = es[e, _S_XF] + xf_step
-                if f >= 1.0:
-                    x = xb
-                    es[e, _S_DA] = es[e, _S_DB]
-                    es[e, _S_XF] = 0.0
-                    es[e, _S_XFON] = 0.0
-                else:
-                    x = x + f * (xb - x)
-                    es[e, _S_XF] = f
-            s = x + es[e, _P_HP] * (es[e, _S_HPS] - x)   # the high-pass's low band
-            if abs(s) < 1e-30:
-                s = 0.0
-            es[e, _S_HPS] = s
-            x = x - es[e, _P_HPW] * s
-            y = x + es[e, _P_LP] * (es[e, _S_LPY] - x)   # one-pole low-pass
-            if abs(y) < 1e-30:
-                y = 0.0
-            es[e, _S_LPY] = y
-            y = y * (es[e, _P_GAIN] * en)
-            shape = es[e, _P_SHAPE]
-            if shape != 0.0:
-                y = y + shape * (math.tanh(y) - y)
-            out[n, ei[e, _I_DST]] += y
-        for q in range(n_sources):
-            if si[q, _SI_USED] == 0:
-                continue
-            g = ss[q, _SS_GAIN] - sp[q, _SP_GAIN]
-            ss[q, _SS_GAIN] = sp[q, _SP_GAIN] if abs(g) < 1e-12 else sp[q, _SP_GAIN] + lag_c * g
-            en = ss[q, _SS_EN]
-            goal = sp[q, _SP_EN]
-            if en < goal:
-                en = min(goal, en + sp[q, _SP_ENSTEP])
-            elif en > goal:
-                en = max(goal, en - sp[q, _SP_ENSTEP])
-            ss[q, _SS_EN] = en
-            for a in range(n_agents):
-                d = ts[q, a] - tw[q, a]
-                ts[q, a] = tw[q, a] if abs(d) < 1e-12 else tw[q, a] + lag_c * d
-            t = si[q, _SI_CLOCK]
-            si[q, _SI_CLOCK] = t + 1
-            u = float(t) - sp[q, _SP_START]
-            if u < 0.0:
-                continue                                  # the signal starts with the envelope
-            v = sbuf[q, si[q, _SI_READ] & rmask]
-            si[q, _SI_READ] += 1
-            if not math.isfinite(v):
-                v = 0.0
-            v = v * _envelope(u, sp[q, _SP_ATTACK], sp[q, _SP_HOLD], sp[q, _SP_RELEASE],
-                              sp[q, _SP_EVERY]) * ss[q, _SS_GAIN] * en
-            if v != 0.0:
-                for a in range(n_agents):
-                    out[n, a] += v * ts[q, a]
-    clock[0] = pos + frames
-
-
-class Signal(Protocol):
-    """A source generator: ``next(frames)`` -> (frames,) float64, ``reset()`` to time 0."""
-
-    def next(self, frames: int) -> np.ndarray: ...
-    def reset(self) -> None: ...
-
-
-class FileSignal:
-    """A sound file as a signal: mono (one channel, or the mean of all), played
-    once (then silence) or looped. The whole file is read into memory here, at
-    construction; ``next`` only slices."""
-
-    def __init__(self, path: str | Path, sample_rate: int, *, channel: int | None = None,
-                 loop: bool = False) -> None:
-        import soundfile
-
-        data, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
-        if rate != sample_rate:
-            raise ValueError(f"sound file {path} is at {rate} Hz, not {sample_rate} Hz")
-        if channel is not None and not 0 <= channel < data.shape[1]:
-            raise ValueError(f"sound file {path} has no channel {channel + 1}")
-        mono = data[:, channel] if channel is not None else data.mean(axis=1)
-        self.data = np.ascontiguousarray(np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0))
-        self.loop = bool(loop)
-        self.position = 0
-
-    def next(self, frames: int) -> np.ndarray:
-        out = np.zeros(frames)
-        n = len(self.data)
-        done = 0
-        while done < frames and n:
-            if self.position >= n:
-                if not self.loop:
-                    break
-                self.position = 0
-            take = min(frames - done, n - self.position)
-            out[done:done + take] = self.data[self.position:self.position + take]
-            self.position += take
-            done += take
-        return out
-
-    def reset(self) -> None:
-        self.position = 0
-
-
-def make_source_signal(kind: str, args: Mapping[str, Any], sample_rate: int, *,
-                       base_dir: str | Path = ".", seed: int = 0) -> Signal:
-    """Build a source generator: ``"file"`` (args path, loop, channel) or any kind of
-    ``agents.signals`` with its arguments. ``seed`` (a rehearsal's seed) offsets
-    a noise source's own seed, so a new seed is a new performance."""
-    plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in args.items()}
-    if kind == "file":
-        path, channel, loop = check_sound_file(plain, sample_rate, Path(base_dir))
-        return FileSignal(path, sample_rate, channel=channel, loop=loop)
-    from anamnesis.agents.signals import make_signal
-
-    if kind == "noise":
-        plain["seed"] = int(plain.get("seed", 0)) + 1000 * int(seed)
-    if kind == "sines" and "freqs" in plain:
-        plain["freqs"] = tuple(plain["freqs"])
-    return make_signal(kind, sample_rate, **plain)
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, int(n - 1).bit_length())
-
-
-def _lag_coefficient(lag_s: float, sample_rate: int) -> float:
-    """Per-sample one-pole coefficient reaching -60 dB of a step in ``lag_s`` seconds."""
-    return 0.0 if lag_s <= 0.0 else math.exp(math.log(0.001) / (lag_s * sample_rate))
 
 
 def _finite_number(value: Any) -> bool:
     return (isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
             and math.isfinite(float(value)))
-
-
-# ---------------------------------------------------------------------------
-# The graph
-# ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -945,4 +731,4 @@ def from_config(config: Any, *, seed: int = 0, latency: int | None = None,
     return graph
 
 
-__all__ = ["DEFAULT_LAG_S", "SOURCE_CHUNK", "FileSignal", "RoutingGraph", "edges_from_config", "from_config", "make_source_signal", "route_kernel"]
+__all__ = ["DEFAULT_LAG_S", "SOURCE_CHUNK", "RoutingGraph", "edges_from_config", "from_config"]

@@ -36,9 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from anamnesis.agents.protocol.txt import ANAMNESIS_SERVICE, AgentRecord, parse_txt, verify_txt
-from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.net.ratelimit import RateLimitedLog
+from anamnesis.agents.protocol.errors import ProtocolError
+from anamnesis.agents.protocol.txt import ANAMNESIS_SERVICE, AgentRecord, parse_txt, verify_txt
 
 log = logging.getLogger(__name__)
 

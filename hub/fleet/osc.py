@@ -19,8 +19,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.net.ratelimit import RateLimitedLog
+from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import build_message, parse_packet
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-
 #: Waveshapers an edge may apply after its gain.
 SHAPES = ("none", "tanh")
 #: Longest edge delay a config may ask for (ms).

@@ -1,0 +1,204 @@
+"""The routing graph's numba kernel: the per-sample work of :class:`anamnesis.hub.engine.graph.RoutingGraph`.
+
+:func:`route_kernel` routes a block over explicit state arrays that the graph
+allocates once (their column layouts are the constants below; histories and
+source buffers are a power of two long, ``_next_pow2``, so positions wrap with a
+mask); it allocates nothing and releases the GIL. Per sample it writes every agent's output into its
+history, runs every edge — a delay (fractional, linear interpolation between two
+samples), a one-pole high-pass, a one-pole low-pass, a gain (linear) and an
+optional ``tanh`` shape, gain *before* tanh, so a tanh edge can never deliver
+more than ±1 whatever its gain — and adds every source (its rendered samples times
+its envelope, gain and per-agent weights) to the inputs. Non-finite outputs enter
+the history as 0 and are counted.
+
+Smooth changes (STYLE 5)
+------------------------
+* gain, filter coefficients, the tanh mix, source gains and source→agent
+  weights glide to their targets with a one-pole lag (SuperCollider's ``Lag``:
+  within 60 dB of the target after ``lag_s``, default 50 ms, and exactly on it
+  once closer than 1e-12; per sample a value moves by at most ``(1 - c)`` of
+  the remaining distance, ``c = 0.001 ** (1 / (lag_s * sample_rate))``,
+  ``_lag_coefficient``);
+* a delay change crossfades linearly between two read heads over
+  ``crossfade_s`` (50 ms); a change arriving during a crossfade waits for it;
+* adding, removing, or bypassing an edge (an agent going offline) fades it
+  linearly over ``fade_s`` (default 50 ms).
+
+Block-size invariance: the kernel works sample by sample and keeps every state
+between calls, so any split of the same output stream into ticks of 0..max_block
+frames — with the same changes made at the same sample positions — gives
+bit-identical inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+# Edge target parameters (ep columns).
+_P_GAIN, _P_LP, _P_HP, _P_HPW, _P_SHAPE, _P_DELAY, _P_EN, _P_ENSTEP = range(8)
+_N_P = 8
+# Edge state (es columns): the five lagged copies of the first five targets, then
+_S_LPY, _S_HPS, _S_DA, _S_DB, _S_XF, _S_XFON, _S_EN = range(5, 12)
+_N_S = 12
+_N_LAGGED = 5
+# Edge ints (ei columns).
+_I_SRC, _I_DST, _I_USED = range(3)
+# Source targets (sp columns) and state (ss, si).
+(_SP_GAIN, _SP_EN, _SP_ENSTEP, _SP_START, _SP_ATTACK, _SP_HOLD, _SP_RELEASE,
+ _SP_EVERY) = range(8)
+_N_SP = 8
+_SS_GAIN, _SS_EN = range(2)
+_SI_USED, _SI_CLOCK, _SI_READ, _SI_WRITTEN = range(4)
+# Counters.
+_C_NONFINITE = 0
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def _lag_coefficient(lag_s: float, sample_rate: int) -> float:
+    """Per-sample one-pole coefficient reaching -60 dB of a step in ``lag_s`` seconds."""
+    return 0.0 if lag_s <= 0.0 else math.exp(math.log(0.001) / (lag_s * sample_rate))
+
+
+# ---------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _read(hist, src, p, d, mask):
+    """History of agent ``src`` ``d`` (>= 0, fractional) samples before position ``p``."""
+    i = int(d)
+    f = d - i
+    a = hist[src, (p - i) & mask]
+    if f == 0.0:
+        return a
+    b = hist[src, (p - i - 1) & mask]
+    return a + f * (b - a)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _envelope(u, attack, hold, release, every):
+    """Envelope value ``u`` samples after the source's start (u >= 0)."""
+    if every > 0.0:
+        u = u % every
+    if u < attack:
+        return u / attack
+    u -= attack
+    if hold < 0.0 or u < hold:
+        return 1.0
+    u -= hold
+    if u < release:
+        return 1.0 - u / release
+    return 0.0
+
+
+@njit(cache=True, nogil=True)
+def route_kernel(frames, outputs, out, mics, use_mics, n_agents, hist, clock,
+                 ei, ep, es, n_edges, lag_c, xf_step,
+                 si, sp, ss, sbuf, tw, ts, n_sources, counters):
+    """Route ``frames`` samples: outputs (frames, n_agents) -> out (frames, n_agents).
+
+    ``hist`` (agents, H) is each agent's output history (H a power of two),
+    written at ``clock[0] + n``; ``ei/ep/es`` are the edge slots (ints,
+    targets, state), ``si/sp/ss/sbuf/tw/ts`` the source slots (ints, targets,
+    state, rendered samples, target weights, lagged weights); ``mics``
+    (frames, n_agents) is added when ``use_mics``. ``lag_c`` is the per-sample
+    lag coefficient, ``xf_step`` the delay crossfade step per sample.
+    Non-finite output samples enter the history as 0 and are counted.
+    """
+    mask = hist.shape[1] - 1
+    rmask = sbuf.shape[1] - 1
+    pos = clock[0]
+    for n in range(frames):
+        p = pos + n
+        w = p & mask
+        for a in range(n_agents):
+            v = outputs[n, a]
+            if not math.isfinite(v):
+                v = 0.0
+                counters[_C_NONFINITE] += 1
+            hist[a, w] = v
+            out[n, a] = mics[n, a] if use_mics else 0.0
+        for e in range(n_edges):
+            if ei[e, _I_USED] == 0:
+                continue
+            for k in range(_N_LAGGED):  # gain, coefficients, tanh mix glide to their targets
+                target = ep[e, k]
+                dist = es[e, k] - target
+                es[e, k] = target if abs(dist) < 1e-12 else target + lag_c * dist
+            en = es[e, _S_EN]
+            goal = ep[e, _P_EN]
+            if en < goal:
+                en = min(goal, en + ep[e, _P_ENSTEP])
+            elif en > goal:
+                en = max(goal, en - ep[e, _P_ENSTEP])
+            es[e, _S_EN] = en
+            src = ei[e, _I_SRC]
+            if es[e, _S_XFON] == 0.0 and ep[e, _P_DELAY] != es[e, _S_DA]:
+                es[e, _S_DB] = ep[e, _P_DELAY]     # start a crossfade to the new delay
+                es[e, _S_XF] = 0.0
+                es[e, _S_XFON] = 1.0
+            x = _read(hist, src, p, es[e, _S_DA], mask)
+            if es[e, _S_XFON] != 0.0:
+                xb = _read(hist, src, p, es[e, _S_DB], mask)
+                f = es[e, _S_XF] + xf_step
+                if f >= 1.0:
+                    x = xb
+                    es[e, _S_DA] = es[e, _S_DB]
+                    es[e, _S_XF] = 0.0
+                    es[e, _S_XFON] = 0.0
+                else:
+                    x = x + f * (xb - x)
+                    es[e, _S_XF] = f
+            s = x + es[e, _P_HP] * (es[e, _S_HPS] - x)   # the high-pass's low band
+            if abs(s) < 1e-30:
+                s = 0.0
+            es[e, _S_HPS] = s
+            x = x - es[e, _P_HPW] * s
+            y = x + es[e, _P_LP] * (es[e, _S_LPY] - x)   # one-pole low-pass
+            if abs(y) < 1e-30:
+                y = 0.0
+            es[e, _S_LPY] = y
+            y = y * (es[e, _P_GAIN] * en)
+            shape = es[e, _P_SHAPE]
+            if shape != 0.0:
+                y = y + shape * (math.tanh(y) - y)
+            out[n, ei[e, _I_DST]] += y
+        for q in range(n_sources):
+            if si[q, _SI_USED] == 0:
+                continue
+            g = ss[q, _SS_GAIN] - sp[q, _SP_GAIN]
+            ss[q, _SS_GAIN] = sp[q, _SP_GAIN] if abs(g) < 1e-12 else sp[q, _SP_GAIN] + lag_c * g
+            en = ss[q, _SS_EN]
+            goal = sp[q, _SP_EN]
+            if en < goal:
+                en = min(goal, en + sp[q, _SP_ENSTEP])
+            elif en > goal:
+                en = max(goal, en - sp[q, _SP_ENSTEP])
+            ss[q, _SS_EN] = en
+            for a in range(n_agents):
+                d = ts[q, a] - tw[q, a]
+                ts[q, a] = tw[q, a] if abs(d) < 1e-12 else tw[q, a] + lag_c * d
+            t = si[q, _SI_CLOCK]
+            si[q, _SI_CLOCK] = t + 1
+            u = float(t) - sp[q, _SP_START]
+            if u < 0.0:
+                continue                                  # the signal starts with the envelope
+            v = sbuf[q, si[q, _SI_READ] & rmask]
+            si[q, _SI_READ] += 1
+            if not math.isfinite(v):
+                v = 0.0
+            v = v * _envelope(u, sp[q, _SP_ATTACK], sp[q, _SP_HOLD], sp[q, _SP_RELEASE],
+                              sp[q, _SP_EVERY]) * ss[q, _SS_GAIN] * en
+            if v != 0.0:
+                for a in range(n_agents):
+                    out[n, a] += v * ts[q, a]
+    clock[0] = pos + frames
+
+
+__all__ = ["route_kernel"]
