@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.txt import (
     ANAMNESIS_SERVICE,
     OSC_SERVICE,
@@ -180,20 +181,14 @@ class AgentAnnouncer:
                             self.name, type(exc).__name__, exc)
         # Fail soft: start over (a fresh zeroconf, the current record, retried until it works).
         self._registered.clear()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._drop_zeroconf()
         self._task = asyncio.create_task(self._publish_loop(), name="zeroconf-announce")
 
     async def close(self) -> None:
         """Unregister (goodbye packets) and close zeroconf."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         async with self._lock:
             zc, self._zc = self._zc, None
             if zc is None:

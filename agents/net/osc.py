@@ -27,7 +27,6 @@ changes, ``/panic`` and queries are handled immediately in the datagram callback
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from anamnesis.agents.net.ratelimit import RateLimitedLog
+from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import (
     MAX_DATAGRAM,
@@ -187,11 +187,7 @@ class OscServer:
 
     async def close(self) -> None:
         """Stop the tasks, close every subscriber socket and the server socket."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         for subscriber in self._subscribers.values():
             subscriber.transport.close()

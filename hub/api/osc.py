@@ -24,13 +24,13 @@ logged once per peer and kind (STYLE 13).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 from collections import Counter
 from typing import Any
 
 from anamnesis.agents.net.ratelimit import RateLimitedLog
+from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import build_message, parse_packet
 from anamnesis.hub.core.commands import run_command
@@ -91,11 +91,8 @@ class HubOscServer:
 
     async def close(self) -> None:
         """Stop serving and close the socket."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None

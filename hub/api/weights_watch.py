@@ -19,11 +19,12 @@ nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
+
+from anamnesis.agents.net.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +119,7 @@ class WeightsWatch:
         """Stop polling."""
         self._watchers.clear()
         tasks = [t for t in (self._task, *self._reading.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         self._task = None
 
 

@@ -22,16 +22,16 @@ request, made in a task of its own so the block clock never waits for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
 import numpy as np
 
+from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.hub.clock.deployed_agent import DeployedAgent
+from anamnesis.hub.clock.driver import routes_to_edges
 from anamnesis.hub.clock.pacing import BlockPacer, start_loop_task
 from anamnesis.hub.engine.graph import RoutingGraph
-from anamnesis.hub.installation.edges import Edge
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,7 @@ class DeployedRouter:
 
     def set_routes(self, routes: dict[str, dict[str, Any]]) -> list[str]:
         """Make the graph's edges the hub's routes between its agents; the ids left out."""
-        known = set(self.graph.agent_ids)
-        edges, skipped = {}, []
-        for route_id, r in routes.items():
-            if r["from"] in known and r["to"] in known:
-                edges[route_id] = Edge(r["from"], r["to"], float(r["gain"]), float(r["delay_ms"]),
-                                       r.get("lowpass_hz"), r.get("highpass_hz"),
-                                       r.get("shape", "none"))
-            else:
-                skipped.append(route_id)
+        edges, skipped = routes_to_edges(self.graph.agent_ids, routes)
         self.graph.set_edges(edges)
         return skipped
 
@@ -156,15 +148,9 @@ class DeployedRouter:
 
     async def close(self) -> None:
         """Stop routing and release every agent's streams."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for task in list(self._opening.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._task)
+        self._task = None
+        await cancel_and_wait(*list(self._opening.values()))
         for _, agent in list(self._agents.values()):
             await agent.close()
         self._agents.clear()

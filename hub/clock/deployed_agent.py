@@ -22,7 +22,6 @@ the GIL).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -32,6 +31,7 @@ import numpy as np
 from anamnesis.agents.dsp.jitter import JitterBuffer
 from anamnesis.agents.net.link import LEASE_S, warm_up
 from anamnesis.agents.net.rtp_session import RtpReceiver, RtpSender, open_udp
+from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.pcm import encode_into
 from anamnesis.agents.protocol.rtp import DEFAULT_PAYLOAD_TYPE, SAMPLE_BYTES
@@ -123,10 +123,7 @@ class DeployedAgent:
 
     async def close(self) -> None:
         """Stop renewing (the agent ends the copies when the leases run out) and close."""
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+        await cancel_and_wait(self._renewer)
         if self._session is not None:
             await self._session.close()
         for transport in self._transports.values():

@@ -49,7 +49,6 @@ Counters: ``steps``, ``resyncs``, ``rebuilds`` and the clock's per-agent stats.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 from collections.abc import Callable, Sequence
@@ -58,10 +57,11 @@ from typing import Any
 
 import numpy as np
 
+from anamnesis.agents.net.tasks import cancel_and_wait
+from anamnesis.hub.clock.driver import routes_to_edges
 from anamnesis.hub.clock.lockstep import HubClock
 from anamnesis.hub.clock.pacing import BlockPacer, start_loop_task
 from anamnesis.hub.engine.graph import RoutingGraph
-from anamnesis.hub.installation.edges import Edge
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +122,7 @@ class SimulatedDriver:
     def set_routes(self, routes: dict[str, dict[str, Any]]) -> list[str]:
         """Make the graph's edges the hub's routes between agents it drives; returns the
         ids of routes left out (an agent the graph does not have)."""
-        known = set(self.graph.agent_ids)
-        edges, skipped = {}, []
-        for route_id, r in routes.items():
-            if r["from"] in known and r["to"] in known:
-                edges[route_id] = Edge(r["from"], r["to"], float(r["gain"]), float(r["delay_ms"]),
-                                       r.get("lowpass_hz"), r.get("highpass_hz"),
-                                       r.get("shape", "none"))
-            else:
-                skipped.append(route_id)
+        edges, skipped = routes_to_edges(self.graph.agent_ids, routes)
         self.graph.set_edges(edges)
         return skipped
 
@@ -308,16 +300,10 @@ class SimulatedDriver:
 
     async def close(self) -> None:
         """Stop driving (the agents then run free on silence, anamnesis.agents.audio.hubclock)."""
-        if self._room_task is not None:
-            self._room_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._room_task
-            self._room_task = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._room_task)
+        self._room_task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._clock is not None:
             self._clock.close()
             self._clock = None

@@ -51,6 +51,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from anamnesis.hub.clock.driver import can_record
 from anamnesis.hub.core.agent_calls import AgentCalls, is_number
 from anamnesis.hub.core.errors import HubError
 from anamnesis.hub.core.events import EventLog
@@ -362,7 +363,7 @@ class Hub:
 
     def record_start(self, name: object) -> dict[str, Any]:
         """Record every agent's output (simulated mode) to ``STATE_DIR/recordings/NAME.wav``."""
-        if self.driver is None or not hasattr(self.driver, "record_start"):
+        if not can_record(self.driver):
             raise HubError("recording needs simulated mode with a config "
                            "(recording a deployed installation is not built yet)", 409)
         if not isinstance(name, str) or not 1 <= len(name) <= 64 or not all(
@@ -378,7 +379,7 @@ class Hub:
 
     async def record_stop(self) -> dict[str, Any]:
         """Stop recording; the file's name, frames and seconds."""
-        if self.driver is None or not hasattr(self.driver, "record_stop"):
+        if not can_record(self.driver):
             raise HubError("not recording", 409)
         try:
             info = await self.driver.record_stop()

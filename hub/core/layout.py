@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from anamnesis.hub.clock.driver import can_move_room
 from anamnesis.hub.core.errors import HubError
 from anamnesis.hub.core.events import EventLog
 
@@ -155,7 +156,7 @@ class RoomLayout:
         """Store the edited room and positions; hand them to the simulation."""
         self._persist_config()
         driver = self._driver()
-        if driver is not None and hasattr(driver, "update_room"):
+        if can_move_room(driver):
             driver.update_room(self.room, self.agents)
         self.events.broadcast({"type": "room", "layout": self.room_layout()})
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from anamnesis.agents.net.ratelimit import RateLimitedLog
+from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.txt import ANAMNESIS_SERVICE, AgentRecord, parse_txt, verify_txt
 
@@ -399,11 +400,8 @@ class LivenessMonitor:
 
     async def close(self) -> None:
         """Stop pinging."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 __all__ = [

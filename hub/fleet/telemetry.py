@@ -17,11 +17,11 @@ malformed datagrams are counted and dropped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from typing import Any
 
+from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import parse_packet
 
@@ -111,11 +111,8 @@ class AgentTelemetry:
 
     async def close(self) -> None:
         """Unsubscribe everything and close the sockets."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for agent_id in list(self._subs):
             await self.unsubscribe(agent_id)
 
