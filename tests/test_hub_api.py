@@ -25,7 +25,9 @@ from controlplane_support import (  # noqa: F401  (fixtures)
 )
 
 from anamnesis.agents.protocol.key import generate_key
-from anamnesis.hub.api.app import COOKIE, READ_METHODS, TELEMETRY_HZ, create_app
+from anamnesis.hub.api.app import create_app
+from anamnesis.hub.api.keys import COOKIE, READ_METHODS
+from anamnesis.hub.api.ws import TELEMETRY_HZ
 from anamnesis.hub.core.hub import Hub
 
 LOOPBACK = "127.0.0.1"
@@ -624,7 +626,7 @@ async def test_a_burst_of_adoptions_is_persisted_whole(tmp_path):
 
 
 async def test_the_dashboard_files_are_served_with_their_types_and_nothing_else(tmp_path):
-    from anamnesis.hub.api.app import WEB_ROOT
+    from anamnesis.hub.api.keys import WEB_ROOT
     from anamnesis.hub.resources import web_dir
 
     web = tmp_path / "web"
@@ -675,7 +677,7 @@ async def test_the_dashboard_files_are_served_with_their_types_and_nothing_else(
             async with http.post(base + "/app.js") as r:
                 assert r.status == 401              # writes need the token, files or not
         # The real dashboard's modules pass the same resolver.
-        from anamnesis.hub.api.app import _resolve_web_file
+        from anamnesis.hub.api.static import _resolve_web_file
 
         real = web_dir().resolve()
         for js in sorted(real.rglob("*.js"))[:5]:

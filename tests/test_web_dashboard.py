@@ -499,7 +499,7 @@ def test_routes_scenes_and_the_room_from_the_page(dashboard, installation):
 
 
 def test_reconnects_after_the_hub_drops_the_socket(dashboard, installation):
-    from anamnesis.hub.api.app import SOCKETS
+    from anamnesis.hub.api.keys import SOCKETS
 
     page = dashboard
     page.evaluate("""() => {

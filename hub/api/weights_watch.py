@@ -1,6 +1,6 @@
 """Weights on watch: the dashboard's live multislider of an agent's weights.
 
-A WebSocket client sends ``watch_weights {agents: [ids]}`` (:mod:`anamnesis.hub.api.app`);
+A WebSocket client sends ``watch_weights {agents: [ids]}`` (:mod:`anamnesis.hub.api.ws`);
 the socket's watch set is replaced ([] stops watching). One poller task reads
 every watched agent's flat weight vector (the hub's ``get_weights``: OSC
 ``/weights``) at most once per ``period_s`` s (default 1/3 s: about 3 Hz),
