@@ -287,7 +287,7 @@ class AgentEngine:
                     mod[f.param] = b
         for f in self._per_block:
             v = min(1.0, max(-1.0, float(x[0]))) if m else 0.0
-            self.model.set_param(f.param, f.lo + (v + 1.0) * 0.5 * (f.hi - f.lo))
+            self.model.apply_param(f.param, f.lo + (v + 1.0) * 0.5 * (f.hi - f.lo))
         raw = self._raw if full else self._raw[:m]
         out = self._out if full else self._out[:m]
         self.model.process(xin, mod, out=raw)
@@ -309,8 +309,8 @@ class AgentEngine:
             command = queue.popleft()
             self._tele[TL_COMMANDS] += 1.0
             try:
-                if isinstance(command, SetParam):
-                    self.model.set_param(command.name, command.value)
+                if isinstance(command, SetParam):   # validated once, by AgentControl
+                    self.model.apply_param(command.name, command.value)
                 elif isinstance(command, ModelCall):
                     self._answer(command)
                 else:

@@ -378,3 +378,13 @@ def unlearn_kernel(x_in, out, lam, s_arr, frames,
     acc[_ACC_ACTIVITY] += a_acc
     acc[_ACC_FRAMES] += frames
     return act_from
+
+
+@njit(cache=True, nogil=True)
+def neuron_major_into(out, public, n_neurons, n_inputs):
+    """Write ``public`` (neuron-major: i*K + k) into ``out`` in the kernel's input-major
+    order (k*N + i), casting to ``out``'s type; allocates nothing (the audio thread's
+    way of taking new delays)."""
+    for i in range(n_neurons):
+        for k in range(n_inputs):
+            out[k * n_neurons + i] = public[i * n_inputs + k]

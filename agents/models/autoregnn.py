@@ -83,6 +83,10 @@ import numpy as np
 from anamnesis.agents.models import _autoregnn_kernels as K
 from anamnesis.agents.models.base import ParamSpec, check_block, check_size
 
+#: Where set_param's scalar parameters live in the kernels' parameter arrays.
+_PRM_ROWS = {"lr": 0, "ridge": 1, "learn": 2}
+_LANE_ROWS = {"lr": K.LANE_LR, "ridge": K.LANE_RIDGE, "learn": K.LANE_LEARN}
+
 MAX_INPUT_SIZE = 32    # c_32 = exp(-2**-32): longer cascades would be frozen
 MAX_HIDDEN_SIZE = 128
 MAX_SEED = 2**63 - 1
@@ -344,11 +348,15 @@ class AutoRegNN:
         if spec is None:
             raise ValueError(f"unknown parameter {name!r} for {self.kind}; "
                              f"known: {', '.join(self._specs)}")
-        v = spec.validate(value)
+        self.apply_param(name, spec.validate(value))
+
+    def apply_param(self, name: str, value: object) -> None:
+        """Apply a value :meth:`set_param` has checked (its spec's ``validate``): no check,
+        no allocation — what the engine calls on the audio thread."""
         if name == "act_mix":
-            self._mix[:] = v
+            self._mix[:] = value
         else:
-            self._prm[("lr", "ridge", "learn").index(name)] = float(v)  # type: ignore[arg-type]
+            self._prm[_PRM_ROWS[name]] = value  # type: ignore[assignment]
 
     def params(self) -> dict[str, object]:
         """Current parameter values (act_mix as a fresh array of hidden_size)."""
@@ -517,15 +525,18 @@ class AutoRegNN2:
         if spec is None:
             raise ValueError(f"unknown parameter {name!r} for {self.kind}; "
                              f"known: {', '.join(self._specs)}")
-        v = spec.validate(value)
+        self.apply_param(name, spec.validate(value))
+
+    def apply_param(self, name: str, value: object) -> None:
+        """Apply a value :meth:`set_param` has checked: no check, no allocation (the
+        engine calls it on the audio thread)."""
         if name == "act_mix":
-            self._mix1[:] = v
-            self._pair.tiled(self._mix2)[:] = np.asarray(v)[:, None]
+            self._mix1[:] = value
+            self._pair.tiled(self._mix2)[:] = self._mix1[:, None]
         elif name == "interp":
-            self._interp = float(v)  # type: ignore[arg-type]
+            self._interp = value
         else:
-            row = {"lr": K.LANE_LR, "ridge": K.LANE_RIDGE, "learn": K.LANE_LEARN}[name]
-            self._lane[row] = float(v)  # type: ignore[arg-type]
+            self._lane[_LANE_ROWS[name]] = value  # type: ignore[assignment]
 
     def params(self) -> dict[str, object]:
         """Current parameter values (act_mix as a fresh array of hidden_size)."""

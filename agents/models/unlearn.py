@@ -163,6 +163,7 @@ from anamnesis.agents.models._unlearn_kernels import (
     _CNT_BLOWUPS,
     _CNT_NONFINITE,
     W_LIMIT,
+    neuron_major_into,
     unlearn_kernel,
 )
 from anamnesis.agents.models.base import (
@@ -491,9 +492,17 @@ class Unlearn:
             raise ValueError(f"unknown parameter {name!r}; parameters: {', '.join(self._specs)}")
         checked = spec.validate(value)
         if name == "delays":
-            self._d_pend[:] = self._internal(_whole("delays", checked))
+            checked = _whole("delays", checked)
+        self.apply_param(name, checked)
+
+    def apply_param(self, name: str, value: object) -> None:
+        """Apply a value :meth:`set_param` has checked: no check and no array allocated
+        (the engine calls it on the audio thread); "delays" in the public neuron-major
+        layout, written transposed into the kernel's input-major one."""
+        if name == "delays":
+            neuron_major_into(self._d_pend, value, self.n_neurons, self.n_inputs)
             return
-        self._params[name] = checked
+        self._params[name] = value
 
     def params(self) -> dict[str, object]:
         """Current parameter values (targets); "delays" as a float array in samples."""

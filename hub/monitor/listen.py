@@ -10,7 +10,7 @@ view of shape (frames, channels) float64 (1 channel for an agent, 2 for the
 listener: left, right), valid only during the call: copy what you keep. With no
 subscriber, ``add`` costs a dictionary lookup.
 
-The dashboard's listen stream (``GET /ws/listen?source=ID``, :mod:`anamnesis.hub.api.app`)
+The dashboard's listen stream (``GET /ws/listen?source=ID``, :mod:`anamnesis.hub.api.ws`)
 is one :class:`ListenStream` per WebSocket: it batches the blocks of its
 source into messages of about :data:`MESSAGE_MS` ms, as 16-bit PCM, and hands
 them to a bounded queue that the socket's sender drains; when a slow client
