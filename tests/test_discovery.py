@@ -98,7 +98,10 @@ PARSE_ERRORS = [
     ({"ts": "-5"}, r"ts must be Unix seconds"),
     ({"addr": "not-an-ip"}, r"bad address 'not-an-ip'"),
     ({"addr": ""}, r"at least one address"),
-    ({"id": "a b"}, r"id must be 1-63 letters"),
+    ({"id": "a b"}, r"id must be 1-32 letters"),
+    # The agent-id rule is the process's own (--id): no '.', at most 32 characters.
+    ({"id": "a.b"}, r"id must be 1-32 letters"),
+    ({"id": "a" * 33}, r"id must be 1-32 letters"),
     ({"inst": "x" * 64}, r"inst must be 1-63"),
     ({"sig": "XYZ"}, r"sig must be 64 lowercase hex digits"),
 ]

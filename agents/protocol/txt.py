@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from anamnesis.agents.protocol.errors import ProtocolError
+from anamnesis.agents.protocol.ids import ID_RE
 
 #: Version of the agent control protocol (OSC map + TXT schema), the TXT field ``v``.
 PROTOCOL_VERSION = 1
@@ -172,7 +173,10 @@ def parse_txt(txt: Mapping[object, object]) -> AgentRecord:
     missing = [f for f in FIELDS if f not in fields]
     if missing:
         raise ProtocolError(f"TXT record lacks {', '.join(missing)}")
-    for name in ("id", "model", "inst"):
+    if not ID_RE.match(fields["id"]):    # the one agent-id rule, as the agent's --id
+        raise ProtocolError(f"TXT field id must be 1-32 letters, digits, '_' or '-'; "
+                            f"got {fields['id']!r}")
+    for name in ("model", "inst"):
         if not _TOKEN_RE.match(fields[name]):
             raise ProtocolError(
                 f"TXT field {name} must be 1-63 letters, digits, '_', '-' or '.'; "

@@ -25,7 +25,7 @@ import hmac
 from aiohttp import web
 
 from anamnesis.hub.api.keys import COOKIE, HUB, OPEN_PATHS, READ_METHODS, WS_PATHS, Handler
-from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.errors import Conflict, HubError, NotFound, Unavailable
 from anamnesis.hub.core.hub import Hub
 
 #: What the dashboard's pages may load: scripts and worklets of this origin only,
@@ -70,9 +70,18 @@ async def _access(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except HubError as exc:
-        return _error(str(exc), exc.status)
+        return _error(str(exc), status_of(exc))
     except TimeoutError as exc:
         return _error(str(exc), 504)
+
+
+#: The HTTP status of each kind of refusal (anamnesis.hub.core.errors); others: 400.
+STATUS = {NotFound: 404, Conflict: 409, Unavailable: 502}
+
+
+def status_of(exc: HubError) -> int:
+    """The HTTP status a refusal is answered with."""
+    return next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
 
 
 def _same_origin(request: web.Request) -> bool:

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from anamnesis.hub.api.keys import HUB, Handler
 from anamnesis.hub.core.commands import listen_sources
-from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.errors import Conflict, HubError, NotFound
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -31,7 +31,7 @@ async def _json_body(request: web.Request) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         hub.counts["malformed_json"] += 1
-        raise HubError(f"malformed JSON body: {exc}", 400) from None
+        raise HubError(f"malformed JSON body: {exc}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -65,7 +65,7 @@ async def get_agent(request: web.Request) -> web.Response:
     for agent in hub.agents_json():
         if agent["id"] == agent_id:
             return web.json_response(agent)
-    raise HubError(f"no agent {agent_id!r}", 404)
+    raise NotFound(f"no agent {agent_id!r}")
 
 
 async def agent_stream(request: web.Request) -> web.Response:
@@ -78,14 +78,14 @@ async def agent_stream(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     agent_id, name = request.match_info["agent_id"], request.match_info["name"]
     if name not in ("out", "mic", "in"):
-        raise HubError(f"no stream {name!r}: an agent streams out, mic and in", 404)
+        raise NotFound(f"no stream {name!r}: an agent streams out, mic and in")
     for agent in hub.agents_json():
         if agent["id"] == agent_id:
             break
     else:
-        raise HubError(f"no agent {agent_id!r}", 404)
+        raise NotFound(f"no agent {agent_id!r}")
     if not agent.get("host") or not agent.get("http_port"):
-        raise HubError(f"agent {agent_id!r} has no known HTTP address yet", 409)
+        raise Conflict(f"agent {agent_id!r} has no known HTTP address yet")
     query = f"?port={request.query['port']}" if "port" in request.query else ""
     raise web.HTTPTemporaryRedirect(
         f"http://{agent['host']}:{agent['http_port']}/streams/{name}.sdp{query}")
@@ -172,7 +172,7 @@ async def get_route(request: web.Request) -> web.Response:
     route_id = request.match_info["route_id"]
     route = request.app[HUB].routes.get(route_id)
     if route is None:
-        raise HubError(f"no route {route_id!r}", 404)
+        raise NotFound(f"no route {route_id!r}")
     return web.json_response(route)
 
 

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from anamnesis.hub.api.access import _error, token_ok
 from anamnesis.hub.api.keys import COOKIE, HUB, WEB_ROOT
-from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.errors import NotFound
 
 #: The dashboard's files the hub serves, by extension (anything else is a 404).
 CONTENT_TYPES = {
@@ -88,10 +88,10 @@ async def web_static(request: web.Request) -> web.StreamResponse:
     """A file of the dashboard (``web/``): open to read, no listings, no way out of web/."""
     relative = request.match_info["path"]
     if relative.startswith(("api/", "ws/")):
-        raise HubError(f"no route GET /{relative[:200]} (see /api/openapi.json)", 404)
+        raise NotFound(f"no route GET /{relative[:200]} (see /api/openapi.json)")
     page = await _web_file(request.app, relative)
     if page is None:
-        raise HubError(f"no file /{relative[:200]}", 404)
+        raise NotFound(f"no file /{relative[:200]}")
     return _file_response(page)
 
 

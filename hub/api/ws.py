@@ -53,7 +53,7 @@ from aiohttp import WSMsgType, web
 
 from anamnesis.hub.api.keys import HUB, MAX_BODY, SCOPE_SOCKETS, SOCKETS, WATCH
 from anamnesis.hub.core.commands import listen_sources, run_command
-from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.errors import HubError, NotFound
 from anamnesis.hub.core.hub import Hub
 from anamnesis.hub.monitor.listen import ListenStream
 from anamnesis.hub.monitor.scopes import SCOPE_HZ
@@ -89,7 +89,7 @@ def _watch_weights(request: web.Request, key: object, msg: dict[str, Any],
         raise HubError('watch_weights needs "agents": [agent ids] ([] stops watching)')
     unknown = sorted(set(agents) - hub.known_agent_ids())
     if unknown:
-        raise HubError(f"no agent {', '.join(map(repr, unknown))}"[:300], 404)
+        raise NotFound(f"no agent {', '.join(map(repr, unknown))}"[:300])
     try:
         return request.app[WATCH].watch(key, agents, push)
     except ValueError as exc:

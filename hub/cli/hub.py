@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,9 @@ async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: byte
     osc_server: HubOscServer | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # The hub's worker threads (room responses, recordings, state files, kernel warm-up)
+    # are named, so a thread dump says whose they are; asyncio.run joins them at exit.
+    loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="anamnesis-hub-worker"))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     # Handlers get 5 s to finish on shutdown (aiohttp's default is 60).

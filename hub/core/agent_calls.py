@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from anamnesis.agents.protocol.oscmap import build_message
-from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.errors import Conflict, HubError, NotFound, Unavailable
 from anamnesis.hub.core.events import EventLog
 from anamnesis.hub.fleet.discovery import AgentRegistry
-from anamnesis.hub.fleet.osc import HubOsc, Messages
+from anamnesis.hub.fleet.osc import HubOsc, Messages, TooBusy
 
 #: Seconds to wait for an agent's reply to a state or weights query.
 REPLY_TIMEOUT_S = 2.0
@@ -63,26 +63,30 @@ class AgentCalls:
         agent is pending or offline)."""
         entry = self.registry.get(agent_id)
         if entry is None:
-            raise HubError(f"no agent {agent_id!r}", 404)
+            raise NotFound(f"no agent {agent_id!r}")
         if online and not entry.adopted:
-            raise HubError(f"agent {agent_id} is pending; adopt it first", 409)
+            raise Conflict(f"agent {agent_id} is pending; adopt it first")
         if online and not entry.online:
-            raise HubError(f"agent {agent_id} is offline", 409)
+            raise Conflict(f"agent {agent_id} is offline")
         return entry
 
     async def request(self, agent_id: str, messages: list[bytes],
-                      until: Callable[[Messages], bool], *, refused_status: int | None = 400
-                      ) -> Messages:
+                      until: Callable[[Messages], bool], *, check: bool = True) -> Messages:
         """Send ``messages`` to the online agent and collect its replies until ``until``
-        holds (or the reply timeout); ``HubError`` (``refused_status``) with its
-        ``/error`` replies, if any (``refused_status=None``: the replies as they are)."""
+        holds (or the reply timeout); ``HubError`` with its ``/error`` replies, if any
+        (``check=False``: the replies as they are); :class:`Unavailable` if the hub has
+        too many requests in flight."""
         entry = self.entry(agent_id, online=True)
         lock = self._locks.setdefault(agent_id, asyncio.Lock())
         async with lock:
-            replies = await self.osc.collect(entry.osc_peer, messages, until, REPLY_TIMEOUT_S)
+            try:
+                replies = await self.osc.collect(entry.osc_peer, messages, until,
+                                                 REPLY_TIMEOUT_S)
+            except TooBusy as exc:
+                raise Unavailable(str(exc)) from None
         errors = [str(args[0]) for a, args in replies if a == "/error" and args]
-        if errors and refused_status is not None:
-            raise HubError(f"agent {agent_id} refused: " + "; ".join(errors), refused_status)
+        if errors and check:
+            raise HubError(f"agent {agent_id} refused: " + "; ".join(errors))
         return replies
 
     def adopt(self, agent_id: str) -> Any:
@@ -93,7 +97,7 @@ class AgentCalls:
     async def read_state(self, agent_id: str) -> dict[str, object]:
         """Ask the agent for ``/state``; returns (and records) its parameter values."""
         replies = await self.request(agent_id, [build_message("/state")], _replied("/panicked"),
-                                     refused_status=None)
+                                     check=False)
         values = state_values(replies)
         self.registry.set_params(agent_id, values)
         return values
@@ -105,12 +109,12 @@ class AgentCalls:
                     for name, value in params.items()]
         outgoing.append(build_message("/state"))
         replies = await self.request(agent_id, outgoing, _replied("/panicked"),
-                                     refused_status=None)
+                                     check=False)
         errors = [str(args[0]) for a, args in replies if a == "/error" and args]
         values = state_values(replies)
         self.registry.set_params(agent_id, values)
         if errors:
-            raise HubError(f"agent {agent_id} refused: " + "; ".join(errors), 400)
+            raise HubError(f"agent {agent_id} refused: " + "; ".join(errors))
         return values
 
     def remember(self, agent_id: str, params: dict[str, object]) -> None:
@@ -144,11 +148,11 @@ class AgentCalls:
     async def weights(self, agent_id: str) -> list[float]:
         """The agent's flat weight vector (its ``/weights``)."""
         replies = await self.request(agent_id, [build_message("/weights")],
-                                     _replied("/weights", "/error"), refused_status=None)
+                                     _replied("/weights", "/error"), check=False)
         for address, args in replies:
             if address == "/weights":
                 return [float(x) for x in args]
-        raise HubError(f"agent {agent_id} refused the weights query", 502)
+        raise Unavailable(f"agent {agent_id} refused the weights query")
 
     async def set_weights(self, agent_id: str, weights: object) -> list[float]:
         """Write the agent's flat weight vector (float32 over OSC; learning goes on from

@@ -53,7 +53,7 @@ from typing import Any
 
 from anamnesis.hub.clock.driver import can_record
 from anamnesis.hub.core.agent_calls import AgentCalls, is_number
-from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.errors import Conflict, HubError
 from anamnesis.hub.core.events import EventLog
 from anamnesis.hub.core.layout import RoomLayout
 from anamnesis.hub.core.routes import RouteBook
@@ -364,8 +364,8 @@ class Hub:
     def record_start(self, name: object) -> dict[str, Any]:
         """Record every agent's output (simulated mode) to ``STATE_DIR/recordings/NAME.wav``."""
         if not can_record(self.driver):
-            raise HubError("recording needs simulated mode with a config "
-                           "(recording a deployed installation is not built yet)", 409)
+            raise Conflict("recording needs simulated mode with a config "
+                           "(recording a deployed installation is not built yet)")
         if not isinstance(name, str) or not 1 <= len(name) <= 64 or not all(
                 c.isalnum() or c in "-_." for c in name) or name.startswith("."):
             raise HubError("a recording name has 1 to 64 letters, digits, '-', '_' or '.'")
@@ -373,18 +373,18 @@ class Hub:
         try:
             self.driver.record_start(path)
         except RuntimeError as exc:
-            raise HubError(str(exc), 409) from None
+            raise Conflict(str(exc)) from None
         self.emit("record_start", f"recording to {path.name}", file=path.name)
         return {"recording": path.name}
 
     async def record_stop(self) -> dict[str, Any]:
         """Stop recording; the file's name, frames and seconds."""
         if not can_record(self.driver):
-            raise HubError("not recording", 409)
+            raise Conflict("not recording")
         try:
             info = await self.driver.record_stop()
         except RuntimeError as exc:
-            raise HubError(str(exc), 409) from None
+            raise Conflict(str(exc)) from None
         info["path"] = Path(info["path"]).name
         self.emit("record_stop", f"recorded {info['seconds']:.1f} s to {info['path']}", **info)
         return info

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from anamnesis.hub.clock.driver import can_move_room
-from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.errors import Conflict, HubError
 from anamnesis.hub.core.events import EventLog
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class RoomLayout:
         """Replace the room: ``body`` is a ``[room]`` table as JSON (``size``, ``rt60`` or
         ``absorption``, ``listener``, ...), or null for none."""
         if self.config is None:
-            raise HubError("the hub runs without a config: there is no room to edit", 409)
+            raise Conflict("the hub runs without a config: there is no room to edit")
         if body is not None and not isinstance(body, dict):
             raise HubError("a room is a JSON object ([room] as in the config) or null")
         data = self._edited_config().to_dict()
@@ -105,13 +105,13 @@ class RoomLayout:
         "agents": {id: {"speaker": [x, y, z], "mic": [x, y, z]}}}`` (every part optional,
         metres). Checked as :meth:`put_room`; returns :meth:`room_layout`."""
         if self.config is None:
-            raise HubError("the hub runs without a config: there is no floor plan to edit", 409)
+            raise Conflict("the hub runs without a config: there is no floor plan to edit")
         if not isinstance(body, dict) or set(body) - {"listener", "agents"}:
             raise HubError('a layout is a JSON object with "listener" and/or "agents"')
         data = self._edited_config().to_dict()
         if "listener" in body:
             if "room" not in data:
-                raise HubError("there is no room: the listener has nowhere to stand", 409)
+                raise Conflict("there is no room: the listener has nowhere to stand")
             data["room"]["listener"] = body["listener"]
         moves = body.get("agents", {})
         if not isinstance(moves, dict):

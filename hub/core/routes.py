@@ -19,7 +19,7 @@ from dataclasses import asdict
 from typing import Any
 
 from anamnesis.hub.core.agent_calls import is_number
-from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.errors import Conflict, HubError, NotFound
 from anamnesis.hub.core.events import EventLog
 from anamnesis.hub.installation.edges import (
     MAX_DELAY_MS,
@@ -166,9 +166,9 @@ class RouteBook:
             raise HubError("a route is a JSON object")
         route = self.check(body)
         if route["id"] in self.routes:
-            raise HubError(f"route {route['id']} exists; PATCH it", 409)
+            raise Conflict(f"route {route['id']} exists; PATCH it")
         if len(self.routes) >= MAX_ROUTES:
-            raise HubError(f"at most {MAX_ROUTES} routes", 409)
+            raise Conflict(f"at most {MAX_ROUTES} routes")
         self._drive({**self.routes, route["id"]: route})
         self._keep({route["id"]: route})
         self.events.emit("route_added", f"route {route['id']} added", route=route)
@@ -188,14 +188,14 @@ class RouteBook:
                 != len(agents) or not all(isinstance(a, str) for a in agents):
             raise HubError("agents must list at least two different agent ids")
         if any(rid.startswith(name + ":") for rid in self.routes):
-            raise HubError(f"ring {name} exists; delete it first", 409)
+            raise Conflict(f"ring {name} exists; delete it first")
         new = {}
         for a, b in expand_ring(agents):
             route = self.check({"from": a, "to": b, **params})
             route["id"] = ring_edge_id(name, a, b)
             new[route["id"]] = route
         if len(self.routes) + len(new) > MAX_ROUTES:
-            raise HubError(f"at most {MAX_ROUTES} routes", 409)
+            raise Conflict(f"at most {MAX_ROUTES} routes")
         self._drive({**self.routes, **new})
         self._keep(new)
         self.events.emit("ring_added", f"ring {name} added ({' -> '.join(agents)})", ring=name,
@@ -206,7 +206,7 @@ class RouteBook:
         """Remove every edge of ring ``name``; their ids."""
         gone = [rid for rid in self.routes if rid.startswith(name + ":")]
         if not gone:
-            raise HubError(f"no ring {name!r}", 404)
+            raise NotFound(f"no ring {name!r}")
         self._drive({k: v for k, v in self.routes.items() if k not in gone})
         self._keep({}, gone)
         self.events.emit("ring_deleted", f"ring {name} deleted", ring=name)
@@ -215,7 +215,7 @@ class RouteBook:
     def update_route(self, route_id: str, body: object) -> dict[str, Any]:
         """Change an edge's parameters."""
         if route_id not in self.routes:
-            raise HubError(f"no route {route_id!r}", 404)
+            raise NotFound(f"no route {route_id!r}")
         if not isinstance(body, dict):
             raise HubError("a route is a JSON object")
         route = self.check(body, current=self.routes[route_id])
@@ -227,7 +227,7 @@ class RouteBook:
     def delete_route(self, route_id: str) -> None:
         """Remove an edge."""
         if route_id not in self.routes:
-            raise HubError(f"no route {route_id!r}", 404)
+            raise NotFound(f"no route {route_id!r}")
         self._drive({k: v for k, v in self.routes.items() if k != route_id})
         self._keep({}, [route_id])
         self.events.emit("route_deleted", f"route {route_id} deleted", route=route_id)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from anamnesis.hub.core.agent_calls import AgentCalls, is_number
-from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.errors import Conflict, HubError, NotFound
 from anamnesis.hub.core.events import EventLog
 
 #: Most scenes the hub keeps.
@@ -94,7 +94,7 @@ class SceneBook:
         """The snapshots the hub keeps of ``agent_id`` (oldest first; scenes' own not listed)."""
         infos = await self.store.snapshots(agent_id)
         if not infos and agent_id not in self._known_ids():
-            raise HubError(f"no agent {agent_id!r}", 404)
+            raise NotFound(f"no agent {agent_id!r}")
         return [snapshot_json(i) for i in infos if not i.name.startswith("scene/")]
 
     async def save_snapshot(self, agent_id: str, name: object) -> dict[str, Any]:
@@ -122,10 +122,10 @@ class SceneBook:
         entry = self.calls.entry(agent_id, online=True)
         info = await self.store.find_snapshot(agent_id, name)
         if info is None or name.startswith("scene/"):
-            raise HubError(f"no snapshot {name!r} of {agent_id}", 404)
+            raise NotFound(f"no snapshot {name!r} of {agent_id}")
         if entry.model and info.model != entry.model:
-            raise HubError(f"snapshot {name!r} is of a {info.model} model; {agent_id} runs "
-                           f"{entry.model}", 409)
+            raise Conflict(f"snapshot {name!r} is of a {info.model} model; {agent_id} runs "
+                           f"{entry.model}")
         _, data = await self.store.snapshot(info.id)
         state = decode_state(data)
         params = json.loads(str(state["params"][()]))
@@ -144,7 +144,7 @@ class SceneBook:
 
         name = check_name(name, "scene")
         if name not in self.scenes and len(self.scenes) >= MAX_SCENES:
-            raise HubError(f"at most {MAX_SCENES} scenes; delete one", 409)
+            raise Conflict(f"at most {MAX_SCENES} scenes; delete one")
         agents: dict[str, Any] = {}
         for entry in self.calls.registry.entries():
             if entry.adopted and entry.online:
@@ -165,7 +165,7 @@ class SceneBook:
     def get_scene(self, name: str) -> dict[str, Any]:
         """A saved scene (404 if unknown)."""
         if name not in self.scenes:
-            raise HubError(f"no scene {name!r}", 404)
+            raise NotFound(f"no scene {name!r}")
         return self.scenes[name]
 
     async def delete_scene(self, name: str) -> None:

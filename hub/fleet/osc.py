@@ -33,6 +33,10 @@ Waiter = Callable[[Messages], bool]
 MAX_WAITING_PEERS = 1024
 
 
+class TooBusy(RuntimeError):
+    """:meth:`HubOsc.collect` refused: too many agents have requests in flight."""
+
+
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, owner: HubOsc) -> None:
         self.owner = owner
@@ -122,7 +126,8 @@ class HubOsc:
         Raises ``TimeoutError`` after ``timeout`` s without completion.
         """
         if peer not in self._waiters and len(self._waiters) >= MAX_WAITING_PEERS:
-            raise RuntimeError("too many agents with requests in flight")
+            raise TooBusy(f"too many agents with requests in flight (at most "
+                          f"{MAX_WAITING_PEERS}); try again")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Messages] = loop.create_future()
         gathered: Messages = []
@@ -151,4 +156,4 @@ class HubOsc:
                     self._waiters.pop(peer, None)
 
 
-__all__ = ["HubOsc", "Messages", "Peer"]
+__all__ = ["TooBusy", "HubOsc", "Messages", "Peer"]
