@@ -150,15 +150,15 @@ async def test_agents_carry_their_models_parameter_specs(live):
     nn, un = agents["wa1"]["specs"], agents["wu1"]["specs"]
     assert nn["lr"]["scale"] == "log" and nn["ridge"]["scale"] == "log"
     assert nn["lr"]["min"] == 0.0 and nn["lr"]["max"] == 50.0 and nn["lr"]["default"] == 0.1
-    assert nn["lr"]["kind"] == "float" and "learning rate" in nn["lr"]["doc"]
+    assert nn["lr"]["kind"] == "float" and "learning rate" in nn["lr"]["description"]
     assert nn["learn"]["kind"] == "bool"
     assert nn["act_mix"]["kind"] == "array" and nn["act_mix"]["size"] == 6   # hidden_size
     # Keyed and named as OSC and set_params name them (the model's lambda_ is /lambda).
-    assert un["lambda"]["name"] == "lambda" and un["lambda"]["scale"] == "linear"
+    assert un["lambda"]["name"] == "lambda" and un["lambda"]["scale"] == "lin"
     assert "lambda_" not in un
     # Every agent's own controls too.
     assert nn["gain"]["unit"] == "dB" and (nn["gain"]["min"], nn["gain"]["max"]) == (-60, 12)
-    assert un["mute"]["kind"] == "bool" and nn["lr"]["description"] == nn["lr"]["doc"]
+    assert un["mute"]["kind"] == "bool" and "doc" not in nn["lr"]
     assert un["lambda"]["unit"] == "rad/time unit"
     assert un["activation"]["kind"] == "choice" and "tanh" in un["activation"]["choices"]
     assert un["delays"]["size"] == 8 * 2 and un["time_scale"]["scale"] == "log"

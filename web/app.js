@@ -88,35 +88,15 @@ function onBinary(buffer) {
 // -- weights: watch only the agents whose weights panel is open ----------------------
 
 const watched = new Set();
-let watchPolling = null;   // fallback when the hub has no watch_weights command
 
 async function sendWatch() {
   if (!conn.isOpen) return;
   try {
     // A hidden tab watches nothing (nobody sees the bars; the hub need not read them).
     await conn.request("watch_weights", { agents: document.hidden ? [] : [...watched] });
-    stopPolling();
   } catch (err) {
-    if (/unknown command/.test(err.message)) startPolling();
+    console.warn(`watching weights failed: ${err.message}`);
   }
-}
-
-function startPolling() {
-  if (watchPolling) return;
-  watchPolling = setInterval(async () => {
-    if (document.hidden) return;
-    for (const id of watched) {
-      try {
-        const r = await fetch(`/api/agents/${encodeURIComponent(id)}/weights`);
-        if (r.ok) dispatch({ type: "weights", agent: id, weights: (await r.json()).weights, t: Date.now() / 1000 });
-      } catch { /* the next poll tries again */ }
-    }
-  }, 333);
-}
-
-function stopPolling() {
-  clearInterval(watchPolling);
-  watchPolling = null;
 }
 
 function watchWeights(id, on) {
@@ -133,15 +113,7 @@ async function refresh(what) {
     if (what === "routes") dispatch({ type: "routes", routes: await conn.request("routes") });
     else if (what === "scenes") dispatch({ type: "scenes", scenes: await conn.request("scenes") });
     else if (what === "events") dispatch({ type: "events", events: await conn.request("events") });
-    else if (what === "room") {
-      const r = await fetch("/api/room/layout");
-      if (r.ok) dispatch({ type: "room", layout: await r.json() });
-      else {
-        // An older hub: only the [room] table, no positions.
-        const room = await conn.request("room");
-        dispatch({ type: "room", layout: room ? { room, agents: {}, recomputing: false, responses_ms: null } : null });
-      }
-    }
+    else if (what === "room") dispatch({ type: "room", layout: await conn.request("room_layout") });
   } catch (err) {
     console.warn(`reading ${what} failed: ${err.message}`);
   }

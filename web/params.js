@@ -1,9 +1,10 @@
 // Parameter specs and slider scales (pure; no DOM).
 //
 // An agent's JSON may carry `specs` {name: {kind, min, max, default, scale, unit,
-// description, choices, size}} (agents/models/base.py ParamSpec.describe(); scale
-// "log" or "lin"/"linear"). When it does not (an older hub), `specsOf` guesses from
-// the parameter values and the names every agent has, so the controls still appear.
+// description, choices, size}} (agents/models/base.py ParamSpec.describe(), as the
+// hub sends them; scale "log" or "lin"). An agent the hub has no description of (a
+// model kind it does not know) gets controls guessed from its parameter values and
+// the names every agent has.
 
 /** Slider positions: an <input type=range> runs 0..SLIDER_STEPS. */
 export const SLIDER_STEPS = 1000;
@@ -24,7 +25,6 @@ const LAST = ["gain", "mute"];
 
 function normalise(name, spec) {
   const s = { name, kind: "float", scale: "lin", unit: "", description: "", ...spec };
-  if (s.scale === "linear") s.scale = "lin";
   if (s.kind === "choice" && !Array.isArray(s.choices)) s.choices = [];
   return s;
 }

@@ -1,18 +1,18 @@
 """What an agent's parameters are, for the dashboard's sliders: ranges, scales, units.
 
 :func:`model_specs` describes the real-time parameters of a model kind (the
-:data:`agents.models.MODEL_KINDS` registry), built from the model's own
-:class:`agents.models.base.ParamSpec`\\ s plus every agent's own ``gain`` (dB) and
-``mute`` (:mod:`agents.control`), keyed by the parameter's OSC name (``lambda_`` is
+:data:`anamnesis.agents.models.MODEL_KINDS` registry), built from the model's own
+:class:`anamnesis.agents.models.base.ParamSpec`\\ s plus every agent's own ``gain`` (dB) and
+``mute`` (:mod:`anamnesis.agents.control`), keyed by the parameter's OSC name (``lambda_`` is
 ``lambda``, as the agent's ``/state``, the hub's ``params`` and ``set_params`` name it;
 ``name`` repeats it)::
 
     {"lr": {"name": "lr", "kind": "float", "min": 0.0, "max": 50.0, "default": 0.1,
-            "scale": "log", "unit": "", "doc": "learning rate: ...",
-            "description": (the same), "per_sample": true}, ...}
+            "scale": "log", "unit": "", "description": "learning rate: ...",
+            "per_sample": true}, ...}
 
-``scale`` is ``"log"`` (learning rate, ridge: useful values span decades) or
-``"linear"``; ``min``/``max`` are null when unbounded; a ``"choice"`` has
+``scale`` is the ParamSpec's own: ``"log"`` (learning rate, ridge: useful values span
+decades) or ``"lin"``; ``min``/``max`` are null when unbounded; a ``"choice"`` has
 ``choices`` instead, an ``"array"`` its ``size`` (which depends on the agent's
 constructor arguments, ``hidden_size`` ...: pass them as ``model_args``). An
 unknown model kind (or one whose constructor refuses the arguments) gives ``{}``.
@@ -34,10 +34,8 @@ log = logging.getLogger(__name__)
 
 def _describe(name: str, spec: Any) -> dict[str, Any]:
     raw = spec.describe()
-    out: dict[str, Any] = {"name": name, "kind": raw["kind"],
-                           "scale": "log" if raw["scale"] == "log" else "linear",
-                           "unit": raw["unit"], "doc": raw["description"],
-                           "description": raw["description"],
+    out: dict[str, Any] = {"name": name, "kind": raw["kind"], "scale": raw["scale"],
+                           "unit": raw["unit"], "description": raw["description"],
                            "default": raw["default"], "per_sample": raw["per_sample"]}
     for key in ("min", "max", "choices", "size"):
         if key in raw:

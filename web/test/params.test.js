@@ -31,15 +31,16 @@ test("a log slider with a positive minimum starts there; a linear one is linear"
   assert.equal(fromSlider(SLIDER_STEPS / 2, gain), -24);
   assert.equal(toSlider(100, gain), SLIDER_STEPS);    // clamped
   assert.equal(toSlider(NaN, gain), 0);
-  assert.equal(toSlider(0.5, { kind: "float", min: 0, max: 1, scale: "linear" }), SLIDER_STEPS / 2);
+  assert.equal(toSlider(0.5, { kind: "float", min: 0, max: 1, scale: "lin" }), SLIDER_STEPS / 2);
 });
 
 test("specs from the hub are normalised and ordered; without specs they are guessed", () => {
   const given = specsOf({ specs: { gain: { kind: "float", min: -60, max: 12, scale: "lin" },
-                                   ridge: { kind: "float", min: 0, max: 1, scale: "linear" },
+                                   ridge: { kind: "float", min: 0, max: 1, scale: "log" },
                                    lr: lr, shape: { kind: "choice", choices: ["a", "b"] } } });
   assert.deepEqual(given.map((s) => s.name), ["lr", "ridge", "shape", "gain", "mute"]);
-  assert.equal(given.find((s) => s.name === "ridge").scale, "lin");
+  assert.equal(given.find((s) => s.name === "ridge").scale, "log");   // as the hub says
+  assert.equal(given.find((s) => s.name === "gain").scale, "lin");
   assert.deepEqual(given.slice(-2).map((s) => s.name), ["gain", "mute"]);
   const guessed = specsOf({ params: { lr: 0.1, ridge: 1e-4, learn: 1, act_mix: [0, 0], activation: "tanh", q: 2 } });
   const byName = Object.fromEntries(guessed.map((s) => [s.name, s]));

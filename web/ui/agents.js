@@ -109,7 +109,7 @@ class Card {
     const id = this.id;
     const testid = `param-${id}-${spec.name}`;
     const label = spec.name === "learn" ? "learn" : spec.name === "gain" ? "gain" : spec.name;
-    const title = spec.doc || spec.description || spec.name;
+    const title = spec.description || spec.name;
     const send = throttle((value) => this.send(spec.name, value), 100);
     const entry = { spec, editedAt: 0, send, input: null, output: null };
     let input;

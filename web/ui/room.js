@@ -49,31 +49,14 @@ export function mountRoom(root, ctx) {
     report("room", ctx.request("put_room", { room }));
   });
 
-  let useRest = false;
   async function putLayout(layout) {
-    if (!useRest) {
-      try {
-        await ctx.request("put_room_layout", { layout });
-        status.textContent = "";
-        return;
-      } catch (err) {
-        if (!/unknown command/.test(err.message)) {
-          status.textContent = `move: ${err.message}`;
-          drag = null;    // show the hub's positions again
-          render(ctx.getState(), true);
-          return;
-        }
-        useRest = true;
-      }
-    }
-    const r = await fetch("/api/room/layout", { method: "PUT", credentials: "same-origin",
-      headers: { "Content-Type": "application/json" }, body: JSON.stringify(layout) });
-    if (!r.ok) {
-      const body = await r.json().catch(() => ({}));
-      status.textContent = `move: ${body.error || r.status}`;
-    } else {
+    try {
+      await ctx.request("put_room_layout", { layout });
       status.textContent = "";
-      ctx.dispatch({ type: "room", layout: await r.json() });
+    } catch (err) {
+      status.textContent = `move: ${err.message}`;
+      drag = null;    // show the hub's positions again
+      render(ctx.getState(), true);
     }
   }
   const send = throttle(putLayout, 100);
