@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from web_support import CHROMIUM, CHROMIUM_ARGS  # TESTING.md's flags, written once
+from support.web import CHROMIUM, CHROMIUM_ARGS  # TESTING.md's flags, written once
 
 from anamnesis.hub.resources import deploy_config
 

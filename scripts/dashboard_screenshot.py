@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from web_support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (TESTING.md's flags, once)
+from support.web import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (TESTING.md's flags, once)
 
 PORT = 8479
 

@@ -1,4 +1,5 @@
-"""Guards every test runs under (STYLE 14, after python-zeroconf's conftest).
+"""Guards every test runs under (STYLE 14, after python-zeroconf's conftest), and the
+fixtures every test may name.
 
 * **No leaked thread.** A thread that a test started must have ended when the test
   ends (a few seconds of grace for threads that are being joined). Threads that live
@@ -15,6 +16,10 @@ import threading
 import time
 
 import pytest
+
+# The control plane's fixtures, for every test that names them: warm_kernels (numba's
+# cache filled once per session) and loop_watchdog (a test fails if it blocks its loop).
+from support.controlplane import loop_watchdog, warm_kernels  # noqa: F401
 
 #: Seconds a test's threads get to finish after it ends.
 THREAD_GRACE_S = 5.0

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_support import REPO, AgentProcess, spawn
-from controlplane_support import OscTestClient
 from numpy.testing import assert_allclose
+from support.agents import REPO, AgentProcess, spawn
+from support.controlplane import OscTestClient
 
 from anamnesis.agents.snapshots import AUTOSAVE, read_snapshot_sync
 

@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 import pytest
-from alloc_support import traced_allocation
 from numpy.testing import assert_allclose, assert_array_equal
+from support.alloc import traced_allocation
 
 from anamnesis.agents.models import _autoregnn_kernels as K
 from anamnesis.agents.models import create_model, model_class

@@ -4,7 +4,7 @@ nothing per block, and crossfades a response swap over one block."""
 
 import numpy as np
 import pytest
-from alloc_support import traced_allocation
+from support.alloc import traced_allocation
 
 from anamnesis.hub.engine.convolve import MatrixConvolver
 

@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from alloc_support import traced_allocation
+from support.alloc import traced_allocation
 
 from anamnesis.hub.engine.coupling import RoomCoupling, compute_responses, ears
 from anamnesis.hub.engine.room import SPEED_OF_SOUND_M_S

@@ -28,7 +28,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from agent_support import REPO
+from support.agents import REPO
 
 from anamnesis.hub.monitor.listen import LISTENER, decode_frame
 

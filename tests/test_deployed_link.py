@@ -15,7 +15,7 @@ import signal
 import aiohttp
 import numpy as np
 import pytest
-from agent_support import spawn
+from support.agents import spawn
 
 from anamnesis.hub.clock.deployed_agent import DeployedAgent
 

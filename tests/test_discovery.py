@@ -12,12 +12,10 @@ import stat
 import time
 
 import pytest
-from controlplane_support import (  # noqa: F401
+from support.controlplane import (
     AgentProcess,
     OscTestClient,
-    loop_watchdog,
     running_agent,
-    warm_kernels,
 )
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 

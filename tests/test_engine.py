@@ -162,7 +162,7 @@ def test_a_rejected_command_fails_alone():
 def test_applying_a_checked_parameter_allocates_nothing(kind):
     """What the audio thread does with a SetParam: the value was checked on the loop
     (ParamSpec.validate, AgentControl); applying it allocates no array."""
-    from alloc_support import traced_allocation
+    from support.alloc import traced_allocation
 
     from anamnesis.agents.models import create_model
 
@@ -401,7 +401,7 @@ def test_follow_input_with_a_short_block_and_the_full_block_agree():
 def test_the_audio_path_allocates_no_block_sized_buffer(follow):
     """Steady state: 100 callbacks of 1024 frames never hold more than 3 KiB of new
     Python-tracked memory at once (a block-sized temporary would take 4 KiB or more)."""
-    from alloc_support import traced_allocation
+    from support.alloc import traced_allocation
 
     engine = AgentEngine(AutoRegNN(max_block=1024), block=1024, sample_rate=SR, follow=follow)
     mic = np.random.default_rng(0).normal(0.0, 0.3, 1024).astype(np.float32)

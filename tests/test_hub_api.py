@@ -7,7 +7,6 @@ scenes, kill -9, and a hub restart that restores everything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -17,12 +16,12 @@ import time
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from controlplane_support import (  # noqa: F401  (fixtures)
+from support.controlplane import (
     AgentProcess,
     OscTestClient,
-    loop_watchdog,
-    warm_kernels,
 )
+from support.hubs import DEPLOYED, running_hub
+from support.waiting import wait_for
 
 from anamnesis.agents.protocol.key import generate_key
 from anamnesis.hub.api.app import create_app
@@ -33,18 +32,6 @@ from anamnesis.hub.core.hub import Hub
 LOOPBACK = "127.0.0.1"
 
 
-@contextlib.asynccontextmanager
-async def running_hub(state_dir, key=None, config=None):
-    """A started Hub with its app on a real 127.0.0.1 port; yields (hub, base_url)."""
-    hub = Hub(state_dir=state_dir, interface=LOOPBACK, key=key, config=config, spawn=False)
-    await hub.start()
-    server = TestServer(create_app(hub), host=LOOPBACK, port=0)
-    await server.start_server()
-    try:
-        yield hub, str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
-        await hub.close()
 
 
 def _concrete(path: str) -> str:
@@ -125,13 +112,6 @@ async def test_token_file_cookie_openapi_and_malformed_json(tmp_path):
 # ---------------------------------------------------------------------------
 
 
-async def _wait_for(predicate, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def _osc_value(port: int, address: str) -> object:
@@ -171,14 +151,14 @@ async def test_live_installation_and_restart(tmp_path, caplog):
             async def discovered():
                 return await statuses() == {"s1": "online", "s2": "online", "u1": "pending"}
 
-            await _wait_for(discovered, 15.0, "s1, s2 adopted and u1 pending")
+            await wait_for(discovered, 15.0, "s1, s2 adopted and u1 pending")
             async with http.post(base + "/api/agents/u1/adopt", headers=auth) as r:
                 assert r.status == 200 and (await r.json())["adopted"] is True
 
             async def u1_online():
                 return (await statuses())["u1"] == "online"
 
-            await _wait_for(u1_online, 3.0, "u1 online")
+            await wait_for(u1_online, 3.0, "u1 online")
 
             # Parameters: PATCH -> OSC to the agent, as its own OSC /lr query shows.
             async with http.patch(base + "/api/agents/s1", headers=auth,
@@ -294,7 +274,7 @@ async def test_live_installation_and_restart(tmp_path, caplog):
                     got = {a["id"]: a["status"] for a in await r.json()}
                 return got.get("s1") == "online" and got.get("u1") == "online"
 
-            await _wait_for(back, 15.0, "s1 and u1 re-adopted (u1 without asking)")
+            await wait_for(back, 15.0, "s1 and u1 re-adopted (u1 without asking)")
             async with http.get(base2 + "/api/routes") as r:
                 routes = {x["id"]: x for x in await r.json()}
             assert set(routes) == {"s1->s2", "s2->u1", "u1->s1"}
@@ -313,29 +293,6 @@ async def test_live_installation_and_restart(tmp_path, caplog):
         await asyncio.gather(*(a.stop() for a in agents))
 
 
-DEPLOYED = """
-[installation]
-name = "dep"
-mode = "deployed"
-
-[[agent]]
-id = "a"
-model = "autoregnn"
-
-[[agent]]
-id = "b"
-model = "autoregnn"
-
-[[agent]]
-id = "c"
-model = "autoregnn"
-
-[[ring]]
-name = "loop"
-agents = ["a", "b", "c"]
-delay_ms = 5.0
-gain = 0.5
-"""
 
 
 async def test_config_rings_seed_routes_and_deployed_cycles_need_delay(tmp_path):
@@ -548,7 +505,7 @@ async def test_hub_snapshots_keep_weights_and_params_and_write_them_back(tmp_pat
                 entry = hub.registry.get("k1")
                 return entry is not None and entry.online
 
-            await _wait_for(online, 15.0, "k1 adopted")
+            await wait_for(online, 15.0, "k1 adopted")
             # Listening in through the hub: a redirect to the agent's own SDP URL, so the
             # agent streams to the asking client's address (never reflected by the hub).
             async with http.get(base + "/api/agents/k1/streams/out.sdp?port=5999") as r:

@@ -12,8 +12,8 @@ import sys
 
 import aiohttp
 import pytest
-from agent_support import REPO
-from controlplane_support import OscTestClient
+from support.agents import REPO
+from support.controlplane import OscTestClient
 
 from anamnesis.agents.protocol.key import generate_key
 
@@ -213,7 +213,7 @@ def test_hub_command_refuses_bad_options(tmp_path, capsys, argv, message):
 
 
 async def test_local_agent_command_lines_follow_the_config(tmp_path):
-    from agent_support import AgentProcess
+    from support.agents import AgentProcess
 
     from anamnesis.hub.core.hub import Hub
     from anamnesis.hub.installation.check import load_config

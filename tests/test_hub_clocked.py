@@ -15,8 +15,8 @@ import signal
 import aiohttp
 import numpy as np
 import pytest
-from agent_support import spawn
 from numpy.testing import assert_array_equal
+from support.agents import spawn
 
 from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.main import add_agent_arguments, check_args

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from controlplane_support import AgentProcess
+from support.controlplane import AgentProcess
 
 from anamnesis.agents.protocol.key import generate_key
 from anamnesis.hub.core.hub import Hub

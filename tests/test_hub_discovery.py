@@ -10,7 +10,8 @@ import asyncio
 import time
 
 import pytest
-from controlplane_support import AgentProcess, loop_watchdog, warm_kernels  # noqa: F401
+from support.controlplane import AgentProcess
+from support.waiting import wait_for
 
 from anamnesis.agents.protocol.key import generate_key
 from anamnesis.agents.protocol.txt import PROTOCOL_VERSION, build_txt, parse_txt
@@ -112,13 +113,6 @@ def test_liveness_three_missed_pings_go_offline_and_a_pong_returns():
 # ---------------------------------------------------------------------------
 
 
-async def _wait_for(predicate, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.usefixtures("loop_watchdog")
@@ -151,17 +145,17 @@ async def test_real_agents_adopted_pending_killed_and_back(tmp_path):
             entry = registry.get(agent_id)
             return entry.status if entry else None
 
-        await _wait_for(lambda: (status("s1"), status("u1"), status("w1"))
+        await wait_for(lambda: (status("s1"), status("u1"), status("w1"))
                         == ("online", "pending", "pending"), 15.0, "discovery")
         assert registry.get("s1").osc_port == s1.osc_port
         assert registry.get("u1").http_port == u1.http_port and not registry.get("u1").signed
 
         registry.adopt("u1")
-        await _wait_for(lambda: status("u1") == "online", 3.0, "u1 online after adoption")
+        await wait_for(lambda: status("u1") == "online", 3.0, "u1 online after adoption")
 
         s1.proc.kill()   # kill -9: no goodbye
         killed = time.monotonic()
-        await _wait_for(lambda: status("s1") == "offline", 5.0, "s1 offline")
+        await wait_for(lambda: status("s1") == "offline", 5.0, "s1 offline")
         offline_after = next(t for t, kind, a in events
                              if kind == "offline" and a == "s1") - killed
         print(f"s1 offline {offline_after:.2f} s after kill -9")
@@ -171,7 +165,7 @@ async def test_real_agents_adopted_pending_killed_and_back(tmp_path):
         # The agent comes back (new process, new ports): online again, still adopted.
         s1b = await AgentProcess.start(tmp_path / "s1", agent_id="s1", extra=extra(key_file))
         agents.append(s1b)
-        await _wait_for(lambda: status("s1") == "online"
+        await wait_for(lambda: status("s1") == "online"
                         and registry.get("s1").osc_port == s1b.osc_port, 15.0, "s1 back")
     finally:
         await monitor.close()

@@ -7,7 +7,6 @@ feed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import struct
 
@@ -15,12 +14,9 @@ import aiohttp
 import numpy as np
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestServer
 from numpy.testing import assert_array_equal
-from test_hub_api import DEPLOYED, running_hub
+from support.hubs import DEPLOYED, live_hub, running_hub
 
-from anamnesis.hub.api.app import create_app
-from anamnesis.hub.core.hub import Hub
 from anamnesis.hub.monitor.listen import (
     LISTEN_HEADER,
     LISTENER,
@@ -117,7 +113,7 @@ def test_the_codec_round_trips_and_the_header_is_28_bytes():
 
 
 def test_to_pcm16_with_buffers_allocates_nothing_and_rounds():
-    from alloc_support import traced_allocation
+    from support.alloc import traced_allocation
 
     block = np.array([[0.5], [-0.5], [1.0 / 65534], [-2.0]])
     out = np.zeros((4, 1), dtype=np.int16)
@@ -172,27 +168,6 @@ MAX_QUIET_MESSAGES = 500
 # ---------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def live_hub(state_dir, toml: str, name: str):
-    """A started simulated Hub that spawns its config's agents (its own installation key,
-    so they are adopted), its app on a real 127.0.0.1 port, the clock running; yields
-    (hub, base_url)."""
-    from anamnesis.hub.installation.check import parse_config
-
-    hub = Hub(state_dir=state_dir, interface=LOOPBACK, config=parse_config(toml, name))
-    await hub.start()
-    server = TestServer(create_app(hub), host=LOOPBACK, port=0)
-    await server.start_server()
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 120         # a guard, not a speed test (busy CI machines)
-        while hub.driver.steps < 20:
-            assert loop.time() < deadline, f"the clock never ran: {hub.driver.stats()}"
-            await asyncio.sleep(0.05)
-        yield hub, str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
-        await hub.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

@@ -15,8 +15,8 @@ import asyncio
 import numpy as np
 import pytest
 import soundfile as sf
-from lockstep_support import clock_blocks, twin_engines
 from numpy.testing import assert_array_equal
+from support.lockstep import clock_blocks, twin_engines
 
 from anamnesis.agents.protocol.rtp import quantize
 from anamnesis.hub.core.errors import HubError

@@ -10,7 +10,7 @@ import aiohttp
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from test_hub_api import DEPLOYED, running_hub
+from support.hubs import DEPLOYED, running_hub
 
 from anamnesis.hub.monitor.scopes import MAGIC, SCOPE, SPECTRUM, ScopeTap, decode_frames
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.waiting import wait_for
 
 from anamnesis.hub.fleet.supervisor import ChildSpec, Supervisor, agent_argv
 
@@ -43,13 +44,6 @@ def _spec(name: str, mode: str = "polite") -> ChildSpec:
 LAUNCHES = pytest.mark.parametrize("launch", ["exec", "fork"])
 
 
-async def _wait_for(predicate, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @LAUNCHES
@@ -58,22 +52,22 @@ async def test_restart_with_backoff_and_logs(tmp_path, launch):
                      launch=launch)
     state = sup.start(_spec("c1"))
     try:
-        await _wait_for(lambda: state.running and sup.log_path("c1").exists()
+        await wait_for(lambda: state.running and sup.log_path("c1").exists()
                         and b"up c1" in sup.log_path("c1").read_bytes(), 10.0, "first start")
         first = state.pid
         os.kill(first, signal.SIGKILL)
         killed = time.monotonic()
-        await _wait_for(lambda: state.starts == 2 and state.running, 10.0, "restart")
+        await wait_for(lambda: state.starts == 2 and state.running, 10.0, "restart")
         restart_s = time.monotonic() - killed
         assert state.last_exit == -signal.SIGKILL and state.pid != first
         assert 0.2 <= restart_s < 3.0
         assert state.next_backoff_s == 0.4   # doubled after the restart
-        await _wait_for(lambda: sup.log_path("c1").read_text().count("to stderr") == 2, 10.0,
+        await wait_for(lambda: sup.log_path("c1").read_text().count("to stderr") == 2, 10.0,
                         "second start's output")
         os.kill(state.pid, signal.SIGKILL)
-        await _wait_for(lambda: state.starts == 3 and state.running, 10.0, "second restart")
+        await wait_for(lambda: state.starts == 3 and state.running, 10.0, "second restart")
         assert state.next_backoff_s == 0.8
-        await _wait_for(lambda: sup.log_path("c1").read_text().count("to stderr") == 3, 10.0,
+        await wait_for(lambda: sup.log_path("c1").read_text().count("to stderr") == 3, 10.0,
                         "third start's output")
         log_text = sup.log_path("c1").read_text()
         assert log_text.count("up c1") == 3 and log_text.count("to stderr") == 3
@@ -87,7 +81,7 @@ async def test_restart_with_backoff_and_logs(tmp_path, launch):
 async def test_close_kills_a_child_that_ignores_sigterm(tmp_path, launch):
     sup = Supervisor(tmp_path / "logs", stop_timeout_s=0.5, launch=launch)
     polite, stubborn = sup.start(_spec("p")), sup.start(_spec("s", "stubborn"))
-    await _wait_for(lambda: all(b"up" in sup.log_path(n).read_bytes()
+    await wait_for(lambda: all(b"up" in sup.log_path(n).read_bytes()
                                 for n in ("p", "s") if sup.log_path(n).exists())
                     and polite.running and stubborn.running
                     and sup.log_path("s").exists() and sup.log_path("p").exists(),
@@ -137,13 +131,13 @@ async def test_a_forked_child_runs_in_its_own_session_with_a_title_and_its_statu
     quit_state = sup.start(ChildSpec("x", (sys.executable, "-m", "nothing", "x", "3"),
                                      cwd=str(work), fork_main=f"{__name__}:quitter"))
     try:
-        await _wait_for(lambda: quit_state.last_exit is not None, 30.0, "the quitter's exit")
+        await wait_for(lambda: quit_state.last_exit is not None, 30.0, "the quitter's exit")
         assert quit_state.last_exit == 3 and quit_state.history == [3]
         text = sup.log_path("x").read_text()
         session, pid = (int(w) for w in text.split("session ")[1].split()[:3:2])
         assert session == pid != os.getsid(0)          # its own session: no hub's Ctrl-C
         assert f"cwd {work}" in text
-        await _wait_for(lambda: state.running and b"up q" in sup.log_path("q").read_bytes(),
+        await wait_for(lambda: state.running and b"up q" in sup.log_path("q").read_bytes(),
                         30.0, "the sleeper")
         title = Path(f"/proc/{state.pid}/cmdline").read_bytes().replace(b"\0", b" ")
         assert title.startswith(b"anamnesis agent q sleepy"), title     # what ps shows

@@ -12,7 +12,7 @@ import itertools
 import aiohttp
 import pytest
 import pytest_asyncio
-from test_hub_listen import live_hub
+from support.hubs import live_hub
 
 from anamnesis.hub.api.weights_watch import WATCH_PERIOD_S
 from anamnesis.hub.fleet.specs import model_specs

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from agent_support import REPO, spawn
-from controlplane_support import OscTestClient
+from support.agents import REPO, spawn
+from support.controlplane import OscTestClient
 
 PEERS = {"jackd": "jackd2", "jack_lsp": "jackd2", "jack_connect": "jackd2",
          "jack_disconnect": "jackd2", "ffmpeg": "ffmpeg"}

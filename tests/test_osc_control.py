@@ -18,17 +18,15 @@ import aiohttp
 import numpy as np
 import pytest
 import pytest_asyncio
-from controlplane_support import (  # noqa: F401
+from numpy.testing import assert_allclose
+from support.controlplane import (
     LOOPBACK,
     MODEL_KINDS,
     AgentProcess,
     OscTestClient,
-    loop_watchdog,
     require_program,
     running_agent,
-    warm_kernels,
 )
-from numpy.testing import assert_allclose
 
 from anamnesis.agents.net.osc import OscServer
 from anamnesis.agents.net.services import start_control_services

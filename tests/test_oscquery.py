@@ -12,18 +12,16 @@ import aiohttp
 import numpy as np
 import pytest
 import pytest_asyncio
-from controlplane_support import (  # noqa: F401
+from numpy.testing import assert_allclose
+from pythonoscquery.osc_query_browser import OSCQueryListener
+from pythonoscquery.osc_query_client import OSCQueryClient
+from support.controlplane import (
     LOOPBACK,
     MODEL_KINDS,
     AgentProcess,
     OscTestClient,
-    loop_watchdog,
     running_agent,
-    warm_kernels,
 )
-from numpy.testing import assert_allclose
-from pythonoscquery.osc_query_browser import OSCQueryListener
-from pythonoscquery.osc_query_client import OSCQueryClient
 from zeroconf import ServiceBrowser, Zeroconf
 
 from anamnesis.agents.net.services import start_control_services

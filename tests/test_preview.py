@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from agent_support import REPO
-from alloc_support import traced_allocation
+from support.agents import REPO
+from support.alloc import traced_allocation
 
 from anamnesis.hub.monitor.headphones import StereoRing
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from alloc_support import traced_allocation
-from lockstep_support import twin_engines
 from numpy.testing import assert_array_equal
+from support.alloc import traced_allocation
+from support.lockstep import twin_engines
 
 from anamnesis.agents.dsp.safety import SafetyChain
 from anamnesis.hub.cli import rehearse as cli_rehearse

@@ -23,8 +23,8 @@ import aiohttp
 import numpy as np
 import pytest
 import soundfile
-from agent_support import spawn
 from numpy.testing import assert_array_equal
+from support.agents import spawn
 
 from anamnesis.agents.dsp.jitter import JitterBuffer
 from anamnesis.agents.net.rtp_session import RtpReceiver, open_udp

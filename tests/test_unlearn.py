@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pytest
-from alloc_support import traced_allocation
+from support.alloc import traced_allocation
 
 from anamnesis.agents.models import create_model
 from anamnesis.agents.models._unlearn_kernels import TAYLOR_STEP, W_LIMIT, fast_tanh

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from web_support import HubThread, launch_chromium, require_browser
+from support.web import HubThread, launch_chromium, require_browser
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "out" / "test-artifacts"

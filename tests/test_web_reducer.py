@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from web_support import require_node
+from support.web import require_node
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 READY = re.compile(r"^agent (\S+) ready osc=(\d+) http=(\d+)$")
 
 

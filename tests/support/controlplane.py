@@ -152,7 +152,6 @@ import contextlib  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import agent_support  # noqa: E402
 import numpy as np  # noqa: E402
 
 from anamnesis.agents.audio.backends import NullBackend
@@ -160,6 +159,7 @@ from anamnesis.agents.control import AgentControl  # noqa: E402
 from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.models import create_model  # noqa: E402
 from anamnesis.agents.snapshots import SnapshotStore  # noqa: E402
+from support import agents as agent_support  # noqa: E402
 
 SAMPLE_RATE = 48_000
 BLOCK = 256

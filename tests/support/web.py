@@ -118,7 +118,7 @@ class HubThread:
     def start_agent(self, state_dir: Path, agent_id: str, *, signed: bool) -> Any:
         """Start one more agent process (``--audio null``, announced on 127.0.0.1);
         ``signed``: with the installation's key (adopted at once), else pending."""
-        from controlplane_support import AgentProcess
+        from support.controlplane import AgentProcess
 
         extra: tuple[str, ...] = ("--installation", self.hub.name)
         if signed:
