@@ -62,41 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from anamnesis.hub.engine.graph_kernel import (
-    _C_NONFINITE,
-    _I_USED,
-    _N_LAGGED,
-    _N_P,
-    _N_S,
-    _N_SP,
-    _P_DELAY,
-    _P_EN,
-    _P_ENSTEP,
-    _P_GAIN,
-    _P_HP,
-    _P_HPW,
-    _P_LP,
-    _P_SHAPE,
-    _S_DA,
-    _S_DB,
-    _S_EN,
-    _S_HPS,
-    _S_LPY,
-    _S_XF,
-    _S_XFON,
-    _SI_CLOCK,
-    _SI_READ,
-    _SI_USED,
-    _SI_WRITTEN,
-    _SP_EN,
-    _SP_ENSTEP,
-    _SP_GAIN,
-    _SP_START,
-    _SS_EN,
-    _lag_coefficient,
-    _next_pow2,
-    route_kernel,
-)
+from anamnesis.hub.engine import graph_kernel as K
 from anamnesis.hub.engine.sources import Signal, make_source_signal
 from anamnesis.hub.installation.config import MODES, Envelope
 from anamnesis.hub.installation.edges import (
@@ -190,23 +156,23 @@ class RoutingGraph:
         self._ids: list[str] = ids
         self._index = {a: i for i, a in enumerate(ids)}
         self.max_agents = capacity
-        self._lag_c = _lag_coefficient(self.lag_s, self.sample_rate)
+        self._lag_c = K._lag_coefficient(self.lag_s, self.sample_rate)
         self._xf_step = 1.0 if self.crossfade_s <= 0 else 1.0 / (self.crossfade_s * self.sample_rate)
 
-        history = _next_pow2(math.ceil(self.max_delay_s * self.sample_rate) + 2)
+        history = K._next_pow2(math.ceil(self.max_delay_s * self.sample_rate) + 2)
         self._hist = np.zeros((capacity, max(history, 2)))
         self._clock = np.zeros(1, dtype=np.int64)
         self._counters = np.zeros(1, dtype=np.int64)
         self._ei = np.zeros((max_edges, 3), dtype=np.int64)
-        self._ep = np.zeros((max_edges, _N_P))
-        self._es = np.zeros((max_edges, _N_S))
+        self._ep = np.zeros((max_edges, K._N_P))
+        self._es = np.zeros((max_edges, K._N_S))
         self._edges: dict[str, _EdgeSlot] = {}
         self._draining: set[int] = set()
         self._n_edges = 0
         self._offline: set[str] = set()
-        ring = _next_pow2(SOURCE_CHUNK + self.max_block)
+        ring = K._next_pow2(SOURCE_CHUNK + self.max_block)
         self._si = np.zeros((max_sources, 4), dtype=np.int64)
-        self._sp = np.zeros((max_sources, _N_SP))
+        self._sp = np.zeros((max_sources, K._N_SP))
         self._ss = np.zeros((max_sources, 2))
         self._sbuf = np.zeros((max_sources, ring))
         self._tw = np.zeros((max_sources, capacity))
@@ -256,8 +222,8 @@ class RoutingGraph:
             self._offline.add(agent_id)
         for entry in self._edges.values():
             if agent_id in (entry.edge.source, entry.edge.target):
-                self._ep[entry.slot, _P_ENSTEP] = step
-                self._ep[entry.slot, _P_EN] = 1.0 if self._edge_online(entry.edge) else 0.0
+                self._ep[entry.slot, K._P_ENSTEP] = step
+                self._ep[entry.slot, K._P_EN] = 1.0 if self._edge_online(entry.edge) else 0.0
 
     def is_online(self, agent_id: str) -> bool:
         """False after ``set_agent_online(agent_id, False)``."""
@@ -424,8 +390,8 @@ class RoutingGraph:
         return {
             "edge": entry.edge,
             "delay_effective_ms": max(delay, self.latency) * 1000.0 / self.sample_rate,
-            "gain_now": float(self._es[entry.slot, _P_GAIN]),
-            "fade_now": float(self._es[entry.slot, _S_EN]),
+            "gain_now": float(self._es[entry.slot, K._P_GAIN]),
+            "fade_now": float(self._es[entry.slot, K._S_EN]),
             "online": self._edge_online(entry.edge),
         }
 
@@ -434,56 +400,56 @@ class RoutingGraph:
         slot = self._free_slot()
         self._ei[slot] = (self._index[edge.source], self._index[edge.target], 1)
         self._ep[slot] = 0.0
-        self._ep[slot, _P_HP] = math.exp(-2.0 * math.pi * _HP_PARK_HZ / self.sample_rate)
+        self._ep[slot, K._P_HP] = math.exp(-2.0 * math.pi * _HP_PARK_HZ / self.sample_rate)
         self._write_targets(slot, edge)
-        self._ep[slot, _P_ENSTEP] = step
-        self._ep[slot, _P_EN] = 1.0 if self._edge_online(edge) else 0.0
+        self._ep[slot, K._P_ENSTEP] = step
+        self._ep[slot, K._P_EN] = 1.0 if self._edge_online(edge) else 0.0
         es = self._es[slot]
         es[:] = 0.0
-        es[:_N_LAGGED] = self._ep[slot, :_N_LAGGED]      # a new edge starts at its values
-        es[_S_DA] = es[_S_DB] = self._ep[slot, _P_DELAY]
-        es[_S_EN] = self._ep[slot, _P_EN] if fade_s == 0 else 0.0
+        es[:K._N_LAGGED] = self._ep[slot, :K._N_LAGGED]      # a new edge starts at its values
+        es[K._S_DA] = es[K._S_DB] = self._ep[slot, K._P_DELAY]
+        es[K._S_EN] = self._ep[slot, K._P_EN] if fade_s == 0 else 0.0
         self._edges[edge_id] = _EdgeSlot(slot, edge)
 
     def _write_targets(self, slot: int, edge: Edge) -> None:
         ep = self._ep[slot]
         sr = self.sample_rate
-        ep[_P_GAIN] = float(edge.gain)
-        ep[_P_LP] = 0.0 if edge.lowpass_hz is None else math.exp(-2.0 * math.pi * edge.lowpass_hz / sr)
+        ep[K._P_GAIN] = float(edge.gain)
+        ep[K._P_LP] = 0.0 if edge.lowpass_hz is None else math.exp(-2.0 * math.pi * edge.lowpass_hz / sr)
         if edge.highpass_hz is not None:
-            ep[_P_HP] = math.exp(-2.0 * math.pi * edge.highpass_hz / sr)
-        ep[_P_HPW] = 0.0 if edge.highpass_hz is None else 1.0
-        ep[_P_SHAPE] = 1.0 if edge.shape == "tanh" else 0.0
+            ep[K._P_HP] = math.exp(-2.0 * math.pi * edge.highpass_hz / sr)
+        ep[K._P_HPW] = 0.0 if edge.highpass_hz is None else 1.0
+        ep[K._P_SHAPE] = 1.0 if edge.shape == "tanh" else 0.0
         delay = edge.delay_ms * sr / 1000.0
-        ep[_P_DELAY] = max(0.0, delay - self.latency)
+        ep[K._P_DELAY] = max(0.0, delay - self.latency)
 
     def _drain(self, slot: int, fade_s: float) -> None:
-        self._ep[slot, _P_ENSTEP] = self._fade_step(fade_s)
-        self._ep[slot, _P_EN] = 0.0
+        self._ep[slot, K._P_ENSTEP] = self._fade_step(fade_s)
+        self._ep[slot, K._P_EN] = 0.0
         self._draining.add(slot)
         self._reclaim()
 
     def _reclaim(self) -> None:
         """Free the slots of removed edges and sources that have faded to silence."""
-        for slot in [s for s in self._draining if self._es[s, _S_EN] == 0.0]:
+        for slot in [s for s in self._draining if self._es[s, K._S_EN] == 0.0]:
             self._draining.discard(slot)
-            self._ei[slot, _I_USED] = 0
-        for slot in [s for s in self._source_draining if self._ss[s, _SS_EN] == 0.0]:
+            self._ei[slot, K._I_USED] = 0
+        for slot in [s for s in self._source_draining if self._ss[s, K._SS_EN] == 0.0]:
             self._source_draining.discard(slot)
-            self._si[slot, _SI_USED] = 0
-        used = np.flatnonzero(self._ei[:, _I_USED])
+            self._si[slot, K._SI_USED] = 0
+        used = np.flatnonzero(self._ei[:, K._I_USED])
         self._n_edges = int(used[-1]) + 1 if used.size else 0
-        used = np.flatnonzero(self._si[:, _SI_USED])
+        used = np.flatnonzero(self._si[:, K._SI_USED])
         self._n_sources = int(used[-1]) + 1 if used.size else 0
 
     def _free_slot(self) -> int:
         self._reclaim()
-        free = np.flatnonzero(self._ei[:, _I_USED] == 0)
+        free = np.flatnonzero(self._ei[:, K._I_USED] == 0)
         if not free.size:
             raise ValueError(f"the routing graph holds at most {len(self._ei)} edges "
                              "(fading ones included): build one with a larger max_edges")
         slot = int(free[0])
-        self._ei[slot, _I_USED] = 1
+        self._ei[slot, K._I_USED] = 1
         self._n_edges = max(self._n_edges, slot + 1)
         return slot
 
@@ -506,7 +472,7 @@ class RoutingGraph:
             raise ValueError("signal must have next(frames) and reset()")
         step = self._fade_step(fade_s)
         self._reclaim()
-        free = np.flatnonzero(self._si[:, _SI_USED] == 0)
+        free = np.flatnonzero(self._si[:, K._SI_USED] == 0)
         if not free.size:
             raise ValueError(f"the routing graph holds at most {len(self._si)} sources")
         slot = int(free[0])
@@ -534,7 +500,7 @@ class RoutingGraph:
                                      entry.gain if gain is None else gain, entry.envelope, new=False)
         if gain is not None:
             entry.gain = float(gain)
-            self._sp[entry.slot, _SP_GAIN] = entry.gain
+            self._sp[entry.slot, K._SP_GAIN] = entry.gain
         if targets is not None:
             entry.targets = weights
             self._tw[entry.slot] = 0.0
@@ -547,17 +513,17 @@ class RoutingGraph:
         if entry is None:
             raise ValueError(f"unknown source {source_id!r}")
         entry.signal.reset()
-        self._si[entry.slot, _SI_CLOCK] = int(self._sp[entry.slot, _SP_START])
-        self._si[entry.slot, _SI_READ] = 0
-        self._si[entry.slot, _SI_WRITTEN] = 0
+        self._si[entry.slot, K._SI_CLOCK] = int(self._sp[entry.slot, K._SP_START])
+        self._si[entry.slot, K._SI_READ] = 0
+        self._si[entry.slot, K._SI_WRITTEN] = 0
 
     def remove_source(self, source_id: str, fade_s: float = DEFAULT_LAG_S) -> None:
         """Fade a source out over ``fade_s`` s and forget it."""
         entry = self._sources.pop(source_id, None)
         if entry is None:
             raise ValueError(f"unknown source {source_id!r}")
-        self._sp[entry.slot, _SP_ENSTEP] = self._fade_step(fade_s)
-        self._sp[entry.slot, _SP_EN] = 0.0
+        self._sp[entry.slot, K._SP_ENSTEP] = self._fade_step(fade_s)
+        self._sp[entry.slot, K._SP_EN] = 0.0
         self._source_draining.add(entry.slot)
         self._reclaim()
 
@@ -598,15 +564,15 @@ class RoutingGraph:
         ring = self._sbuf.shape[1]
         for entry in self._sources.values():
             q = entry.slot
-            while self._si[q, _SI_WRITTEN] - self._si[q, _SI_READ] < frames:
+            while self._si[q, K._SI_WRITTEN] - self._si[q, K._SI_READ] < frames:
                 chunk = np.asarray(entry.signal.next(SOURCE_CHUNK), dtype=np.float64)
                 if chunk.shape != (SOURCE_CHUNK,):
                     raise ValueError(f"source signal gave shape {chunk.shape}, not ({SOURCE_CHUNK},)")
-                start = int(self._si[q, _SI_WRITTEN]) % ring
+                start = int(self._si[q, K._SI_WRITTEN]) % ring
                 first = min(SOURCE_CHUNK, ring - start)
                 self._sbuf[q, start:start + first] = chunk[:first]
                 self._sbuf[q, :SOURCE_CHUNK - first] = chunk[first:]
-                self._si[q, _SI_WRITTEN] += SOURCE_CHUNK
+                self._si[q, K._SI_WRITTEN] += SOURCE_CHUNK
 
     # --- processing ---------------------------------------------------------------
 
@@ -625,12 +591,12 @@ class RoutingGraph:
         use_mics = mics is not None
         if use_mics:
             self._check_block("mics", mics, frames)
-        if (any(self._es[slot, _S_EN] == 0.0 for slot in self._draining)
-                or any(self._ss[slot, _SS_EN] == 0.0 for slot in self._source_draining)):
+        if (any(self._es[slot, K._S_EN] == 0.0 for slot in self._draining)
+                or any(self._ss[slot, K._SS_EN] == 0.0 for slot in self._source_draining)):
             self._reclaim()  # a removed edge or source has faded out: free its slot
         if self._n_sources:
             self._render_sources(frames)
-        route_kernel(frames, outputs, out, mics if use_mics else self._no_mics, use_mics,
+        K.route_kernel(frames, outputs, out, mics if use_mics else self._no_mics, use_mics,
                      len(self._ids), self._hist, self._clock, self._ei, self._ep, self._es,
                      self._n_edges, self._lag_c, self._xf_step, self._si, self._sp, self._ss,
                      self._sbuf, self._tw, self._ts, self._n_sources, self._counters)
@@ -661,18 +627,18 @@ class RoutingGraph:
         self._reclaim()
         self._hist[:] = 0.0
         self._clock[0] = 0
-        used = self._ei[:, _I_USED] == 1
-        self._es[used, :_N_LAGGED] = self._ep[used, :_N_LAGGED]
-        self._es[used, _S_LPY:_S_HPS + 1] = 0.0
-        self._es[used, _S_DA] = self._es[used, _S_DB] = self._ep[used, _P_DELAY]
-        self._es[used, _S_XF] = self._es[used, _S_XFON] = 0.0
-        self._es[used, _S_EN] = self._ep[used, _P_EN]
+        used = self._ei[:, K._I_USED] == 1
+        self._es[used, :K._N_LAGGED] = self._ep[used, :K._N_LAGGED]
+        self._es[used, K._S_LPY:K._S_HPS + 1] = 0.0
+        self._es[used, K._S_DA] = self._es[used, K._S_DB] = self._ep[used, K._P_DELAY]
+        self._es[used, K._S_XF] = self._es[used, K._S_XFON] = 0.0
+        self._es[used, K._S_EN] = self._ep[used, K._P_EN]
         self._reclaim()
         for entry in self._sources.values():
             q = entry.slot
             entry.signal.reset()
-            self._si[q, _SI_CLOCK:] = 0
-            self._ss[q] = (self._sp[q, _SP_GAIN], self._sp[q, _SP_EN])
+            self._si[q, K._SI_CLOCK:] = 0
+            self._ss[q] = (self._sp[q, K._SP_GAIN], self._sp[q, K._SP_EN])
             self._ts[q] = self._tw[q]
 
     @property
@@ -682,7 +648,7 @@ class RoutingGraph:
 
     def stats(self) -> dict[str, int]:
         """Counters: samples routed, non-finite output samples replaced by 0, edges, sources."""
-        return {"position": self.position, "nonfinite": int(self._counters[_C_NONFINITE]),
+        return {"position": self.position, "nonfinite": int(self._counters[K._C_NONFINITE]),
                 "edges": len(self._edges), "fading_edges": len(self._draining),
                 "sources": len(self._sources)}
 

@@ -62,9 +62,7 @@ _SECRET_RE = re.compile(r"(^|_)(key|token|secret|password|passphrase)$", re.IGNO
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-# ---------------------------------------------------------------------------
-# The checker
-# ---------------------------------------------------------------------------
+# -- the checker ----------------------------------------------------------------
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -82,7 +80,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-_MISSING = object()
+_MISSING = object()   # a key the config does not have
 
 
 class _Checker:
