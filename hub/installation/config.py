@@ -59,6 +59,7 @@ from types import MappingProxyType
 from typing import Any
 
 from anamnesis.agents.recipe import RESERVED_MODEL_ARGS
+from anamnesis.hub.installation.edges import Edge
 from anamnesis.hub.installation.toml import dump_toml
 
 Vec3 = tuple[float, float, float]
@@ -233,26 +234,9 @@ class AgentSpec:
         return model
 
 
-@dataclass(frozen=True)
-class Route:
-    """One ``[[route]]``: an edge from ``source``'s output to ``target``'s input.
-
-    gain linear; delay_ms total delay (ms); lowpass_hz / highpass_hz one-pole
-    cutoffs (Hz, None = off); shape "none" | "tanh".
-    """
-
-    source: str
-    target: str
-    gain: float = 1.0
-    delay_ms: float = 0.0
-    lowpass_hz: float | None = None
-    highpass_hz: float | None = None
-    shape: str = "none"
-
-    @property
-    def id(self) -> str:
-        """The edge id of this route in the routing graph: ``"a->b"``."""
-        return f"{self.source}->{self.target}"
+#: One ``[[route]]``: the installation's one edge shape (:class:`~.edges.Edge`: source,
+#: target, gain, delay_ms, lowpass_hz, highpass_hz, shape; its ``id`` is ``"a->b"``).
+Route = Edge
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,11 @@ class Edge:
     highpass_hz: float | None = None
     shape: str = "none"
 
+    @property
+    def id(self) -> str:
+        """The edge's id in the routing graph (a plain route's): ``"a->b"``."""
+        return f"{self.source}->{self.target}"
+
 
 def expand_ring(agents: Sequence[str]) -> list[tuple[str, str]]:
     """The (source, target) pairs of a ring a -> b -> ... -> a."""
