@@ -2,9 +2,9 @@
 
 The renderer drives a model exactly as live playback does — block by block
 through ``Model.process`` — but as fast as the machine allows. Blocks are split
-at every :class:`~agents.presets.At` event so a timed change lands on its exact
-sample; per-sample modulations (:class:`~agents.presets.Ramp`,
-:class:`~agents.presets.FollowInput`) are computed per block and handed to the
+at every :class:`~anamnesis.agents.presets.At` event so a timed change lands on its exact
+sample; per-sample modulations (:class:`~anamnesis.agents.presets.Ramp`,
+:class:`~anamnesis.agents.presets.FollowInput`) are computed per block and handed to the
 model as audio-rate arrays. The same preset, seed and sample rate always give
 the same samples.
 

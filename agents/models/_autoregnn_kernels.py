@@ -1,6 +1,6 @@
 """Numba kernels of AutoRegNN: the per-sample loop over explicit state arrays.
 
-The classes in :mod:`agents.models.autoregnn` validate, allocate and own the
+The classes in :mod:`anamnesis.agents.models.autoregnn` validate, allocate and own the
 arrays; everything here is a function of its arguments (STYLE 2) and also runs
 as plain Python with ``NUMBA_DISABLE_JIT=1``, bit for bit (see ``fma``).
 

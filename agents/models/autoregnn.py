@@ -1,7 +1,7 @@
 """AutoRegNN: an autoregressive network that learns sample by sample while it plays.
 
 Seed 000 §2 and DESIGN "AutoRegNN — exact definition". Three classes share the
-numba kernels of :mod:`agents.models._autoregnn_kernels`:
+numba kernels of :mod:`anamnesis.agents.models._autoregnn_kernels`:
 
 * :class:`AutoRegNN` (``autoregnn``) — one network, one input channel;
 * :class:`AutoRegNN2` (``autoregnn2``) — two parameter sets trained on two

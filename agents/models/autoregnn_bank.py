@@ -3,7 +3,7 @@
 The offline rehearsal's way to run 8–32 ``autoregnn`` agents of one shape
 (:mod:`anamnesis.hub.clock.rehearse`): each column of the bank is bit-identical to
 a separate :class:`~anamnesis.agents.models.autoregnn.AutoRegNN` of the same seed,
-input and parameters — the kernels of :mod:`agents.models._autoregnn_kernels`
+input and parameters — the kernels of :mod:`anamnesis.agents.models._autoregnn_kernels`
 perform the same operations in the same order (tested). The equations, the
 initialisation, the arithmetic and the blow-up recovery are
 :mod:`anamnesis.agents.models.autoregnn`'s; agents are processed in parts of up to

@@ -132,7 +132,7 @@ class _ServerProtocol(asyncio.DatagramProtocol):
 class OscServer:
     """The UDP OSC control surface of one agent (see the module docstring).
 
-    ``control`` is the agent's :class:`~agents.control.AgentControl` (or anything
+    ``control`` is the agent's :class:`~anamnesis.agents.control.AgentControl` (or anything
     with its interface). ``telemetry_hz`` is the subscriber rate (Hz),
     ``lease`` the subscription lease (s), ``max_subscribers`` and
     ``max_failures`` cap the subscriber table and the failed sends tolerated

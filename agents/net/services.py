@@ -1,7 +1,7 @@
 """The control plane of one agent: OSC, OSCQuery and zeroconf, started and stopped together.
 
 The agent process calls :func:`start_control_services` once its
-:class:`~agents.control.AgentControl` exists, and ``await services.close()`` on
+:class:`~anamnesis.agents.control.AgentControl` exists, and ``await services.close()`` on
 shutdown (which unregisters from zeroconf first, so the hub sees the agent
 leave before its ports close).
 """

@@ -1,6 +1,6 @@
 """The dashboard's files, served from ``web/``.
 
-``GET /`` is ``web/index.html`` (:func:`hub.resources.web_dir`; a short page when the
+``GET /`` is ``web/index.html`` (:func:`anamnesis.hub.resources.web_dir`; a short page when the
 dashboard is not installed; ``?token=TOKEN`` sets the access cookie once and redirects
 to ``/``), and ``GET /PATH`` any other file below ``web/`` whose type is in
 :data:`CONTENT_TYPES` (``.js`` as ``text/javascript``, as ES modules and AudioWorklets

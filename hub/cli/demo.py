@@ -3,7 +3,7 @@
 ``anamnesis demo [--config NAME_OR_PATH] [--http 127.0.0.1:8470] [--state-dir DIR]
 [--no-audio] [--device DEVICE] [--fresh]`` runs the hub (:func:`anamnesis.hub.cli.hub.run_hub`,
 unchanged) on an example installation (default ``octophonic.toml`` of
-:mod:`hub.resources`; a path works too) in simulated mode, on 127.0.0.1 only:
+:mod:`anamnesis.hub.resources`; a path works too) in simulated mode, on 127.0.0.1 only:
 
 1. **Kernels first.** Eight agents compiling their numba kernels at once fight
    over the cores for a minute on a laptop; so before the hub starts, one
@@ -91,7 +91,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(text: str) -> Path:
     """The config file for ``--config``: an existing path, else an example of
-    :mod:`hub.resources` by name (``.toml`` optional); ``FileNotFoundError`` naming the
+    :mod:`anamnesis.hub.resources` by name (``.toml`` optional); ``FileNotFoundError`` naming the
     examples otherwise."""
     from anamnesis.hub.resources import deploy_config
 

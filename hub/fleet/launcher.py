@@ -6,7 +6,7 @@ Two ways, one handle (:class:`Child`: ``pid``, ``send_signal``, ``wait``):
   (``python -m anamnesis.agents …``): every agent pays its interpreter's imports
   and numba's start-up itself, about 1.3 s of CPU each.
 * :func:`fork_child` forks it from one server process per hub, started once,
-  which has imported :mod:`agents.preload` (numpy, numba, aiohttp, zeroconf and
+  which has imported :mod:`anamnesis.agents.preload` (numpy, numba, aiohttp, zeroconf and
   the kernels every agent runs); the child then only builds its own model. This
   is :mod:`multiprocessing`'s ``forkserver`` (the server is a fresh interpreter,
   not a fork of the hub, so it holds none of the hub's threads or sockets).
