@@ -119,23 +119,23 @@ class Hub:
         self.browser = AgentBrowser(self.registry, interface=interface, key=key)
         self.telemetry = AgentTelemetry(self.osc, interface)
         self.supervisor = Supervisor(self.state_dir / "logs", launch=agent_launch)
-        self.log = EventLog(self.counts)
-        self.calls = AgentCalls(self.registry, self.osc, self.log)
-        self.route_book = RouteBook(config, self.mode, self.log,
+        self.event_log = EventLog(self.counts)
+        self.calls = AgentCalls(self.registry, self.osc, self.event_log)
+        self.route_book = RouteBook(config, self.mode, self.event_log,
                                     known_ids=self.known_agent_ids, driver=lambda: self.driver,
                                     layout=lambda: (self.layout.room, self.layout.agents))
-        self.layout = RoomLayout(config, self.log, edited_config=self.route_book.edited_config,
+        self.layout = RoomLayout(config, self.event_log, edited_config=self.route_book.edited_config,
                                  persist_config=self.route_book.persist_config,
                                  driver=lambda: self.driver)
-        self.scene_book = SceneBook(self.calls, self.log, known_ids=self.known_agent_ids)
+        self.scene_book = SceneBook(self.calls, self.event_log, known_ids=self.known_agent_ids)
         self.adopted = AdoptedFile(self.state_dir, self.counts,
-                                   ids=lambda: self.registry.adopted_ids, track=self.log.track)
+                                   ids=lambda: self.registry.adopted_ids, track=self.event_log.track)
         self._resumed: set[str] = set()   # online agents that got their parameters
         self._tasks: set[asyncio.Task[Any]] = set()
         self.registry.add_listener(self._on_agent_change)
         # The collaborators' calls, made on the hub by the fronts and the tests (each
         # documented where it lives).
-        log_, calls, routes, scenes, layout = (self.log, self.calls, self.route_book,
+        log_, calls, routes, scenes, layout = (self.event_log, self.calls, self.route_book,
                                                self.scene_book, self.layout)
         self.add_listener, self.broadcast, self.flush = (log_.add_listener, log_.broadcast,
                                                          log_.flush)
@@ -161,10 +161,10 @@ class Hub:
     routes = property(lambda self: self.route_book.routes)
     params = property(lambda self: self.calls.params)
     scenes = property(lambda self: self.scene_book.scenes)
-    events = property(lambda self: self.log.events)
+    events = property(lambda self: self.event_log.events)
     room = property(lambda self: self.layout.room)
     layout_agents = property(lambda self: self.layout.agents)
-    store = property(lambda self: self.log.store)
+    store = property(lambda self: self.event_log.store)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -180,7 +180,7 @@ class Hub:
         if self._own_key:
             self.key_file = self.state_dir / KEY_FILE
             self.browser.key = await loop.run_in_executor(None, own_key, self.key_file)
-        self.log.store = store = await AsyncStore.open(self.state_dir, state_dir=True)
+        self.event_log.store = store = await AsyncStore.open(self.state_dir, state_dir=True)
         stored = await store.load_all()
         restored = bool(stored.config_toml or stored.routes or stored.params or stored.scenes)
         if not restored:
@@ -262,8 +262,8 @@ class Hub:
                 await task
         await self.telemetry.close()
         self.osc.close()
-        self.log.end_gestures()       # the last value of every gesture in progress
-        await self.log.flush()
+        self.event_log.end_gestures()       # the last value of every gesture in progress
+        await self.event_log.flush()
         if self.store is not None:
             await self.store.close()
 
