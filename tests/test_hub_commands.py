@@ -51,3 +51,22 @@ def test_every_osc_address_runs_a_command_of_the_table():
     for address, (command, types, fields) in ADDRESSES.items():
         assert command in COMMANDS, address
         assert len(types) == len(fields) and set(COMMANDS[command].fields) <= set(fields)
+
+
+async def test_a_parameter_push_carries_no_specs_but_every_other_push_does(hub):
+    """Specs are static for a model: the ten-a-second ``params`` pushes of a moving slider
+    leave them out (the page keeps what it has); hello and the other changes carry them."""
+    from anamnesis.agents.protocol.txt import AgentRecord
+
+    pushed: list[dict] = []
+    hub.add_listener(lambda m: pushed.append(m) if isinstance(m, dict) and m.get("type") == "agent"
+                     else None)
+    record = AgentRecord(agent_id="s1", model="autoregnn", version=1, osc_port=9, http_port=9,
+                         rtp_port=9, installation="anamnesis", addresses=("127.0.0.1",),
+                         timestamp=0, signature=None)
+    hub.registry.announce(record, verified=True)
+    hub.registry.set_params("s1", {"lr": 0.2})
+    kinds = {m["change"]: m["agent"] for m in pushed}
+    assert "specs" in kinds["added"] and kinds["added"]["specs"]["lr"]["scale"] == "log"
+    assert "specs" not in kinds["params"] and kinds["params"]["params"]["lr"] == 0.2
+    assert "specs" in hub.agents_json()[0]                   # what hello and REST give

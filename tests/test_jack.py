@@ -50,7 +50,10 @@ def _ports(env: dict[str, str]) -> list[str]:
     return result.stdout.split()
 
 
-async def _wait_port(env: dict[str, str], port: str, timeout: float = 15.0) -> None:
+async def _wait_port(env: dict[str, str], port: str, timeout: float = 60.0) -> None:
+    """Wait until JACK lists ``port``. The timeout is a guard for a peer that never
+    registers, not a speed figure: ffmpeg took over 15 s to open its JACK input on a
+    loaded CI machine, and waiting ends as soon as the port is there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if port in _ports(env):

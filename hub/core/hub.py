@@ -312,7 +312,11 @@ class Hub:
 
     def _on_agent_change(self, change: AgentChange) -> None:
         entry = change.entry
-        self.broadcast({"type": "agent", "change": change.kind, "agent": self.agent_json(entry)})
+        # A parameter change (ten a second while a slider moves) carries no specs: they
+        # are static for a model, sent with hello and every other change, and the page
+        # keeps what it has.
+        self.broadcast({"type": "agent", "change": change.kind,
+                        "agent": self.agent_json(entry, specs=change.kind != "params")})
         if change.kind in ("added", "adopted", "online", "offline"):
             self.emit(f"agent_{change.kind}", f"agent {entry.agent_id} {change.kind}",
                       agent=entry.agent_id, status=entry.status)
@@ -400,14 +404,16 @@ class Hub:
                 "clock": self.driver.stats() if self.driver is not None else None,
                 "local_agents": [c.to_json() for c in self.supervisor.children.values()]}
 
-    def agent_json(self, entry: Any) -> dict[str, Any]:
-        """One agent as the API shows it (REST, the WebSocket's hello and every ``agent``
-        push): its record, its remembered desired parameters and ``specs``, what its
-        model's parameters are (:func:`anamnesis.hub.fleet.specs.agent_specs`)."""
-        from anamnesis.hub.fleet.specs import agent_specs
+    def agent_json(self, entry: Any, *, specs: bool = True) -> dict[str, Any]:
+        """One agent as the API shows it (REST, the WebSocket's hello and ``agent``
+        pushes): its record, its remembered desired parameters and (with ``specs``) what
+        its model's parameters are (:func:`anamnesis.hub.fleet.specs.agent_specs`)."""
+        out = dict(entry.to_json(), desired=self.params.get(entry.agent_id, {}))
+        if specs:
+            from anamnesis.hub.fleet.specs import agent_specs
 
-        return dict(entry.to_json(), desired=self.params.get(entry.agent_id, {}),
-                    specs=agent_specs(self.config, entry.agent_id, entry.model))
+            out["specs"] = agent_specs(self.config, entry.agent_id, entry.model)
+        return out
 
     def agents_json(self) -> list[dict[str, Any]]:
         """Every agent (:meth:`agent_json`)."""
