@@ -350,8 +350,10 @@ class Unlearn:
 
     def _internal(self, public: np.ndarray) -> np.ndarray:
         """Neuron-major (i*K + k, the public order) to the kernel's k-major (k*N + i)."""
-        return np.ascontiguousarray(
-            np.asarray(public).reshape(self.n_neurons, self.n_inputs).T).ravel()
+        flat = np.ascontiguousarray(public).ravel()
+        out = np.empty_like(flat)
+        neuron_major_into(out, flat, self.n_neurons, self.n_inputs)
+        return out
 
     def _public(self, internal: np.ndarray) -> np.ndarray:
         """The kernel's k-major order back to the public neuron-major order (a copy)."""

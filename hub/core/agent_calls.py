@@ -44,6 +44,12 @@ def state_values(messages: Messages) -> dict[str, object]:
     return values
 
 
+def _refusal(agent_id: str, replies: Messages) -> HubError | None:
+    """The agent's ``/error`` replies as one refusal, or None."""
+    errors = [str(args[0]) for a, args in replies if a == "/error" and args]
+    return HubError(f"agent {agent_id} refused: " + "; ".join(errors)) if errors else None
+
+
 def _replied(*addresses: str) -> Callable[[Messages], bool]:
     return lambda ms: any(a in addresses for a, _ in ms)
 
@@ -77,16 +83,17 @@ class AgentCalls:
         (``check=False``: the replies as they are); :class:`Unavailable` if the hub has
         too many requests in flight."""
         entry = self.entry(agent_id, online=True)
-        lock = self._locks.setdefault(agent_id, asyncio.Lock())
-        async with lock:
+        if agent_id not in self._locks:
+            self._locks[agent_id] = asyncio.Lock()
+        async with self._locks[agent_id]:
             try:
                 replies = await self.osc.collect(entry.osc_peer, messages, until,
                                                  REPLY_TIMEOUT_S)
             except TooBusy as exc:
                 raise Unavailable(str(exc)) from None
-        errors = [str(args[0]) for a, args in replies if a == "/error" and args]
-        if errors and check:
-            raise HubError(f"agent {agent_id} refused: " + "; ".join(errors))
+        refusal = _refusal(agent_id, replies) if check else None
+        if refusal is not None:
+            raise refusal
         return replies
 
     def adopt(self, agent_id: str) -> Any:
@@ -110,11 +117,11 @@ class AgentCalls:
         outgoing.append(build_message("/state"))
         replies = await self.request(agent_id, outgoing, _replied("/panicked"),
                                      check=False)
-        errors = [str(args[0]) for a, args in replies if a == "/error" and args]
         values = state_values(replies)
         self.registry.set_params(agent_id, values)
-        if errors:
-            raise HubError(f"agent {agent_id} refused: " + "; ".join(errors))
+        refusal = _refusal(agent_id, replies)
+        if refusal is not None:
+            raise refusal
         return values
 
     def remember(self, agent_id: str, params: dict[str, object]) -> None:

@@ -51,7 +51,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from anamnesis.hub.clock.driver import can_record
+from anamnesis.hub.clock.driver import Driver, can_record
 from anamnesis.hub.core.agent_calls import AgentCalls, is_number
 from anamnesis.hub.core.errors import Conflict, HubError
 from anamnesis.hub.core.events import EventLog
@@ -100,8 +100,8 @@ class Hub:
         self.key_file = key_file
         # No installation key: a hub that starts agents makes one of its own (in start()),
         # so the agents it starts itself are signed and adopted.
-        self._own_key = key is None and spawn and config is not None and any(
-            a.spawn for a in config.agents)
+        self._spawns = spawn and config is not None and any(a.spawn for a in config.agents)
+        self._own_key = key is None and self._spawns
         # The clocking mode: as given, else the config's, else simulated.
         self.mode = mode or (config.installation.mode if config is not None else "simulated")
         self.spawn = spawn
@@ -109,7 +109,7 @@ class Hub:
         self.token = ""              # read or created in start()
         self.started = time.time()
         self.counts: Counter[str] = Counter()
-        self.driver: Any = None      # a SimulatedDriver or DeployedRouter (with a config)
+        self.driver: Driver | None = None   # SimulatedDriver or DeployedRouter (with a config)
         self.scopes: Any = None      # anamnesis.hub.monitor.scopes.ScopeTap (with a config)
         self.listen: Any = None      # anamnesis.hub.monitor.listen.ListenTap (with a config)
         self.registry = AgentRegistry()
@@ -174,7 +174,7 @@ class Hub:
         from anamnesis.hub.fleet.specs import warm as warm_specs
 
         loop = asyncio.get_running_loop()
-        if self.spawn and self.config is not None and any(a.spawn for a in self.config.agents):
+        if self._spawns:
             self.supervisor.prepare()    # the agents' forkserver warms while the hub starts
         self.token = await loop.run_in_executor(None, load_or_create_token, self.state_dir)
         if self._own_key:

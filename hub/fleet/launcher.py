@@ -31,6 +31,8 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Protocol
 
+import setproctitle
+
 #: What the agents' forkserver imports before it forks anything.
 PRELOAD = ("anamnesis.agents.preload",)
 
@@ -97,24 +99,11 @@ def _run_forked(entry: str, args: Sequence[str], title: str, log_path: str,
         signal.signal(signum, signal.SIG_DFL)
     if cwd is not None:
         os.chdir(cwd)
-    _set_title(title)
+    setproctitle.setproctitle(title)
     module, _, function = entry.partition(":")
     main = getattr(importlib.import_module(module), function)
     sys.argv = [title.split(" ", 1)[0], *args]
     sys.exit(main(list(args)))
-
-
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-    except ImportError:   # the kernel's 15-character name at least
-        try:
-            with open("/proc/self/comm", "w") as f:
-                f.write(title.replace("anamnesis ", "")[:15])
-        except OSError:
-            pass
-    else:
-        setproctitle.setproctitle(title)
 
 
 class _Forked:
