@@ -63,26 +63,26 @@ from typing import Any
 import numpy as np
 
 from anamnesis.hub.engine import graph_kernel as K
-from anamnesis.hub.engine.sources import Signal, make_source_signal
+from anamnesis.hub.engine.sources import (
+    SOURCE_CHUNK,
+    Signal,
+    SourceBank,
+    fade_step,
+    make_source_signal,
+)
 from anamnesis.hub.installation.config import MODES, Envelope
 from anamnesis.hub.installation.edges import (
-    SHAPES,
     Edge,
+    edge_problems,
+    edge_set_problems,
     expand_ring,
+    is_finite_number,
     ring_edge_id,
-    zero_delay_cycles,
 )
 
-#: Frames a source generator renders per call (its temporaries are allocated once per chunk).
-SOURCE_CHUNK = 4096
 #: Default time (s) for lags, crossfades and fades.
 DEFAULT_LAG_S = 0.05
 _HP_PARK_HZ = 20.0   # where a switched-off high-pass keeps tracking (no dip when it comes back)
-
-
-def _finite_number(value: Any) -> bool:
-    return (isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-            and math.isfinite(float(value)))
 
 
 @dataclass
@@ -91,13 +91,34 @@ class _EdgeSlot:
     edge: Edge
 
 
-@dataclass
-class _SourceSlot:
-    slot: int
-    signal: Signal
-    targets: dict[str, float]
-    gain: float
-    envelope: Envelope
+def _build_problems(ids: list[str], sample_rate: Any, max_block: Any, max_delay_s: Any, mode: Any,
+                    latency: Any, lag_s: Any, crossfade_s: Any, capacity: Any, max_edges: Any,
+                    max_sources: Any) -> list[str]:
+    """Every problem of a routing graph's construction arguments (empty when fine)."""
+    problems: list[str] = []
+    if len(set(ids)) != len(ids):
+        problems.append(f"agent ids must be unique; got {ids}")
+    if not all(isinstance(a, str) and a for a in ids):
+        problems.append("agent ids must be non-empty strings")
+    if not (isinstance(sample_rate, (int, np.integer)) and 1000 <= sample_rate <= 768000):
+        problems.append(f"sample_rate must be a whole number of Hz in [1000, 768000]; got {sample_rate!r}")
+    if not (isinstance(max_block, (int, np.integer)) and 1 <= max_block <= 1 << 16):
+        problems.append(f"max_block must be a whole number of frames in [1, 65536]; got {max_block!r}")
+    if not (is_finite_number(max_delay_s) and 0.0 <= max_delay_s <= 60.0):
+        problems.append(f"max_delay_s must be in [0, 60] s; got {max_delay_s!r}")
+    if mode not in MODES:
+        problems.append(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    for name, value in (("lag_s", lag_s), ("crossfade_s", crossfade_s)):
+        if not (is_finite_number(value) and 0.0 <= value <= 10.0):
+            problems.append(f"{name} must be in [0, 10] s; got {value!r}")
+    if not (isinstance(capacity, int) and len(ids) <= capacity <= 4096 and capacity >= 1):
+        problems.append(f"max_agents must be in [max(1, {len(ids)}), 4096]; got {capacity!r}")
+    for name, value in (("max_edges", max_edges), ("max_sources", max_sources)):
+        if not (isinstance(value, int) and 1 <= value <= 1 << 16):
+            problems.append(f"{name} must be a whole number in [1, 65536]; got {value!r}")
+    if latency is not None and not (isinstance(latency, (int, np.integer)) and 0 <= latency <= 1 << 16):
+        problems.append(f"latency must be a whole number of samples >= 0; got {latency!r}")
+    return problems
 
 
 class RoutingGraph:
@@ -118,31 +139,10 @@ class RoutingGraph:
                  lag_s: float = DEFAULT_LAG_S, crossfade_s: float = DEFAULT_LAG_S,
                  max_agents: int | None = None, max_edges: int = 512,
                  max_sources: int = 16) -> None:
-        problems: list[str] = []
         ids = list(agent_ids)
-        if len(set(ids)) != len(ids):
-            problems.append(f"agent ids must be unique; got {ids}")
-        if not all(isinstance(a, str) and a for a in ids):
-            problems.append("agent ids must be non-empty strings")
-        if not (isinstance(sample_rate, (int, np.integer)) and 1000 <= sample_rate <= 768000):
-            problems.append(f"sample_rate must be a whole number of Hz in [1000, 768000]; got {sample_rate!r}")
-        if not (isinstance(max_block, (int, np.integer)) and 1 <= max_block <= 1 << 16):
-            problems.append(f"max_block must be a whole number of frames in [1, 65536]; got {max_block!r}")
-        if not (_finite_number(max_delay_s) and 0.0 <= max_delay_s <= 60.0):
-            problems.append(f"max_delay_s must be in [0, 60] s; got {max_delay_s!r}")
-        if mode not in MODES:
-            problems.append(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-        for name, value in (("lag_s", lag_s), ("crossfade_s", crossfade_s)):
-            if not (_finite_number(value) and 0.0 <= value <= 10.0):
-                problems.append(f"{name} must be in [0, 10] s; got {value!r}")
         capacity = len(ids) if max_agents is None else max_agents
-        if not (isinstance(capacity, int) and len(ids) <= capacity <= 4096 and capacity >= 1):
-            problems.append(f"max_agents must be in [max(1, {len(ids)}), 4096]; got {capacity!r}")
-        for name, value in (("max_edges", max_edges), ("max_sources", max_sources)):
-            if not (isinstance(value, int) and 1 <= value <= 1 << 16):
-                problems.append(f"{name} must be a whole number in [1, 65536]; got {value!r}")
-        if latency is not None and not (isinstance(latency, (int, np.integer)) and 0 <= latency <= 1 << 16):
-            problems.append(f"latency must be a whole number of samples >= 0; got {latency!r}")
+        problems = _build_problems(ids, sample_rate, max_block, max_delay_s, mode, latency, lag_s,
+                                   crossfade_s, capacity, max_edges, max_sources)
         if problems:
             raise ValueError("cannot build the routing graph:\n  " + "\n  ".join(problems))
 
@@ -170,16 +170,7 @@ class RoutingGraph:
         self._draining: set[int] = set()
         self._n_edges = 0
         self._offline: set[str] = set()
-        ring = K._next_pow2(SOURCE_CHUNK + self.max_block)
-        self._si = np.zeros((max_sources, 4), dtype=np.int64)
-        self._sp = np.zeros((max_sources, K._N_SP))
-        self._ss = np.zeros((max_sources, 2))
-        self._sbuf = np.zeros((max_sources, ring))
-        self._tw = np.zeros((max_sources, capacity))
-        self._ts = np.zeros((max_sources, capacity))
-        self._sources: dict[str, _SourceSlot] = {}
-        self._source_draining: set[int] = set()
-        self._n_sources = 0
+        self._bank = SourceBank(self._index, capacity, max_sources, self.max_block, self.sample_rate)
         self._no_mics = np.zeros((0, 0))
 
     # --- agents -------------------------------------------------------------------
@@ -205,8 +196,7 @@ class RoutingGraph:
                              "build a new one with a larger max_agents")
         column = len(self._ids)
         self._hist[column] = 0.0
-        self._tw[:, column] = 0.0
-        self._ts[:, column] = 0.0
+        self._bank.clear_column(column)
         self._ids.append(agent_id)
         self._index[agent_id] = column
         return column
@@ -240,57 +230,19 @@ class RoutingGraph:
             raise ValueError(f"unknown agent {agent_id!r}; agents: {', '.join(self._ids)}") from None
 
     def _fade_step(self, fade_s: float) -> float:
-        if not (_finite_number(fade_s) and 0.0 <= fade_s <= 60.0):
-            raise ValueError(f"fade_s must be in [0, 60] s; got {fade_s!r}")
-        return 1.0 if fade_s == 0 else 1.0 / (fade_s * self.sample_rate)
+        return fade_step(fade_s, self.sample_rate)
 
     # --- validation ---------------------------------------------------------------
 
     def check_edge(self, edge_id: str, edge: Edge) -> list[str]:
         """Every problem of one edge on its own (empty list when fine)."""
-        problems = []
-        name = f"edge {edge_id!r}"
-        if not isinstance(edge_id, str) or not edge_id:
-            problems.append(f"edge id must be a non-empty string; got {edge_id!r}")
-        if not isinstance(edge, Edge):
-            return [*problems, f"{name} must be an Edge; got {type(edge).__name__}"]
-        for end in ("source", "target"):
-            agent = getattr(edge, end)
-            if agent not in self._index:
-                problems.append(f"{name}: unknown {end} agent {agent!r}")
-        if not _finite_number(edge.gain):
-            problems.append(f"{name}: gain must be a finite number; got {edge.gain!r}")
-        if not _finite_number(edge.delay_ms):
-            problems.append(f"{name}: delay_ms must be a finite number; got {edge.delay_ms!r}")
-        elif edge.delay_ms < 0:
-            problems.append(f"{name}: delay_ms must be >= 0; got {edge.delay_ms!r}")
-        elif edge.delay_ms / 1000.0 > self.max_delay_s:
-            problems.append(f"{name}: delay_ms {edge.delay_ms:g} is longer than the graph's "
-                            f"{self.max_delay_s * 1000:g} ms")
-        for key in ("lowpass_hz", "highpass_hz"):
-            hz = getattr(edge, key)
-            if hz is None:
-                continue
-            if not _finite_number(hz):
-                problems.append(f"{name}: {key} must be a finite number or None; got {hz!r}")
-            elif not 0.0 < hz < self.sample_rate / 2:
-                problems.append(f"{name}: {key} must be in (0, {self.sample_rate / 2:g}) Hz; got {hz:g}")
-        if edge.shape not in SHAPES:
-            problems.append(f"{name}: shape must be one of {', '.join(SHAPES)}; got {edge.shape!r}")
-        return problems
+        return edge_problems(edge_id, edge, agents=self._index, sample_rate=self.sample_rate,
+                             max_delay_s=self.max_delay_s)
 
     def check_edges(self, edges: Mapping[str, Edge]) -> list[str]:
         """Every problem of a whole edge set, cycles included (empty list when fine)."""
-        problems: list[str] = []
-        for edge_id, edge in edges.items():
-            problems += self.check_edge(edge_id, edge)
-        if self.mode == "deployed":
-            good = [e for e in edges.values() if isinstance(e, Edge) and _finite_number(e.delay_ms)]
-            for cycle in zero_delay_cycles(good):
-                problems.append("feedback cycle " + " -> ".join(cycle) + " has no delay: in deployed "
-                                "mode its loop time would be the network's jitter; give one of its "
-                                "edges a delay_ms > 0")
-        return problems
+        return edge_set_problems(edges, agents=self._index, sample_rate=self.sample_rate,
+                                 max_delay_s=self.max_delay_s, deployed=self.mode == "deployed")
 
     def validate_edges(self, edges: Mapping[str, Edge]) -> None:
         """Raise one ValueError listing every problem of ``edges``."""
@@ -434,13 +386,9 @@ class RoutingGraph:
         for slot in [s for s in self._draining if self._es[s, K._S_EN] == 0.0]:
             self._draining.discard(slot)
             self._ei[slot, K._I_USED] = 0
-        for slot in [s for s in self._source_draining if self._ss[s, K._SS_EN] == 0.0]:
-            self._source_draining.discard(slot)
-            self._si[slot, K._SI_USED] = 0
         used = np.flatnonzero(self._ei[:, K._I_USED])
         self._n_edges = int(used[-1]) + 1 if used.size else 0
-        used = np.flatnonzero(self._si[:, K._SI_USED])
-        self._n_sources = int(used[-1]) + 1 if used.size else 0
+        self._bank.reclaim()
 
     def _free_slot(self) -> int:
         self._reclaim()
@@ -458,121 +406,26 @@ class RoutingGraph:
     @property
     def sources(self) -> tuple[str, ...]:
         """The live sources' ids."""
-        return tuple(self._sources)
+        return self._bank.ids
 
     def add_source(self, source_id: str, signal: Signal, targets: Mapping[str, float] | Iterable[str],
                    *, gain: float = 1.0, envelope: Envelope | None = None,
                    fade_s: float = 0.0) -> None:
-        """Add a source: ``signal`` (a generator, see :func:`make_source_signal`) shaped by
-        ``envelope`` (seconds from now), times ``gain``, added to each target agent's
-        input (weights linear; a list of ids means weight 1). ValueError listing problems."""
-        env = envelope or Envelope()
-        weights = self._check_source(source_id, targets, gain, env, new=True)
-        if not (callable(getattr(signal, "next", None)) and callable(getattr(signal, "reset", None))):
-            raise ValueError("signal must have next(frames) and reset()")
-        step = self._fade_step(fade_s)
-        self._reclaim()
-        free = np.flatnonzero(self._si[:, K._SI_USED] == 0)
-        if not free.size:
-            raise ValueError(f"the routing graph holds at most {len(self._si)} sources")
-        slot = int(free[0])
-        sr = self.sample_rate
-        self._si[slot] = (1, 0, 0, 0)
-        self._sp[slot] = (gain, 1.0, step, env.start * sr, env.attack * sr,
-                          -1.0 if env.hold is None else env.hold * sr, env.release * sr,
-                          0.0 if env.every is None else env.every * sr)
-        self._ss[slot] = (gain, 1.0 if fade_s == 0 else 0.0)
-        self._tw[slot] = 0.0
-        for agent, w in weights.items():
-            self._tw[slot, self._index[agent]] = w
-        self._ts[slot] = self._tw[slot]
-        signal.reset()
-        self._sources[source_id] = _SourceSlot(slot, signal, weights, float(gain), env)
-        self._n_sources = max(self._n_sources, slot + 1)
+        """Add a source (:meth:`SourceBank.add <anamnesis.hub.engine.sources.SourceBank.add>`)."""
+        self._bank.add(source_id, signal, targets, gain=gain, envelope=envelope, fade_s=fade_s)
 
     def set_source(self, source_id: str, *, gain: float | None = None,
                    targets: Mapping[str, float] | Iterable[str] | None = None) -> None:
         """Change a source's gain or targets (smoothed)."""
-        entry = self._sources.get(source_id)
-        if entry is None:
-            raise ValueError(f"unknown source {source_id!r}")
-        weights = self._check_source(source_id, entry.targets if targets is None else targets,
-                                     entry.gain if gain is None else gain, entry.envelope, new=False)
-        if gain is not None:
-            entry.gain = float(gain)
-            self._sp[entry.slot, K._SP_GAIN] = entry.gain
-        if targets is not None:
-            entry.targets = weights
-            self._tw[entry.slot] = 0.0
-            for agent, w in weights.items():
-                self._tw[entry.slot, self._index[agent]] = w
+        self._bank.set(source_id, gain=gain, targets=targets)
 
     def trigger_source(self, source_id: str) -> None:
         """Start a source's envelope and signal again from the beginning, now."""
-        entry = self._sources.get(source_id)
-        if entry is None:
-            raise ValueError(f"unknown source {source_id!r}")
-        entry.signal.reset()
-        self._si[entry.slot, K._SI_CLOCK] = int(self._sp[entry.slot, K._SP_START])
-        self._si[entry.slot, K._SI_READ] = 0
-        self._si[entry.slot, K._SI_WRITTEN] = 0
+        self._bank.trigger(source_id)
 
     def remove_source(self, source_id: str, fade_s: float = DEFAULT_LAG_S) -> None:
         """Fade a source out over ``fade_s`` s and forget it."""
-        entry = self._sources.pop(source_id, None)
-        if entry is None:
-            raise ValueError(f"unknown source {source_id!r}")
-        self._sp[entry.slot, K._SP_ENSTEP] = self._fade_step(fade_s)
-        self._sp[entry.slot, K._SP_EN] = 0.0
-        self._source_draining.add(entry.slot)
-        self._reclaim()
-
-    def _check_source(self, source_id: str, targets: Any, gain: Any, env: Envelope,
-                      *, new: bool) -> dict[str, float]:
-        problems = []
-        if not isinstance(source_id, str) or not source_id:
-            problems.append(f"source id must be a non-empty string; got {source_id!r}")
-        elif new and source_id in self._sources:
-            problems.append(f"source {source_id!r} exists already")
-        if not _finite_number(gain):
-            problems.append(f"source {source_id!r}: gain must be a finite number; got {gain!r}")
-        weights: dict[str, float] = {}
-        items = targets.items() if isinstance(targets, Mapping) else ((t, 1.0) for t in targets)
-        for agent, w in items:
-            if agent not in self._index:
-                problems.append(f"source {source_id!r}: unknown target agent {agent!r}")
-            elif not _finite_number(w):
-                problems.append(f"source {source_id!r}: weight of {agent!r} must be finite; got {w!r}")
-            else:
-                weights[agent] = float(w)
-        if not isinstance(env, Envelope):
-            problems.append(f"source {source_id!r}: envelope must be an Envelope")
-        else:
-            for name in ("start", "attack", "hold", "release", "every"):
-                v = getattr(env, name)
-                if v is None and name in ("hold", "every"):
-                    continue
-                if not (_finite_number(v) and v >= 0):
-                    problems.append(f"source {source_id!r}: envelope {name} must be >= 0 s; got {v!r}")
-            if env.every is not None and _finite_number(env.every) and env.every <= 0:
-                problems.append(f"source {source_id!r}: envelope every must be > 0 s")
-        if problems:
-            raise ValueError("\n  ".join([f"{len(problems)} problem(s) with a source:", *problems]))
-        return weights
-
-    def _render_sources(self, frames: int) -> None:
-        ring = self._sbuf.shape[1]
-        for entry in self._sources.values():
-            q = entry.slot
-            while self._si[q, K._SI_WRITTEN] - self._si[q, K._SI_READ] < frames:
-                chunk = np.asarray(entry.signal.next(SOURCE_CHUNK), dtype=np.float64)
-                if chunk.shape != (SOURCE_CHUNK,):
-                    raise ValueError(f"source signal gave shape {chunk.shape}, not ({SOURCE_CHUNK},)")
-                start = int(self._si[q, K._SI_WRITTEN]) % ring
-                first = min(SOURCE_CHUNK, ring - start)
-                self._sbuf[q, start:start + first] = chunk[:first]
-                self._sbuf[q, :SOURCE_CHUNK - first] = chunk[first:]
-                self._si[q, K._SI_WRITTEN] += SOURCE_CHUNK
+        self._bank.remove(source_id, fade_s)
 
     # --- processing ---------------------------------------------------------------
 
@@ -591,15 +444,15 @@ class RoutingGraph:
         use_mics = mics is not None
         if use_mics:
             self._check_block("mics", mics, frames)
-        if (any(self._es[slot, K._S_EN] == 0.0 for slot in self._draining)
-                or any(self._ss[slot, K._SS_EN] == 0.0 for slot in self._source_draining)):
+        bank = self._bank
+        if any(self._es[slot, K._S_EN] == 0.0 for slot in self._draining) or bank.faded():
             self._reclaim()  # a removed edge or source has faded out: free its slot
-        if self._n_sources:
-            self._render_sources(frames)
+        if bank.count:
+            bank.render(frames)
         K.route_kernel(frames, outputs, out, mics if use_mics else self._no_mics, use_mics,
-                     len(self._ids), self._hist, self._clock, self._ei, self._ep, self._es,
-                     self._n_edges, self._lag_c, self._xf_step, self._si, self._sp, self._ss,
-                     self._sbuf, self._tw, self._ts, self._n_sources, self._counters)
+                       len(self._ids), self._hist, self._clock, self._ei, self._ep, self._es,
+                       self._n_edges, self._lag_c, self._xf_step, bank.si, bank.sp, bank.ss,
+                       bank.buf, bank.weights, bank.smoothed, bank.count, self._counters)
         return out
 
     def _check_block(self, name: str, block: np.ndarray, frames: int | None) -> int:
@@ -633,13 +486,7 @@ class RoutingGraph:
         self._es[used, K._S_DA] = self._es[used, K._S_DB] = self._ep[used, K._P_DELAY]
         self._es[used, K._S_XF] = self._es[used, K._S_XFON] = 0.0
         self._es[used, K._S_EN] = self._ep[used, K._P_EN]
-        self._reclaim()
-        for entry in self._sources.values():
-            q = entry.slot
-            entry.signal.reset()
-            self._si[q, K._SI_CLOCK:] = 0
-            self._ss[q] = (self._sp[q, K._SP_GAIN], self._sp[q, K._SP_EN])
-            self._ts[q] = self._tw[q]
+        self._bank.reset()
 
     @property
     def position(self) -> int:
@@ -650,7 +497,7 @@ class RoutingGraph:
         """Counters: samples routed, non-finite output samples replaced by 0, edges, sources."""
         return {"position": self.position, "nonfinite": int(self._counters[K._C_NONFINITE]),
                 "edges": len(self._edges), "fading_edges": len(self._draining),
-                "sources": len(self._sources)}
+                "sources": len(self._bank)}
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,8 @@ runs the same checks on plain data in the TOML layout (an edit through the API;
 no line numbers). An edited config is re-checked by exactly the round trip
 ``parse_config(c.to_toml())``. The tables, keys and units are listed in
 :mod:`anamnesis.hub.installation.config`; sound files of ``kind = "file"`` sources
-are checked by reading their header (:func:`check_sound_file`).
+are checked by reading their header
+(:func:`~anamnesis.hub.installation.sound_file.check_sound_file`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from anamnesis.hub.installation.config import (
     FILE_ARGS,
     FILE_KIND,
     INSTALLATION_KEYS,
-    MAX_FILE_SECONDS,
     MODES,
     RING_KEYS,
     ROOM_KEYS,
@@ -54,7 +54,15 @@ from anamnesis.hub.installation.config import (
     _thaw,
     constructor_args,
 )
-from anamnesis.hub.installation.edges import MAX_DELAY_MS, MAX_GAIN, SHAPES
+from anamnesis.hub.installation.edges import (
+    MAX_DELAY_MS,
+    MAX_GAIN,
+    SHAPES,
+    Edge,
+    cycle_problem,
+    zero_delay_cycles,
+)
+from anamnesis.hub.installation.sound_file import check_sound_file
 from anamnesis.hub.installation.toml import _Locator
 
 _SECRET_RE = re.compile(r"(^|_)(key|token|secret|password|passphrase)$", re.IGNORECASE)
@@ -544,8 +552,6 @@ def _read_rings(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation) -
 
 def _check_deployed_cycles(c: _Checker, routes: Sequence[Route], rings: Sequence[Ring]) -> None:
     """In deployed mode a feedback cycle needs a delay somewhere (see ``anamnesis.hub.engine.graph``)."""
-    from anamnesis.hub.installation.edges import Edge, zero_delay_cycles
-
     owners: dict[tuple[str, str], tuple[Any, ...]] = {}
     edges = []
     for i, r in enumerate(routes):
@@ -559,9 +565,7 @@ def _check_deployed_cycles(c: _Checker, routes: Sequence[Route], rings: Sequence
                 owners.setdefault((a, b), ("ring", i))
     for cycle in zero_delay_cycles(edges):
         first = next((owners[pair] for pair in zip(cycle, cycle[1:], strict=False) if pair in owners), ())
-        c.add(first, "[installation] mode = \"deployed\"",
-              "feedback cycle " + " -> ".join(cycle) + " has no delay: in deployed mode its loop "
-              "time would be the network's jitter; give one of its routes or rings a delay_ms > 0")
+        c.add(first, "[installation] mode = \"deployed\"", cycle_problem(cycle, "routes or rings"))
 
 
 def _read_envelope(c: _Checker, raw: Any, path: Sequence[Any], where: str) -> Envelope:
@@ -660,40 +664,4 @@ def _check_source_args(c: _Checker, kind: str, args: Mapping[str, Any], inst: In
         c.add(path, where, f"{kind} source: {exc}")
 
 
-def check_sound_file(args: Mapping[str, Any], sample_rate: int, base: Path) -> tuple[Path, int | None, bool]:
-    """Check a file source's ``args`` (path, loop, channel) by reading the file's header.
-
-    Returns (absolute path, 0-based channel or None for a mono mix, loop).
-    Raises ``ValueError`` naming the problem (missing, unreadable, wrong rate,
-    too long, no such channel).
-    """
-    import soundfile
-
-    raw = args.get("path")
-    if not isinstance(raw, str) or not raw:
-        raise ValueError("path (the sound file, relative to the config) is required")
-    p = Path(raw).expanduser()
-    p = p if p.is_absolute() else base / p
-    loop = args.get("loop", False)
-    if not isinstance(loop, bool):
-        raise ValueError(f"loop must be true or false; got {_show(loop)}")
-    try:
-        info = soundfile.info(str(p))
-    except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
-        raise ValueError(f"cannot read sound file {p}: {exc}") from None
-    if info.samplerate != sample_rate:
-        raise ValueError(f"sound file {p} is at {info.samplerate} Hz, the installation at "
-                         f"{sample_rate} Hz: resample it (e.g. sox in.wav -r {sample_rate} out.wav)")
-    if info.frames / info.samplerate > MAX_FILE_SECONDS:
-        raise ValueError(f"sound file {p} is {info.frames / info.samplerate:.0f} s long; "
-                         f"at most {MAX_FILE_SECONDS:.0f} s are held in memory")
-    channel = args.get("channel")
-    if channel is not None:
-        if not isinstance(channel, int) or isinstance(channel, bool) or not 1 <= channel <= info.channels:
-            raise ValueError(f"channel must be a whole number in [1, {info.channels}] for {p}; "
-                             f"got {_show(channel)}")
-        return p, channel - 1, loop
-    return p, None, loop
-
-
-__all__ = ["check_config_data", "check_sound_file", "did_you_mean", "load_config", "parse_config"]
+__all__ = ["check_config_data", "did_you_mean", "load_config", "parse_config"]

@@ -7,8 +7,11 @@ config, the hub's routes and the routing graph, its limits (:data:`SHAPES`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+import numbers
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 #: Waveshapers an edge may apply after its gain.
 SHAPES = ("none", "tanh")
@@ -44,6 +47,74 @@ class Edge:
     def id(self) -> str:
         """The edge's id in the routing graph (a plain route's): ``"a->b"``."""
         return f"{self.source}->{self.target}"
+
+
+def is_finite_number(value: Any) -> bool:
+    """A real, finite number (numpy scalars included; not a bool)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(float(value)))
+
+
+# ---------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------
+
+
+def edge_problems(edge_id: Any, edge: Any, *, agents: Container[str], sample_rate: int,
+                  max_delay_s: float) -> list[str]:
+    """Every problem of one edge on its own, against the ``agents`` it may join, a
+    ``sample_rate`` (Hz; cutoffs below Nyquist) and the longest delay (s): empty when fine."""
+    problems = []
+    name = f"edge {edge_id!r}"
+    if not isinstance(edge_id, str) or not edge_id:
+        problems.append(f"edge id must be a non-empty string; got {edge_id!r}")
+    if not isinstance(edge, Edge):
+        return [*problems, f"{name} must be an Edge; got {type(edge).__name__}"]
+    for end in ("source", "target"):
+        agent = getattr(edge, end)
+        if agent not in agents:
+            problems.append(f"{name}: unknown {end} agent {agent!r}")
+    if not is_finite_number(edge.gain):
+        problems.append(f"{name}: gain must be a finite number; got {edge.gain!r}")
+    if not is_finite_number(edge.delay_ms):
+        problems.append(f"{name}: delay_ms must be a finite number; got {edge.delay_ms!r}")
+    elif edge.delay_ms < 0:
+        problems.append(f"{name}: delay_ms must be >= 0; got {edge.delay_ms!r}")
+    elif edge.delay_ms / 1000.0 > max_delay_s:
+        problems.append(f"{name}: delay_ms {edge.delay_ms:g} is longer than the graph's "
+                        f"{max_delay_s * 1000:g} ms")
+    for key in ("lowpass_hz", "highpass_hz"):
+        hz = getattr(edge, key)
+        if hz is None:
+            continue
+        if not is_finite_number(hz):
+            problems.append(f"{name}: {key} must be a finite number or None; got {hz!r}")
+        elif not 0.0 < hz < sample_rate / 2:
+            problems.append(f"{name}: {key} must be in (0, {sample_rate / 2:g}) Hz; got {hz:g}")
+    if edge.shape not in SHAPES:
+        problems.append(f"{name}: shape must be one of {', '.join(SHAPES)}; got {edge.shape!r}")
+    return problems
+
+
+def edge_set_problems(edges: Mapping[str, Any], *, agents: Container[str], sample_rate: int,
+                      max_delay_s: float, deployed: bool) -> list[str]:
+    """Every problem of a whole edge set (each edge's, and in ``deployed`` mode each
+    zero-delay feedback cycle): empty when fine."""
+    problems: list[str] = []
+    for edge_id, edge in edges.items():
+        problems += edge_problems(edge_id, edge, agents=agents, sample_rate=sample_rate,
+                                  max_delay_s=max_delay_s)
+    if deployed:
+        good = [e for e in edges.values() if isinstance(e, Edge) and is_finite_number(e.delay_ms)]
+        problems += [cycle_problem(cycle, "edges") for cycle in zero_delay_cycles(good)]
+    return problems
+
+
+def cycle_problem(cycle: Sequence[str], parts: str) -> str:
+    """The refusal of a zero-delay feedback ``cycle`` in deployed mode; ``parts`` names
+    what may carry the delay ("edges", "routes or rings")."""
+    return ("feedback cycle " + " -> ".join(cycle) + " has no delay: in deployed mode its "
+            f"loop time would be the network's jitter; give one of its {parts} a delay_ms > 0")
 
 
 def expand_ring(agents: Sequence[str]) -> list[tuple[str, str]]:
@@ -132,4 +203,5 @@ def _strongly_connected(graph: Mapping[str, set[str]]) -> list[list[str]]:
     return out
 
 
-__all__ = ["Edge", "expand_ring", "ring_edge_id", "zero_delay_cycles"]
+__all__ = ["Edge", "cycle_problem", "edge_problems", "edge_set_problems", "expand_ring",
+           "is_finite_number", "ring_edge_id", "zero_delay_cycles"]
