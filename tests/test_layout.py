@@ -9,7 +9,9 @@ checked by importing every module alone (as python-zeroconf's test_circular_impo
   ``hub.cli``;
 * no import cycle between modules (top-level imports; imports inside functions are
   lazy by intent and may point anywhere the rules above allow);
-* every module imports alone in a fresh interpreter.
+* every module imports alone in a fresh interpreter;
+* no module over 700 lines but the numba kernel files (``_*_kernels.py``), no class
+  over 400 lines.
 """
 
 from __future__ import annotations
@@ -139,6 +141,25 @@ def test_no_import_cycle_between_modules():
         if node not in state:
             visit(node)
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+MAX_MODULE_LINES = 700
+MAX_CLASS_LINES = 400
+
+
+def test_no_module_or_class_is_too_long():
+    problems = []
+    for name, path in MODULES.items():
+        text = path.read_text()
+        lines = text.count("\n")
+        if lines > MAX_MODULE_LINES and not path.name.endswith("_kernels.py"):
+            problems.append(f"{name}: {lines} lines (most {MAX_MODULE_LINES})")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                span = node.end_lineno - node.lineno + 1
+                if span > MAX_CLASS_LINES:
+                    problems.append(f"{name}.{node.name}: {span} lines (most {MAX_CLASS_LINES})")
+    assert not problems, "\n".join(problems)
 
 
 def test_bare_package_names_are_not_importable():

@@ -549,46 +549,8 @@ class Unlearn:
         recall jumps; use ``set_param("delays", ...)`` to crossfade).
         Setting "w" alone also sets ``w_prev`` to it (the weights are at rest).
         """
-        unknown = sorted(set(state) - set(_STATE_KEYS))
-        if unknown:
-            raise ValueError(f"unknown state keys {unknown}; valid keys: {', '.join(_STATE_KEYS)}")
-        n, c, ring = self.n_neurons, self.n_connections, self.ring
-        new: dict[str, np.ndarray] = {}
-        for key in ("w", "v", "u", "w_prev", "w_init"):
-            if key in state:
-                arr = _float_array(key, state[key], (c,))
-                if np.any(np.abs(arr) >= W_LIMIT):
-                    raise ValueError(f"{key} must be smaller than {W_LIMIT:g} in magnitude")
-                new[key] = arr
-        if "sources" in state:
-            src = _int_array("sources", state["sources"], (c,), 0, n)
-            if not self.self_loops and np.any(src == np.repeat(np.arange(n), self.n_inputs)):
-                raise ValueError("sources must not connect a neuron to itself "
-                                 "(construct with self_loops=True to allow it)")
-            new["sources"] = src
-        for key in ("delays", "delay_cur", "delay_next"):
-            if key in state:
-                new[key] = _int_array(key, state[key], (c,), 0, self.max_delay)
-        if "delay_fade" in state:
-            fade = _float_array("delay_fade", state["delay_fade"], (c,))
-            if np.any((fade < 0) | (fade >= 1)):
-                raise ValueError("delay_fade must be in [0, 1)")
-            new["delay_fade"] = fade
-        if "history" in state:
-            new["history"] = _float_array("history", state["history"], (n + 1, ring))
-        if "write_pos" in state:
-            new["write_pos"] = _int_array("write_pos", state["write_pos"], (), 0, ring - 1)
-        if "glide" in state:
-            glide = _float_array("glide", state["glide"], (3,))
-            self._specs["input_gain"].validate(float(glide[0]))
-            self._specs["shape"].validate(float(glide[1]))
-            if not 0.0 <= glide[2] < 1.0:
-                raise ValueError("glide[2] (activation crossfade position) must be in [0, 1)")
-            new["glide"] = glide
-        if "activation_from" in state:
-            new["activation_from"] = _int_array("activation_from", state["activation_from"],
-                                                (), 0, len(ACTIVATIONS) - 1)
-
+        new = _checked_state(self, state)
+        n, ring = self.n_neurons, self.ring
         for key in ("w", "v", "u", "w_prev", "w_init", "sources", "delays", "delay_cur",
                     "delay_next", "delay_fade"):
             if key in new:
@@ -617,6 +579,51 @@ class Unlearn:
             self._lag[:] = new["glide"]
         if "activation_from" in new:
             self._act_from = int(new["activation_from"])
+
+
+def _checked_state(model: Unlearn, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``state`` (a subset of :meth:`Unlearn.get_state`'s keys) checked against ``model``:
+    copies in the public (source-major) layout; ``ValueError`` naming the first problem."""
+    unknown = sorted(set(state) - set(_STATE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown state keys {unknown}; valid keys: {', '.join(_STATE_KEYS)}")
+    n, c, ring = model.n_neurons, model.n_connections, model.ring
+    new: dict[str, np.ndarray] = {}
+    for key in ("w", "v", "u", "w_prev", "w_init"):
+        if key in state:
+            arr = _float_array(key, state[key], (c,))
+            if np.any(np.abs(arr) >= W_LIMIT):
+                raise ValueError(f"{key} must be smaller than {W_LIMIT:g} in magnitude")
+            new[key] = arr
+    if "sources" in state:
+        src = _int_array("sources", state["sources"], (c,), 0, n)
+        if not model.self_loops and np.any(src == np.repeat(np.arange(n), model.n_inputs)):
+            raise ValueError("sources must not connect a neuron to itself "
+                             "(construct with self_loops=True to allow it)")
+        new["sources"] = src
+    for key in ("delays", "delay_cur", "delay_next"):
+        if key in state:
+            new[key] = _int_array(key, state[key], (c,), 0, model.max_delay)
+    if "delay_fade" in state:
+        fade = _float_array("delay_fade", state["delay_fade"], (c,))
+        if np.any((fade < 0) | (fade >= 1)):
+            raise ValueError("delay_fade must be in [0, 1)")
+        new["delay_fade"] = fade
+    if "history" in state:
+        new["history"] = _float_array("history", state["history"], (n + 1, ring))
+    if "write_pos" in state:
+        new["write_pos"] = _int_array("write_pos", state["write_pos"], (), 0, ring - 1)
+    if "glide" in state:
+        glide = _float_array("glide", state["glide"], (3,))
+        model._specs["input_gain"].validate(float(glide[0]))
+        model._specs["shape"].validate(float(glide[1]))
+        if not 0.0 <= glide[2] < 1.0:
+            raise ValueError("glide[2] (activation crossfade position) must be in [0, 1)")
+        new["glide"] = glide
+    if "activation_from" in state:
+        new["activation_from"] = _int_array("activation_from", state["activation_from"],
+                                            (), 0, len(ACTIVATIONS) - 1)
+    return new
 
 
 def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
