@@ -20,7 +20,7 @@ from support.agents import spawn
 
 from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.main import add_agent_arguments, check_args
-from anamnesis.agents.protocol.rtp import quantize
+from anamnesis.agents.protocol.pcm import quantize
 from anamnesis.agents.recipe import config_model
 from anamnesis.hub.clock.lockstep import HubClock
 

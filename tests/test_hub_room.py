@@ -18,7 +18,7 @@ import soundfile as sf
 from numpy.testing import assert_array_equal
 from support.lockstep import clock_blocks, twin_engines
 
-from anamnesis.agents.protocol.rtp import quantize
+from anamnesis.agents.protocol.pcm import quantize
 from anamnesis.hub.core.errors import HubError
 from anamnesis.hub.core.hub import Hub
 from anamnesis.hub.engine.coupling import RoomCoupling, default_cache_dir

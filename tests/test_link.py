@@ -22,7 +22,8 @@ from anamnesis.agents.dsp.jitter import JitterBuffer
 from anamnesis.agents.dsp.rings import BlockRing
 from anamnesis.agents.net.link import LEASE_S, MAX_LEASES_PER_HOST, AgentLink, LeaseError
 from anamnesis.agents.net.rtp_session import RtpReceiver, RtpSender, open_udp
-from anamnesis.agents.protocol.rtp import encode_l24, parse_packet, quantize
+from anamnesis.agents.protocol.pcm import encode, quantize
+from anamnesis.agents.protocol.rtp import parse_packet
 
 LOOPBACK = "127.0.0.1"
 SR = 48000
@@ -121,7 +122,7 @@ async def run_stream(plan: Any, *, packets: int, target_ms: float = 40.0,
             if k < packets:
                 if k == switch_ssrc_at:
                     sender = RtpSender()
-                payload = encode_l24(x[k * BLOCK:(k + 1) * BLOCK])
+                payload = encode(x[k * BLOCK:(k + 1) * BLOCK], "L24")
                 tx_transport.sendto(sender.packet(payload, k * BLOCK), (LOOPBACK, px_port))
             buffer.read(out[k * BLOCK:(k + 1) * BLOCK])
             if first_position is None and receiver.ssrc is not None:

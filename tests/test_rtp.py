@@ -1,4 +1,4 @@
-"""The RTP codec (anamnesis.agents.protocol.rtp) and SDP (anamnesis.agents.protocol.sdp): tables, round trips, fuzz."""
+"""The RTP codec (anamnesis.agents.protocol.rtp), the PCM codec (.pcm) and SDP (anamnesis.agents.protocol.sdp): tables, round trips, fuzz."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
 from anamnesis.agents.net.rtp_session import onebyte_extension_block
-from anamnesis.agents.protocol import rtp
+from anamnesis.agents.protocol import pcm, rtp
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.pcm import encode_into
 from anamnesis.agents.protocol.sdp import StreamDescription, build_sdp, parse_sdp
@@ -137,7 +137,7 @@ L16_TABLE = [
 
 @pytest.mark.parametrize("value, code", L24_TABLE)
 def test_l24_table(value: float, code: bytes) -> None:
-    assert rtp.encode_l24(np.array([value])) == code
+    assert pcm.encode(np.array([value]), "L24") == code
     out = np.zeros(3, dtype=np.uint8)
     assert encode_into(np.array([value]), 1, out, "L24") == 3
     assert out.tobytes() == code
@@ -145,7 +145,7 @@ def test_l24_table(value: float, code: bytes) -> None:
 
 @pytest.mark.parametrize("value, code", L16_TABLE)
 def test_l16_table(value: float, code: bytes) -> None:
-    assert rtp.encode_l16(np.array([value])) == code
+    assert pcm.encode(np.array([value]), "L16") == code
     out = np.zeros(2, dtype=np.uint8)
     encode_into(np.array([value]), 1, out, "L16")
     assert out.tobytes() == code
@@ -155,32 +155,32 @@ def test_decode_every_l24_code_round_trips() -> None:
     """All 2**24 codes: decode is exact and encode inverts it."""
     codes = np.arange(-(1 << 23), 1 << 23, dtype=np.int64)
     payload = (codes.astype(">i4").view(np.uint8).reshape(-1, 4)[:, 1:]).tobytes()
-    values = rtp.decode_l24(payload)
+    values = pcm.decode(payload, "L24")
     assert_array_equal(values, codes / 2.0 ** 23)
-    assert rtp.encode_l24(values) == payload
+    assert pcm.encode(values, "L24") == payload
 
 
 def test_decode_every_l16_code_round_trips() -> None:
     codes = np.arange(-(1 << 15), 1 << 15, dtype=np.int64)
     payload = codes.astype(">i2").tobytes()
-    values = rtp.decode_l16(payload)
+    values = pcm.decode(payload, "L16")
     assert_array_equal(values, codes / 2.0 ** 15)
-    assert rtp.encode_l16(values) == payload
+    assert pcm.encode(values, "L16") == payload
 
 
 def test_decode_into_out_and_bad_lengths() -> None:
     out = np.full(8, 9.0)
-    got = rtp.decode_l24(b"\x40\x00\x00\xc0\x00\x00", out=out)
+    got = pcm.decode(b"\x40\x00\x00\xc0\x00\x00", "L24", out=out)
     assert_array_equal(got, [0.5, -0.5])
     assert_array_equal(out[2:], 9.0)
     with pytest.raises(ProtocolError, match="not a whole number"):
-        rtp.decode_l24(b"\x00\x00")
+        pcm.decode(b"\x00\x00", "L24")
     with pytest.raises(ProtocolError, match="not a whole number"):
-        rtp.decode_l16(b"\x00")
+        pcm.decode(b"\x00", "L16")
     with pytest.raises(ValueError, match="room for 2 frames"):
-        rtp.decode_l24(bytes(6), out=np.zeros(1))
+        pcm.decode(bytes(6), "L24", out=np.zeros(1))
     with pytest.raises(ValueError, match="unknown encoding"):
-        rtp.encode(np.zeros(1), "L8")
+        pcm.encode(np.zeros(1), "L8")
 
 
 @settings(max_examples=200, deadline=None)
@@ -188,13 +188,13 @@ def test_decode_into_out_and_bad_lengths() -> None:
 def test_encoders_agree_and_quantize_is_idempotent(values: list[float]) -> None:
     x = np.array(values, dtype=np.float64)
     for enc, width in (("L24", 3), ("L16", 2)):
-        payload = rtp.encode(x, enc)
+        payload = pcm.encode(x, enc)
         out = np.zeros(max(1, x.size) * width, dtype=np.uint8)
         assert encode_into(x, x.size, out, enc) == len(payload)
         assert out[:len(payload)].tobytes() == payload
-        q = rtp.decode(payload, enc)
+        q = pcm.decode(payload, enc)
         assert np.all(np.isfinite(q)) and np.all(np.abs(q) <= 1.0)
-        assert_array_equal(rtp.quantize(q, enc), q)
+        assert_array_equal(pcm.quantize(q, enc), q)
         finite = np.isfinite(x) & (np.abs(x) < 0.99)
         step = 2.0 ** -(8 * width - 1)
         assert np.all(np.abs(q[finite] - x[finite]) <= step / 2 + 1e-15)

@@ -254,14 +254,14 @@ async def test_gstreamer_receives_an_sdp_described_stream(tmp_path):
         f"location={wav}", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     await asyncio.sleep(1.0)
     from anamnesis.agents.net.rtp_session import RtpSender
-    from anamnesis.agents.protocol.rtp import encode_l24
+    from anamnesis.agents.protocol.pcm import encode
     sock, _ = await open_udp(asyncio.DatagramProtocol, LOOPBACK)
     sender = RtpSender()
     x = ramp(SR)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     for k in range(SR // BLOCK):
-        sock.sendto(sender.packet(encode_l24(x[k * BLOCK:(k + 1) * BLOCK]), k * BLOCK),
+        sock.sendto(sender.packet(encode(x[k * BLOCK:(k + 1) * BLOCK], "L24"), k * BLOCK),
                     (LOOPBACK, port))
         await asyncio.sleep(max(0.0, t0 + (k + 1) * BLOCK / SR - loop.time()))
     sock.close()

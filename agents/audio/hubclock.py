@@ -7,7 +7,7 @@ that block and returns its output as one RTP packet with the same timestamp T
 address the input came from. The hub collects outputs by T (see
 ``anamnesis.hub.clock.lockstep.HubClock``). With no loss the hub gets what the same model would
 compute in-process from the same input — bit for bit, given that both sides
-see the L24 wire values (:func:`anamnesis.agents.protocol.rtp.quantize`).
+see the L24 wire values (:func:`anamnesis.agents.protocol.pcm.quantize`).
 
 Clock states, told to the hub in every output packet by an RFC 8285 one-byte
 header extension, element :data:`EXT_CLOCK` = :data:`CLOCK_HUB` or

@@ -50,6 +50,8 @@ import math
 import numpy as np
 from numba import njit
 
+from anamnesis.agents.protocol.pcm import pcm_sample
+
 # --- state slots (int64) ------------------------------------------------------
 S_POS = 0            # next timeline position to play
 S_HI = 1             # writer: end (exclusive) of the newest sample written
@@ -99,24 +101,10 @@ def _write_pcm(ring, stamps, st, payload, start, n, width):
     """Decode ``n`` big-endian samples of ``width`` bytes (3: L24, 2: L16) from the
     uint8 array ``payload`` onto the timeline at ``start``."""
     mask = ring.shape[0] - 1
-    if width == 3:
-        for i in range(n):
-            j = 3 * i
-            v = (np.int64(payload[j]) << 16) | (np.int64(payload[j + 1]) << 8) | np.int64(payload[j + 2])
-            if v >= 8388608:
-                v -= 16777216
-            p = start + i
-            ring[p & mask] = v * (1.0 / 8388608.0)
-            stamps[p & mask] = p
-    else:
-        for i in range(n):
-            j = 2 * i
-            v = (np.int64(payload[j]) << 8) | np.int64(payload[j + 1])
-            if v >= 32768:
-                v -= 65536
-            p = start + i
-            ring[p & mask] = v * (1.0 / 32768.0)
-            stamps[p & mask] = p
+    for i in range(n):
+        p = start + i
+        ring[p & mask] = pcm_sample(payload, i, width)
+        stamps[p & mask] = p
     st[S_HI] = max(st[S_HI], start + n)
     st[S_PKT] = n
     st[S_STARTED] = 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from anamnesis.agents.protocol.pcm import pcm_sample
+
 # ---------------------------------------------------------------------------
 # Block rings between the audio thread and the loop
 # ---------------------------------------------------------------------------
@@ -43,19 +45,8 @@ def _ring_push_pcm(buf, lens, stamps, counts, payload, n, width, ts):
         counts[R_DROPPED] += 1
         return False
     i = w % slots
-    if width == 3:
-        for k in range(n):
-            j = 3 * k
-            v = (np.int64(payload[j]) << 16) | (np.int64(payload[j + 1]) << 8) | np.int64(payload[j + 2])
-            if v >= 8388608:
-                v -= 16777216
-            buf[i, k] = v * (1.0 / 8388608.0)
-    else:
-        for k in range(n):
-            v = (np.int64(payload[2 * k]) << 8) | np.int64(payload[2 * k + 1])
-            if v >= 32768:
-                v -= 65536
-            buf[i, k] = v * (1.0 / 32768.0)
+    for k in range(n):
+        buf[i, k] = pcm_sample(payload, k, width)
     lens[i] = n
     stamps[i] = ts
     counts[R_WRITTEN] = w + 1

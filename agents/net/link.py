@@ -47,11 +47,8 @@ from anamnesis.agents.dsp.jitter import JitterBuffer
 from anamnesis.agents.dsp.rings import BlockRing
 from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.net.rtp_session import RtpReceiver, RtpSender, is_ipv4, open_udp
-from anamnesis.agents.protocol.pcm import encode_into
-from anamnesis.agents.protocol.rtp import (
-    DEFAULT_PAYLOAD_TYPE,
-    SAMPLE_BYTES,
-)
+from anamnesis.agents.protocol.pcm import SAMPLE_BYTES, encode_into
+from anamnesis.agents.protocol.rtp import DEFAULT_PAYLOAD_TYPE
 from anamnesis.agents.protocol.sdp import StreamDescription, build_sdp
 
 log = logging.getLogger(__name__)

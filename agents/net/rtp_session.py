@@ -27,10 +27,10 @@ import numpy as np
 from anamnesis.agents.dsp.jitter import LATE, OVERRUN, PARTLY_LATE, JitterBuffer
 from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.protocol.errors import ProtocolError
+from anamnesis.agents.protocol.pcm import SAMPLE_BYTES
 from anamnesis.agents.protocol.rtp import (
     DEFAULT_PAYLOAD_TYPE,
     HEADER_SIZE,
-    SAMPLE_BYTES,
     extend_ts,
     payload_bounds,
     seq_diff,

@@ -1,4 +1,4 @@
-"""RTP framing (RFC 3550) and linear PCM payloads (RFC 3190 L24, RFC 3551 L16): a pure codec.
+"""RTP framing (RFC 3550): a pure codec (the payloads' PCM is :mod:`anamnesis.agents.protocol.pcm`).
 
 No I/O and no state: the receiver and sender in :mod:`anamnesis.agents.net.link` and the
 hub's drivers build on these functions; tests feed them tables and random
@@ -10,16 +10,6 @@ Header (RFC 3550 §5.1), 12 bytes then optional parts::
     V=2 | P | X | CC(4) | M | PT(7) | sequence(16) | timestamp(32) | SSRC(32)
     CSRC list (CC × 32 bit) | extension: profile(16) length(16, in 32-bit words) data
     payload | padding (P set: the last byte counts the padding bytes, itself included)
-
-Payloads are big-endian two's complement, one channel (our streams are mono;
-several channels would interleave). Conversions to and from float64:
-
-* ``float -> int``: ``round(x * 2**(bits-1))`` clipped to ``[-2**(bits-1),
-  2**(bits-1) - 1]``; NaN becomes 0, ±Inf clips. So +1.0 maps to the largest
-  code (one step below full scale), as ffmpeg and most DAWs do.
-* ``int -> float``: ``code / 2**(bits-1)``, exact; ``decode(encode(decode(p))) ==
-  decode(p)`` for every payload, and :func:`quantize` is the value a float makes
-  after one trip over the wire.
 
 Sequence numbers wrap at 2**16, timestamps at 2**32: :func:`seq_diff`,
 :func:`ts_diff` give the signed shortest distance, :func:`extend_seq` and
@@ -35,8 +25,6 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-import numpy as np
-
 from anamnesis.agents.protocol.errors import ProtocolError
 
 RTP_VERSION = 2
@@ -49,13 +37,8 @@ ONEBYTE_PROFILE = 0xBEDE
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
 
-#: Bytes per sample of each payload encoding.
-SAMPLE_BYTES = {"L24": 3, "L16": 2}
-
 _HEAD = struct.Struct("!BBHII")
 _EXT = struct.Struct("!HH")
-_SCALE24 = float(1 << 23)
-_SCALE16 = float(1 << 15)
 
 
 class RtpPacket(NamedTuple):
@@ -224,89 +207,6 @@ def parse_onebyte_extension(extension: tuple[int, bytes] | None) -> dict[int, by
 
 
 # ---------------------------------------------------------------------------
-# Payloads
-# ---------------------------------------------------------------------------
-
-
-def _codes(samples: np.ndarray, scale: float, lo: int, hi: int) -> np.ndarray:
-    x = np.asarray(samples, dtype=np.float64)
-    if x.ndim != 1:
-        raise ValueError(f"samples must be one-dimensional (frames,); got shape {x.shape}")
-    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 * scale -> inf, then clipped
-        codes = np.rint(x * scale)
-    np.clip(codes, lo, hi, out=codes)
-    codes[np.isnan(codes)] = 0.0
-    return codes.astype(np.int32)
-
-
-def encode_l24(samples: np.ndarray) -> bytes:
-    """Float samples (frames,), nominal range [-1, 1], as L24 big-endian bytes (3 per frame)."""
-    codes = _codes(samples, _SCALE24, -(1 << 23), (1 << 23) - 1).astype(">i4")
-    return codes.view(np.uint8).reshape(-1, 4)[:, 1:].tobytes()
-
-
-def encode_l16(samples: np.ndarray) -> bytes:
-    """Float samples (frames,), nominal range [-1, 1], as L16 big-endian bytes (2 per frame)."""
-    return _codes(samples, _SCALE16, -(1 << 15), (1 << 15) - 1).astype(">i2").tobytes()
-
-
-def decode_l24(payload: bytes | bytearray | memoryview, out: np.ndarray | None = None) -> np.ndarray:
-    """L24 big-endian bytes as float64 (frames,) in [-1, 1); into ``out`` if given
-    (float64, at least frames long; the filled prefix is returned)."""
-    raw = np.frombuffer(payload, dtype=np.uint8)
-    if raw.size % 3:
-        raise ProtocolError(f"L24 payload of {raw.size} bytes is not a whole number of samples")
-    n = raw.size // 3
-    wide = np.zeros((n, 4), dtype=np.uint8)
-    wide[:, :3] = raw.reshape(n, 3)
-    codes = wide.view(">i4")[:, 0] >> 8  # arithmetic shift keeps the sign
-    return _scaled(codes, 1.0 / _SCALE24, n, out)
-
-
-def decode_l16(payload: bytes | bytearray | memoryview, out: np.ndarray | None = None) -> np.ndarray:
-    """L16 big-endian bytes as float64 (frames,) in [-1, 1); into ``out`` if given."""
-    raw = np.frombuffer(payload, dtype=np.uint8)
-    if raw.size % 2:
-        raise ProtocolError(f"L16 payload of {raw.size} bytes is not a whole number of samples")
-    n = raw.size // 2
-    return _scaled(raw.view(">i2"), 1.0 / _SCALE16, n, out)
-
-
-def _scaled(codes: np.ndarray, k: float, n: int, out: np.ndarray | None) -> np.ndarray:
-    if out is None:
-        return codes * k
-    if out.dtype != np.float64 or out.shape[0] < n:
-        raise ValueError(f"out must be float64 with room for {n} frames")
-    np.multiply(codes, k, out=out[:n])
-    return out[:n]
-
-
-def encode(samples: np.ndarray, encoding: str) -> bytes:
-    """:func:`encode_l24` or :func:`encode_l16` by name (``"L24"``, ``"L16"``)."""
-    if encoding == "L24":
-        return encode_l24(samples)
-    if encoding == "L16":
-        return encode_l16(samples)
-    raise ValueError(f"unknown encoding {encoding!r}; use L24 or L16")
-
-
-def decode(payload: bytes | bytearray | memoryview, encoding: str,
-           out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`decode_l24` or :func:`decode_l16` by name."""
-    if encoding == "L24":
-        return decode_l24(payload, out)
-    if encoding == "L16":
-        return decode_l16(payload, out)
-    raise ValueError(f"unknown encoding {encoding!r}; use L24 or L16")
-
-
-def quantize(samples: np.ndarray, encoding: str = "L24") -> np.ndarray:
-    """What ``samples`` become after one trip over the wire (float64, same shape):
-    the in-process reference for bit-exact comparisons with a link."""
-    return decode(encode(samples, encoding), encoding)
-
-
-# ---------------------------------------------------------------------------
 # Wrap-around arithmetic
 # ---------------------------------------------------------------------------
 
@@ -349,9 +249,8 @@ def ptime_ms(frames: int, sample_rate: int) -> float:
 
 
 __all__ = [
-    "DEFAULT_PAYLOAD_TYPE", "HEADER_SIZE", "ONEBYTE_PROFILE", "RTP_VERSION", "SAMPLE_BYTES",
-    "RtpPacket", "decode", "decode_l16", "decode_l24", "encode", "encode_l16", "encode_l24",
+    "DEFAULT_PAYLOAD_TYPE", "HEADER_SIZE", "ONEBYTE_PROFILE", "RTP_VERSION", "RtpPacket",
     "extend_seq", "extend_ts", "pack_onebyte_extension", "pack_packet", "parse_onebyte_extension",
-    "parse_packet", "payload_bounds", "ptime_ms", "quantize", "seq_add", "seq_diff", "ts_add",
+    "parse_packet", "payload_bounds", "ptime_ms", "seq_add", "seq_diff", "ts_add",
     "ts_diff",
 ]

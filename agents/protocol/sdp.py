@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 
 from anamnesis.agents.protocol.errors import ProtocolError
-from anamnesis.agents.protocol.rtp import DEFAULT_PAYLOAD_TYPE, SAMPLE_BYTES
+from anamnesis.agents.protocol.pcm import SAMPLE_BYTES
+from anamnesis.agents.protocol.rtp import DEFAULT_PAYLOAD_TYPE
 
 _NAME_RE = re.compile(r"^[\x20-\x7e]{1,128}$")
 _RTPMAP = re.compile(r"^(\d{1,3}) ([A-Za-z0-9_-]+)/(\d+)(?:/(\d+))?$")

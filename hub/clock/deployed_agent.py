@@ -33,8 +33,8 @@ from anamnesis.agents.net.link import LEASE_S, warm_up
 from anamnesis.agents.net.rtp_session import RtpReceiver, RtpSender, open_udp
 from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.errors import ProtocolError
-from anamnesis.agents.protocol.pcm import encode_into
-from anamnesis.agents.protocol.rtp import DEFAULT_PAYLOAD_TYPE, SAMPLE_BYTES
+from anamnesis.agents.protocol.pcm import SAMPLE_BYTES, encode_into
+from anamnesis.agents.protocol.rtp import DEFAULT_PAYLOAD_TYPE
 from anamnesis.agents.protocol.sdp import parse_sdp
 
 log = logging.getLogger(__name__)

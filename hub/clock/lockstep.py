@@ -7,7 +7,7 @@ output block stamped T (``anamnesis.agents.audio.hubclock``), and returns the ou
 array. The routing graph runs between steps, so a ring of agents over RTP
 computes exactly what the same ring computes in-process — provided the
 in-process twin quantises to L24 at the same two places
-(:func:`anamnesis.agents.protocol.rtp.quantize`).
+(:func:`anamnesis.agents.protocol.pcm.quantize`).
 
 An agent that does not answer within ``timeout_s`` gets silence for that
 block (``missing``); answers for an older T arrive ``stale`` and are dropped;
@@ -33,11 +33,9 @@ from anamnesis.agents.net.link import warm_up
 from anamnesis.agents.net.rtp_session import RtpSender, open_udp
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.hubclock import CLOCK_FREE, EXT_CLOCK
-from anamnesis.agents.protocol.pcm import encode_into
+from anamnesis.agents.protocol.pcm import SAMPLE_BYTES, decode, encode_into
 from anamnesis.agents.protocol.rtp import (
     DEFAULT_PAYLOAD_TYPE,
-    SAMPLE_BYTES,
-    decode,
     parse_onebyte_extension,
     parse_packet,
 )
