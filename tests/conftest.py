@@ -8,6 +8,11 @@ fixtures every test may name.
   (``asyncio-waitpid-N``, one per child process: it ends when the process is reaped,
   and a module's fixture may own the process) and threads that existed before the
   test began. A test that leaks one fails, naming the thread.
+* **No blocked loop.** Every async test on its own (function-scoped) event loop runs
+  under ``loop_watchdog``: it fails if a callback held the loop longer than
+  ``support.controlplane.MAX_LOOP_STALL``, less the time the machine kept the loop's
+  thread waiting for a core. Tests sharing a module's loop are watched where they
+  name the fixture.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import threading
 import time
 
 import pytest
+import pytest_asyncio
 
 # The control plane's fixtures, for every test that names them: warm_kernels (numba's
 # cache filled once per session) and loop_watchdog (a test fails if it blocks its loop).
@@ -25,6 +31,18 @@ from support.controlplane import loop_watchdog, warm_kernels  # noqa: F401
 THREAD_GRACE_S = 5.0
 #: Thread name prefixes that belong to an event loop or a child process, not to a test.
 LOOP_THREADS = ("asyncio_", "asyncio-waitpid-")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put every async test that has a loop of its own under ``loop_watchdog``."""
+    for item in items:
+        if not pytest_asyncio.is_async_test(item):
+            continue
+        marker = item.get_closest_marker("asyncio")
+        if (marker and marker.kwargs.get("loop_scope", "function")) not in (None, "function"):
+            continue
+        if "loop_watchdog" not in item.fixturenames:
+            item.fixturenames.append("loop_watchdog")
 
 
 @pytest.fixture(autouse=True)
