@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from support.controlplane import AgentProcess
 
 from anamnesis.agents.protocol.key import generate_key
+from anamnesis.hub.core.errors import Conflict
 from anamnesis.hub.core.hub import Hub
 from anamnesis.hub.installation.check import parse_config
 
@@ -74,6 +76,11 @@ async def test_hub_routes_one_agents_output_into_anothers_input(tmp_path):
         print(f"\nrouted {stats['routed']}: a1 in rms {level('a1', 'in_rms'):.4f} (noise), "
               f"a1 out rms {level('a1', 'rms'):.4f}, a2 in rms {level('a2', 'in_rms'):.4f}")
         assert stats["routed"] == ["a1", "a2"]
+        # The deployed driver refuses what it cannot do itself; the hub passes the reason on.
+        with pytest.raises(Conflict, match="recording a deployed installation is not built yet"):
+            hub.record_start("take1")
+        with pytest.raises(Conflict, match="not recording"):
+            await hub.record_stop()
         hub.delete_route("a1->a2")     # faded out: a2 hears nothing, a1 still the noise
         await asyncio.sleep(0.5)
         await wait_levels(lambda: level("a2", "in_rms") < 1e-6 < level("a1", "in_rms"),

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,6 +141,20 @@ class DeployedRouter:
         if self._task is None:
             self._task = start_loop_task(self._run(), name="hub-deployed-router",
                                          what="deployed mode: the router")
+
+    def update_room(self, room: Any, agents: Sequence[Any]) -> None:
+        """Nothing to recompute: a deployed installation's room is the real one (the hub
+        keeps the layout for the dashboard)."""
+
+    def record_start(self, path: Path, max_seconds: float = 3600.0) -> None:
+        """Refused: a deployed installation is not recorded by the hub (yet)."""
+        raise RuntimeError("recording needs simulated mode: recording a deployed installation "
+                           "is not built yet (record the speakers' feeds at the sound card or "
+                           "in JACK meanwhile)")
+
+    async def record_stop(self) -> dict[str, Any]:
+        """Refused: a deployed installation never records."""
+        raise RuntimeError("not recording (a deployed installation does not record)")
 
     def stats(self) -> dict[str, Any]:
         """Blocks routed, resyncs, the routed agents and their stream counters."""

@@ -2,16 +2,17 @@
 way a driver turns the hub's routes into its graph's edges.
 
 :class:`Driver` is the protocol the hub composes against: routes in
-(:meth:`~Driver.set_routes`), start, close, statistics, the scope and listen taps. A
-simulated installation can also move its room (``update_room``) and record
-(``record_start``/``record_stop``): :func:`can_record` and :func:`can_move_room` say
-whether a driver does, so a deployed one is refused with a clear message rather than
-probed with ``hasattr`` at every call.
+(:meth:`~Driver.set_routes`), start, close, statistics, the scope and listen taps, the
+room (:meth:`~Driver.update_room`) and recording (:meth:`~Driver.record_start`,
+:meth:`~Driver.record_stop`). Both drivers answer every call: what a driver cannot do
+(a deployed installation records nothing yet, and its room is the real one) it
+refuses itself, with a message the hub passes on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from anamnesis.hub.installation.edges import Edge
@@ -38,6 +39,15 @@ class Driver(Protocol):
     def stats(self) -> dict[str, Any]:
         """Counters for the API."""
 
+    def update_room(self, room: Any, agents: Sequence[Any]) -> None:
+        """The installation's room or positions changed (recomputed off the audio thread)."""
+
+    def record_start(self, path: Path, max_seconds: float = 3600.0) -> None:
+        """Record every agent's output to ``path``; ``RuntimeError`` (the reason) if not."""
+
+    async def record_stop(self) -> dict[str, Any]:
+        """Stop recording: path, frames, seconds; ``RuntimeError`` if not recording."""
+
 
 def routes_to_edges(agent_ids: Sequence[str], routes: Mapping[str, Mapping[str, Any]]
                     ) -> tuple[dict[str, Edge], list[str]]:
@@ -55,14 +65,4 @@ def routes_to_edges(agent_ids: Sequence[str], routes: Mapping[str, Mapping[str, 
     return edges, skipped
 
 
-def can_record(driver: Any) -> bool:
-    """True if ``driver`` records every agent's output (simulated mode)."""
-    return driver is not None and callable(getattr(driver, "record_start", None))
-
-
-def can_move_room(driver: Any) -> bool:
-    """True if ``driver`` couples its agents through a room it can recompute."""
-    return driver is not None and callable(getattr(driver, "update_room", None))
-
-
-__all__ = ["Driver", "can_move_room", "can_record", "routes_to_edges"]
+__all__ = ["Driver", "routes_to_edges"]

@@ -51,7 +51,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from anamnesis.hub.clock.driver import Driver, can_record
+from anamnesis.hub.clock.driver import Driver
 from anamnesis.hub.core.agent_calls import AgentCalls, is_number
 from anamnesis.hub.core.errors import Conflict, HubError
 from anamnesis.hub.core.events import EventLog
@@ -367,9 +367,8 @@ class Hub:
 
     def record_start(self, name: object) -> dict[str, Any]:
         """Record every agent's output (simulated mode) to ``STATE_DIR/recordings/NAME.wav``."""
-        if not can_record(self.driver):
-            raise Conflict("recording needs simulated mode with a config "
-                           "(recording a deployed installation is not built yet)")
+        if self.driver is None:
+            raise Conflict("recording needs an installation (start the hub with --config)")
         if not isinstance(name, str) or not 1 <= len(name) <= 64 or not all(
                 c.isalnum() or c in "-_." for c in name) or name.startswith("."):
             raise HubError("a recording name has 1 to 64 letters, digits, '-', '_' or '.'")
@@ -383,7 +382,7 @@ class Hub:
 
     async def record_stop(self) -> dict[str, Any]:
         """Stop recording; the file's name, frames and seconds."""
-        if not can_record(self.driver):
+        if self.driver is None:
             raise Conflict("not recording")
         try:
             info = await self.driver.record_stop()

@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from anamnesis.hub.clock.driver import can_move_room
 from anamnesis.hub.core.errors import Conflict, HubError
 from anamnesis.hub.core.events import EventLog
 
@@ -156,7 +155,7 @@ class RoomLayout:
         """Store the edited room and positions; hand them to the simulation."""
         self._persist_config()
         driver = self._driver()
-        if can_move_room(driver):
+        if driver is not None:
             driver.update_room(self.room, self.agents)
         self.events.broadcast({"type": "room", "layout": self.room_layout()})
 

@@ -24,6 +24,7 @@ result is stored as ``<sha256>.npz`` keyed by everything that shapes it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -31,6 +32,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -203,12 +205,7 @@ class Room:
         return self.impulse_responses(speakers, receivers, cache_dir)
 
     def _compute(self, speakers: np.ndarray, mics: np.ndarray) -> np.ndarray:
-        import pyroomacoustics as pra
-
-        # One thread: a recomputation runs beside live agents and must leave them the
-        # other cores (with pyroomacoustics' default, every core, the hub's clock fell
-        # half a second behind on a 2-core laptop while a moved listener was computed).
-        pra.constants.set("num_threads", 1)
+        pra = _pyroomacoustics()
         shoebox = pra.ShoeBox(
             list(self.size_m),
             fs=int(self.sample_rate),
@@ -233,6 +230,19 @@ class Room:
             )
         return irs
 
+
+
+@functools.cache
+def _pyroomacoustics() -> Any:
+    """pyroomacoustics, imported once and set, once per process, to compute on one thread:
+    a recomputation runs beside live agents and must leave them the other cores (with its
+    default, every core, the hub's clock fell half a second behind on a 2-core laptop
+    while a moved listener was computed), and one thread keeps every run's sums in the
+    same order (a rehearsal, a hub and a test get the same responses)."""
+    import pyroomacoustics as pra
+
+    pra.constants.set("num_threads", 1)
+    return pra
 
 def _atomic_save(path: Path, irs: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
