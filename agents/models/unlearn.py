@@ -56,7 +56,7 @@ Taylor polynomial (``f' + f'' D/2 + f''' D^2/6``): that is its analytic limit
 when the weight did not move, and it is more accurate than the cancelling
 difference for small steps. Larger steps use the exact difference. The
 result equals the brute-force quotient of the definition to 1e-9 relative or
-better (tests/test_unlearn.py).
+better (tests/agents/models/test_unlearn.py).
 
 Sign. Seed 000 says the neuron *maximises* its energy balance (gradient
 ascent, ``w' = +lambda dE/dw``); seed 001 calls ``E`` a function "to be

@@ -20,7 +20,7 @@ from anamnesis.hub.installation.config import Envelope
 from anamnesis.hub.installation.edges import Edge, expand_ring, zero_delay_cycles
 
 SR = 48000
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
 
 def run(graph: RoutingGraph, outputs: np.ndarray, block: int | None = None) -> np.ndarray:

@@ -107,7 +107,7 @@ async def test_agent_on_jack_learns_200_hz_within_the_ceiling_and_counts_xruns(
                         "--no-announce", "--fresh", "--state-dir", str(tmp_path / "j1"),
                         env=jack_env)
     player = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "jack_player.py"), "200", "0.5", "anm-player"],
+        [sys.executable, str(REPO / "tests" / "support" / "jack_player.py"), "200", "0.5", "anm-player"],
         env=jack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     recorder = None
     try:

@@ -27,7 +27,7 @@ from anamnesis.hub.clock import wav
 from anamnesis.hub.engine.graph import from_config
 from anamnesis.hub.installation.check import load_config, parse_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 RING3 = REPO / "deploy" / "ring3.toml"
 OCTOPHONIC = REPO / "deploy" / "octophonic.toml"
 SR = 48000

@@ -25,7 +25,7 @@ from anamnesis.hub.core.store import (
 from anamnesis.hub.core.store_schema import MIGRATIONS, SCHEMA_VERSION, Migration
 from anamnesis.hub.installation.check import load_config
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
 
 def state(seed: int) -> dict[str, np.ndarray]:

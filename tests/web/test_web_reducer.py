@@ -10,7 +10,7 @@ from pathlib import Path
 
 from support.web import require_node
 
-WEB = Path(__file__).resolve().parents[1] / "web"
+WEB = Path(__file__).resolve().parents[2] / "web"
 
 
 def test_node_unit_tests_of_the_reducer_and_codecs_pass():

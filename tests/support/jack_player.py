@@ -1,7 +1,7 @@
 """A JACK client (through PortAudio) that plays a sine until SIGTERM: the test peer
 that feeds an agent's mic in ``test_jack.py``.
 
-    python tests/jack_player.py FREQ_HZ AMPLITUDE CLIENT_NAME
+    python tests/support/jack_player.py FREQ_HZ AMPLITUDE CLIENT_NAME
 
 Prints ``playing`` once the stream runs. Uses the server in ``JACK_DEFAULT_SERVER``.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from anamnesis.agents.audio.backends import import_sounddevice, set_jack_client_name
 

@@ -17,7 +17,7 @@ from anamnesis.hub.installation.check import load_config, parse_config
 from anamnesis.hub.installation.config import AgentSpec, Config, ConfigError, Envelope, Route
 from anamnesis.hub.installation.toml import dump_toml
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
 BASE = """\
 [installation]

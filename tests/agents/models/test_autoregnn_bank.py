@@ -18,7 +18,7 @@ from anamnesis.agents.models.autoregnn import AutoRegNN, AutoRegNN2, initial_wei
 from anamnesis.agents.models.autoregnn_bank import AutoRegNNBank
 
 SR = 48000
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def sine(freq, seconds, sr=SR):

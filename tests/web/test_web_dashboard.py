@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from support.web import HubThread, launch_chromium, require_browser
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "out" / "test-artifacts"
 IDS = ("dash1", "dash2", "dash3")
 
