@@ -164,6 +164,17 @@ def import_sounddevice() -> Any:
     return sounddevice
 
 
+def close_stream(stream: Any) -> None:
+    """Stop a PortAudio stream, then close it even if stopping failed; returns after its
+    last callback. ``None`` (no stream) is nothing to close."""
+    if stream is None:
+        return
+    try:
+        stream.stop()
+    finally:
+        stream.close()
+
+
 def set_jack_client_name(sd: Any, name: bytes) -> bool:
     """Name our JACK client (shown by patchbays) before PortAudio connects to JACK.
 
@@ -298,11 +309,7 @@ class SoundDeviceBackend:
     def stop(self) -> None:
         """Stop and close the stream; returns after the last callback (idempotent)."""
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.stop()
-            finally:
-                stream.close()
+        close_stream(stream)
         self._engine.clock_running = False
 
     def stats(self) -> dict[str, float]:

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from anamnesis.agents.dsp.engine import AgentEngine
-from anamnesis.agents.dsp.rings import BlockRing
+from anamnesis.agents.dsp.rings import BlockRing, LoopWake
 from anamnesis.agents.net.link import AgentLink
 from anamnesis.agents.net.rtp_session import RtpSender, onebyte_extension_block
 from anamnesis.agents.protocol.errors import ProtocolError
@@ -81,8 +81,7 @@ class HubClockBackend:
         self._event = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake_pending = False
+        self._wake = LoopWake(self._drain)
         self._sender = RtpSender(payload_type=link.payload_type, ts_offset=0)
         self._enc = np.zeros(block * link.width + 16, dtype=np.uint8)
         self._ext = {CLOCK_HUB: onebyte_extension_block(EXT_CLOCK, CLOCK_HUB),
@@ -115,7 +114,7 @@ class HubClockBackend:
         Must be called on the event loop that runs the link."""
         if self._thread is not None:
             raise RuntimeError("the hub clock is already started")
-        self._loop = asyncio.get_running_loop()
+        self._wake.attach(asyncio.get_running_loop())
         self._link.set_hub_handler(self._on_datagram)
         self._engine.clock_running = True
         self._thread = threading.Thread(target=self._run, name="anamnesis-hub-clock", daemon=True)
@@ -164,17 +163,7 @@ class HubClockBackend:
         self._event.set()
 
     # -- to the hub (loop) --------------------------------------------------------------
-    def _wake(self) -> None:
-        if self._wake_pending or self._loop is None:
-            return
-        self._wake_pending = True
-        try:
-            self._loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop is closed: shutting down
-            self._wake_pending = False
-
     def _drain(self) -> None:
-        self._wake_pending = False
         link = self._link
         while True:
             item = self._out.peek()
@@ -273,7 +262,7 @@ class HubClockBackend:
         self.blocks += 1
         if not self._out.push(y, n, t | (_FREE_FLAG if free else 0)):
             self.ring_full += 1
-        self._wake()
+        self._wake.wake()
 
     def stats(self) -> dict[str, float]:
         """``xruns`` (0: the hub is the clock), blocks, inputs/outputs, stale inputs,

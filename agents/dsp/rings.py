@@ -5,9 +5,13 @@
 thread taps its speaker, mic and input signals into rings the loop drains into RTP
 packets, and the hub clock's input blocks reach the audio thread through one. Its
 kernels hold the GIL, which orders the two sides; nothing is allocated after
-construction, and a full ring drops (and counts) the newest block."""
+construction, and a full ring drops (and counts) the newest block. :class:`LoopWake`
+tells the loop that a ring has something, at most once until the loop has looked."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -120,4 +124,35 @@ class BlockRing:
         return int(self.counts[R_DROPPED])
 
 
-__all__ = ["BlockRing"]
+
+class LoopWake:
+    """Run ``drain`` on an event loop, asked from another thread (the audio thread): at
+    most one call is pending at a time, so a burst of blocks costs the loop one wake-up.
+    Until :meth:`attach` gives it the loop, :meth:`wake` does nothing; a closed loop
+    (shutting down) is ignored."""
+
+    def __init__(self, drain: Callable[[], None]) -> None:
+        self._drain = drain
+        self._loop: Any = None
+        self._pending = False
+
+    def attach(self, loop: Any) -> None:
+        """The loop ``drain`` runs on (call from that loop)."""
+        self._loop = loop
+
+    def wake(self) -> None:
+        """Have the loop run ``drain`` soon, unless it is already going to."""
+        if self._pending or self._loop is None:
+            return
+        self._pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._run)
+        except RuntimeError:  # the loop is closed: shutting down
+            self._pending = False
+
+    def _run(self) -> None:
+        self._pending = False
+        self._drain()
+
+
+__all__ = ["BlockRing", "LoopWake"]

@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -156,9 +157,41 @@ def _param_specs(hidden_size: int) -> dict[str, ParamSpec]:
     }
 
 
-def _check_mod(mod: object) -> None:
+def modulations(mod: object, specs: Mapping[str, ParamSpec]) -> list[tuple[str, ParamSpec, object]]:
+    """``(name, spec, values)`` of each per-sample modulation in ``mod`` (a ``None`` value
+    is skipped); ``ValueError`` for anything else than a mapping of per-sample parameters."""
     if not isinstance(mod, Mapping):
         raise ValueError("mod must map parameter names to per-sample arrays")
+    out = []
+    for name, values in mod.items():
+        spec = specs.get(name)
+        if spec is None or not spec.per_sample:
+            per_sample = ", ".join(k for k, v in specs.items() if v.per_sample)
+            raise ValueError(f"cannot modulate {name!r} per sample; "
+                             f"per-sample parameters: {per_sample}")
+        if values is not None:
+            out.append((name, spec, values))
+    return out
+
+
+def spec_of(specs: Mapping[str, ParamSpec], name: str, kind: str) -> ParamSpec:
+    """The spec of parameter ``name`` of a ``kind`` model; ``ValueError`` naming the known ones."""
+    spec = specs.get(name)
+    if spec is None:
+        raise ValueError(f"unknown parameter {name!r} for {kind}; known: {', '.join(specs)}")
+    return spec
+
+
+def check_sizes(model: Any, input_size: object, hidden_size: object, sample_rate: object,
+                max_block: object) -> tuple[int, int]:
+    """Check and set ``model``'s input_size, hidden_size, sample_rate (Hz) and max_block
+    (frames), and its snapshot interval (samples); returns (input_size, hidden_size)."""
+    model.input_size = n = check_size("input_size", input_size, 1, MAX_INPUT_SIZE)
+    model.hidden_size = h = check_size("hidden_size", hidden_size, 1, MAX_HIDDEN_SIZE)
+    model.sample_rate = check_size("sample_rate", sample_rate, 1000, 768000)
+    model.max_block = check_size("max_block", max_block, 1, 1 << 20)
+    model.snapshot_interval = max(1, int(round(model.SNAPSHOT_SECONDS * model.sample_rate)))
+    return n, h
 
 
 def _split_weights(flat: object, keys: Sequence[str], shapes: Mapping[str, tuple[int, ...]]
@@ -271,12 +304,8 @@ class AutoRegNN:
 
     def __init__(self, input_size: int = 12, hidden_size: int = 8, seed: int = 0,
                  sample_rate: int = 48000, max_block: int = 4096) -> None:
-        self.input_size = n = check_size("input_size", input_size, 1, MAX_INPUT_SIZE)
-        self.hidden_size = h = check_size("hidden_size", hidden_size, 1, MAX_HIDDEN_SIZE)
+        n, h = check_sizes(self, input_size, hidden_size, sample_rate, max_block)
         self.seed = _check_seed(seed)
-        self.sample_rate = check_size("sample_rate", sample_rate, 1000, 768000)
-        self.max_block = check_size("max_block", max_block, 1, 1 << 20)
-        self.snapshot_interval = max(1, int(round(self.SNAPSHOT_SECONDS * self.sample_rate)))
         self._specs = _param_specs(h)
         self._prm = np.array([self._specs["lr"].default, self._specs["ridge"].default, 1.0])
         self._lanes = _Lanes(n, h, 1)
@@ -318,14 +347,7 @@ class AutoRegNN:
         out = _check_out(out, (frames,))
         lr_mod = ridge_mod = self._no_mod
         if mod:
-            _check_mod(mod)
-            for name, values in mod.items():
-                spec = self._specs.get(name)
-                if spec is None or not spec.per_sample:
-                    raise ValueError(f"cannot modulate {name!r} per sample; "
-                                     f"per-sample parameters: lr, ridge")
-                if values is None:
-                    continue
+            for name, spec, values in modulations(mod, self._specs):
                 arr = _contiguous(spec.validate_block(values, frames))
                 if name == "lr":
                     lr_mod = arr
@@ -344,10 +366,7 @@ class AutoRegNN:
 
         Takes effect from the next ``process`` call.
         """
-        spec = self._specs.get(name)
-        if spec is None:
-            raise ValueError(f"unknown parameter {name!r} for {self.kind}; "
-                             f"known: {', '.join(self._specs)}")
+        spec = spec_of(self._specs, name, self.kind)
         self.apply_param(name, spec.validate(value))
 
     def apply_param(self, name: str, value: object) -> None:
@@ -434,16 +453,11 @@ class AutoRegNN2:
     WEIGHT_KEYS = ("a.W1", "a.b1", "a.W2", "a.b2", "b.W1", "b.b1", "b.W2", "b.b2")
     STATE_KEYS = WEIGHT_KEYS + ("act_mix", "a.cascade_T", "b.cascade_T", "cascade_G")
     SNAPSHOT_SECONDS = SNAPSHOT_SECONDS
-    PER_SAMPLE = ("lr", "ridge", "interp")
 
     def __init__(self, input_size: int = 12, hidden_size: int = 8, seed: int = 0,
                  sample_rate: int = 48000, max_block: int = 4096) -> None:
-        self.input_size = n = check_size("input_size", input_size, 1, MAX_INPUT_SIZE)
-        self.hidden_size = h = check_size("hidden_size", hidden_size, 1, MAX_HIDDEN_SIZE)
+        n, h = check_sizes(self, input_size, hidden_size, sample_rate, max_block)
         self.seed = _check_seed(seed)
-        self.sample_rate = check_size("sample_rate", sample_rate, 1000, 768000)
-        self.max_block = check_size("max_block", max_block, 1, 1 << 20)
-        self.snapshot_interval = max(1, int(round(self.SNAPSHOT_SECONDS * self.sample_rate)))
         self._specs = _param_specs(h)
         self._specs["interp"] = ParamSpec(
             "interp", 0.5, 0.0, 1.0, per_sample=True,
@@ -501,15 +515,9 @@ class AutoRegNN2:
         out = _check_out(out, (frames,))
         mods = {"lr": self._no_mod, "ridge": self._no_mod, "interp": self._no_interp}
         if mod:
-            _check_mod(mod)
-            for name, values in mod.items():
-                spec = self._specs.get(name)
-                if spec is None or not spec.per_sample:
-                    raise ValueError(f"cannot modulate {name!r} per sample; "
-                                     f"per-sample parameters: {', '.join(self.PER_SAMPLE)}")
-                if values is not None:
-                    arr = _contiguous(spec.validate_block(values, frames))
-                    mods[name] = arr if name == "interp" else arr.reshape(frames, 1)
+            for name, spec, values in modulations(mod, self._specs):
+                arr = _contiguous(spec.validate_block(values, frames))
+                mods[name] = arr if name == "interp" else arr.reshape(frames, 1)
         self._err2[:] = 0.0
         K.run_pair(x, out, frames, mods["lr"], mods["ridge"], mods["interp"], self._lane,
                    self._interp, self._theta, self._snap, self._init, self._mix2, self._mix1,
@@ -521,10 +529,7 @@ class AutoRegNN2:
 
     def set_param(self, name: str, value: object) -> None:
         """Set ``lr``, ``ridge``, ``learn``, ``act_mix`` or ``interp`` (ValueError if invalid)."""
-        spec = self._specs.get(name)
-        if spec is None:
-            raise ValueError(f"unknown parameter {name!r} for {self.kind}; "
-                             f"known: {', '.join(self._specs)}")
+        spec = spec_of(self._specs, name, self.kind)
         self.apply_param(name, spec.validate(value))
 
     def apply_param(self, name: str, value: object) -> None:

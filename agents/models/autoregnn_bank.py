@@ -24,7 +24,6 @@ from anamnesis.agents.models.autoregnn import (
     SNAPSHOT_SECONDS,
     AutoRegNN,
     _check_array,
-    _check_mod,
     _check_out,
     _check_seed,
     _check_state_keys,
@@ -36,6 +35,8 @@ from anamnesis.agents.models.autoregnn import (
     _stages,
     cascade_coefficients,
     initial_weights,
+    modulations,
+    spec_of,
 )
 from anamnesis.agents.models.base import ParamSpec, check_block, check_size
 
@@ -157,14 +158,7 @@ class AutoRegNNBank:
         out = _check_out(out, (frames, A))
         lr_mod = ridge_mod = self._no_mod
         if mod:
-            _check_mod(mod)
-            for name, values in mod.items():
-                spec = self._specs.get(name)
-                if spec is None or not spec.per_sample:
-                    raise ValueError(f"cannot modulate {name!r} per sample; "
-                                     f"per-sample parameters: lr, ridge")
-                if values is None:
-                    continue
+            for name, spec, values in modulations(mod, self._specs):
                 arr = np.asarray(values, dtype=np.float64)
                 if arr.ndim == 2 and arr.shape == (frames, A):
                     arr = _contiguous(arr)
@@ -192,10 +186,7 @@ class AutoRegNNBank:
 
     def set_param(self, name: str, value: object, agent: int | None = None) -> None:
         """Set parameter ``name`` of ``agent`` (None = every agent); ValueError if invalid."""
-        spec = self._specs.get(name)
-        if spec is None:
-            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(self._specs)}")
-        v = spec.validate(value)
+        v = spec_of(self._specs, name, self.kind).validate(value)
         for a in self._agents(agent):
             part, i = self._locate(a)
             if name == "act_mix":

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from anamnesis.agents.dsp.jitter import JitterBuffer
-from anamnesis.agents.dsp.rings import BlockRing
+from anamnesis.agents.dsp.rings import BlockRing, LoopWake
 from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.net.rtp_session import RtpReceiver, RtpSender, is_ipv4, open_udp
 from anamnesis.agents.protocol.pcm import SAMPLE_BYTES, encode_into
@@ -116,13 +116,12 @@ class AgentLink(asyncio.DatagramProtocol):
         self.payload_type = payload_type
         self.port = 0
         self.transport: asyncio.DatagramTransport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.rings = {name: BlockRing(ring_slots, block) for name in STREAMS}
         self._ring_list = [self.rings[name] for name in STREAMS]
         #: 1 while a stream has listeners (the audio thread skips idle taps).
         self._active = np.zeros(len(STREAMS), dtype=np.int64)
         self.leases: dict[tuple[str, str, int], Lease] = {}
-        self._wake_pending = False
+        self._wake = LoopWake(self._drain)
         self._enc = np.zeros(block * self.width + 16, dtype=np.uint8)
         self._clock = 0
         self.buffer = JitterBuffer(sample_rate=sample_rate, block=block, target_ms=target_ms,
@@ -142,7 +141,7 @@ class AgentLink(asyncio.DatagramProtocol):
     # -- lifecycle (loop) -------------------------------------------------------------
     async def open(self, port: int = 0) -> int:
         """Bind the RTP socket (``port`` 0: a free one); returns the bound port."""
-        self._loop = asyncio.get_running_loop()
+        self._wake.attach(asyncio.get_running_loop())
         transport, _ = await open_udp(lambda: self, self.interface, port)
         self.port = int(transport.get_extra_info("sockname")[1])
         return self.port
@@ -209,20 +208,10 @@ class AgentLink(asyncio.DatagramProtocol):
             return
         if n > self.block or not self._ring_list[index].push(block, n, ts):
             self.dropped_blocks += 1
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._wake_pending or self._loop is None:
-            return
-        self._wake_pending = True
-        try:
-            self._loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop is closed: shutting down
-            self._wake_pending = False
+        self._wake.wake()
 
     # -- outgoing (loop) --------------------------------------------------------------
     def _drain(self) -> None:
-        self._wake_pending = False
         now = time.monotonic()
         for index, name in enumerate(STREAMS):
             ring = self._ring_list[index]

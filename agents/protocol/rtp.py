@@ -96,46 +96,26 @@ def pack_packet(payload: bytes, *, sequence: int, timestamp: int, ssrc: int,
 
 
 def parse_packet(data: bytes | bytearray | memoryview) -> RtpPacket:
-    """Parse one RTP datagram; :class:`ProtocolError` naming what is wrong."""
-    size = len(data)
-    if size < HEADER_SIZE:
-        raise ProtocolError(f"RTP packet too short: {size} bytes, the header alone is 12")
-    first, second, sequence, timestamp, ssrc = _HEAD.unpack_from(data, 0)
-    if first >> 6 != RTP_VERSION:
-        raise ProtocolError(f"RTP version {first >> 6}, expected 2")
+    """Parse one RTP datagram; :class:`ProtocolError` naming what is wrong (the checks
+    are :func:`payload_bounds`')."""
+    marker, payload_type, sequence, timestamp, ssrc, start, end = payload_bounds(data)
+    first = data[0]
     cc = first & 0x0F
-    offset = HEADER_SIZE + 4 * cc
-    if offset > size:
-        raise ProtocolError(f"RTP header announces {cc} CSRCs but the packet has {size} bytes")
     csrc = struct.unpack_from(f"!{cc}I", data, HEADER_SIZE) if cc else ()
     extension = None
     if first & 0x10:
-        if offset + 4 > size:
-            raise ProtocolError("RTP extension bit set but no extension header")
-        profile, words = _EXT.unpack_from(data, offset)
-        end = offset + 4 + 4 * words
-        if end > size:
-            raise ProtocolError(f"RTP extension of {4 * words} bytes overruns the packet")
-        extension = (profile, bytes(data[offset + 4:end]))
-        offset = end
-    end = size
-    padding = 0
-    if first & 0x20:
-        if end <= offset:
-            raise ProtocolError("RTP padding bit set but the packet has no payload byte")
-        padding = data[end - 1]
-        if padding == 0 or padding > end - offset:
-            raise ProtocolError(f"RTP padding count {padding} is invalid for "
-                                f"{end - offset} bytes after the header")
-        end -= padding
-    return RtpPacket(bool(second & 0x80), second & 0x7F, sequence, timestamp, ssrc,
-                     tuple(csrc), extension, bytes(data[offset:end]), padding)
+        at = HEADER_SIZE + 4 * cc
+        profile, words = _EXT.unpack_from(data, at)
+        extension = (profile, bytes(data[at + 4:at + 4 + 4 * words]))
+    return RtpPacket(bool(marker), payload_type, sequence, timestamp, ssrc, tuple(csrc),
+                     extension, bytes(data[start:end]), len(data) - end)
 
 
 def payload_bounds(data: bytes | bytearray | memoryview) -> tuple[int, int, int, int, int, int, int]:
-    """The fast path of :func:`parse_packet` for the receiver: ``(marker, payload_type,
-    sequence, timestamp, ssrc, payload_start, payload_end)`` without copying the
-    payload. Same checks, same :class:`ProtocolError`."""
+    """Check one RTP datagram and find its payload without copying it: ``(marker,
+    payload_type, sequence, timestamp, ssrc, payload_start, payload_end)`` (the
+    receiver's fast path; :func:`parse_packet` builds on it). :class:`ProtocolError`
+    naming what is wrong."""
     size = len(data)
     if size < HEADER_SIZE:
         raise ProtocolError(f"RTP packet too short: {size} bytes, the header alone is 12")
@@ -149,9 +129,10 @@ def payload_bounds(data: bytes | bytearray | memoryview) -> tuple[int, int, int,
     if first & 0x10:
         if offset + 4 > size:
             raise ProtocolError("RTP extension bit set but no extension header")
-        offset += 4 + 4 * _EXT.unpack_from(data, offset)[1]
+        words = _EXT.unpack_from(data, offset)[1]
+        offset += 4 + 4 * words
         if offset > size:
-            raise ProtocolError("RTP extension overruns the packet")
+            raise ProtocolError(f"RTP extension of {4 * words} bytes overruns the packet")
     end = size
     if first & 0x20:
         if end <= offset:

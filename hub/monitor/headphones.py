@@ -333,12 +333,10 @@ class HeadphonePlayer:
 
     def stop(self) -> None:
         """Stop and close the stream (idempotent); returns after the last callback."""
+        from anamnesis.agents.audio.backends import close_stream
+
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.stop()
-            finally:
-                stream.close()
+        close_stream(stream)
 
     @property
     def playing(self) -> bool:
