@@ -27,6 +27,17 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 /**
+ * An SVG element: svg("circle", {cx: 1, cy: 2, r: 3}, "tooltip text"). Attributes are
+ * set as strings; `text`, when given, is the element's text content.
+ */
+export function svg(tag, attrs = {}, text = null) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== null) el.textContent = text;
+  return el;
+}
+
+/**
  * `fn` called at most once per `ms` milliseconds; the last call of a burst is always
  * made (trailing), so the final value of a drag arrives. `flush()` makes a pending
  * call now; `cancel()` drops it. `now` is injectable for tests.

@@ -7,16 +7,7 @@
 
 import { agentIds } from "../state.js";
 import { formatNumber } from "../params.js";
-import { h, reporter, throttle } from "../util.js";
-
-const SVG = "http://www.w3.org/2000/svg";
-
-function svg(tag, attrs = {}, text = null) {
-  const el = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  if (text !== null) el.textContent = text;
-  return el;
-}
+import { h, reporter, svg, throttle } from "../util.js";
 
 export function mountRoom(root, ctx) {
   const status = h("div", { class: "panel-status", role: "status", testid: "room-status" });

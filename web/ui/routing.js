@@ -4,16 +4,7 @@
 
 import { agentIds, ringNames } from "../state.js";
 import { formatNumber } from "../params.js";
-import { h, reporter } from "../util.js";
-
-const SVG = "http://www.w3.org/2000/svg";
-
-function svg(tag, attrs = {}, text = null) {
-  const el = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  if (text !== null) el.textContent = text;
-  return el;
-}
+import { h, reporter, svg } from "../util.js";
 
 function numberOrNull(input) {
   const v = input.value.trim();
