@@ -67,12 +67,7 @@ async def hub_agent(tmp_path):
         await agent.ready()
         yield agent, args
     finally:
-        if agent.proc.returncode is None:
-            agent.proc.send_signal(signal.SIGTERM)
-            try:
-                await agent.wait(20)
-            except TimeoutError:
-                agent.kill()
+        await agent.stop(20)
 
 
 def _render_in_process(args, x: np.ndarray, blocks: int) -> np.ndarray:

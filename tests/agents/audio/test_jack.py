@@ -10,56 +10,30 @@ agent must count it.
 from __future__ import annotations
 
 import asyncio
-import ctypes.util
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 from support.agents import REPO, spawn
 from support.controlplane import OscTestClient
+from support.jack import jack_ports, private_jackd
 
-PEERS = {"jackd": "jackd2", "jack_lsp": "jackd2", "jack_connect": "jackd2",
-         "jack_disconnect": "jackd2", "ffmpeg": "ffmpeg"}
 SR = 48000
 CEILING_DB = -3.0
-
-
-def _require_peers() -> None:
-    missing = sorted({pkg for prog, pkg in PEERS.items() if shutil.which(prog) is None})
-    if ctypes.util.find_library("portaudio") is None:
-        missing.append("libportaudio2")
-    if not missing:
-        return
-    message = (f"JACK test peers missing: install {' '.join(missing)} "
-               "(apt-get install --no-install-recommends)")
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must provide the peers: {message}")
-    pytest.skip(message)
-
-
-def _ports(env: dict[str, str]) -> list[str]:
-    result = subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True, timeout=10)
-    return result.stdout.split()
-
-
 async def _wait_port(env: dict[str, str], port: str, timeout: float = 60.0) -> None:
     """Wait until JACK lists ``port``. The timeout is a guard for a peer that never
     registers, not a speed figure: ffmpeg took over 15 s to open its JACK input on a
     loaded CI machine, and waiting ends as soon as the port is there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if port in _ports(env):
+        if port in jack_ports(env):
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"JACK port {port} did not appear; ports: {_ports(env)}")
+    raise AssertionError(f"JACK port {port} did not appear; ports: {jack_ports(env)}")
 
 
 def _jack(env: dict[str, str], *args: str) -> None:
@@ -69,33 +43,8 @@ def _jack(env: dict[str, str], *args: str) -> None:
 @pytest.fixture
 def jack_env(tmp_path):
     """A private jackd (dummy driver, 48 kHz, 256 frames, 8 in/out) for this test."""
-    _require_peers()
-    name = f"anm-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
-    log = open(tmp_path / "jackd.log", "wb")
-    jackd = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r",
-                              str(SR), "-p", "256", "-C", "8", "-P", "8"],
-                             env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10.0
-        while "system:playback_1" not in _ports(env):
-            if jackd.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("jackd did not start: "
-                                     + (tmp_path / "jackd.log").read_text(errors="replace"))
-            time.sleep(0.1)
+    with private_jackd(tmp_path, SR, 8) as env:
         yield env
-    finally:
-        jackd.terminate()
-        try:
-            jackd.wait(10)
-        except subprocess.TimeoutExpired:
-            jackd.kill()
-            jackd.wait(5)
-        log.close()
-        for leftover in Path("/dev/shm").glob(f"jack_{name}_*"):
-            leftover.unlink(missing_ok=True)
-        for leftover in Path("/dev/shm").glob(f"jack_sem.*_{name}_*"):
-            leftover.unlink(missing_ok=True)
 
 
 async def test_agent_on_jack_learns_200_hz_within_the_ceiling_and_counts_xruns(

@@ -107,12 +107,7 @@ async def hub_agent(tmp_path):
         await agent.ready()
         yield agent
     finally:
-        if agent.proc.returncode is None:
-            agent.proc.send_signal(signal.SIGTERM)
-            try:
-                await agent.wait(20)
-            except TimeoutError:
-                agent.kill()
+        await agent.stop(20)
 
 
 async def test_ffmpeg_decodes_an_agents_streams_exactly_via_its_sdp_url(hub_agent, tmp_path):

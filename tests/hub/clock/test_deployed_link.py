@@ -10,7 +10,6 @@ listen-in leases. The two clocks run free of each other.
 from __future__ import annotations
 
 import asyncio
-import signal
 
 import aiohttp
 import numpy as np
@@ -42,12 +41,7 @@ async def null_agent(tmp_path):
         await agent.ready()
         yield agent
     finally:
-        if agent.proc.returncode is None:
-            agent.proc.send_signal(signal.SIGTERM)
-            try:
-                await agent.wait(20)
-            except TimeoutError:
-                agent.kill()
+        await agent.stop(20)
 
 
 async def test_agent_receives_in_and_streams_out_and_mic_to_the_hub(null_agent):

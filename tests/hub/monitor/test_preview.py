@@ -13,18 +13,17 @@ from __future__ import annotations
 import ctypes.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 from support.agents import REPO
 from support.alloc import traced_allocation
+from support.jack import jack_ports, private_jackd
 
 from anamnesis.hub.monitor.headphones import StereoRing
 
@@ -274,59 +273,18 @@ def _player(env: dict[str, str], device: object = None) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _require_jack() -> None:
-    missing = sorted({pkg for prog, pkg in {"jackd": "jackd2", "jack_lsp": "jackd2",
-                                            "jack_connect": "jackd2", "ffmpeg": "ffmpeg"}.items()
-                      if shutil.which(prog) is None})
-    if ctypes.util.find_library("portaudio") is None:
-        missing.append("libportaudio2")
-    if missing:
-        message = (f"JACK test peers missing: install {' '.join(missing)} "
-                   "(apt-get install --no-install-recommends)")
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must provide the peers: {message}")
-        pytest.skip(message)
-
-
-def _ports(env: dict[str, str]) -> list[str]:
-    return subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True, check=False,
-                          timeout=10).stdout.split()
-
-
 def _wait_port(env: dict[str, str], port: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while port not in _ports(env):
-        assert time.monotonic() < deadline, f"JACK port {port} missing: {_ports(env)}"
+    while port not in jack_ports(env):
+        assert time.monotonic() < deadline, f"JACK port {port} missing: {jack_ports(env)}"
         time.sleep(0.1)
 
 
 @pytest.fixture
 def jack_env(tmp_path):
     """A private jackd (dummy driver, 48 kHz, 256 frames) for one test (TESTING.md)."""
-    _require_jack()
-    name = f"anm-preview-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
-    with open(tmp_path / "jackd.log", "wb") as log:
-        jackd = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r",
-                                  str(SR), "-p", "256", "-C", "2", "-P", "2"],
-                                 env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10.0
-        while "system:playback_1" not in _ports(env):
-            assert jackd.poll() is None and time.monotonic() < deadline, \
-                (tmp_path / "jackd.log").read_text(errors="replace")
-            time.sleep(0.1)
+    with private_jackd(tmp_path, SR, 2, prefix="anm-preview") as env:
         yield env
-    finally:
-        jackd.terminate()
-        try:
-            jackd.wait(10)
-        except subprocess.TimeoutExpired:
-            jackd.kill()
-            jackd.wait(5)
-        for pattern in (f"jack_{name}_*", f"jack_sem.*_{name}_*"):
-            for leftover in Path("/dev/shm").glob(pattern):
-                leftover.unlink(missing_ok=True)
 
 
 def test_the_player_plays_on_jacks_default_output_without_underruns(tmp_path, jack_env):
