@@ -47,6 +47,7 @@ from anamnesis.agents.dsp.jitter import JitterBuffer
 from anamnesis.agents.dsp.rings import BlockRing, LoopWake
 from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.net.rtp_session import RtpReceiver, RtpSender, is_ipv4, open_udp
+from anamnesis.agents.protocol import pcm
 from anamnesis.agents.protocol.pcm import SAMPLE_BYTES, encode_into
 from anamnesis.agents.protocol.rtp import DEFAULT_PAYLOAD_TYPE
 from anamnesis.agents.protocol.sdp import StreamDescription, build_sdp
@@ -340,14 +341,14 @@ def warm_up() -> None:
     ring.push_pcm(np.zeros(24, dtype=np.uint8), 8, 3, 0)
     ring.push_pcm(np.zeros(16, dtype=np.uint8), 8, 2, 0)
     ring.pop(x)
+    ring.push_pcm(np.frombuffer(bytes(24), dtype=np.uint8), 8, 3, 0)   # a datagram's view
+    ring.pop(x)
     # the dtypes and layouts the backends tap: float64, float32 (the null clock's
     # speaker), strided float32 (a channel of a PortAudio buffer)
     ring.push(np.zeros(8, dtype=np.float32), 8, 0)
     ring.push(np.zeros((8, 2), dtype=np.float32)[:, 1], 8, 0)
     ring.push(np.zeros((8, 2))[:, 1], 8, 0)
-    out = np.zeros(24, dtype=np.uint8)
-    encode_into(x, 8, out, "L24")
-    encode_into(x, 8, out, "L16")
+    pcm.warm_up()
 
 
 __all__ = ["STREAMS", "AgentLink", "Lease", "LeaseError", "warm_up"]

@@ -146,5 +146,14 @@ def quantize(samples: np.ndarray, encoding: str = "L24") -> np.ndarray:
     return decode(encode(x.ravel(), encoding), encoding).reshape(x.shape)
 
 
+def warm_up() -> None:
+    """Compile (or load from cache) the kernels, for both encodings, off the audio path."""
+    x = np.zeros(8)
+    out = np.zeros(24, dtype=np.uint8)
+    for encoding in SAMPLE_BYTES:
+        encode_into(x, 8, out, encoding)
+        decode(encode(x, encoding), encoding, out=x)
+
+
 __all__ = ["SAMPLE_BYTES", "decode", "decode_pcm", "encode", "encode_into", "encode_pcm",
-           "pcm_sample", "quantize"]
+           "pcm_sample", "quantize", "warm_up"]

@@ -36,8 +36,16 @@ MAX_LOOP_STALL = 0.25
 
 @pytest.fixture(scope="session")
 def warm_kernels() -> None:
-    """Load (or compile) every model's numba kernels once, before any loop is watched:
+    """Load (or compile) the numba kernels of every model, the RTP link, the routing
+    graph and the headphone ring once, before any loop is watched:
     numba holds the GIL while it compiles, which is start-up cost, not a blocked loop."""
+    from anamnesis.agents.net import link
+    from anamnesis.hub.engine.graph import RoutingGraph
+    from anamnesis.hub.monitor.headphones import StereoRing
+
+    link.warm_up()                                  # rings, jitter buffer, PCM codec
+    RoutingGraph(["a", "b"], SAMPLE_RATE, BLOCK).tick(np.zeros((BLOCK, 2)))
+    StereoRing(4, prime=1, high=2).warm_up()
     for kind in MODEL_KINDS:
         try:
             engine = AgentEngine(create_model(kind, seed=0, sample_rate=SAMPLE_RATE,

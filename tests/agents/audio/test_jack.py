@@ -24,20 +24,46 @@ from support.jack import jack_ports, private_jackd
 
 SR = 48000
 CEILING_DB = -3.0
+
+
 async def _wait_port(env: dict[str, str], port: str, timeout: float = 60.0) -> None:
     """Wait until JACK lists ``port``. The timeout is a guard for a peer that never
     registers, not a speed figure: ffmpeg took over 15 s to open its JACK input on a
-    loaded CI machine, and waiting ends as soon as the port is there."""
+    loaded CI machine, and waiting ends as soon as the port is there. ``jack_lsp`` runs
+    in a thread: the test's loop is watched."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if port in jack_ports(env):
+        if port in await asyncio.to_thread(jack_ports, env):
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"JACK port {port} did not appear; ports: {jack_ports(env)}")
 
 
-def _jack(env: dict[str, str], *args: str) -> None:
-    subprocess.run(list(args), env=env, capture_output=True, timeout=10, check=True)
+async def _jack(env: dict[str, str], *args: str, timeout: float = 30.0) -> None:
+    """Run a JACK tool (in a thread) until it succeeds. A client's port is listed as
+    soon as it is registered, but can be connected only once the client is active
+    (ffmpeg's recorder registers, then activates): a refusal is retried; the timeout
+    is a guard."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await asyncio.to_thread(subprocess.run, list(args), env=env,
+                                         capture_output=True, text=True, timeout=10)
+        if result.returncode == 0:
+            return
+        assert time.monotonic() < deadline, f"{' '.join(args)}: {result.stderr}"
+        await asyncio.sleep(0.1)
+
+
+def _end(*procs: subprocess.Popen | None) -> None:
+    """Terminate the peers still running (SIGKILL after 10 s)."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @pytest.fixture
@@ -62,20 +88,21 @@ async def test_agent_on_jack_learns_200_hz_within_the_ceiling_and_counts_xruns(
     try:
         await agent.ready()
         assert "sounddevice in 'system' ch 1" in agent.log
-        assert player.stdout.readline().strip() == b"playing"
+        assert (await asyncio.to_thread(player.stdout.readline)).strip() == b"playing"
         await _wait_port(jack_env, f"{agent_name}:in_0")
         await _wait_port(jack_env, "anm-player:out_0")
         # PortAudio connected everyone to the system ports; wire player -> agent instead.
-        subprocess.run(["jack_disconnect", "system:capture_1", f"{agent_name}:in_0"],
-                       env=jack_env, capture_output=True, timeout=10)
-        _jack(jack_env, "jack_connect", "anm-player:out_0", f"{agent_name}:in_0")
+        await asyncio.to_thread(
+            subprocess.run, ["jack_disconnect", "system:capture_1", f"{agent_name}:in_0"],
+            env=jack_env, capture_output=True, timeout=10)
+        await _jack(jack_env, "jack_connect", "anm-player:out_0", f"{agent_name}:in_0")
         wav = tmp_path / "agent.wav"
         recorder = subprocess.Popen(
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "jack",
              "-channels", "1", "-i", "anm-rec", "-t", "4", "-c:a", "pcm_f32le", "-y", str(wav)],
             env=jack_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         await _wait_port(jack_env, "anm-rec:input_1")
-        _jack(jack_env, "jack_connect", f"{agent_name}:out_0", "anm-rec:input_1")
+        await _jack(jack_env, "jack_connect", f"{agent_name}:out_0", "anm-rec:input_1")
         _, err = await asyncio.to_thread(recorder.communicate, timeout=30)
         assert recorder.returncode == 0, err.decode(errors="replace")
 
@@ -120,14 +147,7 @@ async def test_agent_on_jack_learns_200_hz_within_the_ceiling_and_counts_xruns(
         assert xruns >= after, agent.log
     finally:
         agent.kill()
-        for proc in (player, recorder):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        await asyncio.to_thread(_end, player, recorder)
         if player.stdout:
             player.stdout.close()
             player.stderr.close()
