@@ -37,6 +37,17 @@ underrun, or a packet the receiver found late) raises the target by ``grow``
 samples up to ``max_target``; each ``shrink_after_s`` without a glitch lowers it
 by ``shrink`` samples down to ``min_target``.
 
+**Jumps and re-anchors.** Slips are for drift: a few samples a second. A depth
+more than ``jump_threshold`` above the target (a sender that starts with a burst —
+ffmpeg's ``-re`` sends its first half second at once — or a reader that stalled) is
+dropped in one **jump**: the excess skipped with the same crossfade, counted in
+``jumps``, instead of hundreds of slips warbling the pitch for seconds. The smoothed
+depth is only updated while something is buffered (an empty buffer between two
+senders says nothing of the next one's depth), and each new mapping of a sender
+(:meth:`JitterBuffer.reanchor`, called by the receiver for a new SSRC, a restart or
+a resync) restarts it at the depth actually buffered, so a second sender starts as
+cleanly as the first.
+
 Threading: both kernels are compiled *without* ``nogil``, so writer and reader
 exclude each other through the GIL (which is also the memory barrier between
 them); each kernel runs for a few microseconds. Counters in the state array
@@ -81,12 +92,16 @@ S_COOLDOWN = 24      # no new slip before this play position
 S_PLAYED = 25        # samples played from valid data
 S_PRIMED = 26        # 1 once the first valid sample was played (before: pre-roll, not concealment)
 S_UNDERRUN_FRAMES = 27  # samples generated with nothing buffered (stream stopped or starved)
-N_STATE = 28
+S_ANCHORS = 28       # writer: new mappings of a sender onto the timeline (re-anchors)
+S_ANCHORS_SEEN = 29
+S_JUMPS = 30         # excess depth dropped in one crossfaded jump
+N_STATE = 31
 
 # --- parameters (int64) --------------------------------------------------------
 P_HIST, P_FADE, P_XFADE, P_SLIP, P_SLIP_THRESH, P_ADAPTIVE, P_SLIPS = 0, 1, 2, 3, 4, 5, 6
 P_MIN_TARGET, P_MAX_TARGET, P_GROW, P_SHRINK, P_SHRINK_AFTER, P_IDLE, P_COOLDOWN = 7, 8, 9, 10, 11, 12, 13
-N_PARAMS = 14
+P_JUMP_THRESH = 14
+N_PARAMS = 15
 
 # --- float state ---------------------------------------------------------------
 F_DEPTH, F_TAU = 0, 1   # smoothed depth (samples), smoothing time constant (samples)
@@ -157,6 +172,11 @@ def _read(ring, stamps, hist, st, prm, fs, out, n):
     if st[S_LATE] != st[S_LATE_SEEN]:
         st[S_LATE_SEEN] = st[S_LATE]
         glitch = True
+    depth = hi - pos
+    if st[S_ANCHORS] != st[S_ANCHORS_SEEN]:  # a new sender mapping: measure afresh
+        st[S_ANCHORS_SEEN] = st[S_ANCHORS]
+        fs[F_DEPTH] = max(depth, 0)
+        st[S_COOLDOWN] = pos
     target = st[S_TARGET]
     if prm[P_ADAPTIVE] != 0:
         if glitch:
@@ -168,15 +188,23 @@ def _read(ring, stamps, hist, st, prm, fs, out, n):
             st[S_LAST_GLITCH] = pos
             st[S_SHRINKS] += 1
         st[S_TARGET] = target
-    # smoothed depth and slips
-    depth = hi - pos
-    k_ema = 1.0 - math.exp(-n / fs[F_TAU])
-    fs[F_DEPTH] += (depth - fs[F_DEPTH]) * k_ema
+    # smoothed depth (only while something is buffered), jumps and slips
+    if depth > 0:
+        k_ema = 1.0 - math.exp(-n / fs[F_TAU])
+        fs[F_DEPTH] += (depth - fs[F_DEPTH]) * k_ema
     slip = prm[P_SLIP]
     if (prm[P_SLIPS] != 0 and st[S_SLIP_LEFT] == 0 and st[S_CONCEAL_RUN] == 0
             and st[S_XFADE] == 0 and pos >= st[S_COOLDOWN] and st[S_EMPTY] == 0):
         ref = target + st[S_PKT] // 2
-        if fs[F_DEPTH] > ref + prm[P_SLIP_THRESH] and _all_valid(stamps, mask, pos, pos + 2 * slip):
+        jump = depth - ref
+        if (jump > prm[P_JUMP_THRESH] and _all_valid(stamps, mask, pos, pos + slip)
+                and _all_valid(stamps, mask, pos + jump, pos + jump + slip)):
+            st[S_SLIP_LEFT] = slip
+            st[S_SLIP_D] = jump
+            st[S_JUMPS] += 1
+            fs[F_DEPTH] = ref
+            st[S_COOLDOWN] = pos + prm[P_COOLDOWN]
+        elif fs[F_DEPTH] > ref + prm[P_SLIP_THRESH] and _all_valid(stamps, mask, pos, pos + 2 * slip):
             st[S_SLIP_LEFT] = slip
             st[S_SLIP_D] = slip
             st[S_SKIPS] += 1
@@ -282,8 +310,10 @@ class JitterBuffer:
     (64); ``slip_threshold`` (default one block) and ``depth_tau_s`` (2 s) the
     slip decision; ``adaptive``, ``min_target_ms``, ``max_target_ms``, ``grow``
     (one block), ``shrink`` (block/8), ``shrink_after_s`` (5 s) the adaptive
-    mode; ``absorb_drift`` enables slips with a fixed target; ``idle_s`` (0.5 s)
-    after which a silent stream stops counting as concealed.
+    mode; ``absorb_drift`` enables slips with a fixed target; ``jump_threshold``
+    (default the larger of 4 blocks and 50 ms) the excess depth dropped in one jump
+    (with slips only); ``idle_s`` (0.5 s) after which a silent stream stops counting
+    as concealed.
     """
 
     def __init__(self, *, sample_rate: int = 48000, block: int = 256, target_ms: float = 20.0,
@@ -292,7 +322,7 @@ class JitterBuffer:
                  depth_tau_s: float = 2.0, adaptive: bool = False, absorb_drift: bool = False,
                  min_target_ms: float | None = None, max_target_ms: float = 200.0,
                  grow: int | None = None, shrink: int | None = None, shrink_after_s: float = 5.0,
-                 idle_s: float = 0.5) -> None:
+                 idle_s: float = 0.5, jump_threshold: int | None = None) -> None:
         if not 8000 <= sample_rate <= 384000:
             raise ValueError(f"sample_rate must be in [8000, 384000] Hz; got {sample_rate}")
         if not 1 <= block <= 8192:
@@ -333,6 +363,8 @@ class JitterBuffer:
         p[P_SHRINK_AFTER] = round(shrink_after_s * sample_rate)
         p[P_IDLE] = round(idle_s * sample_rate)
         p[P_COOLDOWN] = 4 * slip + block
+        p[P_JUMP_THRESH] = (jump_threshold if jump_threshold is not None
+                            else max(4 * block, round(0.05 * sample_rate)))
         self._st[S_TARGET] = target
         self._fs[F_TAU] = max(1.0, depth_tau_s * sample_rate)
         self._fs[F_DEPTH] = target
@@ -388,6 +420,11 @@ class JitterBuffer:
         """The receiver found a late packet: a glitch for the adaptive mode (writer)."""
         self._st[S_LATE] += 1
 
+    def reanchor(self) -> None:
+        """The receiver mapped a sender onto the timeline anew (a new SSRC, a restart, a
+        resync): the reader measures the depth afresh (writer)."""
+        self._st[S_ANCHORS] += 1
+
     # --- reader (audio thread / hub clock) ---------------------------------------------
     def read(self, out: np.ndarray) -> None:
         """Fill ``out`` (float64, contiguous, any length) and advance the play position
@@ -397,9 +434,10 @@ class JitterBuffer:
 
     # --- either thread ---------------------------------------------------------------
     def depth(self) -> int:
-        """Samples buffered ahead of the play position (newest written − play position)."""
+        """Samples buffered ahead of the play position (newest written − play position;
+        0 when nothing is)."""
         st = self._st
-        return int(st[S_HI] - st[S_POS]) if st[S_STARTED] else 0
+        return max(0, int(st[S_HI] - st[S_POS])) if st[S_STARTED] else 0
 
     def stats(self) -> dict[str, float]:
         """Reader counters (concealed frames/blocks, underruns, slips, ...) and depths
@@ -415,6 +453,7 @@ class JitterBuffer:
             "skips": float(st[S_SKIPS]),
             "repeats": float(st[S_REPEATS]),
             "slips": float(st[S_SKIPS] + st[S_REPEATS]),
+            "jumps": float(st[S_JUMPS]),
             "idle_frames": float(st[S_IDLE_FRAMES]),
             "played_frames": float(st[S_PLAYED]),
             "reads": float(st[S_READS]),
@@ -433,7 +472,9 @@ def warm_up() -> None:
     jb = JitterBuffer(block=64)
     jb.write_pcm(np.zeros(192, dtype=np.uint8), 1000, 64, 3)
     jb.write_pcm(np.zeros(128, dtype=np.uint8), 1064, 64, 2)
-    jb.write(np.zeros(64), 1128)
+    # the receiver's payloads are read-only views of a datagram (another numba signature)
+    jb.write_pcm(np.frombuffer(bytes(192), dtype=np.uint8), 1128, 64, 3)
+    jb.write(np.zeros(64), 1192)
     out = np.zeros(64)
     jb.read(out)
 

@@ -245,7 +245,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
                     self._max_ts = ext_ts
                     if marker:  # the sender restarted: its clock may have jumped
                         self.resyncs += 1
-                        self._offset = self._place(ext_ts)
+                        self._offset = self._anchor(ext_ts)
             elif d == 0:
                 self.duplicates += 1
                 return
@@ -280,17 +280,22 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self.buffer.note_late()
             if status == LATE and in_order:  # the whole stream is behind: catch up
                 self.resyncs += 1
-                self._offset = self._place(ext_ts)
+                self._offset = self._anchor(ext_ts)
                 self.buffer.write_pcm(payload, ext_ts + self._offset, n, self.width)
         elif status == OVERRUN:  # far ahead of the play position (a jump, or no reader)
             self.resyncs += 1
-            self._offset = self._place(ext_ts)
+            self._offset = self._anchor(ext_ts)
             self.buffer.write_pcm(payload, ext_ts + self._offset, n, self.width)
 
     def timeline_position(self, ts: int) -> int:
         """Where the sample with RTP timestamp ``ts`` (of the current SSRC) plays on the
         buffer's timeline (samples)."""
         return extend_ts(self._max_ts, ts) + self._offset
+
+    def _anchor(self, ext_ts: int) -> int:
+        """:meth:`_place`, and tell the buffer that a new mapping begins."""
+        self.buffer.reanchor()
+        return self._place(ext_ts)
 
     def _place(self, ext_ts: int) -> int:
         """Timeline offset that puts ``ext_ts`` ``target`` samples ahead of the play
@@ -308,7 +313,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self.ssrc = ssrc
         self._base = self._max = (1 << 16) + seq
         self._max_ts = (1 << 32) + ts
-        self._offset = self._place(self._max_ts)
+        self._offset = self._anchor(self._max_ts)
         self._session_received = 0
         self._seen = [-1] * SEQ_WINDOW
         self._transit = None
