@@ -26,9 +26,13 @@ clock's or the hub clock's), and one named executor thread ``anamnesis-disk``
 for file work, created in :func:`_serve` and joined before exit.
 
 Of a preset, a live agent uses the model, its constructor arguments, its
-parameters, and ``FollowInput`` modulations (fed by the mic). Its input
-signals are what the mic hears instead; ``Ramp`` and ``At`` timelines belong
-to offline renders and are not played live (logged).
+parameters, and ``FollowInput`` modulations (fed by its input). What it hears is
+``--input``: the sound card's input channel (``mic``, a sound card's default), the
+preset's first input signal looped (``preset``, the null clock's default when the
+preset has one: a first try without a microphone plays) or ``silence``
+(:mod:`anamnesis.agents.audio.inputs`); with ``--audio hub`` the hub sends it.
+``Ramp`` and ``At`` timelines belong to offline renders and are not played live
+(logged).
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ from anamnesis.agents.recipe import config_model, config_warm_up, parse_model_ar
 
 log = logging.getLogger("anamnesis.agents.main")
 AUDIO_CHOICES = ("sounddevice", "null", "hub")
+#: What an agent hears (``--input``, :mod:`anamnesis.agents.audio.inputs`).
+INPUT_CHOICES = ("mic", "preset", "silence")
 MODEL_CHOICES = ("autoregnn", "autoregnn2", "unlearn")
 #: Seconds between checks of the audio thread (xruns, stalls).
 MONITOR_S = 2.0
@@ -78,6 +84,10 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
                              "(null), or the hub's clock over RTP (hub; simulated mode)")
     parser.add_argument("--device", help="audio device index or part of its name "
                                          "(see `anamnesis devices`)")
+    parser.add_argument("--input", choices=INPUT_CHOICES,
+                        help="what the agent hears: the device's input channel (mic), its "
+                             "preset's input signal in a loop (preset) or silence (default: "
+                             "preset on the null clock when the preset has one, else mic)")
     parser.add_argument("--in-channel", type=int, default=1, metavar="N",
                         help="input (mic) channel of the device, from 1 (default 1)")
     parser.add_argument("--out-channel", type=int, default=1, metavar="N",
@@ -142,6 +152,8 @@ class AgentConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     rtp_port: int = 0
     hub: str = "127.0.0.1"
+    #: What the agent hears (``mic``, ``preset``, ``silence``; None with ``--audio hub``).
+    input: str | None = "mic"
 
 
 def default_state_dir(agent_id: str) -> Path:
@@ -222,6 +234,7 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
                                           max_block=args.block)
         except ValueError as exc:
             problems.append(str(exc))
+    hears = _check_input(args.input, args.audio, args.preset, problems)
     if problems:
         raise ValueError("; ".join(problems))
     return AgentConfig(
@@ -232,7 +245,50 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         interface=interface, announce=not args.no_announce, installation=args.installation,
         key_file=args.key_file, state_dir=args.state_dir or default_state_dir(args.id),
         fresh=args.fresh, autosave_s=args.autosave_s, model_args=model_args,
-        rtp_port=args.rtp_port, hub=hub)
+        rtp_port=args.rtp_port, hub=hub, input=hears)
+
+
+def _check_input(choice: str | None, audio: str, preset: str | None,
+                 problems: list[str]) -> str | None:
+    """What the agent hears (the ``--input`` choice, or its default); a problem noted
+    for a choice that cannot be."""
+    if audio == "hub":
+        if choice is not None:
+            problems.append("--input does not apply with --audio hub: the hub sends the input")
+        return None
+    if choice is None:
+        from anamnesis.agents.presets import get_preset
+
+        with contextlib.suppress(ValueError):   # an unknown preset is reported already
+            if audio == "null" and preset is not None and get_preset(preset).inputs:
+                return "preset"
+        return "mic"
+    if choice == "preset" and preset is None:
+        problems.append("--input preset needs a --preset (its input signal is what is heard)")
+    return choice
+
+
+def _input_source(config: AgentConfig) -> tuple[Any, str]:
+    """The backend's ``source`` for what the agent hears (None: the device's input) and
+    a description for the log. Renders a preset's input, so off the event loop."""
+    import numpy as np
+
+    from anamnesis.agents.audio.inputs import LoopedSignal, preset_input
+
+    if config.input is None:
+        return None, "the hub's input"
+    if config.input == "silence":
+        source = LoopedSignal(np.zeros(1), "silence")
+    elif config.input == "preset":
+        source = preset_input(config.preset, config.sample_rate, seed=config.seed)
+        if source is None:
+            return None, f"silence (preset {config.preset} has no input signal)"
+    elif config.audio == "null":
+        return None, "silence (the null clock has no microphone; --input preset plays the preset's)"
+    else:
+        return None, f"the device's input channel {config.in_channel}"
+    source.warm_up()
+    return source, source.description
 
 
 def _setup_logging(level: str) -> None:
@@ -330,10 +386,12 @@ async def _serve(config: AgentConfig) -> int:
         raise StartupError(f"cannot open the RTP port {config.interface}:{config.rtp_port}: "
                            f"{exc}") from None
     link.set_deployed(config.audio != "hub")
+    source, hears = await loop.run_in_executor(None, _input_source, config)
     try:
         backend = create_backend(config.audio, engine, device=config.device,
                                  in_channel=config.in_channel, out_channel=config.out_channel,
-                                 client_name=f"anamnesis-{config.agent_id}", link=link)
+                                 client_name=f"anamnesis-{config.agent_id}", link=link,
+                                 source=source)
     except BackendError as exc:
         link.close()
         store.close()
@@ -357,7 +415,8 @@ async def _serve(config: AgentConfig) -> int:
         except BackendError as exc:
             raise StartupError(str(exc)) from None
         started = True
-        log.info("agent %s: %s model on %s", config.agent_id, config.model, backend.describe())
+        log.info("agent %s: %s model on %s; hears %s", config.agent_id, config.model,
+                 backend.describe(), hears)
         try:
             services = await start_control_services(
                 control, interface=config.interface, osc_port=config.osc_port,

@@ -135,6 +135,23 @@ def build_model(model: str, *, preset: str | None = None,
     return make, follow
 
 
+def preset_signals(preset: str | Any, sample_rate: int, *, seed: int = 0) -> list[tuple[str, Any]]:
+    """The generators of a preset's input signals (``agents.signals``), with their kinds,
+    in input order. ``preset`` is a name or a :class:`~anamnesis.agents.presets.Preset`;
+    a noise input follows ``seed`` (a new seed is a new performance)."""
+    from anamnesis.agents import presets
+    from anamnesis.agents.signals import make_signal
+
+    chosen = presets.get_preset(preset) if isinstance(preset, str) else preset
+    signals = []
+    for index, spec in enumerate(chosen.inputs):
+        args = dict(spec.args)
+        if spec.kind == "noise":
+            args["seed"] = int(args.get("seed", 0)) + 1000 * seed + index
+        signals.append((spec.kind, make_signal(spec.kind, sample_rate, **args)))
+    return signals
+
+
 def warm_up(make_model: Callable[[], Any], follow: list, *, block: int, sample_rate: int,
             ceiling_db: float = -1.0) -> None:
     """Compile every kernel of the audio path on throwaway objects (a twin engine on

@@ -34,7 +34,7 @@ from anamnesis.agents.presets import (
     all_presets,
     get_preset,
 )
-from anamnesis.agents.signals import make_signal
+from anamnesis.agents.recipe import preset_signals
 
 RENDER_BLOCK = 4096
 """Frames per ``process`` call when rendering (the models' default ``max_block``)."""
@@ -53,14 +53,7 @@ class Rendering:
 
 
 def _build_inputs(preset: Preset, sample_rate: int, seed: int) -> list:
-    signals = []
-    for index, spec in enumerate(preset.inputs):
-        args = dict(spec.args)
-        if spec.kind == "noise":
-            # Noise follows the render seed, so a new seed is a new performance.
-            args["seed"] = int(args.get("seed", 0)) + 1000 * seed + index
-        signals.append(make_signal(spec.kind, sample_rate, **args))
-    return signals
+    return [signal for _, signal in preset_signals(preset, sample_rate, seed=seed)]
 
 
 def _modulation_block(mod: Ramp | FollowInput, start: int, frames: int,

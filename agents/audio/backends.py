@@ -201,19 +201,24 @@ class SoundDeviceBackend:
     The stream asks PortAudio for its "high" (safe) latency: an installation
     values glitch-free sound over a few milliseconds. Status flags of the
     callback (input overflow/underflow, output underflow/overflow) count as
-    xruns. On JACK the client is named ``client_name``.
+    xruns. On JACK the client is named ``client_name``. ``source(block)``, if given,
+    fills the model's input instead of the input channel (``--input preset|silence``,
+    :mod:`anamnesis.agents.audio.inputs`), on PortAudio's thread.
     """
 
     name = "sounddevice"
 
     def __init__(self, engine: AgentEngine, *, device: int | str | None = None,
                  in_channel: int = 1, out_channel: int = 1,
-                 client_name: str = "anamnesis", link: AgentLink | None = None) -> None:
+                 client_name: str = "anamnesis", link: AgentLink | None = None,
+                 source: Callable[[np.ndarray], None] | None = None) -> None:
         for label, ch in (("--in-channel", in_channel), ("--out-channel", out_channel)):
             if not isinstance(ch, int) or not 1 <= ch <= 256:
                 raise BackendError(f"{label} must be a channel number from 1; got {ch!r}")
         self._engine = engine
         self._link = link
+        self._source = source
+        self._own_in = np.zeros(engine.block)
         self._device = device
         self._in_idx = in_channel - 1
         self._out_idx = out_channel - 1
@@ -285,13 +290,16 @@ class SoundDeviceBackend:
                 self._count(status)
             if outdata.shape[1] > 1:
                 outdata.fill(0.0)
+            mic = indata[:, self._in_idx]
+            if self._source is not None and frames == self._own_in.shape[0]:
+                self._source(self._own_in)
+                mic = self._own_in
             link = self._link
             if link is None:
-                self._engine.process_block(indata[:, self._in_idx], outdata[:, self._out_idx])
+                self._engine.process_block(mic, outdata[:, self._out_idx])
             else:
                 speaker = outdata[:, self._out_idx]
-                self._engine.process_block(link.before_block(indata[:, self._in_idx], frames),
-                                           speaker)
+                self._engine.process_block(link.before_block(mic, frames), speaker)
                 link.after_block(speaker, frames)
         except Exception:
             outdata.fill(0.0)
@@ -322,15 +330,19 @@ class SoundDeviceBackend:
 
 def create_backend(kind: str, engine: AgentEngine, *, device: int | str | None = None,
                    in_channel: int = 1, out_channel: int = 1,
-                   client_name: str = "anamnesis", link: AgentLink | None = None) -> AudioBackend:
+                   client_name: str = "anamnesis", link: AgentLink | None = None,
+                   source: Callable[[np.ndarray], None] | None = None) -> AudioBackend:
     """The backend called ``kind`` (see :data:`AUDIO_BACKENDS`) for ``engine``; not started.
     ``link`` (the agent's open RTP link) is required by ``hub``; with the others it
-    enables the deployed mode (``in`` mixed into the mic, streams tapped)."""
+    enables the deployed mode (``in`` mixed into the mic, streams tapped). ``source``
+    fills the model's input in place of the mic (null and sounddevice; the hub sends
+    its own)."""
     if kind == "null":
-        return NullBackend(engine, link=link)
+        return NullBackend(engine, link=link, source=source)
     if kind == "sounddevice":
         return SoundDeviceBackend(engine, device=device, in_channel=in_channel,
-                                  out_channel=out_channel, client_name=client_name, link=link)
+                                  out_channel=out_channel, client_name=client_name, link=link,
+                                  source=source)
     if kind == "hub":
         if link is None:
             raise BackendError("--audio hub needs the agent's RTP link: the hub sends each "

@@ -354,3 +354,46 @@ async def test_a_restarted_sender_plays_as_clean_as_the_first(sender):
         # clocks are this machine's) or a late packet on a loaded machine
         assert counts["slips"] <= 2 + counts["late"], (i + 1, counts)
         assert 0.0 < stats["depth_smoothed_ms"] < 250.0, (i + 1, stats["depth_smoothed_ms"])
+
+
+@pytest.mark.parametrize("hears, playing", [(None, True), ("silence", False)],
+                         ids=["default-preset-input", "silence"])
+async def test_a_standalone_agent_plays_its_presets_input(tmp_path, hears, playing):
+    """The README's first try: ``--preset sine200 --audio null``, no hub, no microphone.
+    The agent hears its preset's own 200 Hz (the null clock's default input), learns it,
+    and ffmpeg reading its ``out`` SDP hears it play; with ``--input silence`` it has
+    nothing to learn from and stays silent."""
+    extra = () if hears is None else ("--input", hears)
+    agent = await spawn("--id", "s1", "--preset", "sine200", "--audio", "null", *extra,
+                        "--interface", LOOPBACK, "--no-announce", "--fresh",
+                        "--state-dir", str(tmp_path / "state"), "--autosave-s", "3600")
+    try:
+        await agent.ready()
+        expected = "hears preset sine200's input (sine)" if hears is None else "hears silence"
+        assert expected in agent.log
+        streams = {}
+        async with aiohttp.ClientSession() as session:
+            for name in ("mic", "out"):
+                port = free_port_pair()
+                async with session.get(f"http://{LOOPBACK}:{agent.http_port}/streams/{name}.sdp",
+                                       params={"port": str(port)}) as r:
+                    assert r.status == 200, await r.text()
+                    (tmp_path / f"{name}.sdp").write_text(await r.text())
+                streams[name] = await ffmpeg_record(tmp_path / f"{name}.sdp",
+                                                    tmp_path / f"{name}.wav", 3.0)
+        for name, proc in streams.items():
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode == 0, f"ffmpeg ({name}): {err.decode(errors='replace')}"
+    finally:
+        await agent.stop(20)
+    mic, out = read_codes(tmp_path / "mic.wav"), read_codes(tmp_path / "out.wav")
+    assert mic.size >= 2 * SR and out.size >= 2 * SR
+    assert np.all(np.isfinite(out)) and np.max(np.abs(out)) <= 10 ** (-1.0 / 20)
+    if not playing:
+        assert np.all(mic == 0.0)
+        assert np.sqrt(np.mean(out[-SR:] ** 2)) < 1e-4      # below -80 dBFS: nothing learned
+        return
+    assert abs(_played_frequency(mic[-SR:]) - 200.0) < 1.0       # what it hears
+    tail = out[-SR:]
+    assert np.sqrt(np.mean(tail ** 2)) > 0.05, "the agent should play"
+    assert abs(_played_frequency(tail) - 200.0) < 2.0            # AutoRegNN locks onto it

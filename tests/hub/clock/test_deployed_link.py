@@ -34,7 +34,7 @@ def ramp(n: int) -> np.ndarray:
 
 @pytest.fixture
 async def null_agent(tmp_path):
-    agent = await spawn("--id", "d1", "--preset", "sine200", "--audio", "null",
+    agent = await spawn("--id", "d1", "--preset", "sine200", "--audio", "null", "--input", "mic",
                         "--interface", LOOPBACK, "--hub", LOOPBACK, "--no-announce", "--fresh",
                         "--state-dir", str(tmp_path / "state"), "--autosave-s", "3600")
     try:
