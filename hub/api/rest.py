@@ -54,8 +54,17 @@ async def installation(request: web.Request) -> web.Response:
 
 
 async def list_agents(request: web.Request) -> web.Response:
-    """Every agent: status (pending/online/offline), host, ports, model, parameters."""
-    return web.json_response(request.app[HUB].agents_json())
+    """Every agent: status (pending/online/offline), host, ports, model, parameters.
+    ``?others=1`` adds the agents other installations announce on this network
+    (status ``elsewhere``, with their installation's name)."""
+    hub = request.app[HUB]
+    others = request.query.get("others", "0")
+    if others not in ("0", "1"):
+        raise HubError("others must be 0 or 1")
+    agents = hub.agents_json()
+    if others == "1":
+        agents += [{**o, "status": "elsewhere"} for o in hub.browser.others.values()]
+    return web.json_response(agents)
 
 
 async def get_agent(request: web.Request) -> web.Response:

@@ -116,7 +116,10 @@ class Hub:
         self.liveness = LivenessMonitor(self.registry, None, interval=ping_interval)
         self.osc = HubOsc(on_pong=self.liveness.pong)
         self.liveness.osc = self.osc
-        self.browser = AgentBrowser(self.registry, interface=interface, key=key)
+        # With a config the hub is that installation and lists only its agents (and any
+        # signed with its key); without one it lists every agent it hears.
+        self.browser = AgentBrowser(self.registry, interface=interface, key=key,
+                                    installation=self.name if config is not None else None)
         self.telemetry = AgentTelemetry(self.osc, interface)
         self.supervisor = Supervisor(self.state_dir / "logs", launch=agent_launch)
         self.event_log = EventLog(self.counts)

@@ -12,7 +12,11 @@ Three parts (STYLE 9, a functional core in an asyncio shell):
   key is *adopted* at once; any other well-formed record is *pending* until a
   user adopts it (:meth:`AgentRegistry.adopt`, persisted by the hub). A record
   that does not verify never replaces the address of an adopted agent (no
-  hijacking by an unsigned announcement with the same id).
+  hijacking by an unsigned announcement with the same id). Two installations
+  in one building share the LAN: an unsigned record announcing another
+  installation's name is not this hub's to list (:attr:`AgentBrowser.others`
+  keeps them, shown only on request); one signed with this hub's key is its own
+  whatever name it announces (the key is the installation).
 * :class:`LivenessMonitor` — the hub's own liveness check: ``/ping`` to every
   known agent every :data:`PING_INTERVAL_S` s (sooner after a miss);
   :data:`MISSED_PINGS` unanswered pings in a row mark it *offline*; a ``/pong``
@@ -42,6 +46,8 @@ from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.txt import ANAMNESIS_SERVICE, AgentRecord, parse_txt, verify_txt
 
 log = logging.getLogger(__name__)
+#: Most agents of other installations the browser remembers (for the curious user).
+MAX_OTHERS = 256
 
 #: Most agents (adopted + pending) the registry holds.
 MAX_AGENTS = 256
@@ -249,13 +255,19 @@ class AgentRegistry:
 class AgentBrowser:
     """Browses ``_anamnesis._udp.local.`` on one interface and feeds the registry.
 
-    ``key`` is the installation key (None: every agent is pending until adopted).
+    ``key`` is the installation key (None: every agent is pending until adopted);
+    ``installation`` this hub's installation name (None: every name is listed).
     """
 
-    def __init__(self, registry: AgentRegistry, *, interface: str, key: bytes | None) -> None:
+    def __init__(self, registry: AgentRegistry, *, interface: str, key: bytes | None,
+                 installation: str | None = None) -> None:
         self.registry = registry
         self.interface = interface
         self.key = key   # may be set before start(); never logged
+        self.installation = installation
+        #: Agents announcing another installation, by (installation, id): what a user
+        #: asking "who else is here?" sees (``GET /api/agents?others=1``).
+        self.others: dict[tuple[str, str], dict[str, object]] = {}
         self._zc = None
         self._browser = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -313,12 +325,29 @@ class AgentBrowser:
             self._log(source, "malformed", f"ignoring {source}: {exc}")
             return None
         verified = self.key is not None and verify_txt(properties, self.key)
+        if (self.installation is not None and record.installation != self.installation
+                and not verified):
+            self._note_other(record)
+            return None
         if record.signed and not verified:
             self.counts["bad_signature"] += 1
             self._log(record.agent_id, "signature",
                       f"agent {record.agent_id}: signature does not match this installation's "
                       "key; it stays pending")
         return self.registry.announce(record, verified=verified)
+
+    def _note_other(self, record: AgentRecord) -> None:
+        self.counts["other_installation"] += 1
+        key = (record.installation, record.agent_id)
+        if key not in self.others and len(self.others) >= MAX_OTHERS:
+            return
+        self.others[key] = {"id": record.agent_id, "installation": record.installation,
+                            "model": record.model, "host": record.addresses[0],
+                            "signed": record.signed, "seen": time.time()}
+        self._log(record.installation, "other installation",
+                  f"agents of installation {record.installation!r} announce on this network "
+                  f"(this hub is {self.installation!r}): not listed; "
+                  "GET /api/agents?others=1 shows them")
 
     async def close(self) -> None:
         """Stop browsing and close zeroconf."""

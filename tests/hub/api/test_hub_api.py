@@ -143,8 +143,8 @@ async def test_live_installation_and_restart(tmp_path, caplog):
             auth = {"Authorization": f"Bearer {hub.token}"}
 
             async def statuses():
-                # Only this test's agents: another installation on the same loopback (a
-                # demo running beside the tests) shows up as pending, as it should.
+                # Only this test's agents: a hub without a config lists every agent it
+                # hears (a demo running beside the tests shows up as pending).
                 async with http.get(base + "/api/agents") as r:
                     return {a["id"]: a["status"] for a in await r.json() if a["id"] in OURS}
 
@@ -642,3 +642,33 @@ async def test_the_dashboard_files_are_served_with_their_types_and_nothing_else(
     finally:
         await server.close()
         await hub.close()
+
+
+async def test_another_installations_agents_are_listed_only_on_request(tmp_path):
+    """Two pieces in one building: the hub of installation "dep" lists its own unsigned
+    agent as pending, and a next-door installation's agent only with ``?others=1``."""
+    from anamnesis.hub.installation.check import parse_config
+
+    agents = list(await asyncio.gather(
+        AgentProcess.start(tmp_path / "p1", agent_id="p1", extra=("--installation", "dep")),
+        AgentProcess.start(tmp_path / "n1", agent_id="n1",
+                           extra=("--installation", "next-door"))))
+    try:
+        async with running_hub(tmp_path / "hub", config=parse_config(DEPLOYED, "dep.toml")) \
+                as (hub, base), aiohttp.ClientSession() as http:
+            async def listed(query: str = "") -> dict[str, str]:
+                async with http.get(base + "/api/agents" + query) as r:
+                    assert r.status == 200
+                    return {a["id"]: a["status"] for a in await r.json()
+                            if a["id"] in ("p1", "n1")}
+
+            async def both_heard() -> bool:
+                return "p1" in await listed() and ("next-door", "n1") in hub.browser.others
+
+            await wait_for(both_heard, 15.0, "p1 and the next-door n1 announced")
+            assert await listed() == {"p1": "pending"}
+            assert await listed("?others=1") == {"p1": "pending", "n1": "elsewhere"}
+            async with http.get(base + "/api/agents?others=2") as r:
+                assert r.status == 400 and "others must be 0 or 1" in (await r.json())["error"]
+    finally:
+        await asyncio.gather(*(a.stop() for a in agents))

@@ -50,6 +50,23 @@ def test_signed_adopted_unsigned_pending_and_adopt_by_hand():
         registry.adopt("nope")
 
 
+def test_another_installations_unsigned_agents_are_not_listed():
+    registry = AgentRegistry()
+    browser = AgentBrowser(registry, interface=LOOPBACK, key=KEY, installation="test")
+    assert browser.consider(_txt("u1", key=None)).status == "pending"
+    assert browser.consider(_txt("n1", key=None, inst="next-door")) is None
+    assert browser.consider(_txt("n2", key=bytes(32), inst="next-door")) is None   # their key
+    # signed with this hub's key, it is this installation's whatever name it announces
+    assert browser.consider(_txt("s1", key=KEY, inst="typo")).status == "offline"
+    assert {e.agent_id for e in registry.entries()} == {"u1", "s1"}
+    assert sorted(browser.others) == [("next-door", "n1"), ("next-door", "n2")]
+    assert browser.others[("next-door", "n2")]["signed"] is True
+    assert browser.counts["other_installation"] == 2
+    # a browser without an installation name lists every name (a bare hub of old)
+    open_browser = AgentBrowser(AgentRegistry(), interface=LOOPBACK, key=None)
+    assert open_browser.consider(_txt("n1", key=None, inst="next-door")).status == "pending"
+
+
 def test_unsigned_record_cannot_take_over_a_signed_agent():
     registry = AgentRegistry()
     browser = AgentBrowser(registry, interface=LOOPBACK, key=KEY)
@@ -128,25 +145,28 @@ async def test_real_agents_adopted_pending_killed_and_back(tmp_path):
     osc = HubOsc(on_pong=monitor.pong)
     monitor.osc = osc
     await osc.start(LOOPBACK)
-    browser = AgentBrowser(registry, interface=LOOPBACK, key=key)
+    browser = AgentBrowser(registry, interface=LOOPBACK, key=key, installation="test")
     await browser.start()
     monitor.start()
 
-    def extra(k):
-        return ("--installation", "test") + (("--key-file", str(k)) if k else ())
+    def extra(k, installation="test"):
+        return ("--installation", installation) + (("--key-file", str(k)) if k else ())
 
     agents = await asyncio.gather(
         AgentProcess.start(tmp_path / "s1", agent_id="s1", extra=extra(key_file)),
         AgentProcess.start(tmp_path / "u1", agent_id="u1", extra=extra(None)),
-        AgentProcess.start(tmp_path / "w1", agent_id="w1", extra=extra(wrong_key)))
-    s1, u1, _w1 = agents
+        AgentProcess.start(tmp_path / "w1", agent_id="w1", extra=extra(wrong_key)),
+        AgentProcess.start(tmp_path / "n1", agent_id="n1", extra=extra(None, "next-door")))
+    s1, u1, _w1, _n1 = agents
     try:
         def status(agent_id):
             entry = registry.get(agent_id)
             return entry.status if entry else None
 
         await wait_for(lambda: (status("s1"), status("u1"), status("w1"))
-                        == ("online", "pending", "pending"), 15.0, "discovery")
+                        == ("online", "pending", "pending")
+                        and ("next-door", "n1") in browser.others, 15.0, "discovery")
+        assert status("n1") is None        # another installation's agent: not listed
         assert registry.get("s1").osc_port == s1.osc_port
         assert registry.get("u1").http_port == u1.http_port and not registry.get("u1").signed
 
