@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
                  "render a whole installation offline, through its simulated room"),
     "keygen": ("anamnesis.hub.cli.keygen", "add_keygen_arguments", "run_keygen",
                "create an installation key (signs the agents' announcements)"),
+    "doctor": ("anamnesis.hub.cli.doctor", "add_doctor_arguments", "run_doctor",
+               "check this machine for the piece: audio, network, zeroconf, ports, key, state"),
     "demo": ("anamnesis.hub.cli.demo", "add_demo_arguments", "run_demo",
              "the octophonic demo: a hub, eight agents in a simulated room, the dashboard"),
 }

@@ -76,6 +76,12 @@ def parse_address(text: str, option: str = "--http") -> tuple[str, int]:
     return host, int(port)
 
 
+def default_state_dir(name: str) -> Path:
+    """A hub's state directory by default: ``$XDG_STATE_HOME/anamnesis/hub-NAME``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "anamnesis" / f"hub-{name}"
+
+
 def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) -> int:
     """Run ``anamnesis hub`` until SIGINT/SIGTERM; the exit status. ``on_started(hub)``
     (``anamnesis demo``'s hook) is awaited once the dashboard is served; the function it
@@ -101,8 +107,7 @@ def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) ->
         print(f"anamnesis hub: {exc}", file=sys.stderr)
         return 2
     name = config.installation.name if config is not None else "anamnesis"
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    state_dir = args.state_dir or Path(base) / "anamnesis" / f"hub-{name}"
+    state_dir = args.state_dir or default_state_dir(name)
     mode = args.mode or (config.installation.mode if config is not None else "simulated")
     return asyncio.run(serve(state_dir=state_dir, host=host, port=port, config=config, key=key,
                               key_file=key_file, interface=args.interface, mode=mode,
@@ -166,4 +171,4 @@ async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: byte
     return 0
 
 
-__all__ = ["add_hub_arguments", "run_hub"]
+__all__ = ["add_hub_arguments", "default_state_dir", "parse_address", "run_hub"]

@@ -1,0 +1,339 @@
+"""``anamnesis doctor [CONFIG]``: is this machine ready to play the piece?
+
+Each check prints one plain line — ``ok``, ``warn`` or ``FAIL``, what was found, and
+for a problem what to do — and the command exits 1 when a check fails (a warning
+does not), so a boot script or a technician's checklist can rely on it; ``--json``
+prints the same as a list of objects for scripts. The checks, in order:
+
+* **config**: the installation config reads and checks (every problem, with its line);
+* **audio**: PortAudio is installed, and the devices it sees, with their rates (the
+  config's sample rate must be among what a device can do in deployed mode);
+* **interface**: the address given is one of this host's (it can be bound);
+* **zeroconf**: on that interface, a probe announced by one zeroconf instance is heard
+  by another (multicast works there); the anamnesis agents heard meanwhile, by
+  installation (this installation's and others');
+* **ports**: the dashboard's (TCP) and OSC API's (UDP) ports are free;
+* **key**: the installation key file exists, is long enough and only its owner may
+  read it (anyone who reads it can sign announcements as an agent of the piece);
+* **state**: the hub's state directory exists or can be made, is writable, has room,
+  and its database (if any) is one this anamnesis can open.
+
+Not checked yet: the clock drift between an agent's sound card and the hub (it needs
+a running agent; the deployed hub's telemetry shows slips per agent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import stat
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+#: Free space below which the state directory is a warning (bytes).
+LOW_SPACE = 200 * 1024 * 1024
+#: Seconds the zeroconf check listens for agents after its probe is heard.
+LISTEN_S = 2.0
+#: The probe's zeroconf service type (never an agent's).
+PROBE_SERVICE = "_anm-doctor._udp.local."
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: ``status`` "ok" | "warn" | "fail"."""
+
+    name: str
+    status: str
+    found: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}[self.status]
+        return f"{mark}  {self.name:<9} {self.found}" + (f" — {self.fix}" if self.fix else "")
+
+
+# ---------------------------------------------------------------------------
+# The checks (each returns its lines; none raises)
+# ---------------------------------------------------------------------------
+
+
+def check_config(path: Path | None) -> tuple[list[Check], Any]:
+    """The config's check, and the config (None without one or when it fails)."""
+    if path is None:
+        return [Check("config", "ok", "no config given (checking this machine only)")], None
+    from anamnesis.hub.installation.check import load_config
+
+    try:
+        config = load_config(path)
+    except ValueError as exc:   # ConfigError lists every problem
+        return [Check("config", "fail", str(exc).replace("\n", "; "),
+                      "fix the config (every key is described in hub/installation/config.py)")], None
+    inst = config.installation
+    return [Check("config", "ok", f"{path}: installation {inst.name!r}, {len(config.agents)} "
+                                  f"agents, {inst.mode} mode, {inst.sample_rate} Hz")], config
+
+
+def check_audio(config: Any) -> list[Check]:
+    """PortAudio and its devices."""
+    from anamnesis.agents.audio.backends import BackendError, list_devices
+
+    try:
+        devices = list_devices()
+    except BackendError as exc:
+        return [Check("audio", "fail", str(exc), "agents can still run with --audio null or hub")]
+    except Exception as exc:  # noqa: BLE001 (PortAudio failing in its own way)
+        return [Check("audio", "fail", f"PortAudio fails: {type(exc).__name__}: {exc}",
+                      "check the sound server (JACK, PipeWire) and the device permissions")]
+    if not devices:
+        return [Check("audio", "warn", "PortAudio sees no audio device",
+                      "connect the interface, or start JACK / PipeWire")]
+    out = [Check("audio", "ok", f"PortAudio sees {len(devices)} device(s)")]
+    for d in devices:
+        out.append(Check("audio", "ok", f"device {d['index']}: {d['name']} ({d['hostapi']}; "
+                                        f"{d['inputs']} in, {d['outputs']} out; "
+                                        f"{d['sample_rate']:g} Hz)"))
+    if config is not None and config.installation.mode == "deployed":
+        rate = config.installation.sample_rate
+        if not any(d["sample_rate"] == rate and d["inputs"] and d["outputs"] for d in devices):
+            out.append(Check("audio", "warn", f"no duplex device runs at {rate} Hz by default",
+                             "set the interface's rate, or the config's sample_rate"))
+    return out
+
+
+def check_interface(interface: str) -> list[Check]:
+    """The interface is an address of this host."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((interface, 0))
+    except OSError as exc:
+        return [Check("interface", "fail", f"{interface} is not an address of this host ({exc})",
+                      f"use one of: {', '.join(host_addresses()) or '127.0.0.1'}")]
+    kind = "loopback: this host only" if interface.startswith("127.") else "LAN"
+    return [Check("interface", "ok", f"{interface} ({kind})")]
+
+
+def host_addresses() -> list[str]:
+    """This host's IPv4 addresses that can be bound (best effort)."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            found.add(info[4][0])
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))   # TEST-NET-1: picks the default route, sends nothing
+        found.add(s.getsockname()[0])
+    return sorted(found)
+
+
+def check_zeroconf(interface: str, config: Any, seconds: float) -> list[Check]:
+    """A probe heard across two zeroconf instances on ``interface``; the agents heard."""
+    try:
+        heard, agents = asyncio.run(_zeroconf_probe(interface, seconds))
+    except Exception as exc:  # noqa: BLE001 (a network that refuses multicast, in any way)
+        return [Check("zeroconf", "fail", f"zeroconf cannot run on {interface}: "
+                                          f"{type(exc).__name__}: {exc}",
+                      "is the interface up? is multicast (UDP 5353) allowed?")]
+    if not heard:
+        return [Check("zeroconf", "fail", f"a probe announced on {interface} was not heard "
+                                          f"within {seconds:g} s",
+                      "multicast (mDNS, UDP 5353) is blocked on this interface: the firewall, "
+                      "or a switch without IGMP snooping configured")]
+    out = [Check("zeroconf", "ok", f"multicast works on {interface}")]
+    name = config.installation.name if config is not None else None
+    ours = sorted({a for a, inst in agents if name is None or inst == name})
+    others = sorted({inst for _, inst in agents if name is not None and inst != name})
+    out.append(Check("zeroconf", "ok", f"agents heard: {', '.join(ours) or 'none'}"))
+    if config is not None:
+        expected = [a.id for a in config.agents if not a.spawn]   # the hub starts the others
+        missing = [a for a in expected if a not in ours]
+        if missing:
+            out.append(Check("zeroconf", "warn", f"the config's agents not heard: "
+                                                 f"{', '.join(missing)}",
+                             f"are they started, with --installation {name} and an "
+                             "--interface on this network?"))
+    if others:
+        out.append(Check("zeroconf", "ok", f"other installations here: {', '.join(others)}"))
+    return out
+
+
+async def _zeroconf_probe(interface: str, seconds: float) -> tuple[bool, set[tuple[str, str]]]:
+    from zeroconf import ServiceInfo, ServiceStateChange
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+    from anamnesis.agents.protocol.errors import ProtocolError
+    from anamnesis.agents.protocol.txt import ANAMNESIS_SERVICE, parse_txt
+
+    probe = f"doctor-{os.getpid()}-{int(time.time())}.{PROBE_SERVICE}"
+    sender = AsyncZeroconf(interfaces=[interface])
+    listener = AsyncZeroconf(interfaces=[interface])
+    heard = asyncio.Event()
+    names: set[str] = set()
+    loop = asyncio.get_running_loop()
+
+    def on_change(zeroconf: Any, service_type: str, name: str, state_change: Any) -> None:
+        if state_change is not ServiceStateChange.Added:
+            return
+        if service_type == PROBE_SERVICE and name == probe:
+            loop.call_soon_threadsafe(heard.set)
+        elif service_type == ANAMNESIS_SERVICE:
+            loop.call_soon_threadsafe(names.add, name)
+
+    browser = AsyncServiceBrowser(listener.zeroconf, [PROBE_SERVICE, ANAMNESIS_SERVICE],
+                                  handlers=[on_change])
+    agents: set[tuple[str, str]] = set()
+    try:
+        await sender.async_register_service(ServiceInfo(
+            PROBE_SERVICE, probe, port=9, addresses=[socket.inet_aton(interface)]))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(heard.wait(), seconds)
+        # the agents' answers: a responder delays them (RFC 6762 §6), several at once more
+        await asyncio.sleep(LISTEN_S)
+        for found in sorted(names):
+            info = AsyncServiceInfo(ANAMNESIS_SERVICE, found)
+            if await info.async_request(listener.zeroconf, 2000) and info.properties:
+                with contextlib.suppress(ProtocolError):
+                    record = parse_txt(info.properties)
+                    agents.add((record.agent_id, record.installation))
+    finally:
+        await browser.async_cancel()
+        await sender.async_close()
+        await listener.async_close()
+    return heard.is_set(), agents
+
+
+def check_ports(http: tuple[str, int] | None, osc: tuple[str, int] | None) -> list[Check]:
+    """The hub's dashboard (TCP) and OSC API (UDP) ports are free."""
+    out = []
+    for what, address, kind, flag in (("dashboard", http, socket.SOCK_STREAM, "--http"),
+                                      ("OSC API", osc, socket.SOCK_DGRAM, "--osc")):
+        if address is None or address[1] == 0:
+            continue
+        host, port = address
+        with socket.socket(socket.AF_INET, kind) as s:
+            if kind == socket.SOCK_STREAM:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                out.append(Check("ports", "fail", f"the {what} port {host}:{port} is taken ({exc})",
+                                 f"stop what holds it (another hub?), or use {flag} {host}:0"))
+                continue
+        out.append(Check("ports", "ok", f"the {what} port {host}:{port} is free"))
+    return out
+
+
+def check_key(path: Path | None) -> list[Check]:
+    """The installation key file."""
+    if path is None:
+        return [Check("key", "warn", "no installation key (agents stay pending until adopted)",
+                      "anamnesis keygen KEYFILE, and key_file in the config")]
+    from anamnesis.agents.protocol.key import load_key
+
+    try:
+        key = load_key(path)
+    except ValueError as exc:
+        return [Check("key", "fail", str(exc), f"anamnesis keygen {path}")]
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return [Check("key", "fail", f"{path} is readable by others (mode {mode:o}): anyone who "
+                                     "reads it can announce as an agent of the piece",
+                      f"chmod 600 {path}")]
+    return [Check("key", "ok", f"{path}: {len(key)} bytes, mode {mode:o}")]
+
+
+def check_state(state_dir: Path) -> list[Check]:
+    """The hub's state directory and its database."""
+    from anamnesis.hub.core.store import DB_NAME, Store, StoreError
+
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return [Check("state", "fail", f"cannot write in {state_dir} ({exc})",
+                      "choose --state-dir on a writable disk, owned by the hub's user")]
+    free = shutil.disk_usage(state_dir).free
+    out = [Check("state", "ok" if free >= LOW_SPACE else "warn",
+                 f"{state_dir}: writable, {free / 2**30:.1f} GiB free",
+                 "" if free >= LOW_SPACE else "free some space: recordings and logs need room")]
+    db = state_dir / DB_NAME
+    if db.exists():
+        try:
+            with Store(db, readonly=True) as store:
+                out.append(Check("state", "ok", f"database {db.name}: schema {store.schema_version}"))
+        except StoreError as exc:
+            out.append(Check("state", "fail", str(exc), "see the message; move the file aside "
+                                                        "to start afresh"))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------
+
+
+def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``anamnesis doctor``."""
+    parser.add_argument("config", nargs="?", type=Path, help="installation config (TOML)")
+    parser.add_argument("--interface", default="127.0.0.1",
+                        help="the address the hub and agents use (default 127.0.0.1)")
+    parser.add_argument("--http", default="127.0.0.1:8470", metavar="HOST:PORT",
+                        help="the hub's dashboard address to check (default 127.0.0.1:8470)")
+    parser.add_argument("--osc", default="127.0.0.1:8471", metavar="HOST:PORT",
+                        help="the hub's OSC API address to check ('off': none)")
+    parser.add_argument("--key-file", type=Path, help="installation key (default: the config's)")
+    parser.add_argument("--state-dir", type=Path, help="the hub's state directory (default: "
+                                                       "as `anamnesis hub` chooses)")
+    parser.add_argument("--zeroconf-s", type=float, default=3.0, metavar="S",
+                        help="seconds to wait for the zeroconf probe (default 3)")
+    parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """Run every check, print the report; 1 if a check failed."""
+    from anamnesis.hub.cli.hub import default_state_dir, parse_address
+
+    checks, config = check_config(args.config)
+    steps: list[Callable[[], list[Check]]] = [
+        lambda: check_audio(config),
+        lambda: check_interface(args.interface),
+        lambda: check_zeroconf(args.interface, config, args.zeroconf_s),
+    ]
+    try:
+        http = parse_address(args.http, "--http")
+        osc = None if args.osc == "off" else parse_address(args.osc, "--osc")
+        steps.append(lambda: check_ports(http, osc))
+    except ValueError as exc:
+        checks.append(Check("ports", "fail", str(exc)))
+    key_file = args.key_file or (config.key_path if config is not None else None)
+    name = config.installation.name if config is not None else "anamnesis"
+    steps += [lambda: check_key(key_file),
+              lambda: check_state(args.state_dir or default_state_dir(name))]
+    for step in steps:
+        checks += step()
+    if args.json:
+        print(json.dumps([asdict(c) for c in checks], indent=1))
+    else:
+        for c in checks:
+            print(c.line())
+        failed = sum(c.status == "fail" for c in checks)
+        print(f"{failed} problem(s)" if failed else "ready", flush=True)
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
+if __name__ == "__main__":   # python -m anamnesis.hub.cli.doctor
+    parser = argparse.ArgumentParser(prog="anamnesis doctor")
+    add_doctor_arguments(parser)
+    sys.exit(run_doctor(parser.parse_args()))
+
+
+__all__ = ["Check", "add_doctor_arguments", "run_doctor"]
