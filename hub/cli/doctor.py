@@ -15,8 +15,9 @@ prints the same as a list of objects for scripts. The checks, in order:
 * **ports**: the dashboard's (TCP) and OSC API's (UDP) ports are free;
 * **key**: the installation key file exists, is long enough and only its owner may
   read it (anyone who reads it can sign announcements as an agent of the piece);
-* **state**: the hub's state directory exists or can be made, is writable, has room,
-  and its database (if any) is one this anamnesis can open.
+* **state**: the hub's state directory exists and is writable, or can be made (the
+  doctor creates nothing), has room, and its database (if any) is one this anamnesis
+  can open.
 
 Not checked yet: the clock drift between an agent's sound card and the hub (it needs
 a running agent; the deployed hub's telemetry shows slips per agent).
@@ -254,16 +255,24 @@ def check_state(state_dir: Path) -> list[Check]:
     """The hub's state directory and its database."""
     from anamnesis.hub.core.store import DB_NAME, Store, StoreError
 
+    fix = "choose --state-dir on a writable disk, owned by the hub's user"
+    existing = state_dir
+    while not existing.exists() and existing != existing.parent:   # nothing is created here
+        existing = existing.parent
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".doctor-"):
-            pass
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a directory")
+        if existing == state_dir:
+            with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".doctor-"):
+                pass
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(f"{existing} is not writable")
     except OSError as exc:
-        return [Check("state", "fail", f"cannot write in {state_dir} ({exc})",
-                      "choose --state-dir on a writable disk, owned by the hub's user")]
-    free = shutil.disk_usage(state_dir).free
+        return [Check("state", "fail", f"cannot write in {state_dir} ({exc})", fix)]
+    free = shutil.disk_usage(existing).free
+    made = "writable" if existing == state_dir else f"can be made in {existing}"
     out = [Check("state", "ok" if free >= LOW_SPACE else "warn",
-                 f"{state_dir}: writable, {free / 2**30:.1f} GiB free",
+                 f"{state_dir}: {made}, {free / 2**30:.1f} GiB free",
                  "" if free >= LOW_SPACE else "free some space: recordings and logs need room")]
     db = state_dir / DB_NAME
     if db.exists():

@@ -67,6 +67,7 @@ def test_a_ready_machine_gets_a_clear_list_and_exit_0(tmp_path):
     assert "multicast works on 127.0.0.1" in result.stdout
     assert "installation 'doc1', 2 agents" in result.stdout
     assert "the config's agents not heard: d1, d2" in result.stdout   # none is running
+    assert not (tmp_path / "state").exists()                       # the doctor creates nothing
     checks = json.loads(_doctor(tmp_path, "--json").stdout)
     assert {c["name"] for c in checks} >= {"config", "zeroconf", "ports", "key", "state"}
     assert all(set(c) == {"name", "status", "found", "fix"} for c in checks)
