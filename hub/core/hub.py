@@ -380,7 +380,7 @@ class Hub:
     def record_start(self, name: object) -> dict[str, Any]:
         """Record every agent's output (simulated mode) to ``STATE_DIR/recordings/NAME.wav``."""
         if self.driver is None:
-            raise Conflict("recording needs an installation (start the hub with --config)")
+            raise Conflict("recording needs an installation: start the hub with its config")
         if not isinstance(name, str) or not 1 <= len(name) <= 64 or not all(
                 c.isalnum() or c in "-_." for c in name) or name.startswith("."):
             raise HubError("a recording name has 1 to 64 letters, digits, '-', '_' or '.'")

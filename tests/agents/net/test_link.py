@@ -340,6 +340,29 @@ def test_blockwise_reads_equal_one_shot() -> None:
     assert_array_equal(outs[2], x)
 
 
+def test_a_burst_far_ahead_is_dropped_in_one_jump_then_played_exactly() -> None:
+    """Half a second arrives at once (ffmpeg -re's start), then a packet per block: one
+    crossfaded jump back to the target, no slips, and from there the samples as sent."""
+    jb = JitterBuffer(sample_rate=SR, block=BLOCK, target_ms=20.0, absorb_drift=True)
+    target = jb.target
+    x = quantize(sine(SR, freq=250.0))
+    burst = SR // 2
+    feed(jb, x[:burst], target)               # the first packet at the target, the rest ahead
+    y = np.zeros(BLOCK)
+    played = []
+    for k in range(40):
+        jb.read(y)
+        played.append(y.copy())
+        start = burst + k * BLOCK             # then the stream goes on in real time
+        jb.write(x[start:start + BLOCK], target + start)
+    stats = jb.stats()
+    assert stats["jumps"] == 1 and stats["slips"] == 0, stats
+    assert abs(jb.depth() - target) <= 2 * BLOCK, (jb.depth(), target)   # back at the target
+    tail = np.concatenate(played)[-8 * BLOCK:]           # well after the jump's crossfade
+    assert any(np.array_equal(x[h:h + tail.size], tail) for h in np.flatnonzero(x == tail[0])), \
+        "the samples after the jump are a run of what was sent"
+
+
 def test_concealment_repeats_fades_then_crossfades_back() -> None:
     jb = JitterBuffer(sample_rate=SR, block=BLOCK, target_ms=0.0, fade=512, xfade=64)
     x = quantize(sine(BLOCK * 20, freq=375.0, phase=7))  # no exact zero next to the gap
