@@ -71,7 +71,6 @@ from anamnesis.hub.fleet.discovery import (
     LivenessMonitor,
 )
 from anamnesis.hub.fleet.osc import HubOsc
-from anamnesis.hub.fleet.ports import Ports, choose_ports, port_args
 from anamnesis.hub.fleet.supervisor import ChildSpec, Supervisor, agent_argv
 from anamnesis.hub.fleet.telemetry import AgentTelemetry
 
@@ -111,7 +110,6 @@ class Hub:
         self.started = time.time()
         self.counts: Counter[str] = Counter()
         self.driver: Driver | None = None   # SimulatedDriver or DeployedRouter (with a config)
-        self._ports: dict[str, Ports] = {}  # the local agents' (osc, http, rtp) ports
         self.scopes: Any = None      # anamnesis.hub.monitor.scopes.ScopeTap (with a config)
         self.listen: Any = None      # anamnesis.hub.monitor.listen.ListenTap (with a config)
         self.registry = AgentRegistry()
@@ -212,11 +210,6 @@ class Hub:
         if self.config is not None:
             self._start_driver()
         if self.spawn and self.config is not None:
-            local = [a.id for a in self.config.agents if a.spawn]
-            self._ports, changed = await loop.run_in_executor(
-                None, choose_ports, self.interface, local, stored.ports)
-            if changed:
-                await store.set_agent_ports(changed)
             for spec in self.local_agents():
                 self.supervisor.start(spec)
         self.emit("hub_started", f"hub {self.name} started ({self.mode})", restored=restored)
@@ -284,8 +277,6 @@ class Hub:
             if not spec.spawn:
                 continue
             extra: list[str] = ["--seed", str(spec.seed)]
-            if spec.id in self._ports:   # the same ports at every start (fleet/ports.py)
-                extra += port_args(self._ports[spec.id])
             if self.mode == "deployed":
                 audio = "sounddevice"
                 if spec.channel is not None:
