@@ -113,8 +113,9 @@ class HubClock:
 
     async def open(self, port: int = 0) -> int:
         """Bind the hub's RTP socket on ``interface``; returns its port. Loads the
-        PCM kernels first, so the first step's round trip is not a compile."""
-        warm_up()
+        PCM kernels first (in a worker thread: a compile must not hold the loop), so the
+        first step's round trip is not a compile."""
+        await asyncio.get_running_loop().run_in_executor(None, warm_up)
         self.transport, _ = await open_udp(lambda: _Protocol(self), self.interface, port)
         return int(self.transport.get_extra_info("sockname")[1])
 

@@ -36,12 +36,23 @@ MAX_LOOP_STALL = 0.25
 
 @pytest.fixture(scope="session")
 def warm_kernels() -> None:
-    """Load (or compile) the numba kernels of every model, the RTP link, the routing
-    graph and the headphone ring once, before any loop is watched:
+    """Import every module and load (or compile) the numba kernels of every model, the
+    RTP link, the routing graph and the headphone ring once, before any loop is watched:
     numba holds the GIL while it compiles, which is start-up cost, not a blocked loop."""
+    import importlib
+
     from anamnesis.agents.net import link
     from anamnesis.hub.engine.graph import RoutingGraph
     from anamnesis.hub.monitor.headphones import StereoRing
+
+    # Every module of the project, imported once: a first import on a test's loop (aiohttp's
+    # client loads the system's certificates, the hub imports its rooms lazily) is start-up.
+    for folder in ("agents", "hub"):
+        for path in sorted((agent_support.REPO / folder).rglob("*.py")):
+            parts = [p for p in path.relative_to(agent_support.REPO).with_suffix("").parts
+                     if p != "__init__"]
+            if parts[-1] != "__main__":
+                importlib.import_module(".".join(["anamnesis", *parts]))
 
     link.warm_up()                                  # rings, jitter buffer, PCM codec
     RoutingGraph(["a", "b"], SAMPLE_RATE, BLOCK).tick(np.zeros((BLOCK, 2)))
