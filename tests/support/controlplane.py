@@ -59,9 +59,10 @@ def warm_kernels() -> None:
     StereoRing(4, prime=1, high=2).warm_up()
     for kind in MODEL_KINDS:
         try:
-            engine = AgentEngine(create_model(kind, seed=0, sample_rate=SAMPLE_RATE,
-                                              max_block=BLOCK), block=BLOCK,
-                                 sample_rate=SAMPLE_RATE)
+            model = create_model(kind, seed=0, sample_rate=SAMPLE_RATE, max_block=BLOCK)
+            for name, spec in model.param_specs().items():   # every parameter's setter path
+                model.set_param(name, spec.default)
+            engine = AgentEngine(model, block=BLOCK, sample_rate=SAMPLE_RATE)
             engine.process_block(np.zeros(BLOCK), np.zeros(BLOCK, dtype=np.float32))
         except Exception:  # the test that uses this kind reports it
             continue
