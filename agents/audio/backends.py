@@ -291,9 +291,9 @@ class SoundDeviceBackend:
             if outdata.shape[1] > 1:
                 outdata.fill(0.0)
             mic = indata[:, self._in_idx]
-            if self._source is not None and frames == self._own_in.shape[0]:
-                self._source(self._own_in)
-                mic = self._own_in
+            if self._source is not None and frames <= self._own_in.shape[0]:
+                mic = self._own_in if frames == self._own_in.shape[0] else self._own_in[:frames]
+                self._source(mic)
             link = self._link
             if link is None:
                 self._engine.process_block(mic, outdata[:, self._out_idx])

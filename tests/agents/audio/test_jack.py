@@ -159,3 +159,39 @@ def test_devices_lists_the_jack_device(jack_env):
     assert result.returncode == 0, result.stderr
     assert re.search(r"<> +\d+  system  \(JACK Audio Connection Kit; 8 in, 8 out; 48000 Hz\)",
                      result.stdout), result.stdout
+
+
+async def test_an_agent_on_a_sound_card_can_hear_its_preset_instead_of_the_mic(
+        tmp_path, jack_env):
+    """``--input preset`` on a real interface: nothing is wired to the agent's input
+    port, yet it hears (and learns) its preset's 200 Hz; ffmpeg records it from JACK."""
+    agent_name = "anamnesis-j2"
+    agent = await spawn("--id", "j2", "--preset", "sine200", "--audio", "sounddevice",
+                        "--device", "system", "--input", "preset", "--interface", "127.0.0.1",
+                        "--no-announce", "--fresh", "--state-dir", str(tmp_path / "j2"),
+                        env=jack_env)
+    recorder = None
+    try:
+        await agent.ready()
+        assert "hears preset sine200's input (sine)" in agent.log
+        await _wait_port(jack_env, f"{agent_name}:out_0")
+        wav = tmp_path / "agent.wav"
+        recorder = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "jack",
+             "-channels", "1", "-i", "anm-rec2", "-t", "3", "-c:a", "pcm_f32le", "-y", str(wav)],
+            env=jack_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        await _wait_port(jack_env, "anm-rec2:input_1")
+        await _jack(jack_env, "jack_connect", f"{agent_name}:out_0", "anm-rec2:input_1")
+        _, err = await asyncio.to_thread(recorder.communicate, timeout=30)
+        assert recorder.returncode == 0, err.decode(errors="replace")
+    finally:
+        await agent.stop(20)
+        await asyncio.to_thread(_end, recorder)
+    import soundfile
+
+    y, rate = soundfile.read(str(wav), dtype="float32")
+    tail = y[-SR:].astype(np.float64)
+    assert rate == SR and np.all(np.isfinite(y))
+    assert np.sqrt(np.mean(tail ** 2)) > 0.05, "the agent should play what it hears"
+    freqs = np.fft.rfftfreq(tail.size, 1 / SR)
+    assert abs(freqs[np.argmax(np.abs(np.fft.rfft(tail * np.hanning(tail.size))))] - 200.0) <= 1.0
