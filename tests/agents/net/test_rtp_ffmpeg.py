@@ -29,6 +29,7 @@ from support.agents import spawn
 from anamnesis.agents.dsp.jitter import JitterBuffer
 from anamnesis.agents.net.link import AgentLink
 from anamnesis.agents.net.rtp_session import RtpReceiver, open_udp
+from anamnesis.agents.protocol.pcm import quantize
 from anamnesis.agents.protocol.sdp import parse_sdp
 from anamnesis.hub.clock.lockstep import HubClock
 
@@ -128,7 +129,7 @@ async def test_ffmpeg_decodes_an_agents_streams_exactly_via_its_sdp_url(hub_agen
                 (LOOPBACK, port, "L24", SR)
             (tmp_path / f"{name}.sdp").write_text(text)
             recorders[name] = await ffmpeg_record(tmp_path / f"{name}.sdp",
-                                                  tmp_path / f"{name}.wav", 1.5)
+                                                  tmp_path / f"{name}.wav", 3.0)
         # no port, a bad port: refused with a reason
         async with session.get(f"{base}/streams/out.sdp") as r:
             assert r.status == 400 and "?port=P" in await r.text()
@@ -137,9 +138,12 @@ async def test_ffmpeg_decodes_an_agents_streams_exactly_via_its_sdp_url(hub_agen
         async with session.get(f"{base}/streams/nope.sdp", params={"port": "5004"}) as r:
             assert r.status == 404
     await asyncio.sleep(0.7)   # ffmpeg must be listening before the first packet
-    seconds = 3.0
+    seconds = 5.0      # ffmpeg records 3 s of it, from whenever its first packet came
     blocks = int(seconds * SR / BLOCK)
-    x = ramp(blocks * BLOCK)
+    # the preset's own 200 Hz, exact on the wire: sine200 locks onto it and keeps playing
+    # (on a full-scale ramp it fell silent after 0.25 s, and a late ffmpeg heard nothing);
+    # every L24 code's round trip is test_rtp's
+    x = quantize(0.5 * np.sin(2 * np.pi * 200.0 * np.arange(blocks * BLOCK) / SR))
     outputs = np.zeros(blocks * BLOCK)
     loop = asyncio.get_running_loop()
     async with HubClock([(LOOPBACK, rtp_port)], block=BLOCK, sample_rate=SR,
@@ -154,12 +158,12 @@ async def test_ffmpeg_decodes_an_agents_streams_exactly_via_its_sdp_url(hub_agen
         assert proc.returncode == 0, f"ffmpeg ({name}): {err.decode(errors='replace')}"
     got_in = read_codes(tmp_path / "in.wav")
     got_out = read_codes(tmp_path / "out.wav")
-    assert got_in.size >= SR and got_out.size >= SR       # ≥ 1 s of the 1.5 s asked for
+    assert got_in.size >= 2 * SR and got_out.size >= 2 * SR   # ≥ 2 s of the 3 s asked for
     start = find(got_in, x)
     assert_array_equal(got_in, x[start:start + got_in.size])
     start = find(got_out, outputs)
     assert_array_equal(got_out, outputs[start:start + got_out.size])
-    assert np.sqrt(np.mean(got_out ** 2)) > 0.01
+    assert np.sqrt(np.mean(got_out[-SR:] ** 2)) > 0.01      # the agent plays throughout
 
 
 async def receive_from(argv: list[str]) -> tuple[np.ndarray, dict[str, float]]:
