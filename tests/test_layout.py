@@ -22,9 +22,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.agents import REPO, project_modules
 
-REPO = Path(__file__).resolve().parents[1]
-PACKAGES = {"agents": "anamnesis.agents", "hub": "anamnesis.hub"}
 NO_IO = ("asyncio", "socket", "aiohttp", "zeroconf")
 PURE = {  # package prefix -> modules it must not import
     "anamnesis.agents.protocol": NO_IO,
@@ -40,17 +39,7 @@ FORBIDDEN = {  # package prefix -> project packages it must not import
 }
 
 
-def _modules() -> dict[str, Path]:
-    out = {}
-    for folder, package in PACKAGES.items():
-        for path in sorted((REPO / folder).rglob("*.py")):
-            rel = path.relative_to(REPO / folder).with_suffix("")
-            parts = [p for p in rel.parts if p != "__init__"]
-            out[".".join([package, *parts])] = path
-    return out
-
-
-MODULES = _modules()
+MODULES = project_modules()
 
 
 def _imports(name: str, path: Path) -> tuple[set[str], set[str]]:

@@ -9,6 +9,18 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def project_modules() -> dict[str, Path]:
+    """Every module of the checkout by its installed name (``anamnesis.hub.core.hub``)."""
+    out = {}
+    for folder in ("agents", "hub"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            rel = path.relative_to(REPO).with_suffix("")
+            out[".".join(["anamnesis", *(p for p in rel.parts if p != "__init__")])] = path
+    return out
+
+
 READY = re.compile(r"^agent (\S+) ready osc=(\d+) http=(\d+)$")
 
 

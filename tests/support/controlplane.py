@@ -49,12 +49,9 @@ def warm_kernels() -> None:
 
     # Every module of the project, imported once: a first import on a test's loop (aiohttp's
     # client loads the system's certificates, the hub imports its rooms lazily) is start-up.
-    for folder in ("agents", "hub"):
-        for path in sorted((agent_support.REPO / folder).rglob("*.py")):
-            parts = [p for p in path.relative_to(agent_support.REPO).with_suffix("").parts
-                     if p != "__init__"]
-            if parts[-1] != "__main__":
-                importlib.import_module(".".join(["anamnesis", *parts]))
+    for name in agent_support.project_modules():
+        if not name.endswith("__main__"):
+            importlib.import_module(name)
 
     link.warm_up()                                  # rings, jitter buffer, PCM codec
     RoutingGraph(["a", "b"], SAMPLE_RATE, BLOCK).tick(np.zeros((BLOCK, 2)))
