@@ -107,6 +107,9 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hub", metavar="IP",
                         help="the hub's address: the only source of the `in` stream and of "
                              "the hub clock (default: the --interface address)")
+    parser.add_argument("--hub-fallback-s", type=float, default=0.5, metavar="S",
+                        help="--audio hub: seconds without a block from the hub before the "
+                             "agent runs free on silence (default 0.5; longer on a slow LAN)")
     parser.add_argument("--installation", default="anamnesis",
                         help="installation name announced with the agent (default anamnesis)")
     parser.add_argument("--key-file", type=Path, help="installation key file (signs the announcement)")
@@ -152,6 +155,8 @@ class AgentConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     rtp_port: int = 0
     hub: str = "127.0.0.1"
+    #: ``--audio hub``: seconds without hub input before running free on silence.
+    hub_fallback_s: float = 0.5
     #: What the agent hears (``mic``, ``preset``, ``silence``; None with ``--audio hub``).
     input: str | None = "mic"
 
@@ -194,6 +199,8 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
             problems.append(f"--{name.replace('_', '-')} counts from 1; got {getattr(args, name)}")
     if not 0.1 <= args.autosave_s <= 86400:
         problems.append(f"--autosave-s must be in [0.1, 86400] s; got {args.autosave_s:g}")
+    if not 0.01 <= args.hub_fallback_s <= 60.0:
+        problems.append(f"--hub-fallback-s must be in [0.01, 60] s; got {args.hub_fallback_s:g}")
     if args.seed < 0:
         problems.append(f"--seed must be >= 0; got {args.seed}")
     from anamnesis.agents.protocol.txt import check_token
@@ -245,7 +252,7 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         interface=interface, announce=not args.no_announce, installation=args.installation,
         key_file=args.key_file, state_dir=args.state_dir or default_state_dir(args.id),
         fresh=args.fresh, autosave_s=args.autosave_s, model_args=model_args,
-        rtp_port=args.rtp_port, hub=hub, input=hears)
+        rtp_port=args.rtp_port, hub=hub, hub_fallback_s=args.hub_fallback_s, input=hears)
 
 
 def _check_input(choice: str | None, audio: str, preset: str | None,
@@ -391,7 +398,7 @@ async def _serve(config: AgentConfig) -> int:
         backend = create_backend(config.audio, engine, device=config.device,
                                  in_channel=config.in_channel, out_channel=config.out_channel,
                                  client_name=f"anamnesis-{config.agent_id}", link=link,
-                                 source=source)
+                                 source=source, hub_fallback_s=config.hub_fallback_s)
     except BackendError as exc:
         link.close()
         store.close()

@@ -331,12 +331,13 @@ class SoundDeviceBackend:
 def create_backend(kind: str, engine: AgentEngine, *, device: int | str | None = None,
                    in_channel: int = 1, out_channel: int = 1,
                    client_name: str = "anamnesis", link: AgentLink | None = None,
-                   source: Callable[[np.ndarray], None] | None = None) -> AudioBackend:
+                   source: Callable[[np.ndarray], None] | None = None,
+                   hub_fallback_s: float = 0.5) -> AudioBackend:
     """The backend called ``kind`` (see :data:`AUDIO_BACKENDS`) for ``engine``; not started.
     ``link`` (the agent's open RTP link) is required by ``hub``; with the others it
     enables the deployed mode (``in`` mixed into the mic, streams tapped). ``source``
     fills the model's input in place of the mic (null and sounddevice; the hub sends
-    its own)."""
+    its own). ``hub_fallback_s``: see :class:`HubClockBackend` (``hub`` only, s)."""
     if kind == "null":
         return NullBackend(engine, link=link, source=source)
     if kind == "sounddevice":
@@ -348,7 +349,7 @@ def create_backend(kind: str, engine: AgentEngine, *, device: int | str | None =
             raise BackendError("--audio hub needs the agent's RTP link: the hub sends each "
                                "input block to the agent's RTP port and awaits its output")
         from anamnesis.agents.audio.hubclock import HubClockBackend
-        return HubClockBackend(engine, link)
+        return HubClockBackend(engine, link, fallback_s=hub_fallback_s)
     raise BackendError(f"unknown audio backend {kind!r}; choose one of "
                        f"{', '.join(AUDIO_BACKENDS)}")
 

@@ -88,32 +88,47 @@ class _GcClock:
 _GC = _GcClock()
 
 
-def _runqueue_wait_s() -> float:
-    """Seconds this thread has spent ready to run but not running (Linux schedstat: time
-    another process or thread held the core); 0.0 where the kernel does not say."""
+def _runqueue_waits_s() -> dict[str, float]:
+    """Seconds each thread of this process has spent ready to run but not running (Linux
+    schedstat, by thread id: time another process held the core); empty where the
+    kernel does not say."""
+    waits = {}
     try:
-        with open("/proc/thread-self/schedstat") as f:
-            return int(f.read().split()[1]) * 1e-9
-    except (OSError, IndexError, ValueError):
-        return 0.0
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return waits
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                waits[tid] = int(f.read().split()[1]) * 1e-9
+        except (OSError, IndexError, ValueError):
+            continue      # the thread ended
+    return waits
+
+
+def _runqueue_excuse_s(before: dict[str, float], after: dict[str, float]) -> float:
+    """The longest any one thread waited for a core between two :func:`_runqueue_waits_s`:
+    the loop's own thread, or whichever thread held the GIL it was waiting for (a thread
+    preempted while it holds the GIL stalls the loop for as long as it waits)."""
+    return max((after[tid] - before.get(tid, 0.0) for tid in after), default=0.0)
 
 
 @pytest_asyncio.fixture
 async def loop_watchdog(warm_kernels):
     """Fail a test during which the event loop was blocked for more than MAX_LOOP_STALL s
     (STYLE 14): a 10 ms ticker measures how late it wakes up, less the time the kernel
-    kept the loop's thread waiting for a core — a busy machine delays the loop without
-    anything blocking it, and that is not the test's fault — and less the time the
-    garbage collector ran (:class:`_GcClock`)."""
+    kept the loop's thread (or the thread holding the GIL) waiting for a core — a busy
+    machine delays the loop without anything blocking it, and that is not the test's
+    fault — and less the time the garbage collector ran (:class:`_GcClock`)."""
     loop = asyncio.get_running_loop()
     worst = [0.0]
 
     async def tick() -> None:
         while True:
-            before, waited, collected = loop.time(), _runqueue_wait_s(), _GC.total
+            before, waited, collected = loop.time(), _runqueue_waits_s(), _GC.total
             await asyncio.sleep(0.01)
             late = loop.time() - before - 0.01
-            excused = (_runqueue_wait_s() - waited) + (_GC.total - collected)
+            excused = _runqueue_excuse_s(waited, _runqueue_waits_s()) + (_GC.total - collected)
             worst[0] = max(worst[0], late - excused)
 
     task = asyncio.create_task(tick())

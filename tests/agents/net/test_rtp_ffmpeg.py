@@ -66,6 +66,18 @@ def free_port_pair() -> int:
     raise RuntimeError("no free UDP port pair")
 
 
+async def wait_udp_bound(port: int, timeout: float) -> None:
+    """Until some socket on this host is bound to UDP ``port`` (``/proc/net/udp``: a
+    receiver such as ffmpeg is listening), at most ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    suffix = f":{port:04X}"
+    while not any(line.split()[1].endswith(suffix)
+                  for line in Path("/proc/net/udp").read_text().splitlines()[1:]):
+        assert loop.time() < deadline, f"nothing bound UDP port {port} in {timeout:g} s"
+        await asyncio.sleep(0.02)
+
+
 def ramp(n: int, start: int = 0) -> np.ndarray:
     """A sawtooth that steps one L24 code per sample (exact on the wire)."""
     codes = (np.arange(start, start + n) * 97) % (1 << 24) - (1 << 23)
@@ -102,8 +114,10 @@ def find(needle: np.ndarray, haystack: np.ndarray) -> int:
 @pytest.fixture
 async def hub_agent(tmp_path):
     require("ffmpeg")
+    # a 10 s fallback: a test process held off its core mid-stream must not send the agent
+    # free-running on silence (the hub-clocked stream would then have a gap of zeros)
     agent = await spawn("--id", "f1", "--preset", "sine200", "--audio", "hub",
-                        "--interface", LOOPBACK, "--hub", LOOPBACK, "--no-announce", "--fresh",
+                        "--hub-fallback-s", "10", "--interface", LOOPBACK, "--hub", LOOPBACK, "--no-announce", "--fresh",
                         "--state-dir", str(tmp_path / "state"), "--autosave-s", "3600")
     try:
         await agent.ready()
@@ -137,25 +151,33 @@ async def test_ffmpeg_decodes_an_agents_streams_exactly_via_its_sdp_url(hub_agen
             assert r.status == 400 and "[1024, 65535]" in await r.text()
         async with session.get(f"{base}/streams/nope.sdp", params={"port": "5004"}) as r:
             assert r.status == 404
-    await asyncio.sleep(0.7)   # ffmpeg must be listening before the first packet
-    seconds = 5.0      # ffmpeg records 3 s of it, from whenever its first packet came
-    blocks = int(seconds * SR / BLOCK)
-    # the preset's own 200 Hz, exact on the wire: sine200 locks onto it and keeps playing
-    # (on a full-scale ramp it fell silent after 0.25 s, and a late ffmpeg heard nothing);
-    # every L24 code's round trip is test_rtp's
-    x = quantize(0.5 * np.sin(2 * np.pi * 200.0 * np.arange(blocks * BLOCK) / SR))
-    outputs = np.zeros(blocks * BLOCK)
+    for port in ports.values():    # ffmpeg listening before the first packet: the kernel says
+        await wait_udp_bound(port, 30.0)
+    # the preset's own 200 Hz (a 240-sample period), exact on the wire: sine200 locks onto it
+    # and keeps playing (on a full-scale ramp it fell silent after 0.25 s); every L24 code's
+    # round trip is test_rtp's. The hub clocks on, in real time (ffmpeg's demuxer expects a
+    # live stream), until both recorders have their 3 s: however late either began, what it
+    # recorded is all hub-clocked, never the free-running silence after the hub stops.
+    period = quantize(0.5 * np.sin(2 * np.pi * 200.0 * np.arange(240) / SR))
+    sent, outputs = [], []
     loop = asyncio.get_running_loop()
+    done = [asyncio.ensure_future(proc.communicate()) for proc in recorders.values()]
     async with HubClock([(LOOPBACK, rtp_port)], block=BLOCK, sample_rate=SR,
                         timeout_s=1.0) as clock:
         t0 = loop.time()
-        for k in range(blocks):       # real time: ffmpeg's demuxer expects a live stream
-            outputs[k * BLOCK:(k + 1) * BLOCK] = (await clock.step(x[None, k * BLOCK:(k + 1) * BLOCK]))[0]
-            await asyncio.sleep(max(0.0, t0 + (k + 1) * BLOCK / SR - loop.time()))
+        k = 0
+        while not all(d.done() for d in done):
+            assert k * BLOCK < 30 * SR, "ffmpeg did not record 3 s of a 30 s stream"
+            block = period[(np.arange(k * BLOCK, (k + 1) * BLOCK)) % 240]
+            sent.append(block)
+            outputs.append((await clock.step(block[None, :]))[0].copy())
+            k += 1
+            await asyncio.sleep(max(0.0, t0 + k * BLOCK / SR - loop.time()))
         assert clock.peers[0].missing == 0
-    for name, proc in recorders.items():
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 0, f"ffmpeg ({name}): {err.decode(errors='replace')}"
+    for name, d in zip(recorders, done, strict=True):
+        _, err = d.result()
+        assert recorders[name].returncode == 0, f"ffmpeg ({name}): {err.decode(errors='replace')}"
+    x, outputs = np.concatenate(sent), np.concatenate(outputs)
     got_in = read_codes(tmp_path / "in.wav")
     got_out = read_codes(tmp_path / "out.wav")
     assert got_in.size >= 2 * SR and got_out.size >= 2 * SR   # ≥ 2 s of the 3 s asked for
@@ -355,8 +377,9 @@ async def test_a_restarted_sender_plays_as_clean_as_the_first(sender):
         assert abs(freq - 1000.0) < 1.0, (i + 1, freq, counts)
         np.testing.assert_allclose(np.sqrt(np.mean(body ** 2)), 0.125 / np.sqrt(2), rtol=0.05)
         # a slip is a 64-sample crossfade, needed only for clock drift (none here: both
-        # clocks are this machine's) or a late packet on a loaded machine
-        assert counts["slips"] <= 2 + counts["late"], (i + 1, counts)
+        # clocks are this machine's), a late packet, or this reader held off its core on a
+        # loaded machine (6 in 563 packets seen); the broken re-anchor slipped on most packets
+        assert counts["slips"] <= 2 + counts["late"] + counts["received"] // 20, (i + 1, counts)
         assert 0.0 < stats["depth_smoothed_ms"] < 250.0, (i + 1, stats["depth_smoothed_ms"])
 
 
