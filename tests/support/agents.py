@@ -73,10 +73,11 @@ class AgentProcess:
 
 
 async def spawn(*args: str, module: str = "anamnesis.agents",
-                env: dict[str, str] | None = None,
+                env: dict[str, str] | None = None, prefix: tuple[str, ...] = (),
                 factory: type[AgentProcess] = AgentProcess) -> AgentProcess:
-    """Start ``python -m MODULE ARGS`` with stdout and stderr piped, as a ``factory``."""
+    """Start ``python -m MODULE ARGS`` with stdout and stderr piped, as a ``factory``;
+    ``prefix`` runs it through another program that execs it (``ip netns exec NS``)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, *args, cwd=REPO, env=env,
+        *prefix, sys.executable, "-m", module, *args, cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     return factory(proc)
