@@ -88,6 +88,10 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the agent hears: the device's input channel (mic), its "
                              "preset's input signal in a loop (preset) or silence (default: "
                              "preset on the null clock when the preset has one, else mic)")
+    parser.add_argument("--clock-ppm", type=float, default=0.0, metavar="PPM",
+                        help="--audio null: run the clock PPM parts per million fast (+) or "
+                             "slow (-), as a sound card's crystal would (rehearsing drift; "
+                             "default 0)")
     parser.add_argument("--in-channel", type=int, default=1, metavar="N",
                         help="input (mic) channel of the device, from 1 (default 1)")
     parser.add_argument("--out-channel", type=int, default=1, metavar="N",
@@ -157,6 +161,8 @@ class AgentConfig:
     hub: str = "127.0.0.1"
     #: ``--audio hub``: seconds without hub input before running free on silence.
     hub_fallback_s: float = 0.5
+    #: ``--audio null``: the clock's rate offset (ppm, + fast).
+    clock_ppm: float = 0.0
     #: What the agent hears (``mic``, ``preset``, ``silence``; None with ``--audio hub``).
     input: str | None = "mic"
 
@@ -180,7 +186,7 @@ def default_interface() -> str:
 
 def check_args(args: argparse.Namespace) -> AgentConfig:
     """Check the options together; ``ValueError`` naming every problem found."""
-    from anamnesis.agents.audio.backends import parse_device
+    from anamnesis.agents.audio.backends import MAX_CLOCK_PPM, parse_device
 
     problems = []
     if not ID_RE.match(args.id or ""):
@@ -201,6 +207,12 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         problems.append(f"--autosave-s must be in [0.1, 86400] s; got {args.autosave_s:g}")
     if not 0.01 <= args.hub_fallback_s <= 60.0:
         problems.append(f"--hub-fallback-s must be in [0.01, 60] s; got {args.hub_fallback_s:g}")
+    if not -MAX_CLOCK_PPM <= args.clock_ppm <= MAX_CLOCK_PPM:
+        problems.append(f"--clock-ppm must be in [-{MAX_CLOCK_PPM:g}, {MAX_CLOCK_PPM:g}]; "
+                        f"got {args.clock_ppm:g}")
+    elif args.clock_ppm and args.audio != "null":
+        problems.append("--clock-ppm is for the null clock (--audio null); a sound card and "
+                        "the hub keep their own time")
     if args.seed < 0:
         problems.append(f"--seed must be >= 0; got {args.seed}")
     from anamnesis.agents.protocol.txt import check_token
@@ -252,7 +264,8 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         interface=interface, announce=not args.no_announce, installation=args.installation,
         key_file=args.key_file, state_dir=args.state_dir or default_state_dir(args.id),
         fresh=args.fresh, autosave_s=args.autosave_s, model_args=model_args,
-        rtp_port=args.rtp_port, hub=hub, hub_fallback_s=args.hub_fallback_s, input=hears)
+        rtp_port=args.rtp_port, hub=hub, hub_fallback_s=args.hub_fallback_s,
+        clock_ppm=args.clock_ppm, input=hears)
 
 
 def _check_input(choice: str | None, audio: str, preset: str | None,
@@ -398,7 +411,8 @@ async def _serve(config: AgentConfig) -> int:
         backend = create_backend(config.audio, engine, device=config.device,
                                  in_channel=config.in_channel, out_channel=config.out_channel,
                                  client_name=f"anamnesis-{config.agent_id}", link=link,
-                                 source=source, hub_fallback_s=config.hub_fallback_s)
+                                 source=source, hub_fallback_s=config.hub_fallback_s,
+                                 clock_ppm=config.clock_ppm)
     except BackendError as exc:
         link.close()
         store.close()

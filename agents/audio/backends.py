@@ -47,6 +47,8 @@ PORTAUDIO_MISSING = ("PortAudio library not found: install the Debian package li
 #: The null clock resynchronises (and counts a late block) when it falls this
 #: many block periods behind (a suspended machine, a stopped debugger).
 NULL_MAX_LATE_BLOCKS = 4
+#: Largest offset of the null clock's rate (``--clock-ppm``), parts per million.
+MAX_CLOCK_PPM = 1000.0
 
 
 class BackendError(RuntimeError):
@@ -71,15 +73,21 @@ class NullBackend:
     integer nanoseconds from the block count (no accumulated drift); the thread
     sleeps on an event between blocks (never a busy loop) and wakes at once on
     :meth:`stop`. ``source(mic)``, if given, fills the mic buffer (frames,)
-    before each block, on the clock thread.
+    before each block, on the clock thread. ``ppm`` makes the clock run that many
+    parts per million fast (+) or slow (−) against the monotonic clock, as a sound
+    card's crystal does: a deployed installation's drift rehearsed on one machine.
     """
 
     name = "null"
 
     def __init__(self, engine: AgentEngine, *,
                  source: Callable[[np.ndarray], None] | None = None,
-                 link: AgentLink | None = None) -> None:
+                 link: AgentLink | None = None, ppm: float = 0.0) -> None:
+        if not -MAX_CLOCK_PPM <= ppm <= MAX_CLOCK_PPM:
+            raise BackendError(f"the clock's ppm must be in [-{MAX_CLOCK_PPM:g}, "
+                               f"{MAX_CLOCK_PPM:g}]; got {ppm!r}")
         self._engine = engine
+        self.ppm = float(ppm)
         self._source = source
         self._link = link
         self._mic = np.zeros(engine.block)
@@ -88,12 +96,15 @@ class NullBackend:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.late_blocks = 0
+        #: Time given up when the clock resynchronised (ns): the stream is that much short.
+        self.lost_ns = 0
         self.blocks = 0
         self.source_errors = 0
 
     def describe(self) -> str:
         e = self._engine
-        return f"null clock, {e.block} frames at {e.sample_rate} Hz"
+        off = f", {self.ppm:+g} ppm" if self.ppm else ""
+        return f"null clock, {e.block} frames at {e.sample_rate} Hz{off}"
 
     def start(self) -> None:
         """Start the clock thread (once)."""
@@ -117,8 +128,9 @@ class NullBackend:
 
     def _run(self) -> None:
         engine = self._engine
-        step_ns = engine.block * 1_000_000_000  # period = step_ns / sample_rate
-        sr = engine.sample_rate
+        # period = step_ns / rate, rate = sample_rate * (1 + ppm / 1e6) in parts per 1e9
+        step_ns = engine.block * 1_000_000_000 * 1_000_000_000
+        sr = engine.sample_rate * (1_000_000_000 + round(self.ppm * 1000))
         max_late = NULL_MAX_LATE_BLOCKS * step_ns // sr
         t0 = time.monotonic_ns()
         k = 0
@@ -141,14 +153,17 @@ class NullBackend:
             now = time.monotonic_ns()
             if now - deadline > max_late:
                 self.late_blocks += 1
+                self.lost_ns += now - deadline
                 t0, k = now, 0
                 continue
             if deadline > now:
                 self._stop.wait((deadline - now) / 1e9)
 
     def stats(self) -> dict[str, float]:
-        """``xruns``: times the clock fell behind and resynchronised."""
-        return {"xruns": float(self.late_blocks), "backend_blocks": float(self.blocks)}
+        """``xruns``: times the clock fell behind and resynchronised; ``clock_lost_ms``
+        the time it gave up doing so (a busy machine's software clock runs that much slow)."""
+        return {"xruns": float(self.late_blocks), "backend_blocks": float(self.blocks),
+                "clock_lost_ms": self.lost_ns / 1e6}
 
 
 def import_sounddevice() -> Any:
@@ -332,14 +347,15 @@ def create_backend(kind: str, engine: AgentEngine, *, device: int | str | None =
                    in_channel: int = 1, out_channel: int = 1,
                    client_name: str = "anamnesis", link: AgentLink | None = None,
                    source: Callable[[np.ndarray], None] | None = None,
-                   hub_fallback_s: float = 0.5) -> AudioBackend:
+                   hub_fallback_s: float = 0.5, clock_ppm: float = 0.0) -> AudioBackend:
     """The backend called ``kind`` (see :data:`AUDIO_BACKENDS`) for ``engine``; not started.
     ``link`` (the agent's open RTP link) is required by ``hub``; with the others it
     enables the deployed mode (``in`` mixed into the mic, streams tapped). ``source``
     fills the model's input in place of the mic (null and sounddevice; the hub sends
-    its own). ``hub_fallback_s``: see :class:`HubClockBackend` (``hub`` only, s)."""
+    its own). ``hub_fallback_s``: see :class:`HubClockBackend` (``hub`` only, s);
+    ``clock_ppm``: see :class:`NullBackend` (``null`` only)."""
     if kind == "null":
-        return NullBackend(engine, link=link, source=source)
+        return NullBackend(engine, link=link, source=source, ppm=clock_ppm)
     if kind == "sounddevice":
         return SoundDeviceBackend(engine, device=device, in_channel=in_channel,
                                   out_channel=out_channel, client_name=client_name, link=link,

@@ -4,8 +4,8 @@
   timestamp base; marker bit on the first packet after a (re)start).
 * :class:`RtpReceiver` — one incoming stream: accepts only its configured peer, learns
   the SSRC (and resynchronises when it changes), classifies every packet (duplicate,
-  reordered, late, lost by sequence gaps), measures the RFC 3550 interarrival jitter,
-  and writes the samples into a :class:`~anamnesis.agents.dsp.jitter.JitterBuffer` on
+  reordered, late, lost by sequence gaps), measures the RFC 3550 interarrival jitter
+  and the sender's clock drift (:class:`~anamnesis.agents.net.drift.ClockDrift`), and writes the samples into a :class:`~anamnesis.agents.dsp.jitter.JitterBuffer` on
   the reader's timeline.
 * :func:`open_udp` opens the link's datagram endpoint (a large receive buffer: bursts
   after a stall must not be lost)."""
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from anamnesis.agents.dsp.jitter import LATE, OVERRUN, PARTLY_LATE, JitterBuffer
+from anamnesis.agents.net.drift import ClockDrift
 from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.pcm import SAMPLE_BYTES
@@ -181,6 +182,8 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self._transit: float | None = None
         self.jitter = 0.0
         self.last_arrival = 0.0
+        #: The sender's clock against this host's (``clock_ppm`` in :meth:`stats`).
+        self.drift = ClockDrift(self._rate)
 
     # -- asyncio ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -246,6 +249,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
                     if marker:  # the sender restarted: its clock may have jumped
                         self.resyncs += 1
                         self._offset = self._anchor(ext_ts)
+                        self.drift.reset()
             elif d == 0:
                 self.duplicates += 1
                 return
@@ -272,6 +276,8 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self.jitter += (abs(transit - self._transit) - self.jitter) / 16.0
         self._transit = transit
         self.last_arrival = now
+        if in_order:
+            self.drift.add(now, ext_ts)
         payload = np.frombuffer(data, dtype=np.uint8, count=nbytes, offset=start)
         pos = ext_ts + self._offset
         status = self.buffer.write_pcm(payload, pos, n, self.width)
@@ -317,6 +323,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self._session_received = 0
         self._seen = [-1] * SEQ_WINDOW
         self._transit = None
+        self.drift.reset()
 
     def _session_lost(self) -> int:
         if self.ssrc is None:
@@ -329,7 +336,9 @@ class RtpReceiver(asyncio.DatagramProtocol):
         return self._lost_before + self._session_lost()
 
     def stats(self) -> dict[str, float]:
-        """Receiver and jitter-buffer counters; ``jitter_ms`` is RFC 3550's estimate."""
+        """Receiver and jitter-buffer counters; ``jitter_ms`` is RFC 3550's estimate;
+        ``clock_ppm`` the sender's clock rate against this host's (:class:`ClockDrift`;
+        present once ``drift_span_s`` reaches its 20 s)."""
         out = {
             "datagrams": float(self.datagrams), "packets": float(self.packets),
             "received": float(self.received), "lost": float(self.lost),
@@ -339,7 +348,11 @@ class RtpReceiver(asyncio.DatagramProtocol):
             "wrong_type": float(self.wrong_type), "ssrc_changes": float(self.ssrc_changes),
             "restarts": float(self.restarts), "resyncs": float(self.resyncs),
             "jitter": self.jitter, "jitter_ms": 1000.0 * self.jitter / self._rate,
+            "drift_span_s": round(self.drift.span_s, 1),
         }
+        ppm = self.drift.ppm
+        if ppm is not None:   # the sender's clock against ours, + fast (after 20 s of it)
+            out["clock_ppm"] = round(ppm, 1)
         out.update(self.buffer.stats())
         return out
 
