@@ -19,8 +19,12 @@ prints the same as a list of objects for scripts. The checks, in order:
   doctor creates nothing), has room, and its database (if any) is one this anamnesis
   can open.
 
-Not checked yet: the clock drift between an agent's sound card and the hub (it needs
-a running agent; the deployed hub's telemetry shows slips per agent).
+* **hub** and **drift**, when a hub already answers on the dashboard's address (its
+  open ``/api/health``): which installation it plays, and in the deployed mode each
+  agent's sound-card clock against the hub's, as the hub measures it from the agent's
+  stream (``clock_ppm``, :class:`~anamnesis.agents.net.drift.ClockDrift`): within
+  :data:`DRIFT_WARN_PPM` it is ordinary crystal spread, absorbed by a crossfaded slip
+  every few seconds; beyond :data:`DRIFT_FAIL_PPM` it is not drift but two sample rates.
 """
 
 from __future__ import annotations
@@ -47,6 +51,13 @@ LOW_SPACE = 200 * 1024 * 1024
 LISTEN_S = 2.0
 #: The probe's zeroconf service type (never an agent's).
 PROBE_SERVICE = "_anm-doctor._udp.local."
+#: Clock drift of an agent against the hub above which the doctor warns (ppm): cheap
+#: interfaces differ by tens of ppm; 200 ppm is a 64-sample slip every 6.7 s at 48 kHz.
+DRIFT_WARN_PPM = 200.0
+#: Drift above which it is a failure (ppm): 44.1 against 48 kHz shows as ~88,000.
+DRIFT_FAIL_PPM = 2000.0
+#: Seconds the doctor waits for a running hub's answer.
+HUB_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -211,12 +222,76 @@ async def _zeroconf_probe(interface: str, seconds: float) -> tuple[bool, set[tup
     return heard.is_set(), agents
 
 
-def check_ports(http: tuple[str, int] | None, osc: tuple[str, int] | None) -> list[Check]:
-    """The hub's dashboard (TCP) and OSC API (UDP) ports are free."""
+def running_hub(http: tuple[str, int] | None) -> dict[str, Any] | None:
+    """What a hub serving the dashboard at ``http`` says of itself (``/api/health`` and
+    ``/api/installation``, both open), or None when nothing there is an anamnesis hub."""
+    import urllib.error
+    import urllib.request
+
+    if http is None or http[1] == 0:
+        return None
+    base = f"http://{http[0]}:{http[1]}"
+    try:
+        with urllib.request.urlopen(f"{base}/api/health", timeout=HUB_TIMEOUT_S) as r:
+            health = json.loads(r.read())
+        if not isinstance(health, dict) or health.get("ok") is not True:
+            return None
+        with urllib.request.urlopen(f"{base}/api/installation", timeout=HUB_TIMEOUT_S) as r:
+            installation = json.loads(r.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    return {**health, "installation": installation if isinstance(installation, dict) else {}}
+
+
+def check_hub(hub: dict[str, Any] | None) -> list[Check]:
+    """A hub already running on the dashboard's address: what it plays, and (deployed)
+    each agent's clock drift against it."""
+    if hub is None:
+        return []
+    inst = hub["installation"]
+    mode = inst.get("mode", "?")
+    out = [Check("hub", "ok", f"a hub plays {hub.get('name')!r} there ({mode}, "
+                              f"{hub.get('online', 0)} of {hub.get('agents', 0)} agents online)")]
+    if mode != "deployed":
+        return out + [Check("drift", "ok", f"{mode} mode: the hub clocks every agent (no drift)")]
+    streams = ((inst.get("clock") or {}).get("agents") or {})
+    if not streams:
+        return out + [Check("drift", "warn", "no agent is routed yet: nothing to measure",
+                            "start the agents; the hub measures each after 20 s of its stream")]
+    rate = (((inst.get("config") or {}).get("installation") or {}).get("sample_rate")
+            or 48000)
+    for agent_id, stats in sorted(streams.items()):
+        ppm = (stats.get("out") or {}).get("clock_ppm")
+        if not isinstance(ppm, (int, float)):
+            out.append(Check("drift", "warn", f"agent {agent_id}: not measured yet",
+                             "run the doctor again after 20 s of its stream"))
+            continue
+        every = 64 / (abs(ppm) * 1e-6 * rate) if ppm else float("inf")
+        found = (f"agent {agent_id}'s clock runs {ppm:+.1f} ppm against the hub's "
+                 f"(a crossfaded 64-sample slip every {every:.0f} s)")
+        if abs(ppm) > DRIFT_FAIL_PPM:
+            out.append(Check("drift", "fail", found, "not drift: the agent's interface runs at "
+                             "another sample rate; set it to the installation's"))
+        elif abs(ppm) > DRIFT_WARN_PPM:
+            out.append(Check("drift", "warn", found, "audible slips: give the interfaces one "
+                             "word clock, or replace the one that is far off"))
+        else:
+            out.append(Check("drift", "ok", found))
+    return out
+
+
+def check_ports(http: tuple[str, int] | None, osc: tuple[str, int] | None,
+                hub: dict[str, Any] | None = None) -> list[Check]:
+    """The hub's dashboard (TCP) and OSC API (UDP) ports are free (or held by the
+    running ``hub`` itself)."""
     out = []
     for what, address, kind, flag in (("dashboard", http, socket.SOCK_STREAM, "--http"),
                                       ("OSC API", osc, socket.SOCK_DGRAM, "--osc")):
         if address is None or address[1] == 0:
+            continue
+        if hub is not None and what == "dashboard":
+            out.append(Check("ports", "ok", f"the {what} port {address[0]}:{address[1]} is the "
+                                            f"running hub's"))
             continue
         host, port = address
         with socket.socket(socket.AF_INET, kind) as s:
@@ -225,6 +300,10 @@ def check_ports(http: tuple[str, int] | None, osc: tuple[str, int] | None) -> li
             try:
                 s.bind((host, port))
             except OSError as exc:
+                if hub is not None:     # the hub that answered on the dashboard holds it
+                    out.append(Check("ports", "ok", f"the {what} port {host}:{port} is taken, "
+                                                    "by the running hub it seems"))
+                    continue
                 out.append(Check("ports", "fail", f"the {what} port {host}:{port} is taken ({exc})",
                                  f"stop what holds it (another hub?), or use {flag} {host}:0"))
                 continue
@@ -320,7 +399,8 @@ def run_doctor(args: argparse.Namespace) -> int:
     try:
         http = parse_address(args.http, "--http")
         osc = None if args.osc == "off" else parse_address(args.osc, "--osc")
-        steps.append(lambda: check_ports(http, osc))
+        hub = running_hub(http)
+        steps += [lambda: check_ports(http, osc, hub), lambda: check_hub(hub)]
     except ValueError as exc:
         checks.append(Check("ports", "fail", str(exc)))
     key_file = args.key_file or (config.key_path if config is not None else None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -128,3 +129,27 @@ async def test_the_agents_of_the_installation_are_heard(tmp_path):
     assert "agents heard: d1" in text, text
     assert "the config's agents not heard: d2" in text
     assert "other installations here: next-door" in text
+
+
+def test_a_running_hubs_drift_lines_from_what_it_measured():
+    """check_hub reads a running hub's /api/installation (the live path is
+    test_drift_live's): a far-off clock warns, a second sample rate fails, an agent
+    measured too briefly says so, and a simulated hub has no drift to measure."""
+    from anamnesis.hub.cli.doctor import check_hub
+
+    def hub(mode, agents):
+        return {"ok": True, "name": "doc1", "agents": 3, "online": 3, "installation": {
+            "mode": mode, "config": {"installation": {"sample_rate": 48000}},
+            "clock": {"agents": {k: {"out": v} for k, v in agents.items()}}}}
+
+    lines = {re.match(r"agent (\w+)", c.found).group(1): c for c in
+             check_hub(hub("deployed", {"a": {"clock_ppm": 35.0}, "b": {"clock_ppm": -450.0},
+                                        "c": {"clock_ppm": 88200.0}, "d": {}}))
+             if c.name == "drift"}
+    assert lines["a"].status == "ok" and "+35.0 ppm" in lines["a"].found
+    assert lines["b"].status == "warn" and "word clock" in lines["b"].fix
+    assert lines["c"].status == "fail" and "sample rate" in lines["c"].fix
+    assert "not measured yet" in lines["d"].found and lines["d"].status == "warn"
+    [simulated] = [c for c in check_hub(hub("simulated", {})) if c.name == "drift"]
+    assert simulated.status == "ok" and "no drift" in simulated.found
+    assert check_hub(None) == []

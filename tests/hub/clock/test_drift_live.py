@@ -15,10 +15,14 @@ clocks (their counted ``clock_lost_ms``) it skips, saying so.
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 
 import aiohttp
 import pytest
+from support.agents import REPO
 from support.controlplane import AgentProcess
+from support.hubs import running_hub
 
 from anamnesis.agents.protocol.key import generate_key
 from anamnesis.hub.core.hub import Hub
@@ -76,6 +80,34 @@ async def clock_lost_ms(hub: Hub) -> dict[str, float]:
     return {k: float(f["clock_lost_ms"]) for k, f in frames.items()}
 
 
+async def play_a_minute(hub: Hub, base: str, a: AgentProcess, tmp_path) -> tuple:
+    """Wait until the hub routes both agents, then read every counter, play SECONDS, read
+    them again and ask ``anamnesis doctor`` about the running hub."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while hub.driver.stats()["routed"] != ["a", "b"] or \
+            any(hub.driver.stats()["agents"][k]["out"]["received"] < 200 for k in "ab"):
+        assert loop.time() < deadline, hub.driver.stats()
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2.0)               # the buffers settle at their targets
+    lost_before = await clock_lost_ms(hub)
+    before = hub.driver.stats()
+    before_a = (await agent_link(a))["in"]
+    start = loop.time()
+    await asyncio.sleep(SECONDS)
+    elapsed = loop.time() - start
+    after = hub.driver.stats()
+    after_a = (await agent_link(a))["in"]
+    lost = {k: v - lost_before[k] for k, v in (await clock_lost_ms(hub)).items()}
+
+    doctor = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "anamnesis.hub.cli", "doctor", "--http", base.split("//")[1],
+        "--osc", "off", "--zeroconf-s", "1", "--state-dir", str(tmp_path / "hub"),
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(doctor.communicate(), 60)
+    return before, after, before_a, after_a, lost, elapsed, (doctor.returncode, out.decode())
+
+
 async def test_an_agent_100_ppm_fast_plays_through_the_hub_for_a_minute(tmp_path):
     key_file = tmp_path / "k"
     key = generate_key(key_file)
@@ -83,28 +115,12 @@ async def test_an_agent_100_ppm_fast_plays_through_the_hub_for_a_minute(tmp_path
     a, b = await asyncio.gather(
         AgentProcess.start(tmp_path / "a", agent_id="a", extra=(*extra, "--clock-ppm", str(PPM))),
         AgentProcess.start(tmp_path / "b", agent_id="b", extra=extra))
-    hub = Hub(state_dir=tmp_path / "hub", interface=LOOPBACK, key=key,
-              config=parse_config(CONFIG, "drift.toml"))
-    await hub.start()
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while hub.driver.stats()["routed"] != ["a", "b"] or \
-                any(hub.driver.stats()["agents"][k]["out"]["received"] < 200 for k in "ab"):
-            assert loop.time() < deadline, hub.driver.stats()
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(2.0)               # the buffers settle at their targets
-        lost_before = await clock_lost_ms(hub)
-        before = hub.driver.stats()
-        before_a = (await agent_link(a))["in"]
-        start = loop.time()
-        await asyncio.sleep(SECONDS)
-        elapsed = loop.time() - start
-        after = hub.driver.stats()
-        after_a = (await agent_link(a))["in"]
-        lost = {k: v - lost_before[k] for k, v in (await clock_lost_ms(hub)).items()}
+        async with running_hub(tmp_path / "hub", key, parse_config(CONFIG, "drift.toml")) \
+                as (hub, base):
+            before, after, before_a, after_a, lost, elapsed, doctor = \
+                await play_a_minute(hub, base, a, tmp_path)
     finally:
-        await hub.close()
         await asyncio.gather(a.stop(), b.stop())
 
     def delta(pair: tuple[dict, dict], key: str) -> float:
@@ -118,10 +134,12 @@ async def test_an_agent_100_ppm_fast_plays_through_the_hub_for_a_minute(tmp_path
                      ("skips", "repeats", "jumps", "underruns", "concealed_frames", "late",
                       "lost", "shrinks", "grows")} for name, pair in buffers.items()}
     print(f"\n{elapsed:.1f} s (clocks lost {lost} ms): the hub measured a at "
-          f"{after['agents']['a']['out']['clock_ppm']} ppm and b at {after['agents']['b']['out']['clock_ppm']} ppm; drift {drift:.0f} "
-          f"samples = {drift / SLIP:.1f} slips; hub resyncs {after['resyncs'] - before['resyncs']}")
+          f"{after['agents']['a']['out']['clock_ppm']} ppm and b at "
+          f"{after['agents']['b']['out']['clock_ppm']} ppm; drift {drift:.0f} samples"
+          f" = {drift / SLIP:.1f} slips; hub resyncs {after['resyncs'] - before['resyncs']}")
     for name, c in counts.items():
         print(f"  {name}: {c}")
+    print(doctor[1])
     # This needs real time: a software clock held off its core past four blocks gives the
     # time up (counted), and then it did not run 100 ppm fast, and the buffers ran dry.
     if max(lost.values()) > 0 or after["resyncs"] > before["resyncs"]:
@@ -144,3 +162,8 @@ async def test_an_agent_100_ppm_fast_plays_through_the_hub_for_a_minute(tmp_path
         dropped = (c["skips"] - c["repeats"]) * SLIP
         accounted = sign[name] * drift + (c["shrinks"] * SHRINK - c["grows"] * BLOCK)
         assert abs(dropped - accounted) <= BLOCK + SLIP, (name, dropped, accounted, c)
+    # and the doctor, asked about the running hub, says so in one line per agent
+    code, text = doctor
+    assert code == 0, text
+    assert re.search(r"ok +drift +agent a's clock runs \+(9\d|10\d)\.\d ppm against the hub", text), text
+    assert re.search(r"ok +drift +agent b's clock runs [+-]\d\.\d ppm", text), text
