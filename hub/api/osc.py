@@ -12,7 +12,14 @@ Addresses (replies go to the sender: ``/hub/ok s`` naming the address done, or
 ``/hub/scene/interpolate s s f``   blend scenes a and b at t in [0, 1]
 ``/hub/route s s f``               gain (linear) of the route from -> to (added if missing)
 ``/hub/agent/ID/PARAM value...``   set one parameter of an agent (as ``PATCH /api/agents``)
+``/hub/agent/ID/PARAM``            (no argument) reply ``/hub/agent/ID/PARAM value...``
+``/hub/agents``                    reply ``/hub/agents ID...``: every agent the hub lists
 =================================  ====================================================
+
+A query is answered at once with what the hub knows (an agent's parameters as it last
+reported them); everything else is queued and answered ``/hub/ok`` when done. The
+installation's namespace, with types and ranges, is its OSCQuery server's
+(:mod:`anamnesis.hub.api.oscquery`).
 
 Access: OSC carries no token. The server binds 127.0.0.1 unless told otherwise
 (``--osc``); binding it to a LAN address lets anyone on that LAN steer the piece,
@@ -116,10 +123,34 @@ class HubOscServer:
             if address == "/hub/ping":
                 self._reply(peer, "/hub/pong")
                 continue
+            if not args and (address == "/hub/agents" or _is_agent_param(address)):
+                self._query(peer, address)      # a read: answered at once, not queued
+                continue
             try:
                 self._queue.put_nowait((address, [a for a in args if a is not None], peer))
             except asyncio.QueueFull:
                 self._error(peer, "busy", f"{address}: too many commands waiting; try again")
+
+    def _query(self, peer: Peer, address: str) -> None:
+        """Answer ``/hub/agents`` (the ids the hub lists) or ``/hub/agent/ID/PARAM``
+        without arguments (its value as the hub knows it: what the agent last reported,
+        else what the hub last asked for)."""
+        self.counts["queries"] += 1
+        if address == "/hub/agents":
+            self._reply(peer, address, *[e.agent_id for e in self.hub.registry.entries()])
+            return
+        _, _, _, agent_id, name = address.split("/")
+        entry = self.hub.registry.get(agent_id)
+        if entry is None:
+            self._error(peer, "rejected", f"{address}: no agent {agent_id!r}")
+            return
+        known = {**self.hub.params.get(agent_id, {}), **entry.params}
+        value = known.get(name)
+        if value is None:
+            self._error(peer, "rejected", f"{address}: agent {agent_id} has reported no "
+                                          f"parameter {name!r}")
+            return
+        self._reply(peer, address, *(value if isinstance(value, list) else [value]))
 
     async def _serve(self) -> None:
         while True:
@@ -155,7 +186,7 @@ class HubOscServer:
             await run_command(self.hub, command, {
                 f: float(v) if t == "f" else v  # type: ignore[arg-type]
                 for f, t, v in zip(fields, types, values, strict=True)})
-        elif address.startswith("/hub/agent/") and address.count("/") == 4:
+        elif _is_agent_param(address):
             _, _, _, agent_id, name = address.split("/")
             if not args:
                 raise ProtocolError("give the value")
@@ -165,6 +196,10 @@ class HubOscServer:
             raise ProtocolError("unknown address; see /hub/ping, /hub/panic, /hub/unpanic, "
                                 "/hub/scene/{save,recall,interpolate}, /hub/route, "
                                 "/hub/agent/ID/PARAM")
+
+
+def _is_agent_param(address: str) -> bool:
+    return address.startswith("/hub/agent/") and address.count("/") == 4
 
 
 __all__ = ["HubOscServer"]

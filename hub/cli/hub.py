@@ -3,9 +3,11 @@
 :func:`run_hub` checks the options and the config, then :func:`serve` builds the
 :class:`~anamnesis.hub.core.hub.Hub`, starts it, and only then attaches its fronts
 (the aiohttp app of :mod:`anamnesis.hub.api.app` and, unless ``--osc off``, the
-installation's OSC server :class:`~anamnesis.hub.api.osc.HubOscServer`), prints
-``Dashboard: http://HOST:PORT/?token=…``, and runs until SIGINT/SIGTERM; the fronts
-close before the hub. :func:`parse_address` reads ``HOST:PORT`` (also for
+installation's OSC server :class:`~anamnesis.hub.api.osc.HubOscServer` and, unless
+``--oscquery off``, its OSCQuery namespace, announced by zeroconf with the OSC API:
+:mod:`anamnesis.hub.api.oscquery`), prints ``Dashboard: http://HOST:PORT/?token=…``
+(then ``OSC: HOST:PORT`` and ``OSCQuery: http://HOST:PORT/``), and runs until
+SIGINT/SIGTERM; the fronts close before the hub. :func:`parse_address` reads ``HOST:PORT`` (also for
 ``anamnesis demo``).
 """
 
@@ -20,10 +22,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anamnesis.hub.core.hub import Hub
 from anamnesis.hub.fleet.supervisor import LAUNCHES
+
+if TYPE_CHECKING:
+    from anamnesis.hub.api.oscquery import HubAnnouncer
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,11 @@ def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--osc", default="127.0.0.1:8471", metavar="HOST:PORT",
                         help="UDP address of the installation's OSC API (default "
                              "127.0.0.1:8471; 'off' for none; OSC has no token)")
+    parser.add_argument("--oscquery", metavar="HOST:PORT",
+                        help="TCP address of the installation's OSCQuery namespace (default: "
+                             f"the dashboard's host, port {OSCQUERY_PORT}, or a free one when "
+                             "the dashboard's is 0; 'off' for none); announced with the OSC "
+                             "API by zeroconf on --interface where they listen there")
     parser.add_argument("--no-spawn", action="store_true",
                         help="do not start the config's local agents")
     add_launch_argument(parser)
@@ -64,6 +74,9 @@ def add_launch_argument(parser: argparse.ArgumentParser) -> None:
                         help="start local agents forked from one warm process (fork, the "
                              "default: they come up faster) or each as a new program (exec)")
 
+
+#: The OSCQuery namespace's TCP port by default (the dashboard's is 8470, OSC's 8471).
+OSCQUERY_PORT = 8472
 
 #: ``run_hub``'s hook: awaited with the started hub; may return a function run at shutdown.
 OnStarted = Callable[["Hub"], Awaitable[Callable[[], None] | None]]
@@ -96,6 +109,12 @@ def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) ->
     try:
         host, port = parse_address(args.http)
         osc_api = None if args.osc == "off" else parse_address(args.osc, "--osc")
+        oscquery_arg = getattr(args, "oscquery", None)
+        if oscquery_arg is None:
+            oscquery: tuple[str, int] | None = (host, OSCQUERY_PORT if port else 0)
+        else:
+            oscquery = None if oscquery_arg == "off" else parse_address(oscquery_arg,
+                                                                         "--oscquery")
         config = None
         if args.config is not None:
             from anamnesis.hub.installation.check import load_config
@@ -111,20 +130,22 @@ def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) ->
     mode = args.mode or (config.installation.mode if config is not None else "simulated")
     return asyncio.run(serve(state_dir=state_dir, host=host, port=port, config=config, key=key,
                               key_file=key_file, interface=args.interface, mode=mode,
-                              spawn=not args.no_spawn, osc_api=osc_api,
+                              spawn=not args.no_spawn, osc_api=osc_api, oscquery=oscquery,
                               agent_launch=getattr(args, "agent_launch", "fork"),
                               on_started=on_started))
 
 
 async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: bytes | None,
                  key_file: Path | None, interface: str, mode: str, spawn: bool,
-                 osc_api: tuple[str, int] | None, agent_launch: str = "fork",
+                 osc_api: tuple[str, int] | None, oscquery: tuple[str, int] | None = None,
+                 agent_launch: str = "fork",
                  on_started: OnStarted | None = None) -> int:
     """Run a hub with its fronts until SIGINT/SIGTERM (see the module docstring)."""
     from aiohttp import web
 
     from anamnesis.hub.api.app import create_app
     from anamnesis.hub.api.osc import HubOscServer
+    from anamnesis.hub.api.oscquery import HubAnnouncer, create_oscquery_app
 
     hub = Hub(state_dir=state_dir, interface=interface, config=config, key=key,
               key_file=key_file, mode=mode, spawn=spawn, agent_launch=agent_launch)
@@ -138,6 +159,8 @@ async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: byte
         loop.add_signal_handler(sig, stop.set)
     # Handlers get 5 s to finish on shutdown (aiohttp's default is 60).
     runner = web.AppRunner(create_app(hub), access_log=None, shutdown_timeout=5.0)
+    query_runner: web.AppRunner | None = None
+    announcer: HubAnnouncer | None = None
     on_stop: Callable[[], None] | None = None
     try:
         try:
@@ -148,14 +171,28 @@ async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: byte
             await runner.setup()
             site = web.TCPSite(runner, host, port)
             await site.start()
+            osc_bound = (osc_api[0], osc_server.port) if osc_server and osc_api else None
+            if oscquery is not None:
+                app = create_oscquery_app(hub, osc_ip=osc_bound[0] if osc_bound else interface,
+                                          osc_port=osc_bound[1] if osc_bound else 0)
+                query_runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+                await query_runner.setup()
+                await web.TCPSite(query_runner, *oscquery).start()
         except OSError as exc:   # a port in use, an address not on this host
             print(f"anamnesis hub: cannot start: {exc}", file=sys.stderr)
             return 1
         bound = runner.addresses[0][1] if runner.addresses else port
         shown = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
         print(f"Dashboard: http://{shown}:{bound}/?token={hub.token}", flush=True)
-        if osc_server is not None:
-            print(f"OSC: {osc_api[0]}:{osc_server.port}", flush=True)
+        if osc_bound is not None:
+            print(f"OSC: {osc_bound[0]}:{osc_bound[1]}", flush=True)
+        query_bound = None
+        if query_runner is not None and oscquery is not None:
+            query_bound = (oscquery[0], int(query_runner.addresses[0][1]))
+            print(f"OSCQuery: http://{query_bound[0]}:{query_bound[1]}/", flush=True)
+        announcer = HubAnnouncer(name=hub.name, interface=interface, oscquery=query_bound,
+                                 osc=osc_bound)
+        announcer.start()
         log.info("hub %s serving on %s:%d (%s mode)", hub.name, host, bound, mode)
         if on_started is not None:
             on_stop = await on_started(hub)
@@ -164,6 +201,10 @@ async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: byte
     finally:
         if on_stop is not None:
             on_stop()
+        if announcer is not None:
+            await announcer.close()
+        if query_runner is not None:
+            await query_runner.cleanup()
         await runner.cleanup()
         if osc_server is not None:
             await osc_server.close()
