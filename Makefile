@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 RENDERS := out/renders
 
-.PHONY: venv sysdeps demo renders lint test bench clean
+.PHONY: venv sysdeps demo renders docs lint test bench clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,10 @@ renders: venv
 		$(PY) -m anamnesis.hub.cli render $$p --out $(RENDERS)/$$p.wav --plot $(RENDERS)/$$p.png || exit 1; \
 	done
 	@echo "Rendered every seed preset into $(RENDERS)/"
+
+# docs/osc.md: the OSC address tables, generated from the code (a test compares them).
+docs: venv
+	$(PY) -m anamnesis.hub.cli osc-doc --out docs/osc.md
 
 # ruff (pyflakes, isort, pyupgrade, bugbear; configured in pyproject.toml) on the whole tree.
 lint: venv

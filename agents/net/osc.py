@@ -10,14 +10,21 @@ peer and kind (STYLE 13). Replies to one host are limited to a budget (200 per
 second, bursts of 1000, by default) so an agent cannot be used to amplify spoofed
 traffic.
 
-Replies go to the sender's address from the agent's OSC port. Telemetry
-subscribers (``/subscribe [port]``) get one bundle per tick (30 Hz by default:
-``/level rms peak``, ``/error_rms``, ... every figure of ``control.telemetry()``, plus
-``/osc_malformed i`` and ``/osc_errors i``, this server's counters) from a connected
-socket of their own, so
-that an ICMP "port unreachable" is seen and a vanished subscriber is dropped
-after ``max_failures`` failed sends; a subscription also lapses when it is not
-renewed within its lease (60 s). Every table keyed by peers is capped.
+Replies go from the agent's OSC port to the sender's address, or to the port a host
+chose with ``/reply_port`` (Max's ``[udpsend]`` and Pd's ``[netsend]`` send from a
+throw-away port). Telemetry subscribers (``/subscribe [port [prefix]]``) get one bundle
+per tick (30 Hz by default: ``/agent s ID``, ``/level rms peak``, ``/error_rms``, ...
+every figure of ``control.telemetry()``, plus ``/osc_malformed i`` and ``/osc_errors
+i``, this server's counters; every address after the subscriber's prefix) from the
+agent's OSC port too, so SuperCollider's source-filtered ``OSCdef`` and a patch telling
+two agents apart both work. The socket asks the kernel for its send errors
+(``IP_RECVERR``, Linux): an ICMP "port unreachable" names the vanished destination, and
+a subscriber is dropped after ``max_failures`` of them; a subscription also lapses when
+it is not renewed within its lease (60 s). Every table keyed by peers is capped.
+
+Bundles are dispatched at their time tag: "immediately" or a past time at once, a
+future time (at most :data:`MAX_AHEAD_S` ahead, at most :data:`MAX_SCHEDULED` waiting)
+by ``loop.call_later`` — the loop never sleeps on a bundle.
 
 Slow commands (``/weights``, ``/snapshot``, ``/recall``, ``/subscribe``) go through
 one bounded queue served by one task, so they keep their order; parameter
@@ -28,6 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -45,11 +54,22 @@ from anamnesis.agents.protocol.oscmap import (
     Request,
     build_bundle,
     build_message,
-    parse_packet,
+    parse_packet_timed,
     telemetry_messages,
+    timetag_to_unix,
 )
 
 log = logging.getLogger(__name__)
+
+#: Latest a bundle's time tag may lie in the future (s); later ones are refused.
+MAX_AHEAD_S = 60.0
+#: Messages waiting for their time tag at once; more are refused (busy).
+MAX_SCHEDULED = 1024
+#: Hosts whose ``/reply_port`` is remembered.
+MAX_REPLY_PORTS = 256
+#: Linux's IP_RECVERR (not exported by the socket module): queue send errors with the
+#: destination they were for.
+IP_RECVERR = 11
 
 Reply = Callable[[bytes], None]
 Peer = tuple[str, int]
@@ -86,22 +106,15 @@ class Subscriber:
     """One telemetry destination."""
 
     peer: Peer
-    transport: asyncio.DatagramTransport
     expires: float          # loop time (s) when the lease runs out
-    failures: int = 0       # failed sends since the last renewal
-
-
-class _SubscriberProtocol(asyncio.DatagramProtocol):
-    def __init__(self, subscriber_failed: Callable[[Exception], None]) -> None:
-        self._failed = subscriber_failed
-
-    def error_received(self, exc: Exception) -> None:
-        self._failed(exc)
+    prefix: str = ""        # put before every telemetry address
+    failures: int = 0       # send errors reported for it since the last renewal
 
 
 class _ServerProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: OscServer) -> None:
+    def __init__(self, server: OscServer, sock: socket.socket) -> None:
         self._server = server
+        self._sock = sock
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -116,7 +129,7 @@ class _ServerProtocol(asyncio.DatagramProtocol):
 
         def reply(message: bytes) -> None:
             if server.budget.allow(peer[0], time.monotonic()):
-                transport.sendto(message, addr)
+                transport.sendto(message, (peer[0], server.reply_ports.get(peer[0], peer[1])))
             else:
                 server.count("replies_suppressed")
                 server.log_problem(peer[0], "reply budget",
@@ -126,7 +139,34 @@ class _ServerProtocol(asyncio.DatagramProtocol):
         server.handle_packet(data, peer, reply)
 
     def error_received(self, exc: Exception) -> None:
-        self._server.count("send_errors")
+        """A send failed: read the kernel's error queue for whom each error was."""
+        server = self._server
+        while True:
+            try:
+                _, _, _, addr = self._sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:               # no error queue here (not Linux): count only
+                server.count("send_errors")
+                return
+            server.count("send_errors")
+            if addr:
+                server.send_failed((str(addr[0]), int(addr[1])))
+
+
+def _osc_socket(host: str, port: int) -> socket.socket:
+    """A bound, non-blocking UDP socket that queues its send errors (Linux)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET and sys.platform.startswith("linux"):
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class OscServer:
@@ -162,6 +202,9 @@ class OscServer:
         self._counts: Counter[str] = Counter()
         self._log = RateLimitedLog(logger or log)
         self._subscribers: dict[Peer, Subscriber] = {}
+        #: host -> the UDP port its replies go to (``/reply_port``).
+        self.reply_ports: dict[str, int] = {}
+        self._scheduled = 0
         self._queue: asyncio.Queue[tuple[Request, Peer | None, Reply]] = asyncio.Queue(queue_size)
         self._protocol: _ServerProtocol | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -173,8 +216,9 @@ class OscServer:
     async def start(self, host: str, port: int = 0) -> int:
         """Bind the UDP socket to ``host:port`` (0 = any free port); return the port."""
         loop = asyncio.get_running_loop()
+        sock = _osc_socket(host, port)
         transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _ServerProtocol(self), local_addr=(host, port))
+            lambda: _ServerProtocol(self, sock), sock=sock)
         self._protocol = protocol
         sockname = transport.get_extra_info("sockname")
         self.host, self.port = str(sockname[0]), int(sockname[1])
@@ -189,8 +233,6 @@ class OscServer:
         """Stop the tasks, close every subscriber socket and the server socket."""
         await cancel_and_wait(*self._tasks)
         self._tasks = []
-        for subscriber in self._subscribers.values():
-            subscriber.transport.close()
         self._subscribers.clear()
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
@@ -202,6 +244,12 @@ class OscServer:
         """Log a problem with ``host`` once per kind (then only count it)."""
         self._log(host, kind, message)
 
+    def send_failed(self, peer: Peer) -> None:
+        """The kernel reported a failed send to ``peer`` (ICMP port unreachable)."""
+        subscriber = self._subscribers.get(peer)
+        if subscriber is not None:
+            subscriber.failures += 1
+
     def count(self, kind: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``kind`` (shown by :meth:`stats`)."""
         self._counts[kind] += n
@@ -209,12 +257,12 @@ class OscServer:
     def stats(self) -> dict[str, int]:
         """Counters: datagrams, messages, malformed, unknown_address, bad_args, rejected,
         busy, internal_errors, errors_sent, replies, replies_suppressed (over the
-        per-host reply budget), send_errors, subscribers,
-        subscribers_dropped, telemetry_frames, log_suppressed."""
+        per-host reply budget), send_errors, subscribers, subscribers_dropped,
+        telemetry_frames, scheduled (messages that waited for their time tag), log_suppressed."""
         out = {k: 0 for k in ("datagrams", "messages", "malformed", "unknown_address",
                               "bad_args", "rejected", "busy", "internal_errors",
                               "errors_sent", "replies", "replies_suppressed", "send_errors",
-                              "subscribers_dropped", "telemetry_frames")}
+                              "subscribers_dropped", "telemetry_frames", "scheduled")}
         out.update(self._counts)
         out["subscribers"] = len(self._subscribers)
         out["log_suppressed"] = sum(self._log.suppressed.values())
@@ -235,19 +283,42 @@ class OscServer:
         self._counts["datagrams"] += 1
         host = peer[0] if peer else "websocket"
         try:
-            messages = parse_packet(data)
+            messages = parse_packet_timed(data)
         except ProtocolError as exc:
             self._reject("malformed", host, reply, str(exc))
             return
-        for address, args in messages:
+        now = time.time()
+        for timetag, address, args in messages:
             self._counts["messages"] += 1
-            try:
-                request = self.space.decode(address, args)
-            except ProtocolError as exc:
-                kind = "unknown_address" if "unknown address" in str(exc) else "bad_args"
-                self._reject(kind, host, reply, str(exc))
-                continue
-            self._handle_request(request, peer, host, reply)
+            at = timetag_to_unix(timetag)
+            if at is None or at <= now + 0.001:        # immediately, or already due
+                self._dispatch(address, args, peer, host, reply)
+            elif at > now + MAX_AHEAD_S:
+                self._reject("rejected", host, reply, f"{address}: time tag {at - now:.0f} s "
+                             f"ahead; at most {MAX_AHEAD_S:g} s")
+            elif self._scheduled >= MAX_SCHEDULED:
+                self._reject("busy", host, reply, f"{address}: {MAX_SCHEDULED} messages "
+                             "already wait for their time tags; try again")
+            else:
+                self._scheduled += 1
+                self._counts["scheduled"] += 1
+                asyncio.get_running_loop().call_later(
+                    at - now, self._dispatch_later, address, args, peer, host, reply)
+
+    def _dispatch_later(self, address: str, args: list[object], peer: Peer | None, host: str,
+                        reply: Reply) -> None:
+        self._scheduled -= 1
+        self._dispatch(address, args, peer, host, reply)
+
+    def _dispatch(self, address: str, args: list[object], peer: Peer | None, host: str,
+                  reply: Reply) -> None:
+        try:
+            request = self.space.decode(address, args)
+        except ProtocolError as exc:
+            kind = "unknown_address" if "unknown address" in str(exc) else "bad_args"
+            self._reject(kind, host, reply, str(exc))
+            return
+        self._handle_request(request, peer, host, reply)
 
     def _handle_request(self, request: Request, peer: Peer | None, host: str,
                         reply: Reply) -> None:
@@ -275,6 +346,8 @@ class OscServer:
                 self._send(reply, build_message("/pong"))
             elif action == "unsubscribe":
                 self._unsubscribe(request, peer, reply)
+            elif action == "reply_port":
+                self._reply_port(request, peer, reply)
             else:  # slow: weights, snapshot, recall, subscribe
                 if action == "subscribe" and peer is None:
                     raise ProtocolError(f"{request.address}: only over UDP")
@@ -350,37 +423,39 @@ class OscServer:
     async def _subscribe(self, request: Request, peer: Peer, reply: Reply) -> None:
         port = int(request.value) if request.value is not None else peer[1]  # type: ignore[arg-type]
         target = (peer[0], port)
+        prefix = request.name or ""
         loop = asyncio.get_running_loop()
         existing = self._subscribers.get(target)
         if existing is not None:
             existing.expires = loop.time() + self.lease
             existing.failures = 0
+            existing.prefix = prefix
         else:
             if len(self._subscribers) >= self.max_subscribers:
                 raise ValueError(
                     f"at most {self.max_subscribers} subscribers; /unsubscribe one first")
-            holder: list[Subscriber] = []
-
-            def failed(exc: Exception) -> None:
-                if holder:
-                    holder[0].failures += 1
-
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _SubscriberProtocol(failed), remote_addr=target)
-            subscriber = Subscriber(target, transport, loop.time() + self.lease)  # type: ignore[arg-type]
-            holder.append(subscriber)
-            self._subscribers[target] = subscriber
-            log.info("OSC telemetry subscriber %s:%d (lease %.0f s)", target[0], port, self.lease)
+            self._subscribers[target] = Subscriber(target, loop.time() + self.lease, prefix)
+            log.info("OSC telemetry subscriber %s:%d%s (lease %.0f s)", target[0], port,
+                     f" as {prefix}" if prefix else "", self.lease)
         self._send(reply, build_message("/subscribed", [port, float(self.lease)]))
+
+    def _reply_port(self, request: Request, peer: Peer | None, reply: Reply) -> None:
+        if peer is None:
+            raise ProtocolError(f"{request.address}: only over UDP")
+        port = int(request.value)  # type: ignore[arg-type]
+        self.reply_ports.pop(peer[0], None)
+        if port:
+            if len(self.reply_ports) >= MAX_REPLY_PORTS:   # forget the oldest host
+                self.reply_ports.pop(next(iter(self.reply_ports)))
+            self.reply_ports[peer[0]] = port
+        self._send(reply, build_message("/reply_port", [port]))
 
     def _unsubscribe(self, request: Request, peer: Peer | None, reply: Reply) -> None:
         if peer is None:
             raise ProtocolError(f"{request.address}: only over UDP")
         port = int(request.value) if request.value is not None else peer[1]  # type: ignore[arg-type]
-        subscriber = self._subscribers.pop((peer[0], port), None)
-        if subscriber is None:
+        if self._subscribers.pop((peer[0], port), None) is None:
             raise ValueError(f"{peer[0]}:{port} is not subscribed")
-        subscriber.transport.close()
         self._send(reply, build_message("/unsubscribed", [port]))
 
     # -- telemetry ------------------------------------------------------------------
@@ -403,7 +478,6 @@ class OscServer:
             if now > subscriber.expires or subscriber.failures >= self.max_failures:
                 reason = "lease expired" if now > subscriber.expires else "unreachable"
                 log.info("OSC telemetry subscriber %s:%d dropped (%s)", peer[0], peer[1], reason)
-                subscriber.transport.close()
                 del self._subscribers[peer]
                 self._counts["subscribers_dropped"] += 1
         if not self._subscribers:
@@ -413,14 +487,22 @@ class OscServer:
             # The control plane's own health, so a hub sees a misbehaving peer.
             frame["osc_malformed"] = self._counts["malformed"]
             frame["osc_errors"] = self._counts["errors_sent"]
-            data = build_bundle(telemetry_messages(frame))
+            agent_id = str(getattr(self.control, "agent_id", "")) or None
+            bundles: dict[str, bytes] = {}     # one encoding per prefix in use
+            for subscriber in self._subscribers.values():
+                if subscriber.prefix not in bundles:
+                    bundles[subscriber.prefix] = build_bundle(telemetry_messages(
+                        frame, agent_id=agent_id, prefix=subscriber.prefix))
         except Exception:  # a telemetry bug must not kill the loop: log it (rate-limited)
             self._counts["internal_errors"] += 1
             self._log("self", "telemetry", "telemetry frame could not be built")
             return
         self._counts["telemetry_frames"] += 1
-        for subscriber in self._subscribers.values():
-            subscriber.transport.sendto(data)
+        transport = self._protocol.transport if self._protocol is not None else None
+        if transport is None:
+            return
+        for peer, subscriber in self._subscribers.items():
+            transport.sendto(bundles[subscriber.prefix], peer)
 
 
 __all__ = ["OscServer", "ReplyBudget", "Subscriber"]

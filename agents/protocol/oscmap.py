@@ -24,12 +24,19 @@ is dropped, so the unlearn model's ``lambda_`` is ``/lambda``):
 ``/snapshot s``           save the model state under a name; ``/recall s`` loads one
 ``/state``                reply with one message per parameter (and ``/panicked i``), bundled
 ``/ping``                 reply ``/pong``
-``/subscribe [i]``        telemetry at 30 Hz to that UDP port of the sender's host
-                          (no argument: the sender's own port); renew within the lease
+``/subscribe [i [s]]``    telemetry at 30 Hz to that UDP port of the sender's host
+                          (no argument: the sender's own port), from the agent's OSC
+                          port; with a prefix (``/subscribe 9000 /a1``) every address
+                          starts with it (``/a1/level``); renew within the lease
 ``/unsubscribe [i]``      stop it
+``/reply_port i``         send this host's replies to that UDP port from now on (for a
+                          controller that sends from a throw-away port); 0 undoes it
 ========================  =================================================================
 
-Replies and errors go to the sender: ``/error s`` carries ``"/ADDRESS: what was wrong"``.
+Replies and errors go to the sender (or its ``/reply_port``): ``/error s`` carries
+``"/ADDRESS: what was wrong"``. Every telemetry bundle begins with ``/agent s ID``.
+Bundles are dispatched at their time tag: "immediately" and past times at once, a
+future time scheduled on the loop (never sleeping it; at most 60 s ahead).
 The ``N`` (nil) argument is ignored everywhere, so clients that send a bang as
 ``/panic N`` work. Address patterns (``*``, ``?``, ``[``, ``{``) are not expanded:
 an agent has a flat namespace and a pattern is answered with ``/error``.
@@ -63,16 +70,18 @@ MAX_MESSAGES_PER_PACKET = 512
 ACCEPTED_TAGS = frozenset("ifdhsbTFN[]")
 
 _BUNDLE_PREFIX = b"#bundle\x00"
-_IMMEDIATELY = b"\x00\x00\x00\x00\x00\x00\x00\x01"
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _PATTERN_CHARS = frozenset("*?[]{}, #")
+_PREFIX_RE = re.compile(r"^(/[A-Za-z0-9_-]+){1,4}$")
+#: Seconds between the NTP epoch (1900) and the Unix epoch (1970).
+NTP_EPOCH_OFFSET = 2_208_988_800
 
 # OSCQuery ACCESS values.
 ACCESS_NONE, ACCESS_READ, ACCESS_WRITE, ACCESS_READWRITE = 0, 1, 2, 3
 
 Action = Literal[
     "get", "set", "panic", "unpanic", "reset", "get_weights", "set_weights",
-    "snapshot", "recall", "state", "ping", "subscribe", "unsubscribe"]
+    "snapshot", "recall", "state", "ping", "subscribe", "unsubscribe", "reply_port"]
 
 
 @dataclass(frozen=True)
@@ -116,10 +125,13 @@ COMMANDS: dict[str, Command] = {c.address: c for c in (
     Command("/recall", "s", ACCESS_WRITE, "Load a named snapshot of the model state."),
     Command("/state", "", ACCESS_NONE, "Reply with one message per parameter, bundled."),
     Command("/ping", "", ACCESS_NONE, "Reply /pong."),
-    Command("/subscribe", "i", ACCESS_WRITE,
-            "Send telemetry (/level rms peak, /error_rms, ...) at 30 Hz to this UDP port "
-            "of the sender's host; renew within the lease (60 s)."),
+    Command("/subscribe", "is", ACCESS_WRITE,
+            "Send telemetry (/agent ID, /level rms peak, /error_rms, ...) at 30 Hz from the "
+            "agent's OSC port to this UDP port of the sender's host, every address after an "
+            "optional prefix; renew within the lease (60 s)."),
     Command("/unsubscribe", "i", ACCESS_WRITE, "Stop the telemetry of /subscribe."),
+    Command("/reply_port", "i", ACCESS_WRITE,
+            "Send this host's replies to this UDP port from now on (0: to the source port)."),
 )}
 
 # ---------------------------------------------------------------------------
@@ -217,26 +229,33 @@ def _check_payload_size(address: str, data: bytes, start: int, tags: str) -> Non
 def parse_packet(data: bytes) -> list[tuple[str, list[object]]]:
     """Parse a datagram (a message or a bundle, nested at most :data:`MAX_BUNDLE_DEPTH`).
 
-    Returns ``(address, args)`` pairs in datagram order. Bundle time tags are
-    ignored on purpose: an agent dispatches bundle contents immediately (never
-    sleeping, never scheduling), so a future-dated bundle cannot stall it.
-    Raises :class:`ProtocolError` for anything malformed; a bundle is accepted
-    whole or not at all.
+    Returns ``(address, args)`` pairs in datagram order, time tags dropped (the hub
+    dispatches at once; the agent's server uses :func:`parse_packet_timed`). Raises
+    :class:`ProtocolError` for anything malformed; a bundle is accepted whole or not
+    at all.
     """
+    return [(address, args) for _, address, args in parse_packet_timed(data)]
+
+
+def parse_packet_timed(data: bytes) -> list[tuple[int, str, list[object]]]:
+    """:func:`parse_packet` with each message's time tag: that of its innermost bundle
+    (64-bit NTP: seconds since 1900 in the high 32 bits), or 1 ("immediately") for a
+    plain message."""
     if len(data) == 0:
         raise ProtocolError("empty datagram")
     if len(data) % 4:
         raise ProtocolError(f"OSC packet size must be a multiple of 4 bytes; got {len(data)}")
-    out: list[tuple[str, list[object]]] = []
-    # Iterative walk: (buffer, depth). Bundles push their elements.
-    stack: list[tuple[bytes, int]] = [(bytes(data), 0)]
+    out: list[tuple[int, str, list[object]]] = []
+    # Iterative walk: (buffer, depth, time tag). Bundles push their elements.
+    stack: list[tuple[bytes, int, int]] = [(bytes(data), 0, 1)]
     while stack:
-        chunk, depth = stack.pop()
+        chunk, depth, timetag = stack.pop()
         if chunk.startswith(_BUNDLE_PREFIX):
             if depth >= MAX_BUNDLE_DEPTH:
                 raise ProtocolError(f"bundles nested deeper than {MAX_BUNDLE_DEPTH}")
             if len(chunk) < 16:
                 raise ProtocolError("truncated bundle header")
+            (inner,) = struct.unpack_from(">Q", chunk, 8)
             elements: list[bytes] = []
             pos = 16
             while pos < len(chunk):
@@ -249,14 +268,38 @@ def parse_packet(data: bytes) -> list[tuple[str, list[object]]]:
                 elements.append(chunk[pos:pos + size])
                 pos += size
             # Reverse so that popping keeps datagram order.
-            stack.extend((element, depth + 1) for element in reversed(elements))
+            stack.extend((element, depth + 1, inner) for element in reversed(elements))
         elif chunk.startswith(b"/"):
-            out.append(_parse_message(chunk))
+            address, args = _parse_message(chunk)
+            out.append((timetag, address, args))
             if len(out) > MAX_MESSAGES_PER_PACKET:
                 raise ProtocolError(f"more than {MAX_MESSAGES_PER_PACKET} messages in one datagram")
         else:
             raise ProtocolError("datagram is neither an OSC message nor a bundle")
     return out
+
+
+def timetag_to_unix(timetag: int) -> float | None:
+    """Unix seconds of an NTP time tag; None for "immediately" (1)."""
+    if timetag == 1:
+        return None
+    return (timetag >> 32) - NTP_EPOCH_OFFSET + (timetag & 0xFFFFFFFF) / 2**32
+
+
+def unix_to_timetag(seconds: float) -> int:
+    """The NTP time tag of Unix time ``seconds``."""
+    ntp = seconds + NTP_EPOCH_OFFSET
+    whole = int(ntp)
+    return (whole << 32) | int((ntp - whole) * 2**32)
+
+
+def build_bundle_at(timetag: int, messages: Iterable[bytes]) -> bytes:
+    """Wrap encoded messages in an OSC bundle with time tag ``timetag`` (NTP)."""
+    parts = [_BUNDLE_PREFIX, struct.pack(">Q", timetag)]
+    for message in messages:
+        parts.append(struct.pack(">i", len(message)))
+        parts.append(message)
+    return b"".join(parts)
 
 
 def _osc_arg(builder: OscMessageBuilder, value: object) -> None:
@@ -287,11 +330,7 @@ def build_message(address: str, args: Iterable[object] = ()) -> bytes:
 
 def build_bundle(messages: Iterable[bytes]) -> bytes:
     """Wrap encoded messages in an OSC bundle with the time tag "immediately"."""
-    parts = [_BUNDLE_PREFIX, _IMMEDIATELY]
-    for message in messages:
-        parts.append(struct.pack(">i", len(message)))
-        parts.append(message)
-    return b"".join(parts)
+    return build_bundle_at(1, messages)
 
 
 # ---------------------------------------------------------------------------
@@ -404,7 +443,22 @@ class OscAddressSpace:
             if not snapshot or len(snapshot) > 64:
                 raise ProtocolError(f"{address}: name must have 1 to 64 characters")
             return Request(address[1:], address, value=snapshot)  # type: ignore[arg-type]
-        # /subscribe and /unsubscribe
+        if address == "/reply_port":
+            if len(args) != 1:
+                raise ProtocolError(f"{address}: takes one port (i); got {describe_args(args)}")
+            value = _number(address, args[0])
+            if isinstance(value, float) or not 0 <= value <= 65535:
+                raise ProtocolError(f"{address}: port must be an integer in [0, 65535] "
+                                    f"(0: reply to the source port); got {value!r}")
+            return Request("reply_port", address, value=int(value))
+        # /subscribe [port [prefix]] and /unsubscribe [port]
+        prefix = None
+        if address == "/subscribe" and len(args) == 2:
+            prefix = args[1]
+            if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+                raise ProtocolError(f"{address}: the prefix must look like /a1 or /room/a1 "
+                                    f"(letters, digits, _ and -, at most 64); got {prefix!r}")
+            args = args[:1]
         if len(args) > 1:
             raise ProtocolError(f"{address}: takes an optional port (i); got {describe_args(args)}")
         port = None
@@ -414,7 +468,7 @@ class OscAddressSpace:
                 raise ProtocolError(
                     f"{address}: port must be an integer in [1, 65535]; got {value!r}")
             port = int(value)
-        return Request(address[1:], address, value=port)  # type: ignore[arg-type]
+        return Request(address[1:], address, name=prefix, value=port)  # type: ignore[arg-type]
 
     def _decode_param(self, address: str, name: str, args: list[object]) -> Request:
         spec = self.specs[name]
@@ -499,29 +553,34 @@ class OscAddressSpace:
         return build_bundle(messages)
 
 
-def telemetry_messages(telemetry: Mapping[str, float]) -> list[bytes]:
-    """Encode one telemetry frame: ``/level rms peak`` plus ``/KEY value`` for every other key.
+def telemetry_messages(telemetry: Mapping[str, float], *, agent_id: str | None = None,
+                       prefix: str = "") -> list[bytes]:
+    """Encode one telemetry frame: ``/agent s ID`` (with ``agent_id``), ``/level rms peak``
+    plus ``/KEY value`` for every other key, each address after ``prefix`` (``/a1``).
 
     Python ints (the control plane's counters) are sent as ``i``, everything else
     as ``f``. Keys that are not valid OSC names, and values that are not numbers,
     are skipped.
     """
     out: list[bytes] = []
+    if agent_id is not None:
+        out.append(build_message(prefix + "/agent", [agent_id]))
     if "rms" in telemetry and "peak" in telemetry:
-        out.append(build_message("/level", [float(telemetry["rms"]), float(telemetry["peak"])]))
+        out.append(build_message(prefix + "/level",
+                                 [float(telemetry["rms"]), float(telemetry["peak"])]))
     for key, value in telemetry.items():
         if key in ("rms", "peak") or not _NAME_RE.match(key):
             continue
         if isinstance(value, (bool, np.bool_)):
             value = int(value)
         if isinstance(value, (int, np.integer)) and -2**31 <= int(value) < 2**31:
-            out.append(build_message("/" + key, [int(value)]))
+            out.append(build_message(f"{prefix}/{key}", [int(value)]))
         else:
             try:
                 number = float(value)
             except (TypeError, ValueError):
                 continue
-            out.append(build_message("/" + key, [number]))
+            out.append(build_message(f"{prefix}/{key}", [number]))
     return out
 
 

@@ -37,18 +37,26 @@ from anamnesis.agents.net.oscquery import ATTRIBUTES, UNITS, host_info
 from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.oscmap import ACCESS_NONE, ACCESS_READWRITE, ACCESS_WRITE
 from anamnesis.agents.protocol.txt import OSC_SERVICE, OSCQUERY_SERVICE
+from anamnesis.hub.api.osc import ADDRESSES
 
 log = logging.getLogger(__name__)
 
-#: The hub's own commands: address -> (type tags, default VALUE, description).
-HUB_COMMANDS: dict[str, tuple[str, list[object], str]] = {
-    "/hub/panic": ("", [], "fade every agent's output to silence"),
-    "/hub/unpanic": ("", [], "bring every agent's output back"),
-    "/hub/scene/save": ("s", [""], "save a scene: every online agent's parameters and weights"),
-    "/hub/scene/recall": ("s", [""], "recall a saved scene"),
-    "/hub/scene/interpolate": ("ssf", ["", "", 0.0], "blend scenes a and b at t in [0, 1]"),
-    "/hub/route": ("ssf", ["", "", 0.0], "gain (linear) of the route from -> to"),
+#: The hub's own commands (those of its OSC API's table, whose type tags they take):
+#: address -> (default VALUE, description).
+HUB_COMMANDS: dict[str, tuple[list[object], str]] = {
+    "/hub/panic": ([], "fade every agent's output to silence"),
+    "/hub/unpanic": ([], "bring every agent's output back"),
+    "/hub/scene/save": ([""], "save a scene: every online agent's parameters and weights"),
+    "/hub/scene/recall": ([""], "recall a saved scene"),
+    "/hub/scene/interpolate": (["", "", 0.0], "blend scenes a and b at t in [0, 1]"),
+    "/hub/route": (["", "", 0.0], "gain (linear) of the route from -> to (added if missing)"),
 }
+
+
+def command_tags(address: str) -> str:
+    """The OSC type tags of one of :data:`HUB_COMMANDS` (from the OSC API's table)."""
+    return ADDRESSES[address][1]
+
 
 _TYPE = {"float": "f", "int": "i", "bool": "i", "choice": "s"}
 
@@ -111,7 +119,8 @@ def param_node(path: str, spec: dict[str, Any], value: object) -> dict[str, obje
 
 
 def _command_node(address: str, scenes: list[str]) -> dict[str, object]:
-    tag, default, description = HUB_COMMANDS[address]
+    default, description = HUB_COMMANDS[address]
+    tag = command_tags(address)
     node: dict[str, object] = {"FULL_PATH": address, "DESCRIPTION": description,
                                "ACCESS": ACCESS_WRITE if tag else ACCESS_NONE}
     if tag:
@@ -287,4 +296,4 @@ def _reachable(bound: str, interface: str) -> bool:
         return False
 
 
-__all__ = ["HubAnnouncer", "create_oscquery_app", "find_node", "namespace", "param_node"]
+__all__ = ["HUB_COMMANDS", "HubAnnouncer", "command_tags", "create_oscquery_app", "find_node", "namespace", "param_node"]

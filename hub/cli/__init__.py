@@ -28,6 +28,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
                "create an installation key (signs the agents' announcements)"),
     "doctor": ("anamnesis.hub.cli.doctor", "add_doctor_arguments", "run_doctor",
                "check this machine for the piece: audio, network, zeroconf, ports, key, state"),
+    "osc-doc": ("anamnesis.hub.cli.oscdoc", "add_oscdoc_arguments", "run_oscdoc",
+                "print the OSC address tables of an agent and of the hub (docs/osc.md)"),
     "demo": ("anamnesis.hub.cli.demo", "add_demo_arguments", "run_demo",
              "the octophonic demo: a hub, eight agents in a simulated room, the dashboard"),
 }

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from anamnesis.agents.protocol.oscmap import build_message
+from anamnesis.agents.protocol.oscmap import COMMANDS, build_message
 from anamnesis.hub.core.errors import Conflict, HubError, NotFound, Unavailable
 from anamnesis.hub.core.events import EventLog
 from anamnesis.hub.fleet.discovery import AgentRegistry
@@ -34,11 +34,18 @@ def is_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
 
 
+#: Replies of an agent that are not parameter values: its fixed commands' (``/weights``,
+#: ``/reply_port`` ...) and the protocol's own. A ``/subscribed`` that arrives while a
+#: ``/state`` is gathered is not a parameter called "subscribed".
+NOT_PARAMS = frozenset(COMMANDS) | {"/panicked", "/error", "/pong", "/subscribed",
+                                    "/unsubscribed"}
+
+
 def state_values(messages: Messages) -> dict[str, object]:
     """Parameter values from an agent's ``/state`` bundle (address -> value)."""
     values: dict[str, object] = {}
     for address, args in messages:
-        if address in ("/panicked", "/error", "/pong") or not address.startswith("/"):
+        if address in NOT_PARAMS or not address.startswith("/") or not args:
             continue
         values[address[1:]] = args[0] if len(args) == 1 else list(args)
     return values

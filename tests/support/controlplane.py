@@ -144,8 +144,11 @@ async def loop_watchdog(warm_kernels):
 class _ClientProtocol(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        #: Every (host, port) a datagram came from.
+        self.senders: set[tuple[str, int]] = set()
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.senders.add((str(addr[0]), int(addr[1])))
         self.queue.put_nowait(data)
 
 

@@ -31,7 +31,14 @@ from support.controlplane import (
 from anamnesis.agents.net.osc import OscServer
 from anamnesis.agents.net.services import start_control_services
 from anamnesis.agents.protocol.errors import ProtocolError
-from anamnesis.agents.protocol.oscmap import address_of, build_bundle, build_message, parse_packet
+from anamnesis.agents.protocol.oscmap import (
+    address_of,
+    build_bundle,
+    build_bundle_at,
+    build_message,
+    parse_packet,
+    unix_to_timetag,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_watchdog")]
 
@@ -232,6 +239,14 @@ async def test_oscsend_changes_lr_and_oscquery_shows_it(tmp_path):
         assert await asyncio.wait_for(proc.wait(), 10) == 0
         await asyncio.sleep(0.1)
         assert (await client.request("/lr")) == ("/lr", [2.0])
+        # oscsend sends from a throw-away port and exits: /reply_port brings the answers
+        # of its queries to a port that stays (here our client's)
+        for argv in (("/reply_port", "i", str(client.port)), ("/lr",)):
+            proc = await asyncio.create_subprocess_exec(
+                oscsend, LOOPBACK, str(agent.osc_port), *argv)
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+        assert await client.recv_one() == ("/reply_port", [client.port])
+        assert await client.recv_one() == ("/lr", [2.0])
     finally:
         client.close()
         assert await agent.stop() == 0
@@ -300,13 +315,73 @@ async def test_ten_thousand_malformed_datagrams(agent, caplog):
           f"({elapsed * 1e6 / 10_000:.1f} us each, including the /error reply)")
 
 
-async def test_future_bundle_is_applied_at_once(agent):
-    control, _, client = agent
-    message = build_message("/lr", [0.75])
-    far_future = struct.pack(">Q", (0xFFFFFFF0 << 32))
-    client.send_raw(b"#bundle\x00" + far_future + struct.pack(">i", len(message)) + message)
-    reply = await client.request("/lr", timeout=0.5)
-    assert reply == ("/lr", [0.75])
+def _bundle(at: float | None, *messages: bytes) -> bytes:
+    """A bundle timed at Unix time ``at`` (None: immediately)."""
+    return build_bundle_at(1 if at is None else unix_to_timetag(at), messages)
+
+
+async def test_a_timed_bundle_plays_at_its_time_tag_without_holding_the_loop(agent):
+    """OSC 1.0 time tags: a bundle 0.3 s ahead is applied then (scheduled on the loop,
+    which keeps serving meanwhile: the loop watchdog), a past one at once, one more
+    than 60 s ahead is refused with a reason and changes nothing."""
+    control, services, client = agent
+    loop = asyncio.get_running_loop()
+    client.send_raw(_bundle(time.time() + 3600.0, build_message("/lr", [0.75])))
+    address, args = await client.recv_one()
+    assert address == "/error" and "3600 s ahead; at most 60 s" in args[0]
+    assert control.values()["lr"] != pytest.approx(0.75)
+
+    sent = loop.time()
+    client.send_raw(_bundle(time.time() + 0.3, build_message("/lr", [0.625])))
+    assert await client.request("/ping") == ("/pong", [])          # served meanwhile
+    assert await client.request("/lr") != ("/lr", [0.625])         # not yet
+    while control.values()["lr"] != pytest.approx(0.625):
+        assert loop.time() - sent < 5.0, "the timed bundle never played"
+        await asyncio.sleep(0.005)
+    assert loop.time() - sent >= 0.3 - 0.01                         # not before its time
+    assert services.osc.stats()["scheduled"] == 1
+
+    client.send_raw(_bundle(time.time() - 5.0, build_message("/lr", [0.5])))   # late: now
+    assert await client.request("/lr") == ("/lr", [0.5])
+
+
+async def test_replies_go_to_the_reply_port_a_throwaway_sender_chose(agent):
+    """Max's [udpsend] and Pd's [netsend] send from a throw-away port: /reply_port PORT
+    sends this host's replies to a port of its choice, and 0 undoes it."""
+    _, services, sender = agent
+    listener = await OscTestClient.open(services.osc_port)
+    try:
+        sender.send("/reply_port", listener.port)
+        assert await listener.recv_one() == ("/reply_port", [listener.port])
+        sender.send("/ping")
+        assert await listener.recv_one() == ("/pong", [])
+        sender.send("/reply_port", 0)
+        assert await sender.recv_one() == ("/reply_port", [0])
+        assert await sender.request("/ping") == ("/pong", [])
+        address, args = await sender.request("/reply_port", 70000)
+        assert address == "/error" and "[0, 65535]" in args[0]
+    finally:
+        listener.close()
+
+
+async def test_telemetry_comes_from_the_osc_port_with_the_agents_id_and_prefix(agent):
+    """SuperCollider's OSCdef filters by source address, and a patch listening to two
+    agents must tell them apart: telemetry comes from the agent's OSC port, each bundle
+    begins /agent ID, and a prefix chosen at /subscribe leads every address."""
+    control, services, client = agent
+    other = await OscTestClient.open(services.osc_port)
+    try:
+        assert await client.request("/subscribe", other.port, "/room/t1") == \
+            ("/subscribed", [other.port, 60.0])
+        frame = await other.recv()
+        assert frame[0] == ("/room/t1/agent", [control.agent_id])
+        assert all(address.startswith("/room/t1/") for address, _ in frame)
+        assert "/room/t1/level" in dict(frame)
+        assert other.protocol.senders == {(LOOPBACK, services.osc_port)}
+        address, args = await client.request("/subscribe", other.port, "no slash")
+        assert address == "/error" and "prefix" in args[0]
+    finally:
+        other.close()
 
 
 async def test_weights_over_osc(agent):
