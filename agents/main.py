@@ -2,28 +2,15 @@
 
 ``anamnesis agent --id a1 --model autoregnn [--preset P] [--model-arg hidden_size=10 ...]
 [--audio sounddevice|null|hub] ...`` runs one model on one mic/speaker channel
-(DESIGN "The agent process"):
-
-1. builds the model (from ``--preset`` or ``--model``), compiles its kernels on a
-   throwaway twin (so the first audio callback does not wait for numba);
-2. opens and locks the state directory; resumes the autosave unless ``--fresh``
-   (the autosave wins over the preset's parameters: an installation restarts
-   where it was);
-3. opens its RTP port (``--rtp-port``; the audio link, :mod:`anamnesis.agents.net.link`: the
-   hub-clocked mode with ``--audio hub``, otherwise the deployed mode's ``in``
-   stream from ``--hub``, and listen-in copies via ``GET /streams/NAME.sdp``),
-   starts the audio backend, then the control services (OSC, OSCQuery with the
-   ``/streams`` routes, zeroconf announcing the RTP port);
-4. ``gc.freeze()``, prints one line to stdout —
-   ``agent ID ready osc=PORT http=PORT`` — and logs to stderr;
-5. autosaves every ``--autosave-s`` seconds (30) and watches the audio thread;
-6. on SIGINT/SIGTERM: closes the services (zeroconf unregisters first), stops
-   the audio (threads joined), writes the autosave, releases the state
-   directory, exits 0.
-
-Threads: the asyncio main thread, the audio thread (PortAudio's, the null
-clock's or the hub clock's), and one named executor thread ``anamnesis-disk``
-for file work, created in :func:`_serve` and joined before exit.
+(DESIGN "The agent process"); ``--channels 1-8`` runs one per channel of one stream
+in the same process, each its own agent (id, state, OSC, OSCQuery, zeroconf). This
+module reads and checks the options (:func:`check_args`, :func:`expand_channels`);
+:mod:`anamnesis.agents.process` runs the agents: it builds each model (its kernels
+compiled on a throwaway twin), locks its state directory, resumes its autosave unless
+``--fresh``, opens its RTP port, starts the audio, then the control services; prints
+``agent ID ready osc=PORT http=PORT`` per agent; autosaves every ``--autosave-s``
+seconds; and on SIGINT/SIGTERM closes the services, stops the audio, writes the
+autosaves and exits 0.
 
 Of a preset, a live agent uses the model, its constructor arguments, its
 parameters, and ``FollowInput`` modulations (fed by its input). What it hears is
@@ -40,35 +27,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import ipaddress
 import logging
 import os
-import signal
 import socket
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from anamnesis.agents.protocol.ids import ID_RE
-from anamnesis.agents.recipe import config_model, config_warm_up, parse_model_args
+from anamnesis.agents.recipe import parse_model_args
 
 log = logging.getLogger("anamnesis.agents.main")
 AUDIO_CHOICES = ("sounddevice", "null", "hub")
 #: What an agent hears (``--input``, :mod:`anamnesis.agents.audio.inputs`).
 INPUT_CHOICES = ("mic", "preset", "silence")
 MODEL_CHOICES = ("autoregnn", "autoregnn2", "unlearn")
-#: Seconds between checks of the audio thread (xruns, stalls).
-MONITOR_S = 2.0
-
-
-class StartupError(RuntimeError):
-    """The agent cannot start; the message is one line for the user."""
-
-
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``anamnesis agent``."""
     parser.add_argument("--id", required=True, help="agent id (letters, digits, _ and -), e.g. a3")
@@ -92,6 +67,11 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--audio null: run the clock PPM parts per million fast (+) or "
                              "slow (-), as a sound card's crystal would (rehearsing drift; "
                              "default 0)")
+    parser.add_argument("--channels", metavar="LIST",
+                        help="one agent per channel of one stream, in one process (an ALSA "
+                             "device opens once): e.g. 1-8 or 1,3,5; each agent's id is --id "
+                             "followed by the channel (a1 ... a8), it hears and plays that "
+                             "channel; given ports are the first agent's, the others count up")
     parser.add_argument("--in-channel", type=int, default=1, metavar="N",
                         help="input (mic) channel of the device, from 1 (default 1)")
     parser.add_argument("--out-channel", type=int, default=1, metavar="N",
@@ -163,6 +143,8 @@ class AgentConfig:
     hub_fallback_s: float = 0.5
     #: ``--audio null``: the clock's rate offset (ppm, + fast).
     clock_ppm: float = 0.0
+    #: True when ``--state-dir`` was given (``--channels`` puts each agent in a subdir).
+    state_dir_given: bool = False
     #: What the agent hears (``mic``, ``preset``, ``silence``; None with ``--audio hub``).
     input: str | None = "mic"
 
@@ -182,6 +164,50 @@ def default_interface() -> str:
         if address and not ipaddress.ip_address(address).is_unspecified:
             return address
     return "127.0.0.1"
+
+
+#: Most agents one process serves (``--channels``).
+MAX_CHANNEL_AGENTS = 64
+
+
+def parse_channels(text: str) -> list[int]:
+    """``1-8``, ``1,3,5`` or ``1-2,7``: channel numbers from 1, each once, in order given;
+    ``ValueError`` naming what is wrong."""
+    channels: list[int] = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise ValueError(f"--channels takes channel numbers like 1-8 or 1,3,5; "
+                             f"got {text!r}") from None
+        if not 1 <= first <= last <= 256:
+            raise ValueError(f"--channels: {part.strip()!r} is not a range of channels "
+                             "from 1 to 256")
+        channels += range(first, last + 1)
+    if len(set(channels)) != len(channels):
+        raise ValueError(f"--channels names a channel twice: {text!r}")
+    if len(channels) > MAX_CHANNEL_AGENTS:
+        raise ValueError(f"--channels: at most {MAX_CHANNEL_AGENTS} agents in one process")
+    return channels
+
+
+def expand_channels(config: AgentConfig, text: str) -> list[AgentConfig]:
+    """One config per channel of ``--channels`` (see its help): id + channel, that input
+    and output channel, ports counting up from those given (0 stays 0: free ones), state
+    directories ``--state-dir``/ID (given) or each id's default."""
+    out = []
+    for k, channel in enumerate(parse_channels(text)):
+        agent_id = f"{config.agent_id}{channel}"
+        out.append(replace(
+            config, agent_id=agent_id, in_channel=channel, out_channel=channel,
+            osc_port=config.osc_port + k if config.osc_port else 0,
+            http_port=config.http_port + k if config.http_port else 0,
+            rtp_port=config.rtp_port + k if config.rtp_port else 0,
+            state_dir=(config.state_dir / agent_id if config.state_dir_given
+                       else default_state_dir(agent_id)),
+            seed=config.seed + k))
+    return out
 
 
 def check_args(args: argparse.Namespace) -> AgentConfig:
@@ -213,6 +239,17 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
     elif args.clock_ppm and args.audio != "null":
         problems.append("--clock-ppm is for the null clock (--audio null); a sound card and "
                         "the hub keep their own time")
+    channels = getattr(args, "channels", None)
+    if channels is not None:
+        try:
+            parse_channels(channels)
+        except ValueError as exc:
+            problems.append(str(exc))
+        if args.audio == "hub":
+            problems.append("--channels is for a sound card or the null clock; with --audio "
+                            "hub the hub clocks each agent on its own")
+        if not ID_RE.match(f"{args.id or ''}1"):
+            problems.append(f"--id {args.id!r} followed by a channel number is not an agent id")
     if args.seed < 0:
         problems.append(f"--seed must be >= 0; got {args.seed}")
     from anamnesis.agents.protocol.txt import check_token
@@ -265,7 +302,7 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         key_file=args.key_file, state_dir=args.state_dir or default_state_dir(args.id),
         fresh=args.fresh, autosave_s=args.autosave_s, model_args=model_args,
         rtp_port=args.rtp_port, hub=hub, hub_fallback_s=args.hub_fallback_s,
-        clock_ppm=args.clock_ppm, input=hears)
+        clock_ppm=args.clock_ppm, input=hears, state_dir_given=args.state_dir is not None)
 
 
 def _check_input(choice: str | None, audio: str, preset: str | None,
@@ -288,29 +325,6 @@ def _check_input(choice: str | None, audio: str, preset: str | None,
     return choice
 
 
-def _input_source(config: AgentConfig) -> tuple[Any, str]:
-    """The backend's ``source`` for what the agent hears (None: the device's input) and
-    a description for the log. Renders a preset's input, so off the event loop."""
-    import numpy as np
-
-    from anamnesis.agents.audio.inputs import LoopedSignal, preset_input
-
-    if config.input is None:
-        return None, "the hub's input"
-    if config.input == "silence":
-        source = LoopedSignal(np.zeros(1), "silence")
-    elif config.input == "preset":
-        source = preset_input(config.preset, config.sample_rate, seed=config.seed)
-        if source is None:
-            return None, f"silence (preset {config.preset} has no input signal)"
-    elif config.audio == "null":
-        return None, "silence (the null clock has no microphone; --input preset plays the preset's)"
-    else:
-        return None, f"the device's input channel {config.in_channel}"
-    source.warm_up()
-    return source, source.description
-
-
 def _setup_logging(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -330,8 +344,12 @@ def run_agent(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"anamnesis agent: error: {exc}", file=sys.stderr)
         return 2
+    from anamnesis.agents.process import StartupError, serve
+
+    channels = getattr(args, "channels", None)
+    configs = [config] if channels is None else expand_channels(config, channels)
     try:
-        return asyncio.run(_serve(config))
+        return asyncio.run(serve(configs))
     except StartupError as exc:
         print(f"anamnesis agent: error: {exc}", file=sys.stderr)
         return 1
@@ -348,198 +366,6 @@ def run_devices(args: argparse.Namespace) -> int:
         return 1
     print(format_devices(devices))
     return 0
-
-
-async def _serve(config: AgentConfig) -> int:
-    from anamnesis.agents.audio.backends import BackendError, create_backend
-    from anamnesis.agents.control import AgentControl
-    from anamnesis.agents.dsp.engine import AgentEngine
-    from anamnesis.agents.snapshots import SnapshotStore, StateDirLocked
-
-    sys.setswitchinterval(0.001)  # the audio callback must not wait 5 ms for the GIL
-    loop = asyncio.get_running_loop()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anamnesis-disk")
-    loop.set_default_executor(executor)
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-
-    key = None
-    if config.key_file is not None:
-        from anamnesis.agents.protocol.key import load_key
-        try:
-            key = load_key(config.key_file)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
-
-    try:
-        make_model, follow = config_model(config)
-        model = make_model()
-        engine = AgentEngine(model, block=config.block, sample_rate=config.sample_rate,
-                             ceiling_db=config.ceiling_db, follow=follow)
-    except ValueError as exc:
-        raise StartupError(f"cannot build the {config.model} model: {exc}") from None
-    except Exception as exc:  # a broken model module: say what, in one line (details in debug)
-        log.debug("model construction failed", exc_info=True)
-        raise StartupError(f"cannot build the {config.model} model: "
-                           f"{type(exc).__name__}: {exc}") from None
-    try:
-        await loop.run_in_executor(None, config_warm_up, make_model, follow, config)
-    except RuntimeError as exc:
-        raise StartupError(str(exc)) from None
-
-    store = SnapshotStore(config.state_dir, agent_id=config.agent_id, model_kind=config.model)
-    try:
-        await loop.run_in_executor(None, store.open)
-    except StateDirLocked as exc:
-        raise StartupError(str(exc)) from None
-    except OSError as exc:
-        raise StartupError(f"cannot use the state directory {config.state_dir}: {exc}") from None
-
-    from anamnesis.agents.net.link import AgentLink
-    try:
-        link = AgentLink(agent_id=config.agent_id, interface=config.interface,
-                         block=config.block, sample_rate=config.sample_rate, hub_host=config.hub)
-        await link.open(config.rtp_port)
-    except (OSError, ValueError) as exc:
-        store.close()
-        raise StartupError(f"cannot open the RTP port {config.interface}:{config.rtp_port}: "
-                           f"{exc}") from None
-    link.set_deployed(config.audio != "hub")
-    source, hears = await loop.run_in_executor(None, _input_source, config)
-    try:
-        backend = create_backend(config.audio, engine, device=config.device,
-                                 in_channel=config.in_channel, out_channel=config.out_channel,
-                                 client_name=f"anamnesis-{config.agent_id}", link=link,
-                                 source=source, hub_fallback_s=config.hub_fallback_s,
-                                 clock_ppm=config.clock_ppm)
-    except BackendError as exc:
-        link.close()
-        store.close()
-        raise StartupError(str(exc)) from None
-    control = AgentControl(engine, agent_id=config.agent_id, store=store,
-                           backend_stats=lambda: {**backend.stats(), **link.telemetry()})
-    services = None
-    tasks: list[asyncio.Task] = []
-    started = False
-    try:
-        if not config.fresh:
-            await _resume(control, store)
-        engine.attach_loop(loop)
-        # Everything heavy (imports, a full collection) happens before the audio
-        # clock starts: each would hold the GIL long enough to make the callback late.
-        from anamnesis.agents.net.services import start_control_services
-        gc.collect()
-        gc.freeze()
-        try:
-            backend.start()
-        except BackendError as exc:
-            raise StartupError(str(exc)) from None
-        started = True
-        log.info("agent %s: %s model on %s; hears %s", config.agent_id, config.model,
-                 backend.describe(), hears)
-        try:
-            services = await start_control_services(
-                control, interface=config.interface, osc_port=config.osc_port,
-                http_port=config.http_port, installation=config.installation, key=key,
-                announce=config.announce, rtp_port=link.port, link=link)
-        except OSError as exc:
-            raise StartupError(f"cannot open the control ports on {config.interface}: "
-                               f"{exc}") from None
-        gc.freeze()  # start-up objects never reach the collector again: shorter GC pauses
-        print(f"agent {config.agent_id} ready osc={services.osc_port} http={services.http_port}",
-              flush=True)
-        tasks = [asyncio.create_task(_autosave_loop(control, config.autosave_s), name="autosave"),
-                 asyncio.create_task(_monitor_loop(control, engine, config), name="monitor")]
-        await stop.wait()
-        log.info("agent %s: shutting down", config.agent_id)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if services is not None:
-            try:
-                await services.close()
-            except Exception:
-                log.exception("closing the control services failed")
-        backend.stop()
-        link.close()
-        if started:
-            try:
-                await control.autosave()
-                log.info("agent %s: state saved to %s", config.agent_id, config.state_dir)
-            except Exception:
-                log.exception("the final autosave failed")
-        store.close()
-        tele = control.telemetry()
-        log.info("agent %s: stopped after %d blocks; xruns %d, audio errors %d, blow-ups %d",
-                 config.agent_id, tele["blocks"], tele["xruns"], tele["errors"],
-                 tele.get("blowups", 0.0))
-        executor.shutdown(wait=True)
-    return 0
-
-
-async def _resume(control: Any, store: Any) -> None:
-    """Apply the newest good autosave, or say why the agent starts fresh."""
-    loop = asyncio.get_running_loop()
-    snap = await loop.run_in_executor(None, store.load_autosave_sync)
-    if snap is None:
-        log.info("agent %s: no autosave to resume in %s; starting fresh", control.agent_id,
-                 store.state_dir)
-        return
-    try:
-        await control.apply_snapshot(snap, what="autosave")
-    except ValueError as exc:
-        log.error("agent %s: cannot resume the autosave (%s); starting fresh",
-                  control.agent_id, exc)
-        return
-    age = max(0.0, time.time() - snap.created)
-    log.info("agent %s: resumed the autosave of %s (%.0f s old, digest %s)", control.agent_id,
-             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.created)), age,
-             snap.digest()[:16])
-
-
-async def _autosave_loop(control: Any, every_s: float) -> None:
-    """Write the autosave every ``every_s`` seconds; a failure is logged, never fatal."""
-    failures = 0
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            await control.autosave()
-            failures = 0
-        except Exception as exc:
-            failures += 1
-            if failures == 1 or failures % 20 == 0:
-                log.error("autosave failed (%d in a row): %s: %s", failures,
-                          type(exc).__name__, exc)
-
-
-async def _monitor_loop(control: Any, engine: Any, config: AgentConfig) -> None:
-    """Log new xruns (at most every 30 s) and a stalled audio clock."""
-    last_xruns = 0.0
-    last_blocks = -1.0
-    last_log = -1e9
-    stalled = False
-    while True:
-        await asyncio.sleep(MONITOR_S)
-        tele = control.telemetry()
-        now = time.monotonic()
-        if tele["xruns"] > last_xruns and now - last_log >= 30.0:
-            log.warning("agent %s: %d new xrun(s) (total %d); callback p99 %.2f ms of %.2f ms",
-                        config.agent_id, tele["xruns"] - last_xruns, tele["xruns"],
-                        tele["callback_p99_ms"], tele["block_period_ms"])
-            last_xruns, last_log = tele["xruns"], now
-        if tele["blocks"] == last_blocks and engine.clock_running:
-            if not stalled:
-                log.error("agent %s: no audio block for %.0f s: the audio clock is stalled",
-                          config.agent_id, MONITOR_S)
-                stalled = True
-        elif stalled:
-            log.info("agent %s: the audio clock runs again", config.agent_id)
-            stalled = False
-        last_blocks = tele["blocks"]
 
 
 def main(argv: list[str] | None = None) -> int:

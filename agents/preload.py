@@ -22,7 +22,7 @@ def _preload() -> None:
     import numpy as np
     import zeroconf  # noqa: F401  (the announcer's; imported lazily by services)
 
-    from anamnesis.agents import control, main, recipe, snapshots  # noqa: F401
+    from anamnesis.agents import control, main, process, recipe, snapshots  # noqa: F401
     from anamnesis.agents.audio import backends, hubclock  # noqa: F401
     from anamnesis.agents.dsp.engine import AgentEngine
     from anamnesis.agents.models import create_model, unlearn  # noqa: F401

@@ -8,6 +8,11 @@ One backend is chosen at start (``--audio``):
 * ``sounddevice`` — :class:`SoundDeviceBackend`, a real interface through
   PortAudio: one input and one output channel of one device. PortAudio is
   imported lazily, so the other backends work on machines without it.
+
+The null clock and a sound card may also serve several agents, each a :class:`Lane`
+with its own channels, from one thread or one stream (``--channels 1-8``: one
+process, one open of an 8-channel interface, eight agents):
+:func:`create_shared_backend`.
 * ``hub`` — the hub-clocked mode (the hub sends the simulated mic block and
   awaits the output block) over the agent's RTP link:
   :class:`anamnesis.agents.audio.hubclock.HubClockBackend`.
@@ -66,6 +71,57 @@ class AudioBackend(Protocol):
     def describe(self) -> str: ...
 
 
+class Lane:
+    """One agent on a clock that may serve several (``--channels``): its engine, its RTP
+    link (the deployed mode), what it hears instead of its input channel (``source``),
+    and its input and output channels (1-based) of a multichannel stream.
+
+    :meth:`run` is the audio thread's whole job for one agent and one block: allocation-
+    free, and it never raises (a failing ``source`` gives silence, counted)."""
+
+    def __init__(self, engine: AgentEngine, *, link: AgentLink | None = None,
+                 source: Callable[[np.ndarray], None] | None = None,
+                 in_channel: int = 1, out_channel: int = 1) -> None:
+        for label, ch in (("input channel", in_channel), ("output channel", out_channel)):
+            if not isinstance(ch, int) or not 1 <= ch <= 256:
+                raise BackendError(f"the {label} must be a number from 1; got {ch!r}")
+        self.engine = engine
+        self.link = link
+        self.source = source
+        self.in_idx = in_channel - 1
+        self.out_idx = out_channel - 1
+        self._own_in = np.zeros(engine.block)
+        self.source_errors = 0
+
+    def run(self, mic: np.ndarray, speaker: np.ndarray, frames: int) -> None:
+        """Process ``frames`` samples: ``mic`` heard (unless ``source``), ``speaker`` filled."""
+        if self.source is not None and frames <= self._own_in.shape[0]:
+            mic = self._own_in if frames == self._own_in.shape[0] else self._own_in[:frames]
+            try:
+                self.source(mic)
+            except Exception:  # a broken source gives silence, counted
+                mic.fill(0.0)
+                self.source_errors += 1
+        link = self.link
+        if link is None:
+            self.engine.process_block(mic, speaker)
+        else:
+            self.engine.process_block(link.before_block(mic, frames), speaker)
+            link.after_block(speaker, frames)
+
+
+def _check_lanes(lanes: list[Lane]) -> None:
+    if not lanes:
+        raise BackendError("a clock needs at least one agent")
+    first = lanes[0].engine
+    for lane in lanes[1:]:
+        if (lane.engine.block, lane.engine.sample_rate) != (first.block, first.sample_rate):
+            raise BackendError("the agents on one clock must share its block and sample rate")
+    outs = [lane.out_idx for lane in lanes]
+    if len(set(outs)) != len(outs):
+        raise BackendError("two agents on one clock cannot play on the same output channel")
+
+
 class NullBackend:
     """A software clock: calls ``engine.process_block`` every ``block / sample_rate`` s.
 
@@ -76,41 +132,58 @@ class NullBackend:
     before each block, on the clock thread. ``ppm`` makes the clock run that many
     parts per million fast (+) or slow (−) against the monotonic clock, as a sound
     card's crystal does: a deployed installation's drift rehearsed on one machine.
+    ``lanes`` (instead of ``engine``, ``source`` and ``link``) clocks several agents
+    block by block, in order (``--channels``).
     """
 
     name = "null"
 
-    def __init__(self, engine: AgentEngine, *,
+    def __init__(self, engine: AgentEngine | None = None, *,
                  source: Callable[[np.ndarray], None] | None = None,
-                 link: AgentLink | None = None, ppm: float = 0.0) -> None:
+                 link: AgentLink | None = None, ppm: float = 0.0,
+                 lanes: list[Lane] | None = None) -> None:
         if not -MAX_CLOCK_PPM <= ppm <= MAX_CLOCK_PPM:
             raise BackendError(f"the clock's ppm must be in [-{MAX_CLOCK_PPM:g}, "
                                f"{MAX_CLOCK_PPM:g}]; got {ppm!r}")
-        self._engine = engine
+        if lanes is None:
+            if engine is None:
+                raise BackendError("the null clock needs an engine or lanes")
+            lanes = [Lane(engine, link=link, source=source)]
+        elif engine is not None:
+            raise BackendError("give the null clock an engine or lanes, not both")
+        _check_lanes(lanes)
+        self.lanes = list(lanes)
+        self._engine = self.lanes[0].engine
         self.ppm = float(ppm)
-        self._source = source
-        self._link = link
-        self._mic = np.zeros(engine.block)
-        #: The speaker signal of the latest block (float32, like a sound card's buffer).
-        self.last_output = np.zeros(engine.block, dtype=np.float32)
+        self._mic = np.zeros(self._engine.block)       # the null clock's mic hears silence
+        self._speakers = [np.zeros(self._engine.block, dtype=np.float32) for _ in self.lanes]
+        #: The speaker signal of the first agent's latest block (float32, like a sound
+        #: card's buffer).
+        self.last_output = self._speakers[0]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.late_blocks = 0
         #: Time given up when the clock resynchronised (ns): the stream is that much short.
         self.lost_ns = 0
         self.blocks = 0
-        self.source_errors = 0
+
+    @property
+    def source_errors(self) -> int:
+        """Blocks a failing source left silent (every agent's)."""
+        return sum(lane.source_errors for lane in self.lanes)
 
     def describe(self) -> str:
         e = self._engine
         off = f", {self.ppm:+g} ppm" if self.ppm else ""
-        return f"null clock, {e.block} frames at {e.sample_rate} Hz{off}"
+        agents = f", {len(self.lanes)} agents" if len(self.lanes) > 1 else ""
+        return f"null clock, {e.block} frames at {e.sample_rate} Hz{off}{agents}"
 
     def start(self) -> None:
         """Start the clock thread (once)."""
         if self._thread is not None:
             raise BackendError("the null clock is already started")
-        self._engine.clock_running = True
+        for lane in self.lanes:
+            lane.engine.clock_running = True
         self._thread = threading.Thread(target=self._run, name="anamnesis-null-clock",
                                         daemon=True)
         self._thread.start()
@@ -124,7 +197,8 @@ class NullBackend:
             if thread.is_alive():
                 log.error("the null clock thread did not stop within 5 s")
                 return
-        self._engine.clock_running = False
+        for lane in self.lanes:
+            lane.engine.clock_running = False
 
     def _run(self) -> None:
         engine = self._engine
@@ -134,19 +208,11 @@ class NullBackend:
         max_late = NULL_MAX_LATE_BLOCKS * step_ns // sr
         t0 = time.monotonic_ns()
         k = 0
+        block = engine.block
+        lanes = list(zip(self.lanes, self._speakers, strict=True))
         while not self._stop.is_set():
-            if self._source is not None:
-                try:
-                    self._source(self._mic)
-                except Exception:  # a broken test source gives silence, counted
-                    self._mic[:] = 0.0
-                    self.source_errors += 1
-            link = self._link
-            if link is None:
-                engine.process_block(self._mic, self.last_output)
-            else:
-                engine.process_block(link.before_block(self._mic, engine.block), self.last_output)
-                link.after_block(self.last_output, engine.block)
+            for lane, speaker in lanes:
+                lane.run(self._mic, speaker, block)
             self.blocks += 1
             k += 1
             deadline = t0 + k * step_ns // sr
@@ -218,25 +284,35 @@ class SoundDeviceBackend:
     callback (input overflow/underflow, output underflow/overflow) count as
     xruns. On JACK the client is named ``client_name``. ``source(block)``, if given,
     fills the model's input instead of the input channel (``--input preset|silence``,
-    :mod:`anamnesis.agents.audio.inputs`), on PortAudio's thread.
+    :mod:`anamnesis.agents.audio.inputs`), on PortAudio's thread. ``lanes`` (instead of
+    ``engine``, the channels, ``link`` and ``source``) serves several agents from one
+    stream of the one device, each on its own channels (``--channels``: an ALSA
+    hardware device opens once).
     """
 
     name = "sounddevice"
 
-    def __init__(self, engine: AgentEngine, *, device: int | str | None = None,
+    def __init__(self, engine: AgentEngine | None = None, *, device: int | str | None = None,
                  in_channel: int = 1, out_channel: int = 1,
                  client_name: str = "anamnesis", link: AgentLink | None = None,
-                 source: Callable[[np.ndarray], None] | None = None) -> None:
-        for label, ch in (("--in-channel", in_channel), ("--out-channel", out_channel)):
-            if not isinstance(ch, int) or not 1 <= ch <= 256:
-                raise BackendError(f"{label} must be a channel number from 1; got {ch!r}")
-        self._engine = engine
-        self._link = link
-        self._source = source
-        self._own_in = np.zeros(engine.block)
+                 source: Callable[[np.ndarray], None] | None = None,
+                 lanes: list[Lane] | None = None) -> None:
+        if lanes is None:
+            if engine is None:
+                raise BackendError("the sound card needs an engine or lanes")
+            for label, ch in (("--in-channel", in_channel), ("--out-channel", out_channel)):
+                if not isinstance(ch, int) or not 1 <= ch <= 256:
+                    raise BackendError(f"{label} must be a channel number from 1; got {ch!r}")
+            lanes = [Lane(engine, link=link, source=source, in_channel=in_channel,
+                          out_channel=out_channel)]
+        elif engine is not None:
+            raise BackendError("give the sound card an engine or lanes, not both")
+        _check_lanes(lanes)
+        self.lanes = list(lanes)
+        self._engine = self.lanes[0].engine
         self._device = device
-        self._in_idx = in_channel - 1
-        self._out_idx = out_channel - 1
+        self._in_idx = max(lane.in_idx for lane in self.lanes)    # the highest channels used
+        self._out_idx = max(lane.out_idx for lane in self.lanes)
         self._client_name = client_name.encode("utf-8", "replace")[:60]
         self._stream: Any = None
         self.xruns = 0
@@ -281,18 +357,22 @@ class SoundDeviceBackend:
         except (sd.PortAudioError, ValueError) as exc:
             raise BackendError(f"cannot open the audio device at {engine.sample_rate} Hz, "
                                f"{engine.block} frames: {exc}") from None
-        engine.clock_running = True
+        for lane in self.lanes:
+            lane.engine.clock_running = True
         try:
             stream.start()
         except sd.PortAudioError as exc:
-            engine.clock_running = False
+            for lane in self.lanes:
+                lane.engine.clock_running = False
             stream.close()
             raise BackendError(f"cannot start the audio stream: {exc}") from None
         self._stream = stream
         lat_in, lat_out = stream.latency
         names = (sd.query_devices(dev_in)["name"], sd.query_devices(dev_out)["name"])
-        self._description = (f"sounddevice in {names[0]!r} ch {self._in_idx + 1}, out "
-                             f"{names[1]!r} ch {self._out_idx + 1}, {engine.block} frames at "
+        ins = ",".join(str(lane.in_idx + 1) for lane in self.lanes)
+        outs = ",".join(str(lane.out_idx + 1) for lane in self.lanes)
+        self._description = (f"sounddevice in {names[0]!r} ch {ins}, out "
+                             f"{names[1]!r} ch {outs}, {engine.block} frames at "
                              f"{engine.sample_rate} Hz, latency in {lat_in * 1e3:.1f} ms / out "
                              f"{lat_out * 1e3:.1f} ms")
 
@@ -303,19 +383,10 @@ class SoundDeviceBackend:
         try:
             if status:
                 self._count(status)
-            if outdata.shape[1] > 1:
-                outdata.fill(0.0)
-            mic = indata[:, self._in_idx]
-            if self._source is not None and frames <= self._own_in.shape[0]:
-                mic = self._own_in if frames == self._own_in.shape[0] else self._own_in[:frames]
-                self._source(mic)
-            link = self._link
-            if link is None:
-                self._engine.process_block(mic, outdata[:, self._out_idx])
-            else:
-                speaker = outdata[:, self._out_idx]
-                self._engine.process_block(link.before_block(mic, frames), speaker)
-                link.after_block(speaker, frames)
+            if outdata.shape[1] > len(self.lanes):
+                outdata.fill(0.0)           # channels no agent plays on stay silent
+            for lane in self.lanes:
+                lane.run(indata[:, lane.in_idx], outdata[:, lane.out_idx], frames)
         except Exception:
             outdata.fill(0.0)
             self.callback_errors += 1
@@ -333,7 +404,8 @@ class SoundDeviceBackend:
         """Stop and close the stream; returns after the last callback (idempotent)."""
         stream, self._stream = self._stream, None
         close_stream(stream)
-        self._engine.clock_running = False
+        for lane in self.lanes:
+            lane.engine.clock_running = False
 
     def stats(self) -> dict[str, float]:
         """``xruns`` (callbacks with an over/underflow flag), per-flag counts, and
@@ -341,6 +413,17 @@ class SoundDeviceBackend:
         out = {"xruns": float(self.xruns), "callback_errors": float(self.callback_errors)}
         out.update({k: float(v) for k, v in self.flags.items()})
         return out
+
+
+def create_shared_backend(kind: str, lanes: list[Lane], *, device: int | str | None = None,
+                          client_name: str = "anamnesis", clock_ppm: float = 0.0) -> AudioBackend:
+    """One clock for several agents (``--channels``): ``null`` or ``sounddevice``."""
+    if kind == "null":
+        return NullBackend(lanes=lanes, ppm=clock_ppm)
+    if kind == "sounddevice":
+        return SoundDeviceBackend(device=device, client_name=client_name, lanes=lanes)
+    raise BackendError(f"--channels needs --audio sounddevice or null (the hub clocks each "
+                       f"agent of --audio {kind} on its own)")
 
 
 def create_backend(kind: str, engine: AgentEngine, *, device: int | str | None = None,

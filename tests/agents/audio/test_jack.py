@@ -195,3 +195,62 @@ async def test_an_agent_on_a_sound_card_can_hear_its_preset_instead_of_the_mic(
     assert np.sqrt(np.mean(tail ** 2)) > 0.05, "the agent should play what it hears"
     freqs = np.fft.rfftfreq(tail.size, 1 / SR)
     assert abs(freqs[np.argmax(np.abs(np.fft.rfft(tail * np.hanning(tail.size))))] - 200.0) <= 1.0
+
+
+def _tone(y: np.ndarray) -> float:
+    """The strongest frequency of ``y`` (Hz)."""
+    freqs = np.fft.rfftfreq(y.size, 1 / SR)
+    return float(freqs[np.argmax(np.abs(np.fft.rfft(y * np.hanning(y.size))))])
+
+
+async def test_one_process_serves_an_agent_per_channel_of_one_interface(tmp_path, jack_env):
+    """``--channels 1-2`` on one interface (ALSA opens a device once): one process, one
+    JACK client with two outputs, two agents each its own OSC identity and state. Wired
+    with jack_connect and recorded by ffmpeg, both play their preset's 200 Hz, finite and
+    under the ceiling; muting c2 over its own OSC port silences channel 2 alone."""
+    agent = await spawn("--id", "c", "--channels", "1-2", "--preset", "sine200",
+                        "--audio", "sounddevice", "--device", "system", "--input", "preset",
+                        "--interface", "127.0.0.1", "--no-announce", "--fresh",
+                        "--state-dir", str(tmp_path / "state"), env=jack_env)
+    recorder = None
+    client = None
+    try:
+        ready = [(await asyncio.wait_for(agent.proc.stdout.readline(), 60)).decode().strip()
+                 for _ in range(2)]
+        ports = {}
+        for line in ready:
+            match = re.fullmatch(r"agent (c[12]) ready osc=(\d+) http=(\d+)", line)
+            assert match, (line, agent.log)
+            ports[match.group(1)] = int(match.group(2))
+        assert set(ports) == {"c1", "c2"} and ports["c1"] != ports["c2"]
+        assert {p.name for p in (tmp_path / "state").iterdir()} == {"c1", "c2"}
+        client_name = "anamnesis-c1-c2"
+        await _wait_port(jack_env, f"{client_name}:out_1")
+        assert f"{client_name}:out_2" not in jack_ports(jack_env)    # one output per agent
+        client = await OscTestClient.open(ports["c2"])
+        client.send("/mute", 1)
+        assert await client.request("/mute") == ("/mute", [1])
+        wav = tmp_path / "both.wav"
+        recorder = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "jack",
+             "-channels", "2", "-i", "anm-rec3", "-t", "3", "-c:a", "pcm_f32le", "-y", str(wav)],
+            env=jack_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        await _wait_port(jack_env, "anm-rec3:input_2")
+        await _jack(jack_env, "jack_connect", f"{client_name}:out_0", "anm-rec3:input_1")
+        await _jack(jack_env, "jack_connect", f"{client_name}:out_1", "anm-rec3:input_2")
+        _, err = await asyncio.to_thread(recorder.communicate, timeout=30)
+        assert recorder.returncode == 0, err.decode(errors="replace")
+    finally:
+        if client is not None:
+            client.close()
+        assert await agent.stop(20) == 0, agent.log
+        await asyncio.to_thread(_end, recorder)
+    import soundfile
+
+    y, rate = soundfile.read(str(wav), dtype="float32")
+    assert rate == SR and y.shape[1] == 2 and np.all(np.isfinite(y))
+    assert np.max(np.abs(y)) <= 10 ** (-1.0 / 20) + 1e-6               # the ceiling
+    one, two = y[-SR:, 0].astype(np.float64), y[-SR:, 1].astype(np.float64)
+    assert np.sqrt(np.mean(one ** 2)) > 0.05 and abs(_tone(one) - 200.0) <= 1.0
+    assert np.sqrt(np.mean(two ** 2)) < 1e-4, "c2 is muted: its channel stays silent"
+    assert "agent c1: state saved" in agent.log and "agent c2: state saved" in agent.log
