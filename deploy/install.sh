@@ -91,7 +91,7 @@ render() {   # template -> unit
 if [ "$role" = hub ]; then
   [ -n "$config" ] && install -m 0644 "$config" "$etc/installation.toml"
   "$bin" doctor "$etc/installation.toml" --interface "$interface" --zeroconf-s 1 \
-    --state-dir "$state/hub" --http "$interface:0" --osc off >/dev/null 2>&1 \
+    --state-dir "$state/hub" --http "$interface:0" --osc off --oscquery off >/dev/null 2>&1 \
     || echo "install.sh: \`anamnesis doctor\` reports a problem; run it to see which" >&2
   render "$source_dir/deploy/systemd/anamnesis-hub.service" "$units/anamnesis-hub.service"
   next="systemctl enable --now anamnesis-hub"

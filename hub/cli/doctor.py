@@ -12,7 +12,7 @@ prints the same as a list of objects for scripts. The checks, in order:
 * **zeroconf**: on that interface, a probe announced by one zeroconf instance is heard
   by another (multicast works there); the anamnesis agents heard meanwhile, by
   installation (this installation's and others');
-* **ports**: the dashboard's (TCP) and OSC API's (UDP) ports are free;
+* **ports**: the dashboard's (TCP), OSC API's (UDP) and OSCQuery's (TCP) ports are free;
 * **key**: the installation key file exists, is long enough and only its owner may
   read it (anyone who reads it can sign announcements as an agent of the piece);
 * **state**: the hub's state directory exists and is writable, or can be made (the
@@ -281,12 +281,14 @@ def check_hub(hub: dict[str, Any] | None) -> list[Check]:
 
 
 def check_ports(http: tuple[str, int] | None, osc: tuple[str, int] | None,
-                hub: dict[str, Any] | None = None) -> list[Check]:
-    """The hub's dashboard (TCP) and OSC API (UDP) ports are free (or held by the
-    running ``hub`` itself)."""
+                hub: dict[str, Any] | None = None,
+                oscquery: tuple[str, int] | None = None) -> list[Check]:
+    """The hub's dashboard (TCP), OSC API (UDP) and OSCQuery (TCP) ports are free (or
+    held by the running ``hub`` itself)."""
     out = []
     for what, address, kind, flag in (("dashboard", http, socket.SOCK_STREAM, "--http"),
-                                      ("OSC API", osc, socket.SOCK_DGRAM, "--osc")):
+                                      ("OSC API", osc, socket.SOCK_DGRAM, "--osc"),
+                                      ("OSCQuery", oscquery, socket.SOCK_STREAM, "--oscquery")):
         if address is None or address[1] == 0:
             continue
         if hub is not None and what == "dashboard":
@@ -378,6 +380,8 @@ def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the hub's dashboard address to check (default 127.0.0.1:8470)")
     parser.add_argument("--osc", default="127.0.0.1:8471", metavar="HOST:PORT",
                         help="the hub's OSC API address to check ('off': none)")
+    parser.add_argument("--oscquery", default="127.0.0.1:8472", metavar="HOST:PORT",
+                        help="the hub's OSCQuery address to check ('off': none)")
     parser.add_argument("--key-file", type=Path, help="installation key (default: the config's)")
     parser.add_argument("--state-dir", type=Path, help="the hub's state directory (default: "
                                                        "as `anamnesis hub` chooses)")
@@ -399,8 +403,10 @@ def run_doctor(args: argparse.Namespace) -> int:
     try:
         http = parse_address(args.http, "--http")
         osc = None if args.osc == "off" else parse_address(args.osc, "--osc")
+        oscquery_arg = getattr(args, "oscquery", "off")
+        oscquery = None if oscquery_arg == "off" else parse_address(oscquery_arg, "--oscquery")
         hub = running_hub(http)
-        steps += [lambda: check_ports(http, osc, hub), lambda: check_hub(hub)]
+        steps += [lambda: check_ports(http, osc, hub, oscquery), lambda: check_hub(hub)]
     except ValueError as exc:
         checks.append(Check("ports", "fail", str(exc)))
     key_file = args.key_file or (config.key_path if config is not None else None)

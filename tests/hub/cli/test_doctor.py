@@ -43,7 +43,9 @@ def _args(tmp_path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "anamnesis.hub.cli", "doctor", str(tmp_path / "doc1.toml"),
             "--interface", "127.0.0.1", "--state-dir", str(tmp_path / "state"),
             "--http", f"127.0.0.1:{_free_port(socket.SOCK_STREAM)}",
-            "--osc", f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}", "--zeroconf-s", "5", *extra]
+            "--osc", f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
+            "--oscquery", f"127.0.0.1:{_free_port(socket.SOCK_STREAM)}", "--zeroconf-s", "5",
+            *extra]
 
 
 def _doctor(tmp_path, *extra: str) -> subprocess.CompletedProcess:

@@ -102,7 +102,7 @@ async def play_a_minute(hub: Hub, base: str, a: AgentProcess, tmp_path) -> tuple
 
     doctor = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "anamnesis.hub.cli", "doctor", "--http", base.split("//")[1],
-        "--osc", "off", "--zeroconf-s", "1", "--state-dir", str(tmp_path / "hub"),
+        "--osc", "off", "--oscquery", "off", "--zeroconf-s", "1", "--state-dir", str(tmp_path / "hub"),
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(doctor.communicate(), 60)
     return before, after, before_a, after_a, lost, elapsed, (doctor.returncode, out.decode())
