@@ -254,3 +254,42 @@ async def test_one_process_serves_an_agent_per_channel_of_one_interface(tmp_path
     assert np.sqrt(np.mean(one ** 2)) > 0.05 and abs(_tone(one) - 200.0) <= 1.0
     assert np.sqrt(np.mean(two ** 2)) < 1e-4, "c2 is muted: its channel stays silent"
     assert "agent c1: state saved" in agent.log and "agent c2: state saved" in agent.log
+
+
+async def test_one_process_per_agent_shares_one_interface_through_jack(tmp_path, jack_env):
+    """The other way to put several agents on one interface: a sound server shares it,
+    and each agent is its own process and JACK client (named after it). Two agents,
+    recorded together by ffmpeg: both play their preset's 200 Hz, finite, under the
+    ceiling."""
+    agents = [await spawn("--id", agent_id, "--preset", "sine200", "--audio", "sounddevice",
+                          "--device", "system", "--input", "preset", "--interface", "127.0.0.1",
+                          "--no-announce", "--fresh", "--state-dir", str(tmp_path / agent_id),
+                          env=jack_env) for agent_id in ("p1", "p2")]
+    recorder = None
+    try:
+        await asyncio.gather(*(a.ready() for a in agents))
+        for agent_id in ("p1", "p2"):
+            await _wait_port(jack_env, f"anamnesis-{agent_id}:out_0")
+        wav = tmp_path / "two.wav"
+        recorder = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "jack",
+             "-channels", "2", "-i", "anm-rec4", "-t", "3", "-c:a", "pcm_f32le", "-y", str(wav)],
+            env=jack_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        await _wait_port(jack_env, "anm-rec4:input_2")
+        await _jack(jack_env, "jack_connect", "anamnesis-p1:out_0", "anm-rec4:input_1")
+        await _jack(jack_env, "jack_connect", "anamnesis-p2:out_0", "anm-rec4:input_2")
+        _, err = await asyncio.to_thread(recorder.communicate, timeout=30)
+        assert recorder.returncode == 0, err.decode(errors="replace")
+    finally:
+        for a in agents:
+            assert await a.stop(20) == 0, a.log
+        await asyncio.to_thread(_end, recorder)
+    import soundfile
+
+    y, rate = soundfile.read(str(wav), dtype="float32")
+    assert rate == SR and y.shape[1] == 2 and np.all(np.isfinite(y))
+    assert np.max(np.abs(y)) <= 10 ** (-1.0 / 20) + 1e-6
+    for channel in range(2):
+        tail = y[-SR:, channel].astype(np.float64)
+        assert np.sqrt(np.mean(tail ** 2)) > 0.05, channel
+        assert abs(_tone(tail) - 200.0) <= 1.0, channel
