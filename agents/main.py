@@ -88,6 +88,10 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-announce", action="store_true", help="do not register with zeroconf")
     parser.add_argument("--rtp-port", type=int, default=0,
                         help="UDP port of the RTP audio link (0: pick a free one; announced)")
+    parser.add_argument("--prefer-ports", action="store_true",
+                        help="the ports given are wishes: one taken by another program is "
+                             "replaced by a free one, said in the log (how a hub starts its "
+                             "agents on the ports they had)")
     parser.add_argument("--hub", metavar="IP",
                         help="the hub's address: the only source of the `in` stream and of "
                              "the hub clock (default: the --interface address)")
@@ -145,6 +149,8 @@ class AgentConfig:
     clock_ppm: float = 0.0
     #: True when ``--state-dir`` was given (``--channels`` puts each agent in a subdir).
     state_dir_given: bool = False
+    #: ``--prefer-ports``: a taken port is replaced by a free one instead of failing.
+    prefer_ports: bool = False
     #: What the agent hears (``mic``, ``preset``, ``silence``; None with ``--audio hub``).
     input: str | None = "mic"
 
@@ -302,7 +308,8 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         key_file=args.key_file, state_dir=args.state_dir or default_state_dir(args.id),
         fresh=args.fresh, autosave_s=args.autosave_s, model_args=model_args,
         rtp_port=args.rtp_port, hub=hub, hub_fallback_s=args.hub_fallback_s,
-        clock_ppm=args.clock_ppm, input=hears, state_dir_given=args.state_dir is not None)
+        clock_ppm=args.clock_ppm, input=hears, state_dir_given=args.state_dir is not None,
+        prefer_ports=getattr(args, "prefer_ports", False))
 
 
 def _check_input(choice: str | None, audio: str, preset: str | None,

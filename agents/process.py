@@ -113,7 +113,14 @@ async def _open(config: AgentConfig, stack: AgentStack) -> None:
     try:
         link = AgentLink(agent_id=config.agent_id, interface=config.interface,
                          block=config.block, sample_rate=config.sample_rate, hub_host=config.hub)
-        await link.open(config.rtp_port)
+        try:
+            await link.open(config.rtp_port)
+        except OSError as exc:
+            if not (config.prefer_ports and config.rtp_port):
+                raise
+            log.warning("agent %s: RTP port %d is taken (%s); it takes a free one",
+                        config.agent_id, config.rtp_port, exc)
+            await link.open(0)
     except (OSError, ValueError) as exc:
         raise StartupError(f"cannot open the RTP port {config.interface}:{config.rtp_port}: "
                            f"{exc}") from None
@@ -188,7 +195,7 @@ async def serve(configs: list[AgentConfig]) -> int:
             s.engine.attach_loop(loop)
         # Everything heavy (imports, a full collection) happens before the audio
         # clock starts: each would hold the GIL long enough to make the callback late.
-        from anamnesis.agents.net.services import start_control_services
+        from anamnesis.agents.net import services as _services  # noqa: F401  (imported now)
         gc.collect()
         gc.freeze()
         try:
@@ -201,11 +208,7 @@ async def serve(configs: list[AgentConfig]) -> int:
             log.info("agent %s: %s model on %s; hears %s", c.agent_id, c.model,
                      backend.describe(), s.hears)
             try:
-                s.services = await start_control_services(
-                    s.control, interface=c.interface, osc_port=c.osc_port,
-                    http_port=c.http_port, installation=c.installation,
-                    key=keys.get(c.key_file), announce=c.announce, rtp_port=s.link.port,
-                    link=s.link)
+                s.services = await _control_services(s, keys.get(c.key_file))
             except OSError as exc:
                 raise StartupError(f"cannot open the control ports of {c.agent_id} on "
                                    f"{c.interface}: {exc}") from None
@@ -224,6 +227,29 @@ async def serve(configs: list[AgentConfig]) -> int:
         await _close(stacks, backend, started)
         executor.shutdown(wait=True)
     return 0
+
+
+async def _control_services(s: AgentStack, key: bytes | None) -> Any:
+    """OSC, OSCQuery and zeroconf for one agent; with ``--prefer-ports`` a taken OSC or
+    HTTP port gives way to free ones (logged)."""
+    from anamnesis.agents.net.services import start_control_services
+
+    c = s.config
+
+    async def start(osc_port: int, http_port: int) -> Any:
+        return await start_control_services(
+            s.control, interface=c.interface, osc_port=osc_port, http_port=http_port,
+            installation=c.installation, key=key, announce=c.announce,
+            rtp_port=s.link.port, link=s.link)
+
+    try:
+        return await start(c.osc_port, c.http_port)
+    except OSError as exc:
+        if not (c.prefer_ports and (c.osc_port or c.http_port)):
+            raise
+        log.warning("agent %s: OSC port %d or HTTP port %d is taken (%s); it takes free ones",
+                    c.agent_id, c.osc_port, c.http_port, exc)
+        return await start(0, 0)
 
 
 async def _close(stacks: list[AgentStack], backend: Any, started: bool) -> None:

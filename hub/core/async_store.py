@@ -111,6 +111,12 @@ class AsyncStore:
     async def params(self, agent_id: str | None = None) -> dict[str, dict[str, Any]]:
         return await self._run(self._store.params, agent_id)
 
+    async def set_agent_ports(self, ports: Mapping[str, tuple[int, int, int]]) -> None:
+        await self._run(self._store.set_agent_ports, ports)
+
+    async def agent_ports(self) -> dict[str, tuple[int, int, int]]:
+        return await self._run(self._store.agent_ports)
+
     async def save_snapshot(self, agent_id: str, name: str, model: str, data: bytes) -> int:
         return await self._run(self._store.save_snapshot, agent_id, name, model, data)
 

@@ -71,6 +71,7 @@ from anamnesis.hub.fleet.discovery import (
     LivenessMonitor,
 )
 from anamnesis.hub.fleet.osc import HubOsc
+from anamnesis.hub.fleet.ports import Ports, choose_ports, port_args
 from anamnesis.hub.fleet.supervisor import ChildSpec, Supervisor, agent_argv
 from anamnesis.hub.fleet.telemetry import AgentTelemetry
 
@@ -110,6 +111,7 @@ class Hub:
         self.started = time.time()
         self.counts: Counter[str] = Counter()
         self.driver: Driver | None = None   # SimulatedDriver or DeployedRouter (with a config)
+        self._ports: dict[str, Ports] = {}  # the local agents' (osc, http, rtp) ports
         self.scopes: Any = None      # anamnesis.hub.monitor.scopes.ScopeTap (with a config)
         self.listen: Any = None      # anamnesis.hub.monitor.listen.ListenTap (with a config)
         self.registry = AgentRegistry()
@@ -121,7 +123,8 @@ class Hub:
         self.browser = AgentBrowser(self.registry, interface=interface, key=key,
                                     installation=self.name if config is not None else None)
         self.telemetry = AgentTelemetry(self.osc, interface)
-        self.supervisor = Supervisor(self.state_dir / "logs", launch=agent_launch)
+        self.supervisor = Supervisor(self.state_dir / "logs", launch=agent_launch,
+                                     on_exit=lambda agent_id: self.registry.gone(agent_id))
         self.event_log = EventLog(self.counts)
         self.calls = AgentCalls(self.registry, self.osc, self.event_log)
         self.route_book = RouteBook(config, self.mode, self.event_log,
@@ -210,6 +213,11 @@ class Hub:
         if self.config is not None:
             self._start_driver()
         if self.spawn and self.config is not None:
+            local = [a.id for a in self.config.agents if a.spawn]
+            self._ports, changed = await loop.run_in_executor(
+                None, choose_ports, self.interface, local, stored.ports)
+            if changed:
+                await store.set_agent_ports(changed)
             for spec in self.local_agents():
                 self.supervisor.start(spec)
         self.emit("hub_started", f"hub {self.name} started ({self.mode})", restored=restored)
@@ -277,6 +285,8 @@ class Hub:
             if not spec.spawn:
                 continue
             extra: list[str] = ["--seed", str(spec.seed)]
+            if spec.id in self._ports:   # the same ports at every start (fleet/ports.py)
+                extra += port_args(self._ports[spec.id])
             if self.mode == "deployed":
                 audio = "sounddevice"
                 if spec.channel is not None:
@@ -325,6 +335,11 @@ class Hub:
                       agent=entry.agent_id, status=entry.status)
         if change.kind in ("added", "adopted") and entry.adopted:
             self.adopted.save()
+        announced = (entry.osc_port, entry.http_port, entry.rtp_port)
+        if change.kind in ("added", "updated") and entry.agent_id in self._ports \
+                and self._ports[entry.agent_id] != announced and all(announced):
+            self._ports[entry.agent_id] = announced     # it had to take others: keep those
+            self.event_log.persist("set_agent_ports", {entry.agent_id: announced})
         if entry.adopted and entry.online and change.kind in ("online", "adopted"):
             self._spawn_task(self._resume(entry.agent_id))
         if change.kind in ("offline", "updated") and not entry.online:

@@ -172,6 +172,8 @@ class StoredState:
     params: dict[str, dict[str, Any]]
     scenes: list[str]
     snapshots: list[SnapshotInfo]
+    #: agent id -> (osc, http, rtp) ports of the agents the hub starts
+    ports: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 def _json(value: Any) -> str:
@@ -397,6 +399,21 @@ class Store:
             out.setdefault(r["agent_id"], {})[r["name"]] = json.loads(r["value"])
         return out
 
+    # --- the ports of local agents --------------------------------------------------
+
+    def set_agent_ports(self, ports: Mapping[str, tuple[int, int, int]]) -> None:
+        """Remember the (osc, http, rtp) ports of the agents the hub starts."""
+        with self._transaction() as db:
+            db.executemany("INSERT INTO agent_ports VALUES (?, ?, ?, ?) ON CONFLICT(agent_id) "
+                           "DO UPDATE SET osc = excluded.osc, http = excluded.http, "
+                           "rtp = excluded.rtp",
+                           [(a, int(o), int(h), int(r)) for a, (o, h, r) in ports.items()])
+
+    def agent_ports(self) -> dict[str, tuple[int, int, int]]:
+        """agent id -> (osc, http, rtp) ports, as remembered."""
+        return {r["agent_id"]: (r["osc"], r["http"], r["rtp"])
+                for r in self._read("SELECT agent_id, osc, http, rtp FROM agent_ports")}
+
     # --- snapshots ----------------------------------------------------------------
 
     def save_snapshot(self, agent_id: str, name: str, model: str, data: bytes) -> int:
@@ -594,7 +611,7 @@ class Store:
             try:
                 return StoredState(config_toml=self.config(), routes=self.routes(),
                                    params=self.params(), scenes=self.scenes(),
-                                   snapshots=self.snapshots())
+                                   snapshots=self.snapshots(), ports=self.agent_ports())
             finally:
                 self._db.execute("COMMIT")
         except sqlite3.Error as exc:

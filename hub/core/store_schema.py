@@ -69,6 +69,13 @@ MIGRATIONS: tuple[Migration, ...] = (
                data TEXT)""",
         "CREATE INDEX events_ts ON events(ts)",
     )),
+    Migration(2, "the ports of the agents the hub starts (kept across restarts)", (
+        """CREATE TABLE agent_ports (
+               agent_id TEXT PRIMARY KEY,
+               osc INTEGER NOT NULL,
+               http INTEGER NOT NULL,
+               rtp INTEGER NOT NULL)""",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -239,6 +239,17 @@ class AgentRegistry:
         if went_offline:
             self._emit("offline", entry)
 
+    def gone(self, agent_id: str) -> None:
+        """The agent's process is known to have exited (its supervisor saw it): offline
+        now, not after three missed pings — a restart on the same ports (the hub keeps a
+        local agent's) then comes back *online* and is given its parameters again."""
+        entry = self._agents.get(agent_id)
+        if entry is None or not entry.online:
+            return
+        entry = replace(entry, online=False, missed=0)
+        self._agents[agent_id] = entry
+        self._emit("offline", entry)
+
     def set_params(self, agent_id: str, params: dict[str, object]) -> None:
         """Record the agent's parameter values as last read (merged)."""
         entry = self._agents.get(agent_id)

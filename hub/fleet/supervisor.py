@@ -24,7 +24,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,10 +102,12 @@ class Supervisor:
 
     def __init__(self, log_dir: Path, *, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
                  stable_s: float = 30.0, stop_timeout_s: float = 10.0,
-                 launch: str = "exec") -> None:
+                 launch: str = "exec", on_exit: Callable[[str], None] | None = None) -> None:
         if launch not in LAUNCHES:
             raise ValueError(f"launch must be one of {', '.join(LAUNCHES)}; got {launch!r}")
         self.launch = launch
+        #: Called with a child's name when it exits on its own (not at :meth:`close`).
+        self.on_exit = on_exit
         self.log_dir = Path(log_dir)
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
@@ -198,6 +200,11 @@ class Supervisor:
             state.history = (state.history + [code])[-20:]
             if self._closing:
                 return
+            if self.on_exit is not None:
+                try:
+                    self.on_exit(name)
+                except Exception:   # a listener's bug must not stop the supervision
+                    log.exception("local agent %s: the exit listener failed", name)
             if state.started_at and loop.time() - state.started_at >= self.stable_s:
                 state.next_backoff_s = self.backoff_s
             delay = state.next_backoff_s

@@ -167,7 +167,10 @@ async def test_hub_command_spawns_agents_and_shuts_down(tmp_path):
                     await asyncio.sleep(0.05)
 
             # kill -9 of c2: offline within 3 s, c1 clocked on alone at real time; the
-            # supervisor restarts c2 and the hub drives it again.
+            # supervisor restarts c2 on the same ports (the hub keeps them) and the hub,
+            # told of the exit, drives it again.
+            async with http.get(base + "/api/agents/c2") as r:
+                before = await r.json()
             os.kill(pids[1], signal.SIGKILL)
             killed = loop.time()
             await wait_clock(lambda g: g["clock"]["driven"] == ["c1"], 5.0, "c2 dropped")
@@ -179,6 +182,11 @@ async def test_hub_command_spawns_agents_and_shuts_down(tmp_path):
                   f"driven again after {back_after:.2f} s; rebuilds {got['clock']['rebuilds']}")
             assert dropped_after <= 3.0
             pids = [c["pid"] for c in got["local_agents"]]
+            async with http.get(base + "/api/agents/c2") as r:
+                after = await r.json()
+            assert after["status"] == "online"
+            assert [after[k] for k in ("osc_port", "http_port", "rtp_port")] == \
+                [before[k] for k in ("osc_port", "http_port", "rtp_port")]
         assert (state / "logs" / "c1.log").exists()
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0

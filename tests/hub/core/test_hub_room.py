@@ -11,6 +11,7 @@ worker, pushed, stored and restored.
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import numpy as np
 import pytest
@@ -165,3 +166,46 @@ async def test_the_floor_plan_is_edited_recomputed_pushed_and_restored(tmp_path)
         assert restored["agents"]["a2"]["speaker"] == [5.0, 3.0, 1.2]
     finally:
         await again.close()
+
+
+PORTS = """
+[installation]
+name = "ports2"
+block = 256
+
+[[agent]]
+id = "p1"
+model = "autoregnn"
+spawn = true
+
+[[agent]]
+id = "p2"
+model = "autoregnn"
+spawn = true
+seed = 2
+"""
+
+
+async def test_local_agents_keep_their_ports_across_a_hub_restart(tmp_path):
+    """An ossia score or a Max patch addresses an agent by port: a restarted hub starts
+    its agents on the ports they had (remembered in its store); a port taken meanwhile
+    gives that agent new ones, remembered in turn."""
+    from support.hubs import live_hub
+
+    def ports(hub) -> dict[str, tuple[int, int, int]]:
+        return {e.agent_id: (e.osc_port, e.http_port, e.rtp_port)
+                for e in hub.registry.entries()}
+
+    async with live_hub(tmp_path / "hub", PORTS, "ports2.toml") as (hub, _):
+        first = ports(hub)
+    assert set(first) == {"p1", "p2"} and len({p for t in first.values() for p in t}) == 6
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # p2's OSC port, taken
+    blocker.bind(("127.0.0.1", first["p2"][0]))
+    try:
+        async with live_hub(tmp_path / "hub", PORTS, "ports2.toml") as (hub, _):
+            second = ports(hub)
+            remembered = await hub.store.agent_ports()
+    finally:
+        blocker.close()
+    assert second["p1"] == first["p1"]
+    assert second["p2"][0] != first["p2"][0] and remembered == second

@@ -276,3 +276,19 @@ async def test_async_store_runs_in_one_named_thread_and_shuts_it_down(tmp_path):
         await store.params()
     async with await AsyncStore.open(tmp_path / "state", state_dir=True) as again:
         assert (await again.params()) == {"a": {"lr": 0.5}}
+
+
+def test_a_first_version_database_gains_the_agents_ports(tmp_path):
+    """A gallery's hub database of schema 1 opens under schema 2: its data kept, the
+    local agents' ports remembered from then on."""
+    path = tmp_path / DB_NAME
+    with Store(path, migrations=MIGRATIONS[:1]) as store:
+        store.set_params("a1", {"lr": 0.25})
+        assert store.schema_version == 1
+    with Store(path) as store:
+        assert store.schema_version == 2 and store.params() == {"a1": {"lr": 0.25}}
+        assert store.agent_ports() == {}
+        store.set_agent_ports({"a1": (9001, 9002, 9003), "a2": (9101, 9102, 9103)})
+        store.set_agent_ports({"a2": (9201, 9202, 9203)})
+    with Store(path) as store:
+        assert store.load_all().ports == {"a1": (9001, 9002, 9003), "a2": (9201, 9202, 9203)}

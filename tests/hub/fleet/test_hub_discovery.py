@@ -206,3 +206,20 @@ def test_a_restarted_agent_comes_online_again_at_its_new_address():
     assert registry.get("s1").status == "offline" and registry.get("s1").osc_port == 9300
     registry.seen("s1", 2.0)
     assert kinds == ["added", "online", "updated", "online"]
+
+
+def test_an_agent_whose_process_exited_is_offline_at_once_and_back_at_its_pong():
+    """The supervisor saw the process exit: offline now (not after three missed pings), so
+    a restart on the same ports comes back *online* and is given its parameters again."""
+    registry = AgentRegistry()
+    kinds = []
+    registry.add_listener(lambda c: kinds.append(c.kind))
+    registry.announce(parse_txt(_txt("s1", key=KEY, osc=9000)), verified=True)
+    registry.seen("s1", 1.0)
+    registry.gone("s1")
+    assert registry.get("s1").status == "offline"
+    registry.gone("s1")                           # once
+    registry.gone("nobody")                       # unknown: nothing
+    registry.seen("s1", 2.0)
+    assert registry.get("s1").status == "online"
+    assert kinds == ["added", "online", "offline", "online"]
