@@ -34,6 +34,7 @@ changes, ``/panic`` and queries are handled immediately in the datagram callback
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import sys
@@ -204,7 +205,9 @@ class OscServer:
         self._subscribers: dict[Peer, Subscriber] = {}
         #: host -> the UDP port its replies go to (``/reply_port``).
         self.reply_ports: dict[str, int] = {}
-        self._scheduled = 0
+        #: Messages waiting for their time tag: key -> the loop's timer (cancelled at close).
+        self._waiting: dict[int, asyncio.TimerHandle] = {}
+        self._waiting_keys = itertools.count()
         self._queue: asyncio.Queue[tuple[Request, Peer | None, Reply]] = asyncio.Queue(queue_size)
         self._protocol: _ServerProtocol | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -233,6 +236,9 @@ class OscServer:
         """Stop the tasks, close every subscriber socket and the server socket."""
         await cancel_and_wait(*self._tasks)
         self._tasks = []
+        for timer in self._waiting.values():     # timed bundles never due: dropped
+            timer.cancel()
+        self._waiting.clear()
         self._subscribers.clear()
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
@@ -296,18 +302,18 @@ class OscServer:
             elif at > now + MAX_AHEAD_S:
                 self._reject("rejected", host, reply, f"{address}: time tag {at - now:.0f} s "
                              f"ahead; at most {MAX_AHEAD_S:g} s")
-            elif self._scheduled >= MAX_SCHEDULED:
+            elif len(self._waiting) >= MAX_SCHEDULED:
                 self._reject("busy", host, reply, f"{address}: {MAX_SCHEDULED} messages "
                              "already wait for their time tags; try again")
             else:
-                self._scheduled += 1
                 self._counts["scheduled"] += 1
-                asyncio.get_running_loop().call_later(
-                    at - now, self._dispatch_later, address, args, peer, host, reply)
+                key = next(self._waiting_keys)
+                self._waiting[key] = asyncio.get_running_loop().call_later(
+                    at - now, self._dispatch_later, key, address, args, peer, host, reply)
 
-    def _dispatch_later(self, address: str, args: list[object], peer: Peer | None, host: str,
-                        reply: Reply) -> None:
-        self._scheduled -= 1
+    def _dispatch_later(self, key: int, address: str, args: list[object], peer: Peer | None,
+                        host: str, reply: Reply) -> None:
+        del self._waiting[key]
         self._dispatch(address, args, peer, host, reply)
 
     def _dispatch(self, address: str, args: list[object], peer: Peer | None, host: str,

@@ -236,23 +236,13 @@ class HubAnnouncer:
         self.services = {t: a[1] for t, a in ((OSCQUERY_SERVICE, oscquery), (OSC_SERVICE, osc))
                          if a is not None and _reachable(a[0], interface)}
         self._zc: Any = None
-        self._infos: list[Any] = []
         self._task: asyncio.Task[None] | None = None
-        self._registered = asyncio.Event()
 
     def start(self) -> None:
         """Register in the background (probing takes ~1.6 s; a failure is logged, and
         the hub plays on without being findable)."""
         if self.services and self._task is None:
             self._task = asyncio.create_task(self._register(), name="hub-announce")
-
-    async def wait_registered(self, timeout: float) -> bool:
-        """True once every service is registered (within ``timeout`` s)."""
-        try:
-            await asyncio.wait_for(self._registered.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
 
     async def _register(self) -> None:
         from zeroconf import ServiceInfo
@@ -262,16 +252,14 @@ class HubAnnouncer:
         instance = f"anamnesis hub {self.name}"
         try:
             self._zc = AsyncZeroconf(interfaces=[self.interface])
-            self._infos = [ServiceInfo(t, f"{instance}.{t}", port=port,
-                                       properties={"txtvers": "1", "inst": self.name},
-                                       server=f"{host}.local.",
-                                       parsed_addresses=[self.interface])
-                           for t, port in self.services.items()]
+            infos = [ServiceInfo(t, f"{instance}.{t}", port=port,
+                                 properties={"txtvers": "1", "inst": self.name},
+                                 server=f"{host}.local.", parsed_addresses=[self.interface])
+                     for t, port in self.services.items()]
             waiters = [await self._zc.async_register_service(i, allow_name_change=True)
-                       for i in self._infos]
+                       for i in infos]
             for w in waiters:
                 await w
-            self._registered.set()
             log.info("zeroconf: announced %s on %s (%s)", instance, self.interface,
                      ", ".join(f"{t.split('.')[0]} {p}" for t, p in self.services.items()))
         except Exception as exc:   # network trouble must not stop the hub
