@@ -14,6 +14,7 @@ MODEL_KINDS: dict[str, tuple[str, str]] = {
     "autoregnn": ("anamnesis.agents.models.autoregnn", "AutoRegNN"),
     "autoregnn2": ("anamnesis.agents.models.autoregnn", "AutoRegNN2"),
     "unlearn": ("anamnesis.agents.models.unlearn", "Unlearn"),
+    "neuron": ("anamnesis.agents.models.neuron", "Neuron"),
 }
 
 

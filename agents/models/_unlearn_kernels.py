@@ -49,21 +49,30 @@ def fast_tanh(z):
     relative). Otherwise ``1 - 2 / (e + 1)`` with ``e = exp(2|z|)`` computed as
     ``2^k exp(q)``, ``|q| <= ln2 / 2``, ``exp(q)`` by its Taylor polynomial to
     q^12 (< 2e-16); |z| is clamped at 20, where tanh is 1 in double precision.
-    Cancellation costs at most 3 bits at |z| = 1/8.
+    Cancellation costs at most 3 bits at |z| = 1/8. Both polynomials are
+    evaluated in Estrin's scheme (powers z^2, z^4, z^8 and pairs of terms), not
+    Horner's: the same accuracy with a dependency chain of 5 multiply-adds
+    instead of 12, which is what a single neuron's per-sample recurrence waits
+    on (a vectorised loop over many neurons hardly notices the 5 extra products).
     """
     a = abs(z)
     z2 = z * z
-    small = z * (1.0 + z2 * (-1.0 / 3.0 + z2 * (2.0 / 15.0 + z2 * (
-        -17.0 / 315.0 + z2 * (62.0 / 2835.0 + z2 * (
-            -1382.0 / 155925.0 + z2 * (21844.0 / 6081075.0)))))))
+    z4 = z2 * z2
+    z8 = z4 * z4
+    small = z * ((1.0 + z2 * (-1.0 / 3.0)) + z4 * (2.0 / 15.0 + z2 * (-17.0 / 315.0))
+                 + z8 * ((62.0 / 2835.0 + z2 * (-1382.0 / 155925.0))
+                         + z4 * (21844.0 / 6081075.0)))
     x = 2.0 * (a if a < 20.0 else 20.0)  # noqa: FURB136 (selects vectorise; see _FASTMATH)
     k = int(x * _INV_LN2 + 0.5)
     q = (x - k * _LN2_HI) - k * _LN2_LO
-    e = 1.0 + q * (1.0 + q * (1.0 / 2.0 + q * (1.0 / 6.0 + q * (1.0 / 24.0 + q * (
-        1.0 / 120.0 + q * (1.0 / 720.0 + q * (1.0 / 5040.0 + q * (1.0 / 40320.0 + q * (
-            1.0 / 362880.0 + q * (1.0 / 3628800.0 + q * (1.0 / 39916800.0 + q * (
-                1.0 / 479001600.0))))))))))))
-    e *= float(1 << k)
+    q2 = q * q
+    q4 = q2 * q2
+    q8 = q4 * q4
+    low = ((1.0 + q) + q2 * (1.0 / 2.0 + q * (1.0 / 6.0))
+           + q4 * ((1.0 / 24.0 + q * (1.0 / 120.0)) + q2 * (1.0 / 720.0 + q * (1.0 / 5040.0))))
+    high = ((1.0 / 40320.0 + q * (1.0 / 362880.0))
+            + q2 * (1.0 / 3628800.0 + q * (1.0 / 39916800.0)) + q4 * (1.0 / 479001600.0))
+    e = (low + q8 * high) * float(1 << k)
     t = 1.0 - 2.0 / (e + 1.0)
     large = t if z > 0.0 else -t
     return small if a < 0.125 else large
@@ -102,6 +111,82 @@ def _g_value(g_linear, a):
     if g_linear:
         return a
     return fast_tanh(a)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def g_taylor(g_linear, act):
+    """g(A) and its Taylor coefficients g', g''/2, g'''/6 at the activity ``act``."""
+    if g_linear:
+        return act, 1.0, 0.0, 0.0
+    g0 = fast_tanh(act)
+    gp = 1.0 - g0 * g0
+    return g0, gp, -g0 * gp, -gp * (1.0 - 3.0 * g0 * g0) * (1.0 / 3.0)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def taylor_gradient(xj, step, y, d1, d2, d3, g1, g2h, g3s, activity_energy, mu, nu):
+    """Seed 000 eq. 4 for one weight when both divided differences are small.
+
+    ``step`` = D = (w(n-1) - w(n)) x_j, the change of the neuron's sum S that the
+    weight's last move made; ``y`` = f(shape S); ``d1, d2, d3`` = f', f''/2, f'''/6 of
+    S -> f(shape S); ``g1, g2h, g3s`` the same of g at the activity (:func:`g_taylor`).
+    Branch-free, so a loop over weights vectorises."""
+    q_f = d1 + step * (d2 + step * d3)
+    dx = step * q_f
+    h = 2.0 * y + dx if activity_energy else 1.0
+    d_act = dx * h
+    q_g = g1 + d_act * (g2h + d_act * g3s)
+    return xj * q_f * (nu * q_g * h - mu)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def exact_gradient(xj, step, shape, s_i, y, d1, d2, d3, act, g0, g1, g2h, g3s,
+                   act_from, act_to, fading_act, act_alpha, ecos_trough, g_linear,
+                   activity_energy, mu, nu):
+    """Seed 000 eq. 4 for one weight, each divided difference exact where its step is
+    at least :data:`TAYLOR_STEP` and its Taylor form below (``s_i`` = S, ``act`` = A,
+    ``g0`` = g(A); the rest as :func:`taylor_gradient`; ``act_alpha`` the position of a
+    running activation crossfade from ``act_from`` to ``act_to``)."""
+    if abs(shape * step) < TAYLOR_STEP:
+        q_f = d1 + step * (d2 + step * d3)
+    else:
+        z2 = shape * (s_i + step)
+        fz = _act_value(act_from, ecos_trough, z2)
+        if fading_act:
+            fz += act_alpha * (_act_value(act_to, ecos_trough, z2) - fz)
+        q_f = (fz - y) / step
+    dx = step * q_f
+    h = 2.0 * y + dx if activity_energy else 1.0
+    d_act = dx * h
+    if abs(d_act) < TAYLOR_STEP:
+        q_g = g1 + d_act * (g2h + d_act * g3s)
+    else:
+        q_g = (_g_value(g_linear, act + d_act) - g0) / d_act
+    return xj * q_f * (nu * q_g * h - mu)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def weight_step(wc, vc, uc, gc, lam_n, s_n, r, a, dt, sign, centre_u):
+    """One semi-implicit step of a weight's (w, v, u) (seed 000 eq. 5, the scheme of the
+    :mod:`~anamnesis.agents.models.unlearn` docstring) under the gradient ``gc``; returns
+    the new (w, v, u), magnitudes below 1e-200 flushed to zero. Branch-free (selects)."""
+    dwu = wc - uc
+    cyc = s_n * (r - math.sqrt(dwu * dwu + vc * vc))
+    centre = centre_u * uc
+    e = wc - centre
+    lin_v = cyc - a
+    grow_v = lin_v if lin_v > 0.0 else 0.0  # noqa: FURB136
+    den_v = 1.0 + dt * (grow_v - lin_v)  # 1 + dt max(a - c, 0)
+    grow_w = cyc if cyc > 0.0 else 0.0  # noqa: FURB136
+    den_w = 1.0 + dt * (grow_w - cyc)  # 1 + dt max(-c, 0)
+    inv = 1.0 / (den_v * den_w)  # one division serves both implicit terms
+    v_new = (vc + dt * (sign * gc - lam_n * e + grow_v * vc)) * den_w * inv
+    w_new = centre + (e + dt * (lam_n * v_new + grow_w * e)) * den_v * inv
+    u_new = uc + dt * (w_new - uc)
+    v_new = v_new if abs(v_new) >= _TINY else 0.0
+    w_new = w_new if abs(w_new) >= _TINY else 0.0
+    u_new = u_new if abs(u_new) >= _TINY else 0.0
+    return w_new, v_new, u_new
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
@@ -251,14 +336,7 @@ def unlearn_kernel(x_in, out, lam, s_arr, frames,
                 d3[i] = f3 * (1.0 / 6.0)
                 y_sum += f0
                 act += f0 * f0 if activity_energy else f0
-        if g_linear:
-            g0, g1, g2h, g3s = act, 1.0, 0.0, 0.0
-        else:
-            g0 = fast_tanh(act)
-            gp = 1.0 - g0 * g0
-            g1 = gp
-            g2h = -g0 * gp
-            g3s = -gp * (1.0 - 3.0 * g0 * g0) * (1.0 / 3.0)
+        g0, g1, g2h, g3s = g_taylor(g_linear, act)
 
         # 3. Gradient estimates. When every weight step is small enough that both
         # divided differences take their Taylor form (|dA| <= 2.01 |shape D|:
@@ -273,23 +351,10 @@ def unlearn_kernel(x_in, out, lam, s_arr, frames,
             for c in range(n_conn):
                 i = c % n_neurons
                 xj = xin[c]
-                step = (w_prev[c] - w[c]) * xj
-                if abs(shape * step) < TAYLOR_STEP:
-                    q_f = d1[i] + step * (d2[i] + step * d3[i])
-                else:
-                    z2 = shape * (s_sum[i] + step)
-                    fz = _act_value(act_from, ecos_trough, z2)
-                    if fading_act:
-                        fz += act_alpha * (_act_value(act_to, ecos_trough, z2) - fz)
-                    q_f = (fz - y[i]) / step
-                dx = step * q_f
-                h = 2.0 * y[i] + dx if activity_energy else 1.0
-                d_act = dx * h
-                if abs(d_act) < TAYLOR_STEP:
-                    q_g = g1 + d_act * (g2h + d_act * g3s)
-                else:
-                    q_g = (_g_value(g_linear, act + d_act) - g0) / d_act
-                grad[c] = xj * q_f * (nu * q_g * h - mu)
+                grad[c] = exact_gradient(
+                    xj, (w_prev[c] - w[c]) * xj, shape, s_sum[i], y[i], d1[i], d2[i], d3[i],
+                    act, g0, g1, g2h, g3s, act_from, act_to, fading_act, act_alpha,
+                    ecos_trough, g_linear, activity_energy, mu, nu)
 
         # 4. One semi-implicit step of every weight's (w, v, u).
         # Symplectic Euler turns (e, v) stably only while lambda dt < 2; beyond
@@ -306,33 +371,14 @@ def unlearn_kernel(x_in, out, lam, s_arr, frames,
                 uc = u[c]
                 if inline:
                     xj = xin[c]
-                    step = (w_prev[c] - wc) * xj
-                    q_f = d1[i] + step * (d2[i] + step * d3[i])
-                    dx = step * q_f
-                    h = 2.0 * y[i] + dx if activity_energy else 1.0
-                    d_act = dx * h
-                    q_g = g1 + d_act * (g2h + d_act * g3s)
-                    gc = xj * q_f * (nu * q_g * h - mu)
+                    gc = taylor_gradient(xj, (w_prev[c] - wc) * xj, y[i], d1[i], d2[i], d3[i],
+                                         g1, g2h, g3s, activity_energy, mu, nu)
                     grad[c] = gc
                 else:
                     gc = grad[c]
                 g2_acc += gc * gc
-                dwu = wc - uc
-                cyc = s_n * (r - math.sqrt(dwu * dwu + vc * vc))
-                centre = centre_u * uc
-                e = wc - centre
-                lin_v = cyc - a
-                grow_v = lin_v if lin_v > 0.0 else 0.0  # noqa: FURB136
-                den_v = 1.0 + dt * (grow_v - lin_v)  # 1 + dt max(a - c, 0)
-                grow_w = cyc if cyc > 0.0 else 0.0  # noqa: FURB136
-                den_w = 1.0 + dt * (grow_w - cyc)  # 1 + dt max(-c, 0)
-                inv = 1.0 / (den_v * den_w)  # one division serves both implicit terms
-                v_new = (vc + dt * (sign * gc - lam_n * e + grow_v * vc)) * den_w * inv
-                w_new = centre + (e + dt * (lam_n * v_new + grow_w * e)) * den_v * inv
-                u_new = uc + dt * (w_new - uc)
-                v_new = v_new if abs(v_new) >= _TINY else 0.0
-                w_new = w_new if abs(w_new) >= _TINY else 0.0
-                u_new = u_new if abs(u_new) >= _TINY else 0.0
+                w_new, v_new, u_new = weight_step(wc, vc, uc, gc, lam_n, s_n, r, a, dt,
+                                                  sign, centre_u)
                 total += abs(w_new) + abs(v_new) + abs(u_new)
                 w_prev[c] = wc
                 w[c] = w_new

@@ -10,7 +10,7 @@ and the agent process both read presets; nothing here computes audio.
 
 from __future__ import annotations
 
-from anamnesis.agents.presets import autoregnn, unlearn  # noqa: F401  (they register)
+from anamnesis.agents.presets import autoregnn, neuron, unlearn  # noqa: F401  (they register)
 from anamnesis.agents.presets.base import (
     PRESETS,
     At,
