@@ -223,3 +223,27 @@ def check_block(x: np.ndarray, channels: int | None = None) -> np.ndarray:
     elif arr.ndim != 2 or arr.shape[1] != channels:
         raise ValueError(f"input must have shape (frames, {channels}); got {arr.shape}")
     return arr
+
+
+def flat_weights(model: Model) -> np.ndarray:
+    """``model``'s flat weight vector: its ``WEIGHT_KEYS`` state arrays, raveled and
+    concatenated in that order (what OSC ``/weights`` reads)."""
+    state = model.get_state()
+    return np.concatenate([np.asarray(state[k], dtype=np.float64).ravel()
+                           for k in model.WEIGHT_KEYS])
+
+
+def set_flat_weights(model: Model, flat: np.ndarray) -> None:
+    """Set ``model``'s weights from a vector laid out as :func:`flat_weights`'s
+    (``ValueError`` on a wrong length; the model checks the values)."""
+    state = model.get_state()
+    vec = np.asarray(flat, dtype=np.float64).ravel()
+    update, pos = {}, 0
+    for key in model.WEIGHT_KEYS:
+        shape = np.shape(state[key])
+        size = int(np.prod(shape))
+        update[key] = vec[pos:pos + size].reshape(shape)
+        pos += size
+    if pos != vec.size:
+        raise ValueError(f"weights must have {pos} values; got {vec.size}")
+    model.set_state(update)

@@ -10,6 +10,7 @@ The loop (the live simulated hub's, see :mod:`anamnesis.hub.engine.graph` and :m
 ----------------------------------------------------------------------------------
 Per block k, in one process and one thread::
 
+    couplings.step(k, read, write)              # [[coupling]]s due at this boundary (weights)
     coupling.process(outputs, mics, ears)       # the room: mics and ears from block k-1's speakers
     graph.tick(outputs, out=inputs, mics=mics)  # block k's inputs (mics=None without a [room])
     every agent: inputs[:, i] -> model -> safety chain -> outputs[:, i]     # block k
@@ -139,6 +140,18 @@ def build_engine(spec: Any, sample_rate: int, block: int, seed: int = 0) -> Any:
 class EngineVoice:
     """One agent through its own :class:`AgentEngine` (any model), column ``column``."""
 
+    def weights(self, column: int) -> np.ndarray:
+        """The agent's flat weight vector (between two blocks)."""
+        from anamnesis.agents.models.base import flat_weights
+
+        return flat_weights(self.engine.model)
+
+    def set_weights(self, column: int, flat: np.ndarray) -> None:
+        """Set the agent's flat weight vector (between two blocks)."""
+        from anamnesis.agents.models.base import set_flat_weights
+
+        set_flat_weights(self.engine.model, flat)
+
     def __init__(self, column: int, engine: Any, inputs: np.ndarray,
                  outputs: np.ndarray) -> None:
         self.columns = (column,)
@@ -176,6 +189,14 @@ class BankVoice:
         self._safe = np.zeros(block)
         self._raw_cols = [self._raw[:, a] for a in range(len(self.columns))]
         self._out_cols = [outputs[:, c] for c in self.columns]
+
+    def weights(self, column: int) -> np.ndarray:
+        """The flat weight vector of the agent in ``column`` (between two blocks)."""
+        return self.bank.weights(self.columns.index(column))
+
+    def set_weights(self, column: int, flat: np.ndarray) -> None:
+        """Set the flat weight vector of the agent in ``column`` (between two blocks)."""
+        self.bank.set_weights(flat, self.columns.index(column))
 
     def process(self) -> None:
         """Block k of every lane: gather the inputs, one bank call, a safety chain each."""
@@ -302,6 +323,24 @@ class Rehearsal:
             self.preview = ListenerPreview(self.sample_rate, self.block)
         self.voices = build_voices(config, self.inputs, self.outputs, seed=seed, banks=banks)
         self.blocks = 0
+        self.couplings: Any = None
+        if config.couplings:
+            from anamnesis.hub.engine.weight_couplings import BlockCouplings
+
+            self._voice_of = {self.agent_ids[c]: (v, c) for v in self.voices for c in v.columns}
+            self.couplings = BlockCouplings(config.couplings, sample_rate=self.sample_rate,
+                                            block=self.block, seed=seed)
+            self.couplings.check(self.read_weights)
+
+    def read_weights(self, agent_id: str) -> np.ndarray:
+        """An agent's flat weights as the live hub reads them (``/weights``: float32)."""
+        voice, column = self._voice_of[agent_id]
+        return voice.weights(column).astype(np.float32).astype(np.float64)
+
+    def write_weights(self, agent_id: str, flat: np.ndarray) -> None:
+        """Set an agent's flat weights as the live hub writes them (float32 over OSC)."""
+        voice, column = self._voice_of[agent_id]
+        voice.set_weights(column, np.asarray(flat).astype(np.float32).astype(np.float64))
 
     @property
     def listener(self) -> bool:
@@ -309,7 +348,10 @@ class Rehearsal:
         return self.coupling is not None and bool(self.coupling.listener)
 
     def step(self) -> None:
-        """Advance one block (the module docstring's loop); allocates nothing."""
+        """Advance one block (the module docstring's loop); allocates nothing, except
+        when a ``[[coupling]]`` acts (its weight vectors)."""
+        if self.couplings is not None:
+            self.couplings.step(self.blocks, self.read_weights, self.write_weights)
         if self.coupling is not None:
             self.coupling.process(self.outputs, self.mics, self.ears)
             if self.preview is not None:

@@ -255,12 +255,16 @@ def _read(c: _Checker, data: Mapping[str, Any], source_name: str, base: Path) ->
     routes = _read_routes(c, data.get("route", []), ids, inst)
     rings = _read_rings(c, data.get("ring", []), ids, inst)
     sources = _read_sources(c, data.get("source", []), ids, inst, base)
+    from anamnesis.hub.installation.check_couplings import read_couplings
+
+    couplings = read_couplings(c, data.get("coupling", []), ids)
     if inst.mode == "deployed":
         _check_deployed_cycles(c, routes, rings)
     if c.problems:
         return None
     return Config(installation=inst, agents=tuple(agents), room=room, routes=tuple(routes),
-                  rings=tuple(rings), sources=tuple(sources), source_name=source_name,
+                  rings=tuple(rings), sources=tuple(sources), couplings=tuple(couplings),
+                  source_name=source_name,
                   base_dir=base)
 
 

@@ -41,6 +41,13 @@ Tables and keys (units in the key names or below)::
                      "file": path, loop, channel), envelope ({start, attack, hold,
                      release, every} or {start, fade, every}, seconds), gain
                      (linear), targets (agent ids), name (default sourceN)
+    [[coupling]]     from, to (agent ids whose weight vectors have one shape), mode
+                     ("blend" | "exchange" | "mean"), kappa (0-1, 0.05), rate_hz (how
+                     often, 1-100 Hz, 20), gain (linear, of what is carried, 1),
+                     noise (standard deviation of Gaussian noise added to what is
+                     carried, weight units, 0), mask (indices into the flat weight
+                     vector of the weights carried; omitted = all); see
+                     ``anamnesis.hub.engine.weight_couplings``
 
 ``Config.to_dict()`` gives the same structure as plain data (JSON-ready) and
 ``Config.to_toml()`` writes it back as TOML, so a config edited through the API
@@ -81,9 +88,11 @@ EDGE_KEYS = ("gain", "delay_ms", "lowpass_hz", "highpass_hz", "shape")
 ROUTE_KEYS = ("from", "to", *EDGE_KEYS)
 RING_KEYS = ("agents", "name", *EDGE_KEYS)
 SOURCE_KEYS = ("kind", "args", "envelope", "gain", "targets", "name")
+COUPLING_KEYS = ("from", "to", "mode", "kappa", "rate_hz", "gain", "noise", "mask")
+COUPLING_MODES = ("blend", "exchange", "mean")
 ENVELOPE_KEYS = ("start", "attack", "hold", "release", "fade", "every")
 FILE_ARGS = ("path", "loop", "channel")
-TOP_KEYS = ("installation", "room", "agent", "route", "ring", "source")
+TOP_KEYS = ("installation", "room", "agent", "route", "ring", "source", "coupling")
 
 
 # ---------------------------------------------------------------------------
@@ -293,6 +302,33 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Coupling:
+    """One ``[[coupling]]``: agent ``source``'s learned weights carried into ``target``'s
+    (``mode``, strength ``kappa``, ``rate_hz`` times a second, what is carried scaled by
+    ``gain``, with Gaussian ``noise`` added, restricted to the indices ``mask``; None:
+    every weight). Its id is ``"a~>b"``. The maths: :mod:`anamnesis.hub.engine.weight_couplings`."""
+
+    source: str
+    target: str
+    mode: str = "blend"
+    kappa: float = 0.05
+    rate_hz: float = 20.0
+    gain: float = 1.0
+    noise: float = 0.0
+    mask: tuple[int, ...] | None = None
+
+    @property
+    def id(self) -> str:
+        """``"from~>to"``: a coupling's name in the API, the store and the event log."""
+        return coupling_id(self.source, self.target)
+
+
+def coupling_id(source: str, target: str) -> str:
+    """The id of the coupling from ``source`` to ``target``."""
+    return f"{source}~>{target}"
+
+
+@dataclass(frozen=True)
 class Config:
     """A checked installation config. ``source_name`` names where it came from;
     ``base_dir`` is where relative paths (key_file, sound files) are resolved."""
@@ -303,6 +339,7 @@ class Config:
     routes: tuple[Route, ...] = ()
     rings: tuple[Ring, ...] = ()
     sources: tuple[Source, ...] = ()
+    couplings: tuple[Coupling, ...] = ()
     source_name: str = field(default="config", compare=False)
     base_dir: Path = field(default=Path("."), compare=False)
 
@@ -348,11 +385,20 @@ class Config:
                 "name": s.name, "kind": s.kind, "args": _thaw(s.args) or None,
                 "envelope": _envelope_dict(s.envelope) or None, "gain": s.gain,
                 "targets": list(s.targets)}) for s in self.sources]
+        if self.couplings:
+            out["coupling"] = [coupling_dict(k) for k in self.couplings]
         return out
 
     def to_toml(self) -> str:
         """The config as TOML text that :func:`parse_config` reads back to an equal config."""
         return dump_toml(self.to_dict(), header="anamnesis installation config")
+
+
+def coupling_dict(k: Coupling) -> dict[str, Any]:
+    """A coupling in the TOML layout (``from``/``to``; mask as a list, omitted = all)."""
+    return _drop_none({"from": k.source, "to": k.target, "mode": k.mode, "kappa": k.kappa,
+                       "rate_hz": k.rate_hz, "gain": k.gain, "noise": k.noise,
+                       "mask": None if k.mask is None else list(k.mask)})
 
 
 def vars_of(obj: Any) -> dict[str, Any]:
@@ -393,5 +439,7 @@ def constructor_args(model: str) -> tuple[str, ...]:
                  if n not in RESERVED_MODEL_ARGS and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
 
 
-__all__ = ["AgentSpec", "Config", "ConfigError", "ConfigProblem", "Envelope", "Installation", "Ring", "Room", "Route", "Source", "constructor_args"]
+__all__ = ["AgentSpec", "Config", "ConfigError", "ConfigProblem", "Coupling", "Envelope",
+           "Installation", "Ring", "Room", "Route", "Source", "constructor_args",
+           "coupling_dict", "coupling_id"]
 
