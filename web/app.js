@@ -111,6 +111,7 @@ function watchWeights(id, on) {
 async function refresh(what) {
   try {
     if (what === "routes") dispatch({ type: "routes", routes: await conn.request("routes") });
+    else if (what === "couplings") dispatch({ type: "couplings", couplings: await conn.request("couplings") });
     else if (what === "scenes") dispatch({ type: "scenes", scenes: await conn.request("scenes") });
     else if (what === "events") dispatch({ type: "events", events: await conn.request("events") });
     else if (what === "room") dispatch({ type: "room", layout: await conn.request("room_layout") });
@@ -121,6 +122,7 @@ async function refresh(what) {
 
 function afterEvent(event) {
   if (event.kind === "ring_added") refresh("routes");
+  if (event.kind === "scene_recalled") refresh("couplings");
   if (event.kind === "room_changed" && !("room_layout" in event)) refresh("room");
 }
 

@@ -7,7 +7,8 @@
 // or the clock (times come inside the messages), so it is tested with `node --test`.
 //
 // Messages the hub pushes:           hello, agent, event, telemetry, weights, room
-// Messages the page makes itself:     conn {status}, routes {routes}, scenes {scenes},
+// Messages the page makes itself:     conn {status}, routes {routes}, couplings {couplings},
+//                                     scenes {scenes},
 //                                     events {events}, agents {agents}, room {layout}
 // Binary scope frames do not go through here (frames.js + scopes in app.js): at 30 Hz
 // × 8 agents they would only churn the state.
@@ -24,6 +25,7 @@ export function initialState() {
     name: "",
     agents: {},        // id -> agent JSON as the hub sends it (status, params, specs ...)
     routes: {},        // route id -> {id, from, to, gain, delay_ms, lowpass_hz, highpass_hz, shape}
+    couplings: {},     // coupling id "a~>b" -> {id, from, to, mode, kappa, rate_hz, gain, noise, mask, stats}
     telemetry: {},     // id -> latest frame {rms, peak, error_rms, blowups, xruns, ...}
     errorHistory: {},  // id -> [error_rms, ...] oldest first, at most ERROR_HISTORY
     weights: {},       // id -> {weights: [...], t: unix s}
@@ -84,6 +86,15 @@ function applyEvent(state, event) {
       break;
     case "ring_deleted":
       s.routes = routesWithout(state.routes, (id) => !id.startsWith(event.ring + ":"));
+      break;
+    case "coupling_added":
+    case "coupling_changed":
+      if (event.coupling && typeof event.coupling.id === "string") {
+        s.couplings = { ...state.couplings, [event.coupling.id]: event.coupling };
+      }
+      break;
+    case "coupling_deleted":
+      s.couplings = routesWithout(state.couplings, (id) => id !== event.coupling);
       break;
     case "panic":
       s.panicked = true;
@@ -165,6 +176,7 @@ export function reduce(state, message) {
         name: typeof message.name === "string" ? message.name : state.name,
         agents: indexAgents(message.agents, state.agents),
         routes: indexRoutes(message.routes),
+        couplings: indexRoutes(message.couplings),
         scope: message.scope ?? null,
       };
       if ("room" in message) next.room = message.room ?? null;
@@ -202,6 +214,9 @@ export function reduce(state, message) {
       break;
     case "routes":
       next = { ...state, routes: indexRoutes(message.routes) };
+      break;
+    case "couplings":
+      next = { ...state, couplings: indexRoutes(message.couplings) };
       break;
     case "scenes":
       next = { ...state, scenes: (message.scenes || [])

@@ -11,6 +11,8 @@ Addresses (replies go to the sender: ``/hub/ok s`` naming the address done, or
 ``/hub/scene/recall s``            recall a scene
 ``/hub/scene/interpolate s s f``   blend scenes a and b at t in [0, 1]
 ``/hub/route s s f``               gain (linear) of the route from -> to (added if missing)
+``/hub/coupling s s f``            kappa of the weight coupling from ~> to (a 20 Hz blend
+                                   added if missing)
 ``/hub/agent/ID/PARAM value...``   set one parameter of an agent (as ``PATCH /api/agents``)
 ``/hub/agent/ID/PARAM``            (no argument) reply ``/hub/agent/ID/PARAM value...``
 ``/hub/agents``                    reply ``/hub/agents ID...``: every agent the hub lists
@@ -58,6 +60,7 @@ ADDRESSES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "/hub/scene/recall": ("recall_scene", "s", ("name",)),
     "/hub/scene/interpolate": ("interpolate", "ssf", ("a", "b", "t")),
     "/hub/route": ("route_gain", "ssf", ("from", "to", "gain")),
+    "/hub/coupling": ("coupling_kappa", "ssf", ("from", "to", "kappa")),
 }
 
 

@@ -50,6 +50,8 @@ HUB_COMMANDS: dict[str, tuple[list[object], str]] = {
     "/hub/scene/recall": ([""], "recall a saved scene"),
     "/hub/scene/interpolate": (["", "", 0.0], "blend scenes a and b at t in [0, 1]"),
     "/hub/route": (["", "", 0.0], "gain (linear) of the route from -> to (added if missing)"),
+    "/hub/coupling": (["", "", 0.0], "kappa (0-1) of the weight coupling from ~> to (a 20 Hz "
+                                     "blend added if missing)"),
 }
 
 

@@ -198,6 +198,37 @@ async def delete_route(request: web.Request) -> web.Response:
     return web.json_response({"deleted": request.match_info["route_id"]})
 
 
+async def list_couplings(request: web.Request) -> web.Response:
+    """Every weight coupling ({id, from, to, mode, kappa, rate_hz, gain, noise, mask}) with
+    its live counts under "stats" (applied, stale, refused, error, distance)."""
+    return web.json_response(request.app[HUB].couplings_json())
+
+
+async def add_coupling(request: web.Request) -> web.Response:
+    """Add a weight coupling; its id is "FROM~>TO". Checked as a config's [[coupling]], and
+    against the two agents' weight vectors when both are online."""
+    coupling = await request.app[HUB].add_coupling(await _json_body(request))
+    return web.json_response(coupling, status=201)
+
+
+async def get_coupling(request: web.Request) -> web.Response:
+    """One weight coupling with its live counts."""
+    return web.json_response(request.app[HUB].get_coupling(request.match_info["coupling_id"]))
+
+
+async def patch_coupling(request: web.Request) -> web.Response:
+    """Change a coupling's mode, kappa, rate_hz, gain, noise or mask."""
+    hub = request.app[HUB]
+    return web.json_response(await hub.update_coupling(request.match_info["coupling_id"],
+                                                       await _json_body(request)))
+
+
+async def delete_coupling(request: web.Request) -> web.Response:
+    """Remove a weight coupling."""
+    await request.app[HUB].delete_coupling(request.match_info["coupling_id"])
+    return web.json_response({"deleted": request.match_info["coupling_id"]})
+
+
 async def add_ring(request: web.Request) -> web.Response:
     """Add a ring: body {"name", "agents": [a, b, ...], gain, delay_ms, ...}; its edges."""
     return web.json_response(request.app[HUB].add_ring(await _json_body(request)), status=201)
@@ -342,6 +373,11 @@ REST_ROUTES: list[tuple[str, str, Handler]] = [
     ("PATCH", "/api/routes/{route_id}", patch_route),
     ("DELETE", "/api/routes/{route_id}", delete_route),
     ("POST", "/api/rings", add_ring),
+    ("GET", "/api/couplings", list_couplings),
+    ("POST", "/api/couplings", add_coupling),
+    ("GET", "/api/couplings/{coupling_id}", get_coupling),
+    ("PATCH", "/api/couplings/{coupling_id}", patch_coupling),
+    ("DELETE", "/api/couplings/{coupling_id}", delete_coupling),
     ("DELETE", "/api/rings/{name}", delete_ring),
     ("GET", "/api/room", get_room),
     ("PUT", "/api/room", put_room),

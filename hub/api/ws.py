@@ -5,7 +5,7 @@ every open socket is in :data:`~anamnesis.hub.api.keys.SOCKETS` and is closed on
 shutdown (:func:`_close_sockets`, giving each client :data:`CLOSE_WAIT_S`).
 
 ``/ws`` messages (JSON text): the server pushes ``{"type": "hello", "name", "agents":
-[...], "routes": [...], "scope": ..., "listen": [...], "room": LAYOUT|null,
+[...], "routes": [...], "couplings": [...], "scope": ..., "listen": [...], "room": LAYOUT|null,
 "telemetry_hz": 30}`` once, then ``{"type": "agent", ...}`` on every agent change,
 ``{"type": "event", ...}`` for every event, ``{"type": "room", "layout": ...}`` when
 the room changes, and ``{"type": "telemetry", "agents": {id: {"rms": .., "peak": ..,
@@ -23,10 +23,12 @@ Commands mirror the REST writes: ``adopt {agent}``, ``set_params {agent, params}
 ``set_weights {agent, weights}``,
 ``panic``, ``unpanic``, ``add_route {route}``, ``update_route {route_id, route}``,
 ``delete_route {route_id}``, ``add_ring {ring}``, ``delete_ring {name}``,
+``add_coupling {coupling}``, ``update_coupling {coupling_id, coupling}``,
+``delete_coupling {coupling_id}``,
 ``put_room {room}``, ``put_room_layout {layout}``, ``save_snapshot {agent, name}``,
 ``recall_snapshot {agent, name}``, ``save_scene {name}``, ``recall_scene {name}``,
 ``interpolate {a, b, t}``, ``delete_scene {name}``, ``record_start {name}``,
-``record_stop``, and the reads ``agents``, ``routes``, ``room``, ``room_layout``,
+``record_stop``, and the reads ``agents``, ``routes``, ``couplings``, ``room``, ``room_layout``,
 ``snapshots {agent}``, ``scenes``, ``events``, ``listen_sources``. One command is the
 socket's own: ``watch_weights {agents: [ids]}`` replaces the set of agents whose
 weights this socket watches ([] stops; the reply's result is the set) and then
@@ -76,6 +78,7 @@ def _hello(hub: Hub) -> dict[str, Any]:
     room = hub.room_layout()
     return {"type": "hello", "name": hub.name, "agents": hub.agents_json(),
             "routes": list(hub.routes.values()),
+            "couplings": hub.couplings_json(),
             "scope": None if scopes is None else {"agents": list(scopes.agent_ids),
                                                   "frames": scopes.frames, "hz": SCOPE_HZ},
             "telemetry_hz": TELEMETRY_HZ, "listen": listen_sources(hub), "room": room}

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 #: Fields that name an agent or a route: they must be strings (names of scenes, rings
 #: and snapshots are checked by the hub's own rules).
-_NAMES = ("agent", "route_id")
+_NAMES = ("agent", "route_id", "coupling_id")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,15 @@ def _route_gain(hub: Hub, **f: Any) -> Any:
     if route_id in hub.routes:
         return hub.update_route(route_id, {"gain": f["gain"]})
     return hub.add_route({"from": f["from"], "to": f["to"], "gain": f["gain"]})
+
+
+async def _coupling_kappa(hub: Hub, **f: Any) -> Any:
+    """OSC's ``/hub/coupling a b kappa``: the coupling a ~> b at ``kappa``, added (a blend
+    at 20 Hz) if new."""
+    coupling_id = f"{f['from']}~>{f['to']}"
+    if coupling_id in hub.coupling_book.couplings:
+        return await hub.update_coupling(coupling_id, {"kappa": f["kappa"]})
+    return await hub.add_coupling({"from": f["from"], "to": f["to"], "kappa": f["kappa"]})
 
 
 def listen_sources(hub: Hub) -> list[dict[str, Any]]:
@@ -75,6 +84,13 @@ COMMANDS: Mapping[str, Command] = {
     "delete_route": Command(("route_id",), _deleted(lambda h, route_id: h.delete_route(route_id))),
     "route_gain": Command(("from", "to", "gain"), _route_gain),
     "add_ring": Command(("ring",), lambda h, ring: h.add_ring(ring)),
+    "add_coupling": Command(("coupling",), lambda h, coupling: h.add_coupling(coupling)),
+    "update_coupling": Command(("coupling_id", "coupling"),
+                               lambda h, coupling_id, coupling: h.update_coupling(coupling_id,
+                                                                                  coupling)),
+    "delete_coupling": Command(("coupling_id",),
+                               _deleted(lambda h, coupling_id: h.delete_coupling(coupling_id))),
+    "coupling_kappa": Command(("from", "to", "kappa"), _coupling_kappa),
     "delete_ring": Command(("name",), lambda h, name: h.delete_ring(str(name))),
     "save_snapshot": Command(("agent", "name"), lambda h, agent, name: h.save_snapshot(agent, name)),
     "recall_snapshot": Command(("agent", "name"),
@@ -92,6 +108,7 @@ COMMANDS: Mapping[str, Command] = {
     "record_stop": Command((), lambda h: h.record_stop()),
     "agents": Command((), lambda h: h.agents_json()),
     "routes": Command((), lambda h: list(h.routes.values())),
+    "couplings": Command((), lambda h: h.couplings_json()),
     "scenes": Command((), lambda h: sorted(h.scenes)),
     "events": Command((), lambda h: h.stored_events(100)),
     "listen_sources": Command((), listen_sources),

@@ -10,6 +10,8 @@ hub itself):
   remembered parameters, weights, panic, adoption;
 * :class:`~anamnesis.hub.core.routes.RouteBook` — edges and rings as edited, and the
   config as edited;
+* :class:`~anamnesis.hub.core.couplings.CouplingBook` — weight couplings as edited (run
+  by :class:`~anamnesis.hub.fleet.couplings.CouplingDriver` over the agents' OSC);
 * :class:`~anamnesis.hub.core.scenes.SceneBook` — scenes, blends, hub snapshots;
 * :class:`~anamnesis.hub.core.layout.RoomLayout` — the room and the floor plan;
 * :mod:`~anamnesis.hub.core.state_files` — token, own key, ``adopted.json``.
@@ -53,6 +55,7 @@ from typing import Any
 
 from anamnesis.hub.clock.driver import Driver
 from anamnesis.hub.core.agent_calls import AgentCalls, is_number
+from anamnesis.hub.core.couplings import CouplingBook
 from anamnesis.hub.core.errors import Conflict, HubError
 from anamnesis.hub.core.events import EventLog
 from anamnesis.hub.core.layout import RoomLayout
@@ -64,6 +67,7 @@ from anamnesis.hub.core.state_files import (
     load_or_create_token,
     own_key,
 )
+from anamnesis.hub.fleet.couplings import CouplingDriver
 from anamnesis.hub.fleet.discovery import (
     AgentBrowser,
     AgentChange,
@@ -129,11 +133,20 @@ class Hub:
         self.calls = AgentCalls(self.registry, self.osc, self.event_log)
         self.route_book = RouteBook(config, self.mode, self.event_log,
                                     known_ids=self.known_agent_ids, driver=lambda: self.driver,
-                                    layout=lambda: (self.layout.room, self.layout.agents))
+                                    layout=lambda: (self.layout.room, self.layout.agents),
+                                    finish=lambda c: self.coupling_book.edited(c))
+        self.coupling_driver = CouplingDriver(peer=self._online_peer, osc=self.osc,
+                                              counts=self.counts)
+        self.coupling_book = CouplingBook(config, self.event_log, known_ids=self.known_agent_ids,
+                                          driver=lambda: self.coupling_driver,
+                                          weights=self._weights_or_none,
+                                          persist=self.route_book.persist_config)
         self.layout = RoomLayout(config, self.event_log, edited_config=self.route_book.edited_config,
                                  persist_config=self.route_book.persist_config,
                                  driver=lambda: self.driver)
-        self.scene_book = SceneBook(self.calls, self.event_log, known_ids=self.known_agent_ids)
+        self.scene_book = SceneBook(self.calls, self.event_log, known_ids=self.known_agent_ids,
+                                    couplings=self.coupling_book.definitions,
+                                    set_couplings=self.coupling_book.replace)
         self.adopted = AdoptedFile(self.state_dir, self.counts,
                                    ids=lambda: self.registry.adopted_ids, track=self.event_log.track)
         self._resumed: set[str] = set()   # online agents that got their parameters
@@ -154,6 +167,10 @@ class Hub:
         self.add_route, self.update_route, self.delete_route = (
             routes.add_route, routes.update_route, routes.delete_route)
         self.add_ring, self.delete_ring = routes.add_ring, routes.delete_ring
+        book = self.coupling_book
+        self.couplings_json, self.get_coupling = book.listing, book.show
+        self.add_coupling, self.update_coupling, self.delete_coupling = (
+            book.add, book.update, book.delete)
         self.edited_config = routes.edited_config
         self.list_snapshots, self.save_snapshot, self.recall_snapshot = (
             scenes.list_snapshots, scenes.save_snapshot, scenes.recall_snapshot)
@@ -203,11 +220,13 @@ class Hub:
             self.params.update({k: dict(v) for k, v in stored.params.items()})
             if stored.config_toml and self.config is not None:
                 self.layout.restore(stored.config_toml)
+                self.coupling_book.restore(stored.config_toml, self.config.base_dir)
             await self.scene_book.load(list(stored.scenes))
         self.registry.restore_adopted(await loop.run_in_executor(None, self.adopted.read))
         # The agents' parameter descriptions (agents_json) import the models: not on the loop.
         await loop.run_in_executor(None, warm_specs, self.config)
         await self.osc.start(self.interface)
+        await self.coupling_driver.set(self.coupling_book.couplings)
         self.liveness.start()
         await self.browser.start()
         if self.config is not None:
@@ -261,6 +280,7 @@ class Hub:
 
     async def close(self) -> None:
         """Stop everything; pending writes finish before the store closes."""
+        await self.coupling_driver.close()
         if self.driver is not None:
             await self.driver.close()
         await self.liveness.close()
@@ -369,6 +389,17 @@ class Hub:
         entry = self.registry.get(agent_id)
         if entry is not None and entry.online:
             self._resumed.add(agent_id)
+
+    def _online_peer(self, agent_id: str) -> Any:
+        """The OSC address of an adopted agent that is online, else None (couplings)."""
+        entry = self.registry.get(agent_id)
+        return entry.osc_peer if entry is not None and entry.adopted and entry.online else None
+
+    async def _weights_or_none(self, agent_id: str) -> list[float] | None:
+        try:
+            return await self.calls.weights(agent_id)
+        except HubError:
+            return None
 
     def known_agent_ids(self) -> set[str]:
         """Agents of the config and every discovered one."""

@@ -80,8 +80,10 @@ class RouteBook:
 
     def __init__(self, config: Any, mode: str, events: EventLog, *,
                  known_ids: Callable[[], set[str]], driver: Callable[[], Any],
-                 layout: Callable[[], tuple[Any, tuple[Any, ...]]]) -> None:
+                 layout: Callable[[], tuple[Any, tuple[Any, ...]]],
+                 finish: Callable[[Any], Any] = lambda config: config) -> None:
         self.config = config
+        self._finish = finish
         self.mode = mode
         self.events = events
         self.routes: dict[str, dict[str, Any]] = {}
@@ -233,8 +235,8 @@ class RouteBook:
         self.events.emit("route_deleted", f"route {route_id} deleted", route=route_id)
 
     def edited_config(self) -> Any:
-        """The config with the routes, rings and room as edited through the API (None
-        without a config). A ring whose edges are all there with common parameters stays a
+        """The config with the routes, rings and room (and, through ``finish``, the
+        couplings) as edited through the API (None without a config). A ring whose edges are all there with common parameters stays a
         ``[[ring]]``; the edges of a ring edited apart are listed as ``[[route]]``s."""
         from anamnesis.hub.installation.config import Ring, Route
 
@@ -257,8 +259,8 @@ class RouteBook:
                 kept.append(ring)
         routes = tuple(Route(source=r["from"], target=r["to"], **edge_params(r)) for r in plain)
         room, agents = self._layout()
-        return dataclasses.replace(self.config, routes=routes, rings=tuple(kept), room=room,
-                                   agents=agents)
+        return self._finish(dataclasses.replace(self.config, routes=routes, rings=tuple(kept),
+                                                room=room, agents=agents))
 
     def persist_config(self) -> None:
         """Store the config as edited (after every route, ring, room or position edit)."""

@@ -5,6 +5,8 @@
   (``ok`` or why not); :meth:`SceneBook.interpolate` blends two scenes at ``t`` in
   [0, 1] — floats and weights linearly, integers and choices switching at one half —
   and applies the blend to the agents present in both.
+* A scene also keeps the installation's weight couplings (:mod:`.couplings`) as they
+  were saved; recalling it makes them the set again (blends leave couplings alone).
 * A **hub snapshot** is one agent's weights and parameters kept in the hub's store
   (:meth:`SceneBook.save_snapshot`), written back by :meth:`SceneBook.recall_snapshot`.
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -60,11 +62,15 @@ class SceneBook:
     agents a snapshot may belong to."""
 
     def __init__(self, calls: AgentCalls, events: EventLog, *,
-                 known_ids: Callable[[], set[str]]) -> None:
+                 known_ids: Callable[[], set[str]],
+                 couplings: Callable[[], list[dict[str, Any]]] = list,
+                 set_couplings: Callable[[list[Any]], Awaitable[None]] | None = None) -> None:
         self.calls = calls
         self.events = events
         self.scenes: dict[str, dict[str, Any]] = {}
         self._known_ids = known_ids
+        self._couplings = couplings
+        self._set_couplings = set_couplings
 
     @property
     def store(self) -> Any:
@@ -87,6 +93,8 @@ class SceneBook:
                 agents[agent_id] = {"model": model, "params": entry.params, "weights": weights}
             self.scenes[name] = {"name": name, "saved": scene.meta.get("saved", scene.updated_at),
                                  "agents": agents}
+            if isinstance(scene.meta.get("couplings"), list):
+                self.scenes[name]["couplings"] = scene.meta["couplings"]
 
     # -- hub snapshots ------------------------------------------------------------------
 
@@ -152,11 +160,12 @@ class SceneBook:
                 agents[entry.agent_id] = {"model": entry.model, "params": params,
                                           "weights": await self.calls.weights(entry.agent_id)}
         saved = round(time.time(), 3)
+        couplings = self._couplings()
         await self.store.save_scene(name, {
             agent_id: SceneAgent(params=part["params"], model=part["model"],
                                  state=encode_state({"weights": np.asarray(part["weights"])}))
-            for agent_id, part in agents.items()}, meta={"saved": saved})
-        scene = {"name": name, "saved": saved, "agents": agents}
+            for agent_id, part in agents.items()}, meta={"saved": saved, "couplings": couplings})
+        scene = {"name": name, "saved": saved, "agents": agents, "couplings": couplings}
         self.scenes[name] = scene
         self.events.emit("scene_saved", f"scene {name} saved ({len(agents)} agents)",
                          scene=name, agents=sorted(agents))
@@ -198,7 +207,15 @@ class SceneBook:
         """Send a scene's parameters and weights to its agents; per agent ``ok`` or why not."""
         scene = self.get_scene(name)
         result = await self._apply(scene["agents"])
-        self.events.emit("scene_recalled", f"scene {name} recalled", scene=name, result=result)
+        couplings = "kept"
+        if "couplings" in scene and self._set_couplings is not None:
+            try:
+                await self._set_couplings(scene["couplings"])
+                couplings = "ok"
+            except HubError as exc:      # an agent of a coupling is gone from the config
+                couplings = str(exc)
+        self.events.emit("scene_recalled", f"scene {name} recalled", scene=name, result=result,
+                         couplings=couplings)
         return result
 
     async def interpolate(self, a: object, b: object, t: object) -> dict[str, Any]:

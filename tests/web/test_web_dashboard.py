@@ -498,6 +498,43 @@ def test_routes_scenes_and_the_room_from_the_page(dashboard, installation):
     assert wav.is_file() and wav.stat().st_size > 10_000
 
 
+def test_weight_couplings_are_drawn_and_edited_from_the_page(dashboard, installation):
+    """Couple dash1's weights into dash2's from the routing panel: the hub runs it (its
+    counts reach the page), the graph draws it dashed beside the routes, a change of mode
+    and kappa lands, and Uncouple removes it from the hub and the drawing."""
+    page = dashboard
+    hub = installation.hub
+    page.locator(tid("coupling-from")).scroll_into_view_if_needed()
+    page.locator(tid("coupling-from")).select_option("dash1")
+    page.locator(tid("coupling-to")).select_option("dash2")
+    page.locator(tid("coupling-kappa")).fill("0.1")
+    page.locator(tid("coupling-rate")).fill("10")
+    page.locator(tid("coupling-add")).click()
+    installation.wait(lambda: "dash1~>dash2" in hub.coupling_book.couplings, 5.0,
+                      "coupling dash1~>dash2 in the hub")
+    made = hub.coupling_book.couplings["dash1~>dash2"]
+    assert (made.mode, made.kappa, made.rate_hz) == ("blend", 0.1, 10.0)
+    line = page.locator('[data-testid="route-graph"] path[data-coupling="dash1~>dash2"]')
+    line.wait_for(timeout=5000)
+    assert page.evaluate("""() => getComputedStyle(document.querySelector(
+        'path[data-coupling="dash1~>dash2"]')).strokeDasharray""") not in ("", "none")
+    installation.wait(lambda: hub.coupling_driver.tasks["dash1~>dash2"].applied >= 5, 10.0,
+                      "the coupling at work")
+    page.locator(tid("coupling-select")).select_option("dash1~>dash2")
+    page.wait_for_function("""() => /applied [1-9]/.test(
+        document.querySelector('[data-testid="coupling-stats"]').textContent)""", timeout=5000)
+    page.locator(tid("coupling-mode")).select_option("mean")
+    page.locator(tid("coupling-kappa")).fill("0.5")
+    page.locator(tid("coupling-apply")).click()
+    installation.wait(lambda: hub.coupling_book.couplings["dash1~>dash2"].mode == "mean"
+                      and hub.coupling_book.couplings["dash1~>dash2"].kappa == 0.5, 5.0,
+                      "the coupling changed to mean at 0.5")
+    page.locator(tid("coupling-delete")).click()
+    installation.wait(lambda: not hub.coupling_book.couplings, 5.0, "the coupling deleted")
+    line.wait_for(state="detached", timeout=5000)
+    assert "dash1~>dash2" not in hub.coupling_driver.tasks
+
+
 def test_reconnects_after_the_hub_drops_the_socket(dashboard, installation):
     from anamnesis.hub.api.keys import SOCKETS
 

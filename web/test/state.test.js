@@ -130,3 +130,17 @@ test("hello's listen sources are kept (null when the hub does not say)", () => {
                                                        { source: "listener", channels: 2, sample_rate: 48000 }, 7] });
   assert.deepEqual(s.listen.map((x) => x.source), ["a1", "listener"]);
 });
+
+test("couplings come with hello and follow their events", () => {
+  const c = { id: "a1~>a2", from: "a1", to: "a2", mode: "blend", kappa: 0.05, rate_hz: 20 };
+  const s0 = deepFreeze(reduce(initialState(), { ...hello, couplings: [c] }));
+  assert.deepEqual(Object.keys(s0.couplings), ["a1~>a2"]);
+  const s1 = reduce(s0, { type: "event", event: { kind: "coupling_changed", coupling: { ...c, kappa: 0.5 } } });
+  assert.equal(s1.couplings["a1~>a2"].kappa, 0.5);
+  assert.equal(s0.couplings["a1~>a2"].kappa, 0.05);
+  const s2 = reduce(s1, { type: "event", event: { kind: "coupling_deleted", coupling: "a1~>a2" } });
+  assert.deepEqual(s2.couplings, {});
+  const s3 = reduce(s2, { type: "couplings", couplings: [c, { bad: true }] });
+  assert.deepEqual(Object.keys(s3.couplings), ["a1~>a2"]);
+  assert.deepEqual(reduce(initialState(), hello).couplings, {});   // an older hub: none
+});

@@ -1,6 +1,7 @@
 // Routing: the gain matrix (from × to; edit a cell to add, change or remove a route),
-// an SVG drawing of the agents and their edges, an edge editor (delay, filters, shape)
-// and rings made from a selection of agents (in the order they were picked).
+// an SVG drawing of the agents, their edges and their weight couplings (dashed, bent the
+// other way), an edge editor (delay, filters, shape), rings made from a selection of
+// agents (in the order they were picked) and a coupling editor (mode, kappa, rate).
 
 import { agentIds, ringNames } from "../state.js";
 import { formatNumber } from "../params.js";
@@ -61,6 +62,61 @@ export function mountRouting(root, ctx) {
   };
   pick.addEventListener("change", () => fillEditor(ctx.getState().routes[pick.value] || null));
 
+  // Weight couplings: pick one to edit, or two agents to add one.
+  const cpick = h("select", { testid: "coupling-select", "aria-label": "coupling" });
+  const cfrom = h("select", { testid: "coupling-from", "aria-label": "coupling from" });
+  const cto = h("select", { testid: "coupling-to", "aria-label": "coupling to" });
+  const cmode = h("select", { testid: "coupling-mode", "aria-label": "coupling mode" },
+    ...["blend", "exchange", "mean"].map((m) => h("option", { value: m }, m)));
+  const ckappa = h("input", { type: "number", step: 0.01, min: 0, max: 1, value: 0.05,
+                              testid: "coupling-kappa", "aria-label": "kappa (0-1)" });
+  const crate = h("input", { type: "number", step: 1, min: 1, max: 100, value: 20,
+                             testid: "coupling-rate", "aria-label": "rate (Hz)" });
+  const cadd = h("button", { testid: "coupling-add" }, "Couple");
+  const capply = h("button", { testid: "coupling-apply" }, "Apply");
+  const cdel = h("button", { class: "danger", testid: "coupling-delete" }, "Uncouple");
+  const cstats = h("span", { class: "coupling-stats", testid: "coupling-stats" });
+  const couplingBody = () => ({ mode: cmode.value, kappa: Number(ckappa.value),
+                                rate_hz: Number(crate.value) });
+  cadd.addEventListener("click", () => {
+    if (!cfrom.value || !cto.value) return;
+    report("couple", ctx.request("add_coupling", { coupling: {
+      from: cfrom.value, to: cto.value, ...couplingBody() } }));
+  });
+  capply.addEventListener("click", () => {
+    if (cpick.value) report("coupling", ctx.request("update_coupling",
+      { coupling_id: cpick.value, coupling: couplingBody() }));
+  });
+  cdel.addEventListener("click", () => {
+    if (cpick.value) report("uncouple", ctx.request("delete_coupling", { coupling_id: cpick.value }));
+  });
+  const showStats = (c) => {
+    const st = c && c.stats;
+    cstats.textContent = st ? `applied ${st.applied}, stale ${st.stale}` +
+      (st.error ? ` — ${st.error}` : "") : "";
+  };
+  const fillCoupling = (c) => {
+    for (const el of [capply, cdel]) el.disabled = !c;
+    showStats(c);
+    if (!c) return;
+    cmode.value = c.mode;
+    ckappa.value = String(c.kappa);
+    crate.value = String(c.rate_hz);
+  };
+  // The counts are the hub's live ones: read them (every 2 s while a coupling is chosen).
+  const readCouplings = async () => {
+    try {
+      ctx.dispatch({ type: "couplings", couplings: await ctx.request("couplings") });
+    } catch (err) {
+      console.warn(`reading couplings failed: ${err.message}`);
+    }
+  };
+  cpick.addEventListener("change", () => {
+    fillCoupling(ctx.getState().couplings[cpick.value] || null);
+    if (cpick.value) readCouplings();
+  });
+  setInterval(() => { if (cpick.value && !document.hidden) readCouplings(); }, 2000);
+
   // Rings
   const picks = [];     // agent ids in the order picked
   const pickBox = h("div", { class: "ring-picks", testid: "ring-picks" });
@@ -95,10 +151,43 @@ export function mountRouting(root, ctx) {
       h("label", {}, "shape ", shape), apply, del),
     h("div", { class: "row ring-maker" }, pickBox, ringOrder, ringName,
       h("label", {}, "gain ", ringGain), h("label", {}, "delay ms ", ringDelay), ringAdd),
-    ringList, status);
+    ringList,
+    h("div", { class: "row coupling-editor", title: "weight couplings: one agent's learned " +
+                 "weights carried into another's (blend), swapped (exchange) or drawn to " +
+                 "their mean, kappa of the way, rate times a second" },
+      h("span", { class: "legend-coupling" }, "couple weights"), cpick,
+      h("label", {}, "from ", cfrom), h("label", {}, "to ", cto), h("label", {}, "mode ", cmode),
+      h("label", {}, "kappa ", ckappa), h("label", {}, "Hz ", crate), cadd, capply, cdel, cstats),
+    status);
 
   let lastRoutes = null;
+  let lastCouplings = null;
   let lastIds = "";
+  let lastCouplingKey = "";
+
+  // The coupling editor's lists: the couplings, and the agents to couple (kept while
+  // neither changes, so a push does not reset what the user is choosing).
+  function fillCouplingPicks(state, ids) {
+    const all = Object.keys(state.couplings || {}).sort();
+    const key = all.join(",") + "|" + ids.join(",");
+    if (key !== lastCouplingKey) {
+      lastCouplingKey = key;
+      const chosen = cpick.value;
+      cpick.replaceChildren(h("option", { value: "" }, all.length ? "coupling…" : "no couplings"),
+        ...all.map((id) => h("option", { value: id }, id)));
+      if (all.includes(chosen)) cpick.value = chosen;
+      for (const sel of [cfrom, cto]) {
+        const was = sel.value;
+        sel.replaceChildren(...ids.map((id) => h("option", { value: id }, id)));
+        if (ids.includes(was)) sel.value = was;
+      }
+      if (!cto.value || cto.value === cfrom.value) cto.value = ids.find((id) => id !== cfrom.value) || "";
+    }
+    // The inputs keep what the user is typing; the counts always follow the hub.
+    const editingCoupling = cpick.parentElement && cpick.parentElement.contains(document.activeElement);
+    if (!editingCoupling) fillCoupling(state.couplings[cpick.value] || null);
+    else showStats(state.couplings[cpick.value] || null);
+  }
   let lastPickKey = "";
 
   // Matrix cells, made when the agents change and updated in place (a push never
@@ -175,6 +264,29 @@ export function mountRouting(root, ctx) {
       path.append(svg("title", {}, `${r.id}: gain ${formatNumber(r.gain)}, ${formatNumber(r.delay_ms)} ms`));
       edgesLayer.append(path);
     }
+    for (const c of Object.values(state.couplings || {})) {
+      const p = pos.get(c.from);
+      const q = pos.get(c.to);
+      if (!p || !q) continue;
+      // Bent to the right (routes bend left), ending in a dot where the weights arrive.
+      const dx = q[0] - p[0];
+      const dy = q[1] - p[1];
+      const len = Math.hypot(dx, dy) || 1;
+      const cx = (p[0] + q[0]) / 2 + (dy / len) * 0.22;
+      const cy = (p[1] + q[1]) / 2 - (dx / len) * 0.22;
+      const toward = (x, y, d) => {
+        const l = Math.hypot(cx - x, cy - y) || 1;
+        return [x + ((cx - x) / l) * d, y + ((cy - y) / l) * d];
+      };
+      const [sx, sy] = toward(p[0], p[1], 0.13);
+      const [ex, ey] = toward(q[0], q[1], 0.15);
+      const path = svg("path", { d: `M ${sx} ${sy} Q ${cx} ${cy} ${ex} ${ey}`,
+                                 class: `coupling ${c.mode}`, "data-coupling": c.id,
+                                 "stroke-width": 0.008 + 0.03 * Math.min(1, c.kappa * 5) });
+      path.append(svg("title", {}, `${c.id}: ${c.mode} weights, kappa ${formatNumber(c.kappa)}` +
+                                   ` at ${formatNumber(c.rate_hz)} Hz`));
+      edgesLayer.append(path, svg("circle", { class: "coupling-end", cx: ex, cy: ey, r: 0.025 }));
+    }
     nodesLayer.replaceChildren();
     for (const [id, [x, y]] of pos) {
       const agent = state.agents[id];
@@ -207,7 +319,8 @@ export function mountRouting(root, ctx) {
       }));
       ringOrder.textContent = picks.length ? picks.join(" → ") + " → " + picks[0] : "";
     }
-    if (state.routes === lastRoutes && idKey === lastIds) return;
+    fillCouplingPicks(state, ids);
+    if (state.routes === lastRoutes && state.couplings === lastCouplings && idKey === lastIds) return;
     if (idKey !== lastIds) {
       cells.clear();
       const head = h("tr", {}, h("th", { class: "corner" }, "from \\ to"), ...ids.map((id) => h("th", {}, id)));
@@ -215,6 +328,7 @@ export function mountRouting(root, ctx) {
       table.replaceChildren(h("thead", {}, head), h("tbody", {}, ...rows));
     }
     lastRoutes = state.routes;
+    lastCouplings = state.couplings;
     lastIds = idKey;
     fillCells(state);
     drawGraph(state, ids);
@@ -232,5 +346,6 @@ export function mountRouting(root, ctx) {
   }
 
   fillEditor(null);
+  fillCoupling(null);
   return { update };
 }
