@@ -64,8 +64,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``anamnesis demo``."""
     parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="NAME_OR_PATH",
                         help=f"installation config: an example's name ({DEFAULT_CONFIG}, "
-                             "ring3.toml, duo.toml) or a path (default: "
-                             f"{DEFAULT_CONFIG})")
+                             "embodied8.toml, ring3.toml, ring4.toml ...: see deploy/) or a "
+                             f"path (default: {DEFAULT_CONFIG})")
     parser.add_argument("--http", default="127.0.0.1:8470", metavar="HOST:PORT",
                         help="address of the dashboard and API (default 127.0.0.1:8470; "
                              "port 0 picks a free one)")
