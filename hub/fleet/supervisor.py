@@ -117,6 +117,7 @@ class Supervisor:
         self._procs: dict[str, Child] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+        self._closed = asyncio.Event()   # set by close(): a back-off ends at once
         self._worker: ThreadPoolExecutor | None = None
         self.fork_failures = 0
 
@@ -186,6 +187,11 @@ class Supervisor:
                     log.error("local agent %s: cannot start %s: %s", name, state.spec.argv[0], exc)
                     code = -1
                 else:
+                    if self._closing:
+                        # close() began while this child was starting (a restart racing
+                        # the hub's shutdown): it goes too, never left running alone.
+                        await self._stop(name, proc)
+                        return
                     self._procs[name] = proc
                     state.pid, state.running = proc.pid, True
                     state.starts += 1
@@ -211,32 +217,35 @@ class Supervisor:
             state.next_backoff_s = min(delay * 2.0, self.max_backoff_s)
             log.warning("local agent %s exited with %s; restarting in %.1f s (log: %s)",
                         name, code, delay, self.log_path(name))
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), delay)
+
+    async def _stop(self, name: str, proc: Child) -> None:
+        """SIGTERM, then SIGKILL after ``stop_timeout_s``; returns once it is reaped."""
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), self.stop_timeout_s)
+        except TimeoutError:
+            log.warning("local agent %s ignored SIGTERM for %.0f s; killing it",
+                        name, self.stop_timeout_s)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL)
+            await proc.wait()
 
     async def close(self) -> None:
-        """Stop every child: SIGTERM, then SIGKILL after ``stop_timeout_s``; wait for all."""
+        """Stop every child: SIGTERM, then SIGKILL after ``stop_timeout_s``; wait for all.
+
+        No task is cancelled while it may be starting a child (a cancelled launch could
+        leave that child running with nobody to stop it): each task sees the closing,
+        stops a child it has just started itself, and returns; a back-off ends at once."""
         self._closing = True
-        procs = list(self._procs.items())
-        for _name, proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-
-        async def reap(name: str, proc: Child) -> None:
-            try:
-                await asyncio.wait_for(proc.wait(), self.stop_timeout_s)
-            except TimeoutError:
-                log.warning("local agent %s ignored SIGTERM for %.0f s; killing it",
-                            name, self.stop_timeout_s)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGKILL)
-                await proc.wait()
-
-        await asyncio.gather(*(reap(n, p) for n, p in procs))
-        reaped = {n for n, _ in procs}
-        for name, task in self._tasks.items():
-            # A task whose child was reaped records the exit code and returns by itself;
-            # one sleeping in its back-off is cancelled.
-            if name not in reaped and not task.done():
+        self._closed.set()
+        await asyncio.gather(*(self._stop(n, p) for n, p in list(self._procs.items())))
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.stop_timeout_s + 5.0)
+            for task in late:       # a launch that hangs: the last resort
                 task.cancel()
         for task in self._tasks.values():
             with contextlib.suppress(asyncio.CancelledError):

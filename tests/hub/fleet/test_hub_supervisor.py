@@ -144,3 +144,47 @@ async def test_a_forked_child_runs_in_its_own_session_with_a_title_and_its_statu
     finally:
         await sup.close()
     assert state.last_exit == -signal.SIGTERM
+
+
+FLAKY = ("import os, sys, time\n"
+         "open(sys.argv[1], 'a').write(f'{os.getpid()}\\n')\n"
+         "time.sleep(float(sys.argv[2]))\n"
+         "sys.exit(3)\n")
+
+
+def flaky(args: list[str]) -> int:
+    """FLAKY as a function: what a forked child runs."""
+    open(args[0], "a").write(f"{os.getpid()}\n")
+    time.sleep(float(args[1]))
+    return 3
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:       # a zombie is dead to us (its parent has not reaped it yet)
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@LAUNCHES
+async def test_close_racing_restarts_leaves_no_child_running(tmp_path, launch):
+    """Children that exit at once and are restarted every few ms, closed at 12 moments:
+    every child ever started is gone when close() returns (a restart racing the hub's
+    shutdown used to leave its new child running alone)."""
+    pids = tmp_path / "pids"
+    for i in range(12):
+        sup = Supervisor(tmp_path / f"logs{i}", backoff_s=0.002, max_backoff_s=0.004,
+                         stop_timeout_s=2.0, launch=launch)
+        for n in range(3):
+            sup.start(ChildSpec(f"f{n}", (sys.executable, "-c", FLAKY, str(pids),
+                                          str(0.01 * (n + 1))),
+                                fork_main=f"{__name__}:flaky"))
+        await asyncio.sleep(0.05 + 0.02 * i)
+        await sup.close()
+        started = [int(p) for p in pids.read_text().split()] if pids.exists() else []
+        assert not [p for p in started if _alive(p)], (i, started)
+    assert len(pids.read_text().split()) >= 12
