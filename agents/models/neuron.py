@@ -111,6 +111,9 @@ from anamnesis.agents.models.unlearn import (
     _int_array,
     _non_negative,
     _whole,
+    checked_rates,
+    fill_rates,
+    out_block,
 )
 
 _ACT_CODE = {name: code for code, name in enumerate(ACTIVATIONS)}
@@ -261,25 +264,8 @@ class Neuron:
         """
         x = check_block(x)
         frames = x.shape[0]
-        if out is None:
-            out = np.empty(frames)
-        elif not (isinstance(out, np.ndarray) and out.dtype == np.float64
-                  and out.shape == (frames,)):
-            raise ValueError(f"out must be a float64 array of shape ({frames},)")
-        lam_mod = s_mod = None
-        if mod:
-            for name in mod:
-                if name not in ("lambda_", "s"):
-                    raise ValueError(f"cannot modulate {name!r} per sample; "
-                                     f"per-sample parameters: lambda_, s")
-                if frames == 0 and np.shape(mod[name]) != (0,):
-                    raise ValueError(f"{name} modulation must have shape (0,); "
-                                     f"got {np.shape(mod[name])}")
-            if frames:
-                if "lambda_" in mod:
-                    lam_mod = self._specs["lambda_"].validate_block(mod["lambda_"], frames)
-                if "s" in mod:
-                    s_mod = self._specs["s"].validate_block(mod["s"], frames)
+        out = out_block(out, frames)
+        lam_mod, s_mod = checked_rates(self._specs, mod, frames)
         if frames == 0:
             return out
         self._prepare_coefs()
@@ -289,14 +275,7 @@ class Neuron:
             m = min(self.max_block, frames - pos)
             lam = self._lam_buf[:m]
             s = self._s_buf[:m]
-            if lam_mod is None:
-                lam.fill(self._params["lambda_"])
-            else:
-                lam[:] = lam_mod[pos:pos + m]
-            if s_mod is None:
-                s.fill(self._params["s"])
-            else:
-                s[:] = s_mod[pos:pos + m]
+            fill_rates(lam, s, self._params, lam_mod, s_mod, pos)
             self._modes[0] = self._act_from
             self._act_from = neuron_kernel(
                 x[pos:pos + m], out[pos:pos + m], lam, s, m, self._d_cur, self._d_next,

@@ -379,25 +379,8 @@ class Unlearn:
         """
         x = check_block(x)
         frames = x.shape[0]
-        if out is None:
-            out = np.empty(frames)
-        elif not (isinstance(out, np.ndarray) and out.dtype == np.float64
-                  and out.shape == (frames,)):
-            raise ValueError(f"out must be a float64 array of shape ({frames},)")
-        lam_mod = s_mod = None
-        if mod:
-            for name in mod:
-                if name not in ("lambda_", "s"):
-                    raise ValueError(f"cannot modulate {name!r} per sample; "
-                                     f"per-sample parameters: lambda_, s")
-                if frames == 0 and np.shape(mod[name]) != (0,):
-                    raise ValueError(f"{name} modulation must have shape (0,); "
-                                     f"got {np.shape(mod[name])}")
-        if mod and frames:
-            if "lambda_" in mod:
-                lam_mod = self._specs["lambda_"].validate_block(mod["lambda_"], frames)
-            if "s" in mod:
-                s_mod = self._specs["s"].validate_block(mod["s"], frames)
+        out = out_block(out, frames)
+        lam_mod, s_mod = checked_rates(self._specs, mod, frames)
         if frames == 0:
             return out
         self._prepare_coefs()
@@ -407,14 +390,7 @@ class Unlearn:
             m = min(self.max_block, frames - pos)
             lam = self._lam_buf[:m]
             s = self._s_buf[:m]
-            if lam_mod is None:
-                lam.fill(self._params["lambda_"])
-            else:
-                lam[:] = lam_mod[pos:pos + m]
-            if s_mod is None:
-                s.fill(self._params["s"])
-            else:
-                s[:] = s_mod[pos:pos + m]
+            fill_rates(lam, s, self._params, lam_mod, s_mod, pos)
             self._modes[0] = self._act_from
             self._act_from = unlearn_kernel(
                 x[pos:pos + m], out[pos:pos + m], lam, s, m,
@@ -579,6 +555,50 @@ class Unlearn:
             self._lag[:] = new["glide"]
         if "activation_from" in new:
             self._act_from = int(new["activation_from"])
+
+
+def out_block(out: np.ndarray | None, frames: int) -> np.ndarray:
+    """``out`` checked as a float64 array of ``frames`` (a new one when None)."""
+    if out is None:
+        return np.empty(frames)
+    if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (frames,)):
+        raise ValueError(f"out must be a float64 array of shape ({frames},)")
+    return out
+
+
+def checked_rates(specs: dict[str, ParamSpec], mod: dict[str, np.ndarray] | None,
+                  frames: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The per-sample λ and s of ``mod`` checked against ``specs`` (None: not modulated);
+    the lazy neuron's two audio-rate parameters (Unlearn's and the embodied neuron's)."""
+    lam_mod = s_mod = None
+    if mod:
+        for name in mod:
+            if name not in ("lambda_", "s"):
+                raise ValueError(f"cannot modulate {name!r} per sample; "
+                                 f"per-sample parameters: lambda_, s")
+            if frames == 0 and np.shape(mod[name]) != (0,):
+                raise ValueError(f"{name} modulation must have shape (0,); "
+                                 f"got {np.shape(mod[name])}")
+        if frames:
+            if "lambda_" in mod:
+                lam_mod = specs["lambda_"].validate_block(mod["lambda_"], frames)
+            if "s" in mod:
+                s_mod = specs["s"].validate_block(mod["s"], frames)
+    return lam_mod, s_mod
+
+
+def fill_rates(lam: np.ndarray, s: np.ndarray, params: dict[str, object],
+               lam_mod: np.ndarray | None, s_mod: np.ndarray | None, pos: int) -> None:
+    """λ and s of the piece of a block starting at ``pos`` into the kernel's buffers."""
+    m = lam.shape[0]
+    if lam_mod is None:
+        lam.fill(params["lambda_"])
+    else:
+        lam[:] = lam_mod[pos:pos + m]
+    if s_mod is None:
+        s.fill(params["s"])
+    else:
+        s[:] = s_mod[pos:pos + m]
 
 
 def _checked_state(model: Unlearn, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
