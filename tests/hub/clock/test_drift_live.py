@@ -166,8 +166,16 @@ async def test_an_agent_100_ppm_fast_plays_through_the_hub_for_a_minute(tmp_path
             continue
         assert c["underruns"] == 0 and c["jumps"] == 0 and c["concealed_frames"] == 0, (name, c)
         dropped = (c["skips"] - c["repeats"]) * SLIP
+        # What stayed in the buffer is not dropped: the depth's change (its smoothed
+        # figure, as the buffer reports it) closes the account where a target shrink
+        # has not yet been followed by its slip (a busy CI machine: 12 shrinks, 4 slips).
+        pair = buffers[name]
+        key = "depth_smoothed_ms" if "depth_smoothed_ms" in pair[0] else "rtp_in_depth_ms"
+        kept = (pair[1][key] - pair[0][key]) * SR / 1000.0 if key in pair[0] else None
         accounted = sign[name] * drift + (c["shrinks"] * SHRINK - c["grows"] * BLOCK)
-        assert abs(dropped - accounted) <= BLOCK + SLIP, (name, dropped, accounted, c)
+        if kept is not None:
+            accounted = sign[name] * drift - kept
+        assert abs(dropped - accounted) <= BLOCK + SLIP, (name, dropped, accounted, kept, c)
     # and the doctor, asked about the running hub, says so in one line per agent
     code, text = doctor
     assert code == 0, text
