@@ -492,6 +492,20 @@ def _agent_ref(c: _Checker, value: Any, ids: Sequence[str], path: Sequence[Any],
     return value
 
 
+def read_ends(c: _Checker, t: Mapping[str, Any], ids: Sequence[str], path: Sequence[Any],
+              where: str) -> list[str | None]:
+    """The ``from`` and ``to`` agent ids of an edge-like table (a route, a coupling); None
+    for each that is missing or unknown (the problem added)."""
+    ends: list[str | None] = []
+    for key in ("from", "to"):
+        if key not in t:
+            c.add(path, where, f"{key} (an agent id) is required")
+            ends.append(None)
+        else:
+            ends.append(_agent_ref(c, t[key], ids, (*path, key), where, key))
+    return ends
+
+
 def _read_routes(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation) -> list[Route]:
     routes: list[Route] = []
     seen: dict[tuple[str, str], int] = {}
@@ -500,13 +514,7 @@ def _read_routes(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation) 
         where = f"[[route]] #{i + 1}"
         t = c.table(item, path, where)
         c.keys(t, ROUTE_KEYS, path, where)
-        ends = []
-        for key in ("from", "to"):
-            if key not in t:
-                c.add(path, where, f"{key} (an agent id) is required")
-                ends.append(None)
-            else:
-                ends.append(_agent_ref(c, t[key], ids, (*path, key), where, key))
+        ends = read_ends(c, t, ids, path, where)
         params = _read_edge_params(c, t, path, where, inst)
         src, dst = ends
         if src is None or dst is None:

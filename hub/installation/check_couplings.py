@@ -13,10 +13,10 @@ from typing import Any
 
 from anamnesis.hub.installation.check import (
     _MISSING,
-    _agent_ref,
     _array_of_tables,
     _Checker,
     _show,
+    read_ends,
 )
 from anamnesis.hub.installation.config import COUPLING_KEYS, COUPLING_MODES, Coupling
 
@@ -34,13 +34,7 @@ def read_couplings(c: _Checker, raw: Any, ids: Sequence[str]) -> list[Coupling]:
         where = f"[[coupling]] #{i + 1}"
         t = c.table(item, path, where)
         c.keys(t, COUPLING_KEYS, path, where)
-        ends = []
-        for key in ("from", "to"):
-            if key not in t:
-                c.add(path, where, f"{key} (an agent id) is required")
-                ends.append(None)
-            else:
-                ends.append(_agent_ref(c, t[key], ids, (*path, key), where, key))
+        ends = read_ends(c, t, ids, path, where)
         mode = c.string(t, "mode", path, where, "blend", COUPLING_MODES)
         kappa = c.number(t, "kappa", path, where, 0.05, 0.0, 1.0)
         rate = c.number(t, "rate_hz", path, where, 20.0, 1.0, 100.0, unit="Hz")

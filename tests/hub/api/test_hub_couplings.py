@@ -81,9 +81,8 @@ async def live(tmp_path_factory):
     finally:
         await server.close()
         await hub.close()
-        for agent in agents.values():
-            with_stopped = agent.proc.returncode is None
-            if with_stopped:
+        for agent in agents.values():      # one may still be stopped (SIGSTOP test)
+            if agent.proc.returncode is None:
                 os.kill(agent.proc.pid, signal.SIGCONT)
         await asyncio.gather(*(a.stop() for a in agents.values()))
 

@@ -172,9 +172,8 @@ async def test_an_agent_100_ppm_fast_plays_through_the_hub_for_a_minute(tmp_path
         pair = buffers[name]
         key = "depth_smoothed_ms" if "depth_smoothed_ms" in pair[0] else "rtp_in_depth_ms"
         kept = (pair[1][key] - pair[0][key]) * SR / 1000.0 if key in pair[0] else None
-        accounted = sign[name] * drift + (c["shrinks"] * SHRINK - c["grows"] * BLOCK)
-        if kept is not None:
-            accounted = sign[name] * drift - kept
+        accounted = sign[name] * drift + (
+            -kept if kept is not None else c["shrinks"] * SHRINK - c["grows"] * BLOCK)
         assert abs(dropped - accounted) <= BLOCK + SLIP, (name, dropped, accounted, kept, c)
     # and the doctor, asked about the running hub, says so in one line per agent
     code, text = doctor
