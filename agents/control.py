@@ -98,6 +98,8 @@ class AgentControl:
     def _spec(self, name: str) -> ParamSpec:
         spec = self._specs.get(name)
         if spec is None:
+            spec = next((s for s in self._specs.values() if name in s.aliases), None)
+        if spec is None:
             raise ValueError(f"unknown parameter {name!r}; known: {', '.join(self._specs)}")
         return spec
 
@@ -109,6 +111,7 @@ class AgentControl:
         index, or a full command queue; the value is then unchanged.
         """
         spec = self._spec(name)
+        name = spec.name                 # an alias (``lr`` of Unlearn's λ) sets its parameter
         if index is not None:
             value = self._with_element(spec, value, index)
         normalised = spec.validate(value)

@@ -40,6 +40,9 @@ class ParamSpec:
     (0/1), "choice" (one of ``choices``, a string) or "array" (``size``
     floats, or a scalar broadcast to all of them). ``per_sample`` marks
     parameters that ``process`` also accepts as audio-rate arrays in ``mod``.
+    ``aliases`` are other names the parameter answers to in the agent's words that
+    every model shares (``"lr"`` for Unlearn's λ, which the seeds call the learning
+    rate), so that one OSC message reaches the same thing in every model.
     """
 
     name: str
@@ -53,6 +56,7 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
     size: int | None = None
     per_sample: bool = False
+    aliases: tuple[str, ...] = ()
 
     def validate(self, value: object) -> object:
         """Return ``value`` checked and normalised, or raise ``ValueError``.
@@ -131,6 +135,8 @@ class ParamSpec:
             out["default"] = default.tolist() if isinstance(default, np.ndarray) else default
         if self.size is not None:
             out["size"] = self.size
+        if self.aliases:
+            out["aliases"] = list(self.aliases)
         return out
 
 

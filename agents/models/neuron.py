@@ -125,7 +125,8 @@ def _param_specs(n_taps: int, max_delay: int) -> dict[str, ParamSpec]:
         "lambda_": ParamSpec(
             "lambda_", 1.0, 0.0, 1000.0, "rad/time unit", "lin",
             "learning rate λ: angular frequency of every weight's (w, v) rotation and "
-            "the stiffness of its spring; 0 switches learning off", per_sample=True),
+            "the stiffness of its spring; 0 switches learning off", per_sample=True,
+            aliases=("lr",)),
         "mu": ParamSpec("mu", 0.4, 0.0, 10000.0, "", "lin",
                         "μ: weight of the neuron's own expenditure -μ f(S) in its energy "
                         "balance"),

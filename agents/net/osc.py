@@ -338,7 +338,8 @@ class OscServer:
                 control.set(str(request.name), value, index=request.index)
             elif action == "get":
                 name = str(request.name)
-                self._send(reply, self.space.value_message(name, control.values()[name]))
+                self._send(reply, self.space.value_message(name, control.values()[name],
+                                                           request.address))
             elif action == "panic":
                 control.panic()
             elif action == "unpanic":

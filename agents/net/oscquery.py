@@ -95,18 +95,25 @@ def _json_value(space: OscAddressSpace, name: str, value: object) -> list[object
     return [v if not isinstance(v, float) or math.isfinite(v) else None for v in values]
 
 
-def param_node(space: OscAddressSpace, name: str, value: object) -> dict[str, object]:
-    """The OSCQuery node of parameter ``name`` with its live ``value``."""
+def param_node(space: OscAddressSpace, name: str, value: object,
+               address: str | None = None) -> dict[str, object]:
+    """The OSCQuery node of parameter ``name`` with its live ``value``; at ``address``
+    when that is one of its aliases (``/lr`` of Unlearn's λ), which the DESCRIPTION
+    names."""
     spec = space.specs[name]
     n = len(space.type_tag(name)) if spec.kind == "array" else 1
+    own = address_of(name)
+    description = spec.description or name
+    if address is not None and address != own:
+        description = f"alias of {own}: {description}"
     node: dict[str, object] = {
-        "FULL_PATH": address_of(name),
+        "FULL_PATH": address or own,
         "TYPE": space.type_tag(name),
         "ACCESS": ACCESS_READWRITE,
         "VALUE": _json_value(space, name, value),
         "RANGE": [_range(spec)] * n,
         "CLIPMODE": ["none"] * n,
-        "DESCRIPTION": spec.description or name,
+        "DESCRIPTION": description,
     }
     if spec.unit:
         node["UNIT"] = [UNITS.get(spec.unit, spec.unit)] * n
@@ -144,6 +151,8 @@ def namespace(space: OscAddressSpace, values: Mapping[str, object], *, descripti
     contents: dict[str, object] = {}
     for name in space.specs:
         contents[address_of(name)[1:]] = param_node(space, name, values[name])
+    for alias, name in space.aliases().items():
+        contents[alias[1:]] = param_node(space, name, values[name], alias)
     for address in OSCQUERY_COMMANDS:
         contents[address[1:]] = command_node(address, weights=weights, snapshots=snapshots)
     return {"FULL_PATH": "/", "ACCESS": ACCESS_NONE, "DESCRIPTION": description,
@@ -214,14 +223,14 @@ class OscQueryState:
         """Listener of the control facade: queue ``/PARAM value`` for every listening client."""
         if name not in self.space.specs or not self.clients:
             return
-        address = address_of(name)
-        data: bytes | None = None
-        for client in self.clients:
-            if address not in client.listening:
-                continue
-            if data is None:
-                data = self.space.value_message(name, value)
-            _enqueue(self, client, data)
+        for address in (address_of(name), *self.space.addresses_of(name)):
+            data: bytes | None = None
+            for client in self.clients:
+                if address not in client.listening:
+                    continue
+                if data is None:
+                    data = self.space.value_message(name, value, address)
+                _enqueue(self, client, data)
 
 
 def _enqueue(state: OscQueryState, client: _WsClient, data: bytes) -> None:
@@ -314,7 +323,7 @@ async def _node(state: OscQueryState, path: str) -> dict[str, object] | None:
                          description=f"anamnesis agent {control.agent_id} ({control.model_kind})")
     name = space.param_of(path)
     if name is not None:
-        return param_node(space, name, control.values()[name])
+        return param_node(space, name, control.values()[name], path)
     if path in OSCQUERY_COMMANDS:
         weights = await _weights(state) if path == "/weights" else None
         return command_node(path, weights=weights, snapshots=control.snapshot_names())

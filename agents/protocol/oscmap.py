@@ -7,7 +7,8 @@ datagram into messages, :class:`OscAddressSpace` turns a message into a
 services in ``agents/osc.py`` and ``agents/oscquery.py`` wrap this.
 
 Addresses (``/{name}`` for each parameter; a trailing underscore of a Python name
-is dropped, so the unlearn model's ``lambda_`` is ``/lambda``):
+is dropped, so the unlearn model's ``lambda_`` is ``/lambda``; a parameter's aliases
+answer too, so ``/lr`` reaches the learning rate of every model, Unlearn's λ included):
 
 ========================  =================================================================
 ``/PARAM``                no arguments: reply ``/PARAM <value>`` (a query)
@@ -373,16 +374,36 @@ class OscAddressSpace:
                 raise ValueError(
                     f"parameters {self._by_address[address]!r} and {name!r} share {address}")
             self._by_address[address] = name
+        # Aliases (ParamSpec.aliases: /lr for Unlearn's λ) answer where no parameter of
+        # that name exists; a model's own parameter always wins.
+        self._aliases: dict[str, str] = {}
+        for name, spec in self.specs.items():
+            for alias in spec.aliases:
+                address = address_of(alias)
+                if not _NAME_RE.match(alias) or address in COMMANDS:
+                    raise ValueError(f"alias {alias!r} of {name!r} cannot be an OSC address")
+                if address not in self._by_address and address not in self._aliases:
+                    self._aliases[address] = name
 
     # -- lookup -----------------------------------------------------------------
 
     def addresses(self) -> list[str]:
-        """Every address: parameters (in spec order), then the fixed commands."""
-        return [address_of(n) for n in self.specs] + list(COMMANDS)
+        """Every address: parameters (in spec order), their aliases, then the fixed
+        commands."""
+        return [address_of(n) for n in self.specs] + list(self._aliases) + list(COMMANDS)
+
+    def aliases(self) -> dict[str, str]:
+        """Alias address -> the parameter name it reaches (``{"/lr": "lambda_"}``)."""
+        return dict(self._aliases)
+
+    def addresses_of(self, name: str) -> tuple[str, ...]:
+        """The alias addresses of parameter ``name`` (``("/lr",)`` for Unlearn's λ)."""
+        return tuple(a for a, n in self._aliases.items() if n == name)
 
     def param_of(self, address: str) -> str | None:
-        """The parameter name behind ``address``, or None."""
-        return self._by_address.get(address)
+        """The parameter name behind ``address`` (its own or an alias), or None."""
+        name = self._by_address.get(address)
+        return name if name is not None else self._aliases.get(address)
 
     def type_tag(self, name: str) -> str:
         """The OSC type tag of the value of ``name`` (``"f"``, ``"i"``, ``"s"``, ``"ffff"``)."""
@@ -406,7 +427,7 @@ class OscAddressSpace:
         args = [a for a in args if a is not None]     # N (nil) is ignored
         if _PATTERN_CHARS & set(address):
             raise ProtocolError(f"{address}: address patterns are not supported")
-        name = self._by_address.get(address)
+        name = self.param_of(address)
         if name is not None:
             return self._decode_param(address, name, args)
         if address not in COMMANDS:
@@ -542,9 +563,10 @@ class OscAddressSpace:
             return [int(value)]  # type: ignore[call-overload]
         return [float(value)]  # type: ignore[arg-type]
 
-    def value_message(self, name: str, value: object) -> bytes:
-        """``/PARAM <value>`` encoded, as a reply or a push."""
-        return build_message(address_of(name), self.encode_value(name, value))
+    def value_message(self, name: str, value: object, address: str | None = None) -> bytes:
+        """``/PARAM <value>`` encoded, as a reply or a push; ``address`` (an alias the
+        query came to) replaces ``/PARAM``, so a controller hears back where it asked."""
+        return build_message(address or address_of(name), self.encode_value(name, value))
 
     def state_bundle(self, values: Mapping[str, object], *, panicked: bool) -> bytes:
         """Every parameter's value (and ``/panicked i``) as one bundle."""

@@ -149,6 +149,10 @@ class HubOscServer:
             return
         known = {**self.hub.params.get(agent_id, {}), **entry.params}
         value = known.get(name)
+        if value is None:          # an alias (``lr`` of Unlearn's λ): the value of its parameter
+            specs = self.hub.agent_json(entry)["specs"]
+            value = next((known.get(own) for own, spec in specs.items()
+                          if name in spec.get("aliases", ())), None)
         if value is None:
             self._error(peer, "rejected", f"{address}: agent {agent_id} has reported no "
                                           f"parameter {name!r}")

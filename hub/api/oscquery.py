@@ -166,6 +166,11 @@ def namespace(name: str, agents: list[dict[str, Any]], scenes: list[str]) -> dic
             node = param_node(f"{base}/{pname}", spec, known.get(pname))
             if node is not None:
                 nodes[pname] = node
+            for alias in spec.get("aliases") or ():     # /lr of Unlearn's λ
+                if node is not None and alias not in (agent.get("specs") or {}):
+                    nodes[alias] = dict(node, FULL_PATH=f"{base}/{alias}",
+                                        DESCRIPTION=f"alias of {base}/{pname}: "
+                                                    f"{node['DESCRIPTION']}")
         _insert(root, base, {"FULL_PATH": base, "ACCESS": ACCESS_NONE, "CONTENTS": nodes,
                              "DESCRIPTION": f"agent {agent['id']} ({agent.get('model')}, "
                                             f"{agent.get('status')})"})

@@ -72,7 +72,8 @@ def agent_tables() -> str:
         lines += ["", f"### Parameters of `{kind}`", "", "| address | type | range | unit | "
                   "what it is |", "|---|---|---|---|---|"]
         for name, spec in specs.items():
-            lines.append(f"| `{address_of(name)}` | {_TAGS.get(spec['kind'], spec['kind'])} | "
+            also = "".join(f" or `{address_of(a)}`" for a in spec.get("aliases") or ())
+            lines.append(f"| `{address_of(name)}`{also} | {_TAGS.get(spec['kind'], spec['kind'])} | "
                          f"{_cell(_range(spec))} | {_cell(spec.get('unit') or '')} | "
                          f"{_cell(spec.get('description') or '')} |")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from anamnesis.hub.core.errors import Conflict, HubError, NotFound, Unavailable
 from anamnesis.hub.core.events import EventLog
 from anamnesis.hub.fleet.discovery import AgentRegistry
 from anamnesis.hub.fleet.osc import HubOsc, Messages, TooBusy
+from anamnesis.hub.fleet.specs import model_specs
 
 #: Seconds to wait for an agent's reply to a state or weights query.
 REPLY_TIMEOUT_S = 2.0
@@ -152,12 +153,28 @@ class AgentCalls:
             if not ok:
                 raise HubError(f"parameter {name}: value must be a number, a string or a "
                                f"list of numbers; got {value!r}"[:300])
+        params = self._own_names(agent_id, params)
         values = await self.send_params(agent_id, params)
         accepted = {k: values.get(k, v) for k, v in params.items()}
         self.remember(agent_id, accepted)
         self.events.emit_gesture(f"params:{agent_id}", "params", f"parameters of {agent_id} set",
                                  agent=agent_id, params=accepted)
         return values
+
+    def _own_names(self, agent_id: str, params: dict[str, object]) -> dict[str, object]:
+        """``params`` with aliases renamed to their parameter (``lr`` of an Unlearn agent
+        is ``lambda``), so the hub remembers, restores and reports one name per parameter;
+        ``HubError`` if a parameter is named twice."""
+        entry = self.registry.get(agent_id)
+        specs = model_specs(entry.model) if entry is not None else {}
+        alias_of = {a: own for own, spec in specs.items() for a in spec.get("aliases", ())}
+        out: dict[str, object] = {}
+        for name, value in params.items():
+            own = name if name in specs else alias_of.get(name, name)
+            if own in out:
+                raise HubError(f"{name} and {own} both set {own} of agent {agent_id}: keep one")
+            out[own] = value
+        return out
 
     async def weights(self, agent_id: str) -> list[float]:
         """The agent's flat weight vector (its ``/weights``)."""

@@ -12,7 +12,8 @@
             "per_sample": true}, ...}
 
 ``scale`` is the ParamSpec's own: ``"log"`` (learning rate, ridge: useful values span
-decades) or ``"lin"``; ``min``/``max`` are null when unbounded; a ``"choice"`` has
+decades) or ``"lin"``; ``min``/``max`` are null when unbounded; ``aliases`` (when there
+are any) the other OSC names it answers to (``["lr"]`` for Unlearn's λ); a ``"choice"`` has
 ``choices`` instead, an ``"array"`` its ``size`` (which depends on the agent's
 constructor arguments, ``hidden_size`` ...: pass them as ``model_args``). An
 unknown model kind (or one whose constructor refuses the arguments) gives ``{}``.
@@ -37,7 +38,7 @@ def _describe(name: str, spec: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "kind": raw["kind"], "scale": raw["scale"],
                            "unit": raw["unit"], "description": raw["description"],
                            "default": raw["default"], "per_sample": raw["per_sample"]}
-    for key in ("min", "max", "choices", "size"):
+    for key in ("min", "max", "choices", "size", "aliases"):
         if key in raw:
             out[key] = raw[key]
     return out

@@ -429,9 +429,10 @@ def _read_agents(c: _Checker, raw: Any, inst: Installation, room: Room | None,
     return agents
 
 
-def _check_model(c: _Checker, model: str, preset: Any, params: Mapping[str, Any], seed: int,
+def _check_model(c: _Checker, model: str, preset: Any, params: dict[str, Any], seed: int,
                  inst: Installation, path: Sequence[Any], where: str) -> None:
-    """Build the model once with the merged arguments: its own checks are the authority."""
+    """Build the model once with the merged arguments: its own checks are the authority.
+    A parameter given by an alias (``lr`` of Unlearn's λ) is renamed in ``params``."""
     from anamnesis.agents.models import create_model
 
     def build(args: Mapping[str, Any]) -> Any:
@@ -452,9 +453,17 @@ def _check_model(c: _Checker, model: str, preset: Any, params: Mapping[str, Any]
         except (TypeError, ValueError):
             return
     specs = instance.param_specs()
-    for key, value in params.items():
+    for key, value in list(params.items()):
         if key in names:
             continue
+        alias_of = next((n for n, s in specs.items() if key in s.aliases), None)
+        if key not in specs and alias_of is not None:   # ``lr`` of Unlearn's λ is λ
+            if alias_of in params:
+                c.add((*path, key), where, f"{key} and {alias_of} both set {alias_of} of "
+                      f"{model}: keep one")
+                continue
+            params[alias_of] = params.pop(key)
+            key = alias_of
         if key not in specs:
             known = [*names, *specs]
             c.add((*path, key), where, f"unknown parameter {key!r} for {model}"

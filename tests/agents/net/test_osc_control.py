@@ -252,6 +252,41 @@ async def test_oscsend_changes_lr_and_oscquery_shows_it(tmp_path):
         assert await agent.stop() == 0
 
 
+async def test_lr_reaches_the_learning_rate_of_an_unlearn_agent(tmp_path):
+    """JOURNEYS 3 word for word: ``oscsend … /lr f 0.4`` to an Unlearn agent sets its λ
+    (the seeds' learning rate), answers at /lr, and OSCQuery shows /lr as an alias."""
+    oscsend = require_program("oscsend")
+    agent = await AgentProcess.start(tmp_path / "state", model="unlearn",
+                                     extra=("--no-announce", "--fresh", "--preset", "unlearn3"))
+    client = await OscTestClient.open(agent.osc_port)
+    try:
+        _, before = await client.request("/lambda")
+        assert abs(before[0] - 0.4) > 1e-3
+        proc = await asyncio.create_subprocess_exec(
+            oscsend, LOOPBACK, str(agent.osc_port), "/lr", "f", "0.4")
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        assert await _wait_value(client, "/lambda", 0.4) == [pytest.approx(0.4, rel=1e-6)]
+        assert await client.request("/lr") == ("/lr", [pytest.approx(0.4, rel=1e-6)])
+        # a value out of λ's range is refused in λ's words, the value stays
+        address, args = await client.request("/lr", 5000.0)
+        assert address == "/error" and "lambda_ must be in [0, 1000]" in args[0]
+        assert await client.request("/lambda") == ("/lambda", [pytest.approx(0.4, rel=1e-6)])
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://{LOOPBACK}:{agent.http_port}/") as response:
+                tree = await response.json()
+            async with session.get(f"http://{LOOPBACK}:{agent.http_port}/lr") as response:
+                node = await response.json()
+        alias = tree["CONTENTS"]["lr"]
+        assert alias["FULL_PATH"] == "/lr" and alias["TYPE"] == "f"
+        assert alias["DESCRIPTION"].startswith("alias of /lambda: learning rate")
+        assert alias["RANGE"] == tree["CONTENTS"]["lambda"]["RANGE"]
+        assert node["FULL_PATH"] == "/lr"
+        assert_allclose(node["VALUE"][0], 0.4, rtol=1e-6)
+    finally:
+        client.close()
+        assert await agent.stop() == 0
+
+
 def _malformed_datagrams(n: int, rng: np.random.Generator) -> list[bytes]:
     valid = [build_message("/lr", [0.5]), build_message("/act_mix", [1, 0.5]),
              build_bundle([build_message("/gain", [-3.0]), build_message("/mute", [1])])]

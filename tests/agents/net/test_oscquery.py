@@ -94,7 +94,8 @@ async def test_namespace_of_every_model_validates(tmp_path, kind):
                     base_url=f"http://{LOOPBACK}:{services.http_port}") as http:
                 status, root = await _get(http, "/")
                 assert status == 200
-                assert validate_node(root, "/") == 1 + len(control.specs()) + 6
+                aliases = sum(len(s.aliases) for s in control.specs().values())
+                assert validate_node(root, "/") == 1 + len(control.specs()) + aliases + 6
                 values = control.values()
                 for name, spec in control.specs().items():
                     address = address_of(name)

@@ -133,6 +133,27 @@ def test_decode_errors(space, address, args, match):
         space.decode(address, args)
 
 
+def test_an_alias_reaches_its_parameter_and_answers_where_it_was_asked():
+    specs = {"lambda_": ParamSpec("lambda_", 0.5, 0.0, 10.0, aliases=("lr",)),
+             "gain": ParamSpec("gain", 0.0, -60.0, 12.0, unit="dB")}
+    space = OscAddressSpace(specs)
+    assert space.param_of("/lr") == "lambda_" and space.aliases() == {"/lr": "lambda_"}
+    assert space.addresses_of("lambda_") == ("/lr",) and space.addresses_of("gain") == ()
+    assert space.decode("/lr", [0.4]) == Request("set", "/lr", "lambda_", 0.4)
+    assert space.decode("/lr", []) == Request("get", "/lr", "lambda_")
+    assert parse_packet(space.value_message("lambda_", 0.4, "/lr")) == [
+        ("/lr", [pytest.approx(0.4)])]
+    assert parse_packet(space.value_message("lambda_", 0.4)) == [("/lambda", [pytest.approx(0.4)])]
+    assert "/lr" in space.addresses()
+    with pytest.raises(ProtocolError, match=r"did you mean /lr\?"):
+        space.decode("/lrr", [0.1])
+    # a model's own parameter of that name wins over another's alias
+    own = OscAddressSpace({**specs, "lr": ParamSpec("lr", 0.1, 0.0, 2.0)})
+    assert own.param_of("/lr") == "lr" and own.aliases() == {}
+    with pytest.raises(ValueError, match="cannot be an OSC address"):
+        OscAddressSpace({"x": ParamSpec("x", 0.0, aliases=("panic",))})
+
+
 def test_protocol_error_is_a_value_error():
     assert issubclass(ProtocolError, ValueError)
 

@@ -153,6 +153,19 @@ async def test_a_controller_finds_the_hub_and_reads_the_installation(tmp_path):
                     assert loop.time() < deadline, (address, args)
                     await asyncio.sleep(0.1)
                 assert address == "/hub/agent/q1/lr"
+                # /lr reaches Unlearn's λ (the seeds' learning rate) through the hub too
+                assert q2["lr"]["DESCRIPTION"].startswith("alias of /hub/agent/q2/lambda")
+                assert await client.request("/hub/agent/q2/lr", 0.4) == \
+                    ("/hub/ok", ["/hub/agent/q2/lr"])
+                deadline = loop.time() + 10
+                while True:
+                    _, args = await client.request("/hub/agent/q2/lambda")
+                    if args == [pytest.approx(0.4)]:
+                        break
+                    assert loop.time() < deadline, args
+                    await asyncio.sleep(0.1)
+                assert await client.request("/hub/agent/q2/lr") == \
+                    ("/hub/agent/q2/lr", [pytest.approx(0.4)])
                 address, args = await client.request("/hub/agents")
                 assert address == "/hub/agents" and sorted(args) == ["q1", "q2"]
                 address, args = await client.request("/hub/agent/zz/lr")

@@ -133,6 +133,21 @@ def test_duo_couples_an_autoregnn_and_an_unlearn():
     assert config.agent("ar").initial_params()["lr"] == 0.2  # params override the preset's
 
 
+def test_lr_names_the_learning_rate_of_an_unlearn_agent_in_a_config():
+    """The seeds call Unlearn's λ the learning rate: ``lr`` in its params is λ, checked
+    against λ's range; given with ``lambda_`` too it is one problem, not a silent pick."""
+    unlearn = BASE.replace('model = "autoregnn"\nparams = { hidden_size = 10, lr = 0.5 }',
+                           'model = "unlearn"\nparams = { lr = 0.4 }')
+    assert unlearn != BASE
+    config = parse_config(unlearn, "inst.toml")
+    assert dict(config.agents[1].params) == {"lambda_": 0.4}
+    error = problems_of(unlearn.replace("lr = 0.4", "lr = 5000.0"))
+    assert any("lambda_ must be in [0, 1000]" in p.message for p in error.problems), str(error)
+    error = problems_of(unlearn.replace("lr = 0.4", "lr = 0.4, lambda_ = 2.0"))
+    assert [p.message for p in error.problems] == [
+        "lr and lambda_ both set lambda_ of unlearn: keep one"]
+
+
 def test_base_config_is_valid_and_defaults_fill_in():
     config = parse_config(BASE, "inst.toml")
     assert config.installation.mode == "simulated" and config.installation.key_file is None
