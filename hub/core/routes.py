@@ -72,6 +72,18 @@ def as_ring(name: str, edges: list[dict[str, Any]]) -> Any:
     return Ring(agents=tuple(agents), name=name, **params[0])
 
 
+def _not_clocked(end: str, agent_id: str) -> str:
+    """Why a simulated installation cannot route an agent it was not configured with,
+    and what to do: its stream would stay silent (the hub clocks, and places in the
+    room, only the agents of its config)."""
+    return (f"{end}: agent {agent_id!r} is not part of this simulated installation: the hub "
+            f"clocks (and places in the room) only the agents of its config, so {agent_id} "
+            f"would stay silent. Add an [[agent]] with id = \"{agent_id}\", a speaker and a "
+            f"mic to the config, restart the hub, and start the agent with `anamnesis agent "
+            f"--id {agent_id} --audio hub --hub HUB_ADDRESS ...` (or spawn = true to let the "
+            f"hub start it)")
+
+
 class RouteBook:
     """The routes as edited (see the module docstring).
 
@@ -115,11 +127,14 @@ class RouteBook:
             problems.append("from and to of a route cannot change; delete it and add another")
         route.update({k: v for k, v in body.items() if k in _FIELDS})
         known = self._known_ids()
+        placed = set(self.config.agent_ids) if self.config is not None else None
         for end in ("from", "to"):
             if not isinstance(route.get(end), str):
                 problems.append(f"{end} must be an agent id")
             elif route[end] not in known:
                 problems.append(f"{end}: unknown agent {route[end]!r}")
+            elif self.mode == "simulated" and placed is not None and route[end] not in placed:
+                problems.append(_not_clocked(end, route[end]))
         if not is_number(route["gain"]) or abs(float(route["gain"])) > MAX_GAIN:
             problems.append(f"gain must be a number in [-{MAX_GAIN:g}, {MAX_GAIN:g}]")
         if not is_number(route["delay_ms"]) or not 0 <= float(route["delay_ms"]) <= MAX_DELAY_MS:
