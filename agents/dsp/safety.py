@@ -10,7 +10,13 @@ per sample, in this order:
 2. **DC blocker.** First-order ``y = x - x1 + R*y1``, corner :data:`DC_CORNER_HZ`.
 3. **High-pass.** Second-order Butterworth at :data:`HIGHPASS_HZ` (RBJ biquad,
    transposed direct form II): speakers are spared sub-sonic excursion, which a
-   learning network easily produces.
+   learning network easily produces. **Low-pass**: eighth-order Butterworth at
+   ``lowpass_hz`` (default :data:`LOWPASS_HZ`; four biquads; None switches it off, an
+   explicit choice): a chaotic learner's oscillation near the Nyquist rate (a 24 kHz
+   tone, inaudible and under the ceiling) would burn a tweeter over a week. At 48 kHz
+   it passes 15 kHz within 0.05 dB and takes 42 dB off at 20 kHz, 63 dB at 21 kHz, so
+   a model's full-scale output (every model ends in a bounded activation) leaves at
+   most -42 dBFS above 20 kHz at 0 dB gain.
 4. **Gain** (dB target, ramped linearly in amplitude over :data:`RAMP_S`).
    It sits *before* the limiter, so +12 dB drives the limiter instead of clipping.
 5. **Limiter** with a lookahead of ``lookahead_ms``: the gain needed by each
@@ -52,6 +58,10 @@ INPUT_LIMIT = 1.0e4
 DC_CORNER_HZ = 5.0
 #: Corner of the Butterworth high-pass (Hz).
 HIGHPASS_HZ = 20.0
+#: Corner of the eighth-order Butterworth low-pass (Hz; capped at 0.45 × the sample rate).
+LOWPASS_HZ = 17000.0
+#: Q of its four biquad sections: 1 / (2 cos θ), θ = 11.25°, 33.75°, 56.25°, 78.75°.
+LOWPASS_QS = tuple(1.0 / (2.0 * math.cos(math.radians(t))) for t in (11.25, 33.75, 56.25, 78.75))
 #: Length of gain and mute ramps (s).
 RAMP_S = 0.010
 #: Fade to silence after ``panic`` (s); with a block of up to 1024 frames at
@@ -124,13 +134,15 @@ def _ramp_next(st, base):
 
 
 @njit(cache=True, nogil=True)
-def safety_kernel(x, y, n, targets, st, coef, delay, greq, released, counters):
+def safety_kernel(x, y, n, targets, st, coef, delay, greq, released, counters, lpc, lpz):
     """Run the safety chain over ``x[:n]`` into ``y[:n]`` (both float64, linear).
 
     ``targets``: gain (linear), mute (0/1), panic (0/1). ``st``/``coef``: scalar
     state and coefficients (see the ``S_*``/``C_*`` indices). ``delay`` (L),
     ``greq`` (L+1) and ``released`` (L) are the limiter's rings. ``counters``
-    (int64) accumulate events. Allocates nothing.
+    (int64) accumulate events. ``lpc`` (sections, 5: b0 b1 b2 a1 a2) and ``lpz``
+    (sections, 2) are the low-pass's biquads and their state (0 sections: off).
+    Allocates nothing.
     """
     ceil = coef[C_CEIL]
     la = delay.shape[0]
@@ -162,6 +174,12 @@ def safety_kernel(x, y, n, targets, st, coef, delay, greq, released, counters):
         h = coef[C_B0] * d + st[S_HP_Z1]
         st[S_HP_Z1] = _flush(coef[C_B1] * d - coef[C_A1] * h + st[S_HP_Z2])
         st[S_HP_Z2] = _flush(coef[C_B2] * d - coef[C_A2] * h)
+        # 3b. low-pass: the biquads in cascade (TDF-II)
+        for k in range(lpc.shape[0]):
+            q = lpc[k, 0] * h + lpz[k, 0]
+            lpz[k, 0] = _flush(lpc[k, 1] * h - lpc[k, 3] * q + lpz[k, 1])
+            lpz[k, 1] = _flush(lpc[k, 2] * h - lpc[k, 4] * q)
+            h = q
         # 4. gain
         v = _flush(h * _ramp_next(st, S_GAIN))
         # 5. limiter: needed gain, min-hold over L+1, release, box average over L
@@ -208,14 +226,37 @@ def safety_kernel(x, y, n, targets, st, coef, delay, greq, released, counters):
     st[S_POS] = pos
     # Keep stored state finite (STYLE 4). With the input clamped this cannot
     # trigger; it is the last line of defence, and counted.
+    bad = False
     for k in (S_DC_X1, S_DC_Y1, S_HP_Z1, S_HP_Z2):
         if not math.isfinite(st[k]):
-            st[S_DC_X1] = 0.0
-            st[S_DC_Y1] = 0.0
-            st[S_HP_Z1] = 0.0
-            st[S_HP_Z2] = 0.0
-            counters[K_FLUSHED] += 1
-            break
+            bad = True
+    for k in range(lpz.shape[0]):
+        if not (math.isfinite(lpz[k, 0]) and math.isfinite(lpz[k, 1])):
+            bad = True
+    if bad:
+        st[S_DC_X1] = 0.0
+        st[S_DC_Y1] = 0.0
+        st[S_HP_Z1] = 0.0
+        st[S_HP_Z2] = 0.0
+        lpz[:, :] = 0.0
+        counters[K_FLUSHED] += 1
+
+
+def lowpass_sections(corner_hz: float | None, sample_rate: float) -> np.ndarray:
+    """The biquads (sections, 5: b0 b1 b2 a1 a2, a0 = 1) of a eighth-order Butterworth
+    low-pass at ``corner_hz`` (RBJ's bilinear transform, prewarped at the corner, one
+    section per Q of :data:`LOWPASS_QS`); no sections for None."""
+    if corner_hz is None:
+        return np.zeros((0, 5))
+    w0 = 2.0 * math.pi * corner_hz / sample_rate
+    cw, sw = math.cos(w0), math.sin(w0)
+    out = np.zeros((len(LOWPASS_QS), 5))
+    for k, q in enumerate(LOWPASS_QS):
+        alpha = sw / (2.0 * q)
+        a0 = 1.0 + alpha
+        out[k] = ((1.0 - cw) / 2.0 / a0, (1.0 - cw) / a0, (1.0 - cw) / 2.0 / a0,
+                  -2.0 * cw / a0, (1.0 - alpha) / a0)
+    return out
 
 
 def db_to_lin(db: float) -> float:
@@ -232,12 +273,15 @@ def float32_floor(value: float) -> float:
 
 
 class SafetyChain:
-    """Guard, DC blocker, 20 Hz high-pass, gain, limiter, mute, panic, hard ceiling.
+    """Guard, DC blocker, 20 Hz high-pass, 17 kHz low-pass, gain, limiter, mute, panic,
+    hard ceiling.
 
     ``sample_rate`` (Hz) and ``max_block`` (frames) size the state (the
     *prepare* step); ``ceiling_db`` (dBFS, in [-60, 0]) is the largest level a
     speaker receives; ``lookahead_ms`` (the limiter's lookahead, and the chain's
-    latency, at least one sample) and ``release_ms`` shape the limiter.
+    latency, at least one sample) and ``release_ms`` shape the limiter;
+    ``lowpass_hz`` (Hz, at least 1000, capped at 0.45 × ``sample_rate``; None: off) is
+    the corner of the speaker-protecting low-pass.
 
     :meth:`process` runs on the audio thread. :meth:`set_gain_db`,
     :meth:`set_mute`, :meth:`panic` and :meth:`unpanic` are single element
@@ -248,7 +292,8 @@ class SafetyChain:
     GAIN_MAX_DB = 12.0
 
     def __init__(self, sample_rate: int, max_block: int, ceiling_db: float = -1.0, *,
-                 lookahead_ms: float = 1.0, release_ms: float = 100.0) -> None:
+                 lookahead_ms: float = 1.0, release_ms: float = 100.0,
+                 lowpass_hz: float | None = LOWPASS_HZ) -> None:
         if not isinstance(sample_rate, (int, np.integer)) or not 8000 <= sample_rate <= 384000:
             raise ValueError(f"sample_rate must be a whole number in [8000, 384000] Hz; "
                              f"got {sample_rate!r}")
@@ -260,6 +305,9 @@ class SafetyChain:
             raise ValueError(f"lookahead must be in [0, 20] ms; got {lookahead_ms!r}")
         if not (math.isfinite(release_ms) and 1.0 <= release_ms <= 5000.0):
             raise ValueError(f"release must be in [1, 5000] ms; got {release_ms!r}")
+        if lowpass_hz is not None and not (isinstance(lowpass_hz, (int, float))
+                                           and math.isfinite(lowpass_hz) and lowpass_hz >= 1000.0):
+            raise ValueError(f"lowpass must be None (off) or at least 1000 Hz; got {lowpass_hz!r}")
         self.sample_rate = int(sample_rate)
         self.max_block = int(max_block)
         self.ceiling_db = float(ceiling_db)
@@ -285,6 +333,10 @@ class SafetyChain:
         coef[C_PANIC_N] = max(1.0, round(PANIC_FADE_S * sr))
         coef[C_UNPANIC_N] = max(1.0, round(UNPANIC_FADE_S * sr))
         self._coef = coef
+        #: Corner of the speaker-protecting low-pass (Hz), None when off.
+        self.lowpass_hz = None if lowpass_hz is None else min(float(lowpass_hz), 0.45 * sr)
+        self._lpc = lowpass_sections(self.lowpass_hz, sr)
+        self._lpz = np.zeros((self._lpc.shape[0], 2))
         self._targets = np.zeros(N_TARGETS)
         self._state = np.zeros(N_STATE)
         self._delay = np.zeros(self.latency)
@@ -355,6 +407,7 @@ class SafetyChain:
         self._delay[:] = 0.0
         self._greq[:] = 1.0
         self._released[:] = 1.0
+        self._lpz[:] = 0.0
 
     def process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Run the chain over ``x`` (float64, any length; longer than ``max_block`` is
@@ -369,6 +422,6 @@ class SafetyChain:
             end = min(n, start + self.max_block)
             safety_kernel(x[start:end], out[start:end], end - start, self._targets,
                           self._state, self._coef, self._delay, self._greq,
-                          self._released, self._counters)
+                          self._released, self._counters, self._lpc, self._lpz)
             start = end
         return out

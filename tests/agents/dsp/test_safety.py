@@ -166,6 +166,52 @@ def test_highpass_corner_is_20_hz():
     assert_allclose(20 * math.log10(ratio), -3.0, atol=0.3)  # Butterworth corner
 
 
+def test_lowpass_is_scipys_eighth_order_butterworth_at_17_khz():
+    """The speaker-protecting low-pass against an independent design (scipy's butter,
+    second-order sections) over the same 20 Hz high-pass."""
+    from scipy.signal import butter, sosfilt
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 0.05, 3 * SR)       # quiet: the limiter never acts
+    on, off = SafetyChain(SR, 1024), SafetyChain(SR, 1024, lowpass_hz=None)
+    assert on.lowpass_hz == 17000.0 and off.lowpass_hz is None
+    expected = sosfilt(butter(8, 17000.0, fs=SR, output="sos"), off.process(x))
+    got = on.process(x)
+    assert on.counters()["limited"] == 0
+    assert_allclose(got, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(("hz", "lo_db", "hi_db"), [
+    (1000.0, -0.01, 0.01), (10000.0, -0.01, 0.01), (15000.0, -0.05, 0.01),
+    (17000.0, -3.2, -2.8), (20000.0, -90.0, -42.0), (21000.0, -120.0, -60.0),
+    (23900.0, -400.0, -100.0)])
+def test_lowpass_passes_the_audible_band_and_stops_the_tweeter_band(hz, lo_db, hi_db):
+    chain = SafetyChain(SR, 4096)
+    t = np.arange(2 * SR) / SR
+    y = chain.process(0.5 * np.sin(2 * np.pi * hz * t))
+    level = 20 * math.log10(max(np.sqrt(2 * np.mean(y[SR:] ** 2)), 1e-30) / 0.5)
+    assert lo_db <= level <= hi_db, f"{hz:g} Hz: {level:.2f} dB"
+
+
+def test_a_model_oscillating_near_nyquist_leaves_the_speaker_below_minus_40_dbfs():
+    """A learner locked into a full-scale oscillation at 20-24 kHz (every model's output
+    is bounded by its activation: |y| <= 1) reaches the speaker at most -40 dBFS."""
+    t = np.arange(SR) / SR
+    for hz in (20000.0, 21500.0, 23000.0, 24000.0):
+        x = np.cos(2 * np.pi * hz * t)
+        y = SafetyChain(SR, 256).process(x)
+        assert np.max(np.abs(y[SR // 4:])) <= db_to_lin(-40.0), hz
+        assert np.max(np.abs(SafetyChain(SR, 256, lowpass_hz=None).process(x)[SR // 4:])) \
+            >= db_to_lin(-1.1), "without the low-pass the tone reaches the ceiling"
+
+
+def test_lowpass_is_checked_and_capped_below_nyquist():
+    assert SafetyChain(32000, 64).lowpass_hz == pytest.approx(0.45 * 32000)
+    for bad in (0.0, 500.0, math.nan, math.inf, "17k"):
+        with pytest.raises(ValueError, match="lowpass must be None"):
+            SafetyChain(SR, 64, lowpass_hz=bad)
+
+
 def test_limiter_holds_full_scale_square_and_releases():
     chain = SafetyChain(SR, 512, ceiling_db=-6.0)
     sq = np.where((np.arange(SR) // 120) % 2 == 0, 1.0, -1.0)
@@ -196,7 +242,8 @@ def test_kernel_without_jit_matches_the_compiled_kernel():
     plain = SafetyChain(SR, 3000)
     got = np.empty_like(x)
     safety.safety_kernel.py_func(x, got, len(x), plain._targets, plain._state, plain._coef,
-                                 plain._delay, plain._greq, plain._released, plain._counters)
+                                 plain._delay, plain._greq, plain._released, plain._counters,
+                                 plain._lpc, plain._lpz)
     assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
 
 
