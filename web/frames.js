@@ -48,14 +48,16 @@ export function decodeScopes(buffer) {
 }
 
 /**
- * One listen frame: {channels, rate, seq, hubTimeMs, frames, samples: Float32Array}
- * (interleaved, scaled to full scale 1). Throws Error when malformed.
+ * One listen frame: {channels, rate, seq, hubTimeMs, frames, samples: Float32Array,
+ * panic} (interleaved, scaled to full scale 1; panic: the hub panicked, drop what is
+ * buffered — bit 0 of the header's flags). Throws Error when malformed.
  */
 export function decodeListen(buffer) {
   if (buffer.byteLength < LISTEN_HEADER) throw new Error("truncated listen header");
   const view = new DataView(buffer);
   if (!magicIs(view, 0, "ANLS") || view.getUint8(4) !== 1) throw new Error("not a listen frame");
   const channels = view.getUint8(5);
+  const panic = (view.getUint16(6, true) & 1) === 1;
   const rate = view.getUint32(8, true);
   const seq = view.getUint32(12, true);
   const hubTimeMs = view.getFloat64(16, true);
@@ -65,17 +67,18 @@ export function decodeListen(buffer) {
   if (LISTEN_HEADER + 2 * n > buffer.byteLength) throw new Error("truncated listen payload");
   const samples = new Float32Array(n);
   for (let i = 0; i < n; i++) samples[i] = view.getInt16(LISTEN_HEADER + 2 * i, true) / 32767;
-  return { channels, rate, seq, hubTimeMs, frames, samples };
+  return { channels, rate, seq, hubTimeMs, frames, samples, panic };
 }
 
 /** Encode a listen frame (the inverse of decodeListen; for tests). */
-export function encodeListen({ channels, rate, seq, hubTimeMs, samples }) {
+export function encodeListen({ channels, rate, seq, hubTimeMs, samples, panic = false }) {
   const frames = samples.length / channels;
   const buffer = new ArrayBuffer(LISTEN_HEADER + 2 * samples.length);
   const view = new DataView(buffer);
   "ANLS".split("").forEach((c, i) => view.setUint8(i, c.charCodeAt(0)));
   view.setUint8(4, 1);
   view.setUint8(5, channels);
+  view.setUint16(6, panic ? 1 : 0, true);
   view.setUint32(8, rate, true);
   view.setUint32(12, seq, true);
   view.setFloat64(16, hubTimeMs, true);

@@ -72,7 +72,8 @@ export class Listener {
       }
       this.lastHubMs = frame.hubTimeMs;
       this.node.port.postMessage(
-        { samples: frame.samples, channels: frame.channels, rate: frame.rate }, [frame.samples.buffer]);
+        { samples: frame.samples, channels: frame.channels, rate: frame.rate, panic: frame.panic },
+        [frame.samples.buffer]);
     };
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;

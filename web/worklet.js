@@ -6,7 +6,8 @@
 // input frames per output frame, so a 44.1 kHz context plays a 48 kHz stream at the
 // right pitch). Mono plays on both outputs. Playback starts once PREBUFFER_S is
 // buffered; on an underrun it outputs silence and buffers again; a backlog over
-// MAX_BUFFER_S (a stalled tab) is dropped down to PREBUFFER_S. Every ~100 ms it posts
+// MAX_BUFFER_S (a stalled tab) is dropped down to PREBUFFER_S; a message flagged panic
+// (the hub's panic) drops everything buffered at once. Every ~100 ms it posts
 // {rms, peak, bufferedMs} of what it played (levels linear, full scale 1).
 // process() allocates nothing but the small report object ~10 times a second.
 
@@ -32,7 +33,11 @@ class ListenProcessor extends AudioWorkletProcessor {
     this.port.onmessage = (ev) => this.push(ev.data);
   }
 
-  push({ samples, channels, rate }) {
+  push({ samples, channels, rate, panic = false }) {
+    if (panic) {             // the hub panicked: what is buffered never plays
+      this.read = this.write;
+      this.playing = false;
+    }
     if (rate !== this.rate) {
       this.rate = rate;
       const capacity = Math.ceil(CAPACITY_S * rate);

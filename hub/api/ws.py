@@ -203,7 +203,7 @@ async def listen(request: web.Request) -> web.WebSocketResponse:
             seq, pcm = await stream.next()
             await ws.send_bytes(stream.encode(seq, pcm))
 
-    unsubscribe = tap.subscribe(source, stream.add)
+    unsubscribe = tap.subscribe(source, stream.add, on_panic=stream.panic)
     hub.counts["listen_opened"] += 1
     send_task = asyncio.create_task(sender(), name=f"hub-listen-{source}")
     try:

@@ -32,7 +32,7 @@ import numpy as np
 from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.hub.clock.deployed_agent import DeployedAgent
 from anamnesis.hub.clock.driver import routes_to_edges
-from anamnesis.hub.clock.pacing import BlockPacer, start_loop_task
+from anamnesis.hub.clock.pacing import BlockPacer, OverloadHook, pace_stats, start_loop_task
 from anamnesis.hub.engine.graph import RoutingGraph
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,12 @@ class DeployedRouter:
         self._opening: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
-        self._pacer = BlockPacer(self.block / self.sample_rate, max_lag_s)
+        self._pacer = BlockPacer(self.block / self.sample_rate, max_lag_s,
+                                 on_overload=self._overload)
+        #: ``on_overload(overloaded, speed, cpu)`` (the hub's), see :mod:`.pacing`.
+        self.on_overload: OverloadHook | None = None
+        #: True after the hub's panic: the routes carry silence until unpanic.
+        self.panicked = False
         self.open_failures = 0
         self.tap: Any = None     # anamnesis.hub.monitor.scopes.ScopeTap: the leased agents' out blocks, if set
         self.listen: Any = None  # anamnesis.hub.monitor.listen.ListenTap: every block of outputs, if set
@@ -126,15 +131,23 @@ class DeployedRouter:
             for agent_id, (_, agent) in self._agents.items():
                 agent.read("out", self._column)
                 self._outputs[:, columns[agent_id]] = self._column
-            if self.tap is not None and self._agents:
+            if self.tap is not None and not self._pacer.overloaded and self._agents:
                 self.tap.add(self._outputs, [columns[a] for a in self._agents])
             if self.listen is not None:
                 self.listen.add(self._outputs, None)
             self.graph.tick(self._outputs, out=self._inputs)
+            if self.panicked:       # the routes carry nothing to the agents
+                self._inputs.fill(0.0)
             for agent_id, (_, agent) in self._agents.items():
                 agent.send_in(self._inputs[:, columns[agent_id]])
             self.steps += 1
             await self._pacer.wait()
+
+    def _overload(self, overloaded: bool, speed: float, cpu: float) -> None:
+        """The pacer's verdict: scopes are shed while overloaded (the loop skips them),
+        and the hub is told."""
+        if self.on_overload is not None:
+            self.on_overload(overloaded, speed, cpu)
 
     def start(self) -> None:
         """Start routing in the background."""
@@ -159,6 +172,7 @@ class DeployedRouter:
     def stats(self) -> dict[str, Any]:
         """Blocks routed, resyncs, the routed agents and their stream counters."""
         return {"steps": self.steps, "resyncs": self.resyncs, "open_failures": self.open_failures,
+                **pace_stats(self._pacer),
                 "routed": sorted(self._agents),
                 "agents": {a: agent.stats() for a, (_, agent) in self._agents.items()}}
 

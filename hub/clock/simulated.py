@@ -19,7 +19,12 @@ mode); their RTP ports come from their zeroconf records.
 * Route edits reach the graph with :meth:`SimulatedDriver.set_routes` (new edges
   fade in, changed ones glide, removed ones fade out — anamnesis.hub.engine.graph's smoothing).
 * If the loop falls more than ``max_lag_s`` behind real time (a suspended
-  laptop), it resynchronises instead of racing to catch up.
+  laptop), it resynchronises instead of racing to catch up. Its speed is measured
+  (:class:`~anamnesis.hub.clock.pacing.BlockPacer`): while it is *overloaded* the
+  scopes and spectra are shed (the tap is skipped) and ``on_overload`` tells the hub,
+  once when it starts and once when it ends.
+* Panic (``panicked``, set by the hub at once): the routes, the sources and the room
+  carry silence to the agents until unpanic (the agents silence their own speakers).
 * The first block waits until *every* agent of the graph is driven and
   ``ready(agent_id)`` (the hub: its parameters were sent), so a rehearsal
   starts from a known state: with fresh agents and the same seeds, the same
@@ -60,7 +65,7 @@ import numpy as np
 from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.hub.clock.driver import routes_to_edges
 from anamnesis.hub.clock.lockstep import HubClock
-from anamnesis.hub.clock.pacing import BlockPacer, start_loop_task
+from anamnesis.hub.clock.pacing import BlockPacer, OverloadHook, pace_stats, start_loop_task
 from anamnesis.hub.engine.graph import RoutingGraph
 
 log = logging.getLogger(__name__)
@@ -115,7 +120,12 @@ class SimulatedDriver:
         self._driven: tuple[tuple[str, str, int], ...] = ()   # (agent id, host, rtp port)
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
-        self._pacer = BlockPacer(self.block / self.sample_rate, max_lag_s)
+        self._pacer = BlockPacer(self.block / self.sample_rate, max_lag_s,
+                                 on_overload=self._overload)
+        #: ``on_overload(overloaded, speed, cpu)`` (the hub's), see :mod:`.pacing`.
+        self.on_overload: OverloadHook | None = None
+        #: True after the hub's panic: the routes carry silence until unpanic.
+        self.panicked = False
         self.rebuilds = 0
         self.t = 0
 
@@ -247,6 +257,8 @@ class SimulatedDriver:
                 self.graph.tick(self._outputs, out=self._inputs, mics=self._mics)
             else:
                 self.graph.tick(self._outputs, out=self._inputs)
+            if self.panicked:       # the routes and the room carry nothing to the agents
+                self._inputs.fill(0.0)
             if self._clock is not None:
                 idx = [columns[a] for a, _, _ in self._driven]
                 result = await self._clock.step(self._inputs[:, idx].T)
@@ -254,12 +266,18 @@ class SimulatedDriver:
                 self._outputs[:, idx] = result.T
             if self._recorder is not None:
                 self._recorder.add(self._outputs)
-            if self.tap is not None and self._clock is not None:
+            if self.tap is not None and not self._pacer.overloaded and self._clock is not None:
                 self.tap.add(self._outputs, idx)
             if self.listen is not None:
                 self.listen.add(self._outputs, self._ears if coupling is not None else None)
             self.steps += 1
             await self._pacer.wait()
+
+    def _overload(self, overloaded: bool, speed: float, cpu: float) -> None:
+        """The pacer's verdict: scopes are shed while overloaded (the loop skips them),
+        and the hub is told."""
+        if self.on_overload is not None:
+            self.on_overload(overloaded, speed, cpu)
 
     def start(self) -> None:
         """Start driving in the background."""
@@ -292,7 +310,8 @@ class SimulatedDriver:
         """Steps, resyncs, rebuilds, the driven agents and the clock's counters."""
         out: dict[str, Any] = {"steps": self.steps, "resyncs": self.resyncs,
                                "rebuilds": self.rebuilds,
-                               "driven": [a for a, _, _ in self._driven]}
+                               "driven": [a for a, _, _ in self._driven],
+                               **pace_stats(self._pacer)}
         if self._clock is not None:
             out["agents"] = dict(zip(out["driven"], self._clock.stats(), strict=False))
             out["rtt_ms"] = self._clock.rtt_ms()

@@ -160,8 +160,7 @@ class Hub:
                                                          log_.flush)
         self.emit, self.emit_gesture, self.stored_events = (log_.emit, log_.emit_gesture,
                                                             log_.stored)
-        self.read_state, self.set_params, self.panic = (calls.read_state, calls.set_params,
-                                                        calls.panic)
+        self.read_state, self.set_params = calls.read_state, calls.set_params
         self.get_weights, self.set_weights = calls.weights, calls.set_weights
         self.agent_snapshot = calls.agent_snapshot
         self.add_route, self.update_route, self.delete_route = (
@@ -261,6 +260,7 @@ class Hub:
 
             self.driver = DeployedRouter(from_config(self.config), self.registry,
                                          interface=self.interface)
+        self.driver.on_overload = self._overload
         self.scopes = ScopeTap(self.driver.graph.agent_ids, self.driver.sample_rate)
         self.driver.tap = self.scopes
         # Live audio for the dashboard's listen stream (/ws/listen); the listener preview
@@ -440,6 +440,37 @@ class Hub:
         info["path"] = Path(info["path"]).name
         self.emit("record_stop", f"recorded {info['seconds']:.1f} s to {info['path']}", **info)
         return info
+
+    # -- panic and overload -----------------------------------------------------------
+
+    def panic(self, on: bool = True) -> list[str]:
+        """``/panic`` (``/unpanic``) to every adopted agent and, at once and whatever the
+        clock does, the hub's own outputs: the routes carry silence and every listener
+        (the browser's listen streams, the headphone preview) is silenced now, its queued
+        audio dropped; the ids the panic went to."""
+        if self.driver is not None:
+            self.driver.panicked = on
+        if self.listen is not None:
+            self.listen.panic(on)
+        return self.calls.panic(on)
+
+    def _overload(self, overloaded: bool, speed: float, cpu: float) -> None:
+        """The clock's verdict (:mod:`anamnesis.hub.clock.pacing`): said once, plainly,
+        with the likely cause, in the log (the terminal) and the event log."""
+        if overloaded:
+            cause = ("the hub itself needs more than the core it gets: fewer agents, a "
+                     "smaller room (max_order, rt60) or a rehearsal offline"
+                     if cpu >= 0.8 else
+                     f"the machine is busy with other work (the hub got {cpu:.0%} of a core)")
+            message = (f"overloaded: the hub keeps up with {speed:.0%} of real time, so the "
+                       f"audio stutters; likely cause: {cause}. Scopes and spectra pause "
+                       f"until it catches up")
+            log.warning("%s", message)
+        else:
+            message = f"caught up: the hub runs at {speed:.0%} of real time again"
+            log.warning("%s", message)
+        self.emit("overload" if overloaded else "overload_end", message,
+                  speed=round(speed, 3), cpu=round(cpu, 3))
 
     # -- descriptions -----------------------------------------------------------------
 

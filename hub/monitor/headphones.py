@@ -37,6 +37,9 @@ Between the two sits a :class:`StereoRing`:
   clipped, both counted), a last guarantee.
 * **A full ring** (the device stopped calling back) drops the incoming block,
   counted; the clock never waits for the player.
+* **Panic** (:meth:`HeadphonePlayer.panic`, the hub's): the next callback fades what it
+  plays to silence within 2.5 ms and drops everything buffered, so the headphones are
+  silent within one device buffer of the press, whatever the hub's clock does.
 * **The callback never raises**: any exception fills silence and is counted
   (``callback_errors``); PortAudio's status flags are counted as ``xruns``.
 
@@ -74,7 +77,10 @@ CLIENT_NAME = "anamnesis-preview"
 # NONFINITE and CLIPPED; the consumer everything else.
 WRITTEN, READ, DROPPED, UNDERRUNS, SILENT, SKIPPED, PRIMING, PLAYED, NONFINITE, CLIPPED = range(10)
 PRIME = 10           # the current prime (frames): the consumer's
-_N_COUNTS = 11
+SILENCED = 11        # the hub's panic: 0 playing, 1 asked (control), 2 silent (consumer)
+_N_COUNTS = 12
+#: Fade to silence on a panic (frames of the current callback, at most).
+_PANIC_FADE = 120
 #: Frames the player limits per step (a longer block is taken in pieces).
 _FEED_FRAMES = 1024
 
@@ -122,6 +128,22 @@ def _ring_read(buf, counts, out, slack, grow, max_prime):
         for c in range(ch):
             out[k, c] = 0.0
     avail = counts[WRITTEN] - counts[READ]
+    if counts[SILENCED] != 0:          # the hub's panic: fade what plays, drop what waits
+        if counts[SILENCED] == 1 and counts[PRIMING] == 0:
+            r = counts[READ]
+            m = min(n, avail, _PANIC_FADE)
+            for k in range(m):
+                i = (r + k) % cap
+                g = 1.0 - (k + 1) / m
+                if ch == 1:
+                    out[k, 0] = g * 0.5 * (buf[i, 0] + buf[i, 1])
+                else:
+                    out[k, 0] = g * buf[i, 0]
+                    out[k, 1] = g * buf[i, 1]
+        counts[SILENCED] = 2
+        counts[READ] = counts[WRITTEN]
+        counts[PRIMING] = 1
+        return
     if counts[PRIMING] != 0:
         if avail < prime or avail <= 0:
             return
@@ -187,6 +209,11 @@ class StereoRing:
     def read(self, out: np.ndarray) -> None:
         """Consumer (the audio thread): fill ``out`` (frames, channels) float32."""
         _ring_read(self.buf, self.counts, out, self.slack, self.grow, self.max_prime)
+
+    def silence(self, on: bool) -> None:
+        """Control (any thread): ``on`` fades what plays to silence within the consumer's
+        next callback and drops whatever waits; off plays again after a new prime."""
+        self.counts[SILENCED] = 1 if on else 0
 
     @property
     def prime(self) -> int:
@@ -274,6 +301,12 @@ class HeadphonePlayer:
             x[:, 1] = block[start:start + m, right]
             self._ears.process(x)
             self.ring.write(x)
+
+    def panic(self, on: bool) -> None:
+        """The hub's panic (a :class:`~anamnesis.hub.monitor.listen.ListenTap` hook): the
+        headphones fall silent at PortAudio's next callback (a few ms), whatever is
+        buffered; unpanic plays again from fresh audio."""
+        self.ring.silence(on)
 
     def limited(self) -> int:
         """Samples the ears' limiters turned down so far."""

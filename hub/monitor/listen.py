@@ -22,7 +22,8 @@ then the samples::
     0       4     magic b"ANLS"
     4       1     format version (1)
     5       1     channels (1: an agent; 2: the listener, left then right)
-    6       2     reserved (0)
+    6       2     flags (u16): bit 0 = FLAG_PANIC, "the hub panicked: drop what you
+                  have buffered" (on the message of silence a panic sends at once)
     8       4     sample rate, Hz (u32)
     12      4     seq (u32): +1 per message made for this socket, from 0; a gap
                   means the hub dropped messages (a slow client)
@@ -56,6 +57,10 @@ LISTEN_VERSION = 1
 MESSAGE_MS = 20.0
 #: Messages a listen socket may have waiting (about 0.5 s) before the oldest is dropped.
 LISTEN_QUEUE = 25
+#: Fade back in after the hub's unpanic (s), as the agents' own safety chains do.
+UNPANIC_FADE_S = 0.25
+#: Bit 0 of the header's reserved field: "panic: drop what you have buffered".
+FLAG_PANIC = 1
 
 
 class ListenFrame(NamedTuple):
@@ -66,6 +71,7 @@ class ListenFrame(NamedTuple):
     seq: int
     hub_time_ms: float
     samples: np.ndarray
+    flags: int = 0
 
 
 _ONE, _MINUS_ONE, _FULL = np.float64(1.0), np.float64(-1.0), np.float64(32767.0)
@@ -93,16 +99,18 @@ def to_pcm16(block: np.ndarray, out: np.ndarray | None = None,
 
 
 def encode_frame(pcm: np.ndarray, *, sample_rate: int, seq: int,
-                 hub_time_ms: float | None = None) -> bytes:
+                 hub_time_ms: float | None = None, flags: int = 0) -> bytes:
     """One listen message: header + ``pcm`` ((frames, channels) int16, or a float block,
-    which is converted with :func:`to_pcm16`). ``hub_time_ms`` defaults to now."""
+    which is converted with :func:`to_pcm16`). ``hub_time_ms`` defaults to now; ``flags``
+    go into the reserved field (:data:`FLAG_PANIC`)."""
     if pcm.ndim != 2 or not 1 <= pcm.shape[1] <= 255:
         raise ValueError(f"a listen block is (frames, channels); got shape {pcm.shape}")
     if pcm.dtype != np.int16:
         pcm = to_pcm16(pcm)
     frames, channels = pcm.shape
     when = time.time() * 1000.0 if hub_time_ms is None else float(hub_time_ms)
-    header = LISTEN_HEADER.pack(LISTEN_MAGIC, LISTEN_VERSION, channels, 0, int(sample_rate),
+    header = LISTEN_HEADER.pack(LISTEN_MAGIC, LISTEN_VERSION, channels, int(flags),
+                                int(sample_rate),
                                 int(seq) & 0xFFFFFFFF, when, frames)
     return header + np.ascontiguousarray(pcm, dtype="<i2").tobytes()
 
@@ -112,7 +120,7 @@ def decode_frame(data: bytes) -> ListenFrame:
     if len(data) < LISTEN_HEADER.size:
         raise ValueError(f"a listen message has a {LISTEN_HEADER.size}-byte header; "
                          f"got {len(data)} bytes")
-    magic, version, channels, _, rate, seq, when, frames = LISTEN_HEADER.unpack_from(data)
+    magic, version, channels, flags, rate, seq, when, frames = LISTEN_HEADER.unpack_from(data)
     if magic != LISTEN_MAGIC or version != LISTEN_VERSION or channels == 0:
         raise ValueError("not a listen message (magic, version or channels)")
     size = frames * channels * 2
@@ -121,7 +129,7 @@ def decode_frame(data: bytes) -> ListenFrame:
                          f"{size} sample bytes; got {len(data) - LISTEN_HEADER.size}")
     samples = np.frombuffer(data, dtype="<i2", offset=LISTEN_HEADER.size)
     return ListenFrame(channels, rate, seq, when,
-                       samples.reshape(frames, channels).astype(np.int16))
+                       samples.reshape(frames, channels).astype(np.int16), flags)
 
 Callback = Callable[[np.ndarray], None]
 
@@ -142,7 +150,14 @@ class ListenTap:
         self._listener = listener if callable(listener) else (lambda: bool(listener))
         self._columns = {a: i for i, a in enumerate(self.agent_ids)}
         self._subs: dict[str, list[Callback]] = {}
+        self._panic_hooks: dict[Callback, Callable[[bool], None]] = {}
         self.failures = 0
+        #: The hub's panic: listeners get silence; after it, a fade in over UNPANIC_FADE_S.
+        self.panicked = False
+        self._level = 1.0                  # the fade-in's gain now
+        self._step = 1.0 / max(1.0, UNPANIC_FADE_S * self.sample_rate)
+        self._scratch: dict[tuple[int, int], np.ndarray] = {}
+        self._ramp = np.zeros(0)
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -164,19 +179,52 @@ class ListenTap:
             raise KeyError(f"nothing to listen to called {source!r} (there is: "
                            f"{', '.join(self.sources) or 'nothing'})")
 
-    def subscribe(self, source: str, callback: Callback) -> Callable[[], None]:
+    def subscribe(self, source: str, callback: Callback, *,
+                  on_panic: Callable[[bool], None] | None = None) -> Callable[[], None]:
         """Call ``callback(block)`` with every block of ``source``; returns the unsubscribe
-        function. ``KeyError`` for an unknown source."""
+        function. ``on_panic(on)`` (if given) is called at once on the hub's panic and
+        unpanic, to drop what the listener has buffered. ``KeyError`` for an unknown
+        source."""
         self._check(source)
         self._subs.setdefault(source, []).append(callback)
+        if on_panic is not None:
+            self._panic_hooks[callback] = on_panic
+            if self.panicked:
+                on_panic(True)
 
         def unsubscribe() -> None:
             subs = self._subs.get(source, [])
             if callback in subs:
                 subs.remove(callback)
+            self._panic_hooks.pop(callback, None)
             if not subs:
                 self._subs.pop(source, None)
         return unsubscribe
+
+    def panic(self, on: bool) -> None:
+        """The hub's panic (event loop): from the next block every listener gets silence,
+        and each ``on_panic`` hook drops what it buffered now, whatever the clock does;
+        unpanic fades the listeners back in over :data:`UNPANIC_FADE_S`."""
+        self.panicked = bool(on)
+        self._level = 0.0
+        for hook in list(self._panic_hooks.values()):
+            try:
+                hook(self.panicked)
+            except Exception:   # noqa: BLE001 (one bad listener must not stop a panic)
+                self.failures += 1
+                log.exception("a listener's panic hook failed")
+
+    def _faded(self, block: np.ndarray, frames: int) -> np.ndarray:
+        """``block`` times the panic's gain (silence, or the fade in), in scratch kept
+        per shape (allocated once per shape)."""
+        out = self._scratch.get(block.shape)
+        if out is None:
+            out = self._scratch[block.shape] = np.zeros(block.shape)
+        if self.panicked:
+            out.fill(0.0)
+        else:
+            np.multiply(block, self._ramp[:frames, None], out=out)
+        return out
 
     @property
     def active(self) -> bool:
@@ -188,6 +236,14 @@ class ListenTap:
         (frames, 2) or None. Event loop thread."""
         if not self._subs:
             return
+        frames = outputs.shape[0]
+        fading = self.panicked or self._level < 1.0
+        if fading and not self.panicked:    # the fade in: this block's gains
+            if self._ramp.shape[0] < frames:
+                self._ramp = np.zeros(frames)
+            np.minimum(self._level + self._step * np.arange(1, frames + 1), 1.0,
+                       out=self._ramp[:frames])
+            self._level = float(self._ramp[frames - 1])
         for source, subs in list(self._subs.items()):
             if source == LISTENER:
                 if ears is None:
@@ -196,6 +252,8 @@ class ListenTap:
             else:
                 i = self._columns[source]
                 block = outputs[:, i:i + 1]
+            if fading:
+                block = self._faded(block, frames)
             view = block.view()
             view.flags.writeable = False
             for callback in list(subs):
@@ -230,6 +288,7 @@ class ListenStream:
         self._seq = 0
         self.dropped = 0
         self.on_drop = on_drop
+        self._panic_seq = -1               # the seq of the last panic's silence
         self._queue: asyncio.Queue[tuple[int, np.ndarray]] = asyncio.Queue(maxsize=queue_size)
 
     def add(self, block: np.ndarray) -> None:
@@ -256,14 +315,31 @@ class ListenStream:
                     self.on_drop()
             self._queue.put_nowait(message)
 
+    def panic(self, on: bool) -> None:
+        """The hub's panic (a :class:`ListenTap` hook): every queued message and the batch
+        being filled are dropped, and one message of silence flagged :data:`FLAG_PANIC`
+        is queued at once — the client drops what it buffered and hears silence within
+        its next network round trip, however late the hub's clock is."""
+        if not on:
+            return
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._filled = 0
+        self._panic_seq = self._seq
+        self._queue.put_nowait((self._seq, np.zeros((self.target, self.channels),
+                                                    dtype=np.int16)))
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+
     async def next(self) -> tuple[int, np.ndarray]:
         """The next message's sequence number and samples (frames, channels) int16."""
         return await self._queue.get()
 
     def encode(self, seq: int, pcm: np.ndarray) -> bytes:
-        """The binary message for ``(seq, pcm)``, stamped with the time now."""
-        return encode_frame(pcm, sample_rate=self.sample_rate, seq=seq)
+        """The binary message for ``(seq, pcm)``, stamped with the time now (the panic's
+        silence with :data:`FLAG_PANIC`)."""
+        flags = FLAG_PANIC if seq == self._panic_seq else 0
+        return encode_frame(pcm, sample_rate=self.sample_rate, seq=seq, flags=flags)
 
 
-__all__ = ["LISTENER", "LISTEN_HEADER", "LISTEN_MAGIC", "LISTEN_VERSION", "ListenFrame",
+__all__ = ["FLAG_PANIC", "LISTENER", "LISTEN_HEADER", "LISTEN_MAGIC", "LISTEN_VERSION", "ListenFrame",
            "ListenStream", "ListenTap", "decode_frame", "encode_frame", "to_pcm16"]

@@ -1,7 +1,10 @@
-"""The hub loops' block pacer: drift-free deadlines, a counted resync after a stall."""
+"""The hub loops' block pacer: drift-free deadlines, a counted resync after a stall, and
+the overload verdict."""
 
 import asyncio
 import time
+
+import pytest
 
 from anamnesis.hub.clock.pacing import BlockPacer
 
@@ -49,3 +52,32 @@ async def test_a_loop_that_fails_is_logged_and_a_cancelled_one_is_not(caplog):
     assert any("test mode: the loop stopped: RuntimeError('kernel exploded')" in m
                for m in messages), messages
     assert not any("the other loop" in m for m in messages)
+
+
+def test_the_pacer_tells_an_overload_once_and_its_end_once_with_hysteresis():
+    """Speed is blocks x period / wall seconds per window; two slow windows make an
+    overload, two at real time end it, a window in between changes nothing."""
+    from anamnesis.hub.clock.pacing import OVERLOAD_WINDOWS, SPEED_WINDOW_S, BlockPacer
+
+    calls = []
+    pacer = BlockPacer(0.01, 0.5, on_overload=lambda *a: calls.append(a))
+    now = 0.0
+
+    def run(seconds: float, step: float) -> None:
+        nonlocal now
+        for _ in range(int(round(seconds / step))):
+            now += step
+            pacer._measure(now)
+
+    run(SPEED_WINDOW_S * 3, 0.01)                      # real time
+    assert not pacer.overloaded and calls == [] and pacer.speed == pytest.approx(1.0, rel=0.01)
+    run(SPEED_WINDOW_S * (OVERLOAD_WINDOWS - 0.5), 0.02)   # half speed, not long enough
+    assert not pacer.overloaded
+    run(SPEED_WINDOW_S * 2, 0.02)
+    assert pacer.overloaded and pacer.overloads == 1 and len(calls) == 1
+    assert calls[0][0] is True and calls[0][1] == pytest.approx(0.5, rel=0.02)
+    run(SPEED_WINDOW_S * 4, 0.0107)                     # 93 %: neither slow nor recovered
+    assert pacer.overloaded and len(calls) == 1
+    run(SPEED_WINDOW_S * (OVERLOAD_WINDOWS + 1), 0.01)
+    assert not pacer.overloaded and len(calls) == 2 and calls[1][0] is False
+    assert pacer.overloads == 1
