@@ -81,6 +81,8 @@ CHUNK_FRAMES = 16384
 #: Measured (bench/bench_rehearse.py, 12 x 8 nets): a bank lane costs 410, 225, 210,
 #: 160, 140 ns/sample for banks of 1, 2, 3, 4, 8 agents; a single AutoRegNN 220.
 BANK_MIN_AGENTS = 4
+#: Parameters of every agent's safety chain rather than its model (dB; 0/1).
+SAFETY_PARAMS = ("gain", "mute")
 #: Longest rehearsal (s): a day.
 MAX_SECONDS = 86400.0
 
@@ -130,11 +132,31 @@ def build_engine(spec: Any, sample_rate: int, block: int, seed: int = 0) -> Any:
     from anamnesis.agents.models import create_model
 
     kwargs, settings, follow = agent_recipe(spec, sample_rate, block, seed)
+    model_settings, safety = split_safety(settings)
     model = create_model(spec.model, **kwargs)
-    for name, value in settings:
+    for name, value in model_settings:
         model.set_param(name, value)
-    return AgentEngine(model, block=block, sample_rate=sample_rate, ceiling_db=CEILING_DB,
-                       follow=follow)
+    engine = AgentEngine(model, block=block, sample_rate=sample_rate, ceiling_db=CEILING_DB,
+                         follow=follow)
+    apply_safety(engine.safety, safety)
+    return engine
+
+
+def split_safety(settings: Sequence[tuple[str, Any]]
+                 ) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """(the model's settings, the safety chain's: ``gain`` dB and ``mute``), in order."""
+    model = [(n, v) for n, v in settings if n not in SAFETY_PARAMS]
+    return model, [(n, v) for n, v in settings if n in SAFETY_PARAMS]
+
+
+def apply_safety(chain: Any, settings: Sequence[tuple[str, Any]]) -> None:
+    """Set a :class:`~anamnesis.agents.dsp.safety.SafetyChain`'s gain (dB) and mute as the
+    live agent's control does for its ``/gain`` and ``/mute``."""
+    for name, value in settings:
+        if name == "gain":
+            chain.set_gain_db(float(value))
+        else:
+            chain.set_mute(bool(value))
 
 
 class EngineVoice:
@@ -265,10 +287,12 @@ def build_voices(config: Any, inputs: np.ndarray, outputs: np.ndarray, *, seed: 
                                                                seed), inputs, outputs))
             continue
         bank = AutoRegNNBank(len(members), seeds=[m[1]["seed"] for m in members], **dict(key))
-        for lane, (_column, _kw, settings) in enumerate(members):
-            for name, value in settings:
-                bank.set_param(name, value, agent=lane)
         chains = [SafetyChain(sr, block, CEILING_DB) for _ in members]
+        for lane, (_column, _kw, settings) in enumerate(members):
+            model_settings, safety = split_safety(settings)
+            for name, value in model_settings:
+                bank.set_param(name, value, agent=lane)
+            apply_safety(chains[lane], safety)
         voices.append(BankVoice([m[0] for m in members], bank, chains, inputs, outputs))
     return voices
 

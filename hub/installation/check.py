@@ -33,6 +33,7 @@ from anamnesis.hub.installation.config import (
     FILE_ARGS,
     FILE_KIND,
     INSTALLATION_KEYS,
+    MAX_DESCRIPTION,
     MODES,
     RING_KEYS,
     ROOM_KEYS,
@@ -282,8 +283,17 @@ def _read_installation(c: _Checker, raw: Any) -> Installation:
     if key_file is not None and not key_file.strip():
         c.add((*path, "key_file"), where, "key_file must be a path (or be left out)")
         key_file = None
+    description = c.string(t, "description", path, where, None)
+    if description is not None:
+        description = " ".join(description.split())     # one paragraph, as shown
+        if not 1 <= len(description) <= MAX_DESCRIPTION:
+            c.add((*path, "description"), where,
+                  f"description must have 1 to {MAX_DESCRIPTION} characters; "
+                  f"got {len(description)}")
+            description = None
     return Installation(
         name=name,
+        description=description,
         sample_rate=c.number(t, "sample_rate", path, where, d.sample_rate, 8000, 192000,
                              integer=True, unit="Hz"),
         block=c.number(t, "block", path, where, d.block, 64, 1024, integer=True, unit="frames"),
@@ -452,7 +462,10 @@ def _check_model(c: _Checker, model: str, preset: Any, params: dict[str, Any], s
             instance = build(dict(preset.model_args) if preset is not None else {})
         except (TypeError, ValueError):
             return
-    specs = instance.param_specs()
+    from anamnesis.agents.control import GAIN_SPEC, MUTE_SPEC
+
+    # every agent's own output gain (dB, before its limiter) and mute, beside the model's
+    specs = {**instance.param_specs(), "gain": GAIN_SPEC, "mute": MUTE_SPEC}
     for key, value in list(params.items()):
         if key in names:
             continue

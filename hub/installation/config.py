@@ -13,7 +13,9 @@ Tables and keys (units in the key names or below)::
     [installation]   name ("anamnesis"), sample_rate (Hz, 48000), block (frames,
                      64-1024, 256), key_file (path of the installation key,
                      relative to the config file; the key itself never appears in a
-                     config and is never printed), mode ("simulated" | "deployed")
+                     config and is never printed), mode ("simulated" | "deployed"),
+                     description (what to listen for: a few sentences, at most
+                     1000 characters, shown by the dashboard and ``anamnesis demo``)
     [room]           optional: size [x, y, z] (m), rt60 (s) *or* absorption (0-1;
                      neither: rt60 0.5 s), max_order (image-source order cap,
                      default: the room model's choice), listener [x, y, z] (m,
@@ -23,7 +25,8 @@ Tables and keys (units in the key names or below)::
     [[agent]]        id, model, preset (at least one of the two; the preset's
                      model and parameters are the starting point), params (a table:
                      model constructor arguments such as hidden_size, and
-                     parameters such as lr — both checked against the model),
+                     parameters such as lr — both checked against the model — and
+                     the agent's own gain (dB, before its limiter) and mute),
                      speaker [x, y, z], mic [x, y, z] (m; required when there is a
                      room), channel (1-based audio-interface channel, deployed),
                      host (where the agent runs, deployed), spawn (true: the hub
@@ -79,7 +82,9 @@ MAX_FILE_SECONDS = 600.0
 SABINE = 24.0 * math.log(10.0) / 343.0
 
 # Keys each table accepts (for "unknown key" and "did you mean").
-INSTALLATION_KEYS = ("name", "sample_rate", "block", "key_file", "mode")
+INSTALLATION_KEYS = ("name", "sample_rate", "block", "key_file", "mode", "description")
+#: Longest description of a piece (characters).
+MAX_DESCRIPTION = 1000
 ROOM_KEYS = ("size", "rt60", "absorption", "max_order", "listener", "listener_azimuth",
              "mic_noise_db")
 AGENT_KEYS = ("id", "model", "preset", "params", "speaker", "mic", "channel", "host",
@@ -153,13 +158,15 @@ def _thaw(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Installation:
-    """``[installation]``: name, sample rate (Hz), block (frames), key file, mode."""
+    """``[installation]``: name, sample rate (Hz), block (frames), key file, mode, and
+    a description of the piece (what to listen for)."""
 
     name: str = "anamnesis"
     sample_rate: int = 48000
     block: int = 256
     key_file: str | None = None
     mode: str = "simulated"
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,13 +240,15 @@ class AgentSpec:
         return base
 
     def create_model(self, sample_rate: int, max_block: int) -> Any:
-        """Build this agent's model in-process (rehearsal, tests), parameters applied."""
+        """Build this agent's model in-process (tests), the model's parameters applied
+        (``gain`` and ``mute`` belong to the agent's safety chain, not its model)."""
         from anamnesis.agents.models import create_model
 
         model = create_model(self.model, seed=self.seed, sample_rate=sample_rate,
                              max_block=max_block, **self.model_args())
         for name, value in self.initial_params().items():
-            model.set_param(name, value)
+            if name not in ("gain", "mute"):
+                model.set_param(name, value)
         return model
 
 

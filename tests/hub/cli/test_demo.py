@@ -235,7 +235,7 @@ def test_config_is_an_example_name_or_a_path(tmp_path):
     mine = tmp_path / "mine.toml"
     mine.write_text("[installation]\n")
     assert resolve_config(str(mine)) == mine
-    with pytest.raises(FileNotFoundError, match=r"there are: duo.toml, embodied8.toml, .*, octophonic.toml"):
+    with pytest.raises(FileNotFoundError, match=r"there are: duo.toml, dusk.toml, embodied8.toml, .*, octophonic.toml"):
         resolve_config("nope.toml")
     with pytest.raises(FileNotFoundError, match="no config file"):
         resolve_config(str(tmp_path / "missing" / "x.toml"))

@@ -379,3 +379,47 @@ def test_spectrogram_levels_are_dbfs(tmp_path):
     far = (edges[1:] < 500.0) | (edges[:-1] > 2000.0)
     assert levels[0][far].max() < -60.0
     assert levels[1].max() <= -199.0
+
+
+GAINED = """
+[installation]
+name = "gained"
+block = 256
+
+[[agent]]
+id = "loud"
+model = "autoregnn"
+params = { lr = 0.2, gain = -6.0 }
+seed = 1
+
+[[agent]]
+id = "soft"
+model = "autoregnn"
+params = { lr = 0.2, gain = -26.0 }
+seed = 1
+
+[[source]]
+name = "tone"
+kind = "sine"
+args = { freq = 300.0, amp = 0.1 }
+targets = ["loud", "soft"]
+"""
+
+
+@pytest.mark.parametrize("banks", [False, True])
+def test_an_agents_gain_in_the_config_is_its_speaker_level(banks, monkeypatch):
+    """``gain`` (dB) in an agent's params is its safety chain's output gain, not the
+    model's: two equal agents hearing the same thing, one 20 dB down, 10x apart (both
+    under the limiter's ceiling, which would otherwise take its own share)."""
+    monkeypatch.setattr(R, "BANK_MIN_AGENTS", 2)
+    config = parse_config(GAINED, "gained.toml")
+    r = R.Rehearsal(config, banks=banks)
+    assert (len(r.voices) == 1) == banks
+    out = []
+    for _ in range(200):
+        r.step()
+        out.append(r.outputs.copy())
+    out = np.concatenate(out)[4800:]                       # after the gain's 10 ms ramp
+    loud, soft = out[:, 0], out[:, 1]
+    assert 0.02 < np.abs(loud).max() < 10 ** (-1 / 20)
+    np.testing.assert_allclose(soft, loud * 10 ** (-20 / 20), rtol=1e-9, atol=1e-12)

@@ -77,7 +77,7 @@ def problems_of(text: str, name: str = "inst.toml", base_dir: Path | None = None
 # --- the examples ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["octophonic", "ring3", "duo"])
+@pytest.mark.parametrize("name", ["octophonic", "dusk", "storm", "ring3", "duo"])
 def test_deploy_configs_load_and_round_trip(name, tmp_path):
     config = load_config(DEPLOY / f"{name}.toml")
     assert config.source_name.endswith(f"{name}.toml")
@@ -146,6 +146,22 @@ def test_lr_names_the_learning_rate_of_an_unlearn_agent_in_a_config():
     error = problems_of(unlearn.replace("lr = 0.4", "lr = 0.4, lambda_ = 2.0"))
     assert [p.message for p in error.problems] == [
         "lr and lambda_ both set lambda_ of unlearn: keep one"]
+
+
+def test_a_piece_has_a_description_and_each_agent_a_speaker_gain():
+    text = BASE.replace('block = 256', 'block = 256\ndescription = """Listen for\n  the lock."""')
+    text = text.replace("lr = 0.5 }", "lr = 0.5, gain = -12.0 }")
+    config = parse_config(text, "inst.toml")
+    assert config.installation.description == "Listen for the lock."
+    assert dict(config.agents[1].params)["gain"] == -12.0
+    assert "gain" not in config.agents[1].model_args()
+    assert parse_config(dump_toml(config.to_dict()), "again.toml").installation.description \
+        == "Listen for the lock."
+    error = problems_of(text.replace("gain = -12.0", "gain = 30.0"))
+    assert any("gain must be in [-60, 12] dB" in p.message for p in error.problems), str(error)
+    error = problems_of(text.replace('"""Listen for\n  the lock."""', '"' + "x" * 1001 + '"'))
+    assert [p.message for p in error.problems] == [
+        "description must have 1 to 1000 characters; got 1001"]
 
 
 def test_base_config_is_valid_and_defaults_fill_in():
