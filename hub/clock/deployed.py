@@ -73,10 +73,33 @@ class DeployedRouter:
         self.listen: Any = None  # anamnesis.hub.monitor.listen.ListenTap: every block of outputs, if set
 
     def set_routes(self, routes: dict[str, dict[str, Any]]) -> list[str]:
-        """Make the graph's edges the hub's routes between its agents; the ids left out."""
+        """Make the graph's edges the hub's routes between its agents; the ids left out.
+
+        An adopted agent the config does not list (one added on the LAN, JOURNEYS 3)
+        that a route names joins the graph (a new column, up to its ``max_agents``), so
+        its route is played like any other; one the hub has not adopted stays out."""
+        for route in routes.values():
+            for end in (route["from"], route["to"]):
+                entry = self.registry.get(end)
+                if end not in self.graph.agent_ids and entry is not None and entry.adopted:
+                    try:
+                        self.graph.add_agent(end)
+                    except ValueError as exc:       # the graph is full
+                        log.warning("deployed mode: cannot route agent %s: %s", end, exc)
+                    else:
+                        log.info("deployed mode: agent %s joins the routes", end)
         edges, skipped = routes_to_edges(self.graph.agent_ids, routes)
         self.graph.set_edges(edges)
         return skipped
+
+    def _columns(self) -> dict[str, int]:
+        """The graph's columns, with the block arrays grown to them after an agent joined
+        (a route edit's allocation, made once, never per block)."""
+        n = self.graph.n_agents
+        if self._outputs.shape[1] != n:
+            self._outputs = np.zeros((self.block, n))
+            self._inputs = np.zeros((self.block, n))
+        return {a: i for i, a in enumerate(self.graph.agent_ids)}
 
     def _sync(self) -> None:
         """Start opening new agents, drop gone or moved ones (loop only, never waits)."""
@@ -124,15 +147,20 @@ class DeployedRouter:
         loop = asyncio.get_running_loop()
         warm = RoutingGraph(self.graph.agent_ids, self.sample_rate, self.block, mode="deployed")
         await loop.run_in_executor(None, warm.tick, np.zeros((self.block, warm.n_agents)))
-        columns = {a: i for i, a in enumerate(self.graph.agent_ids)}
+        columns = self._columns()
         while True:
+            if len(columns) != self.graph.n_agents:
+                columns = self._columns()
             self._sync()
             self._outputs[:] = 0.0
             for agent_id, (_, agent) in self._agents.items():
                 agent.read("out", self._column)
                 self._outputs[:, columns[agent_id]] = self._column
             if self.tap is not None and not self._pacer.overloaded and self._agents:
-                self.tap.add(self._outputs, [columns[a] for a in self._agents])
+                # the scopes know the config's agents (the first columns) only
+                seen = self.tap.agent_ids
+                self.tap.add(self._outputs[:, :len(seen)],
+                             [columns[a] for a in self._agents if columns[a] < len(seen)])
             if self.listen is not None:
                 self.listen.add(self._outputs, None)
             self.graph.tick(self._outputs, out=self._inputs)

@@ -362,10 +362,24 @@ class Hub:
             self.event_log.persist("set_agent_ports", {entry.agent_id: announced})
         if entry.adopted and entry.online and change.kind in ("online", "adopted"):
             self._spawn_task(self._resume(entry.agent_id))
+            self._route_newcomer(entry.agent_id)
         if change.kind in ("offline", "updated") and not entry.online:
             self._resumed.discard(entry.agent_id)
         if change.kind == "offline":
             self._spawn_task(self.telemetry.unsubscribe(entry.agent_id))
+
+    def _route_newcomer(self, agent_id: str) -> None:
+        """A deployed installation's routes that name an agent the config does not list
+        (added on the LAN) are played once it is adopted and online: the router's graph
+        takes it in (:meth:`anamnesis.hub.clock.deployed.DeployedRouter.set_routes`)."""
+        driver = self.driver
+        if self.mode != "deployed" or driver is None or agent_id in driver.graph.agent_ids:
+            return
+        if any(agent_id in (r["from"], r["to"]) for r in self.routes.values()):
+            try:
+                driver.set_routes(self.routes)
+            except ValueError as exc:
+                log.error("routes with agent %s cannot be driven: %s", agent_id, exc)
 
     def _spawn_task(self, coro) -> None:
         task = asyncio.create_task(coro)

@@ -1,11 +1,14 @@
-"""An agent added by hand to a simulated installation (JOURNEYS 3 on a laptop): the hub
-cannot clock an agent its config does not place, so a route or a ring to it is refused
-with a message that says what to do, instead of a ring whose new member stays silent.
+"""An agent added by hand (JOURNEYS 3). In a simulated installation the hub cannot clock
+an agent its config does not place, so a route or a ring to it is refused with a
+message that says what to do, instead of a ring whose new member stays silent; in a
+deployed one the agent joins the routes like any other.
 
-A real hub (simulated, its config's agents not spawned) and a real agent process
-started by hand with ``--audio null``, discovered over zeroconf on 127.0.0.1."""
+Real hubs and real agent processes started by hand with ``--audio null``, discovered
+over zeroconf on 127.0.0.1."""
 
 from __future__ import annotations
+
+import asyncio
 
 import aiohttp
 import pytest
@@ -68,3 +71,71 @@ async def test_a_ring_with_an_agent_the_config_does_not_place_is_refused_with_wh
                 assert r.status == 201, await r.text()
     finally:
         assert await x9.stop() == 0
+
+
+DEPLOYED_ONE = """
+[installation]
+name = "handdep"
+mode = "deployed"
+
+[[agent]]
+id = "d1"
+model = "autoregnn"
+
+[[source]]
+name = "hiss"
+kind = "noise"
+args = { amp = 0.2, seed = 1 }
+targets = ["d1"]
+"""
+
+
+async def _x9_hears_d1(hub, *, first: bool) -> None:
+    """Wait until x9 (no preset, a null clock: it hears nothing but what the hub sends)
+    hears d1 through the hub; on the first run adopt both and add the route."""
+    levels: dict[str, dict[str, float]] = {}
+
+    def level(agent_id: str, key: str) -> float:
+        return levels.get(agent_id, {}).get(key, 0.0)
+
+    async def reported(what: str) -> bool:
+        for agent_id, frame in hub.telemetry.take().items():
+            levels[agent_id] = frame
+        if what == "telemetry":
+            return "x9" in levels
+        return level("x9", "in_rms") > 1e-3 and hub.driver.stats()["routed"] == ["d1", "x9"]
+
+    if first:
+        async def both_known():
+            return all(hub.registry.get(a) is not None and hub.registry.get(a).online
+                       for a in ("d1", "x9"))
+        await wait_for(both_known, 20.0, "d1 and x9 discovered")
+        for agent_id in ("d1", "x9"):
+            hub.adopt(agent_id)
+        await wait_for(lambda: reported("telemetry"), 20.0, "x9's telemetry")
+        assert level("x9", "in_rms") < 1e-6                    # silence before the route
+        hub.add_route({"from": "d1", "to": "x9", "gain": 1.0, "delay_ms": 5.0})
+    await wait_for(lambda: reported("route"), 30.0, f"x9 hearing d1 (first run: {first})")
+    assert hub.driver.graph.agent_ids == ("d1", "x9")
+
+
+async def test_a_deployed_installation_routes_an_agent_added_on_the_lan(tmp_path):
+    """JOURNEYS 3 on the real LAN: an agent the config does not list, adopted by hand,
+    joins a route from a configured agent and hears it; after a hub restart the stored
+    route plays again once the agent is back."""
+    from anamnesis.hub.core.hub import Hub
+
+    config = parse_config(DEPLOYED_ONE, "handdep.toml")
+    extra = ("--installation", "handdep", "--hub", "127.0.0.1")
+    d1, x9 = (await AgentProcess.start(tmp_path / "d1", agent_id="d1", extra=extra),
+              await AgentProcess.start(tmp_path / "x9", agent_id="x9", extra=extra))
+    try:
+        for first in (True, False):
+            hub = Hub(state_dir=tmp_path / "hub", interface="127.0.0.1", config=config)
+            await hub.start()
+            try:
+                await _x9_hears_d1(hub, first=first)
+            finally:
+                await hub.close()
+    finally:
+        await asyncio.gather(d1.stop(), x9.stop())
