@@ -26,6 +26,12 @@ class Driver(Protocol):
     sample_rate: int
     tap: Any
     listen: Any
+    panicked: bool                  # the hub's panic: the routes carry silence
+    on_overload: Any                # the hub's hook (anamnesis.hub.clock.pacing.OverloadHook)
+
+    @property
+    def overloaded(self) -> bool:
+        """True while the loop cannot keep up with real time."""
 
     def set_routes(self, routes: Mapping[str, Mapping[str, Any]]) -> list[str]:
         """Make the graph's edges the routes; the ids left out (``ValueError`` if refused)."""

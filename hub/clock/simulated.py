@@ -273,6 +273,11 @@ class SimulatedDriver:
             self.steps += 1
             await self._pacer.wait()
 
+    @property
+    def overloaded(self) -> bool:
+        """True while the loop cannot keep up with real time (:mod:`.pacing`)."""
+        return self._pacer.overloaded
+
     def _overload(self, overloaded: bool, speed: float, cpu: float) -> None:
         """The pacer's verdict: scopes are shed while overloaded (the loop skips them),
         and the hub is told."""

@@ -468,6 +468,12 @@ class Hub:
             self.listen.panic(on)
         return self.calls.panic(on)
 
+    @property
+    def overloaded(self) -> bool:
+        """True while the hub's clock cannot keep up with real time: optional work
+        (scopes, spectra, a quarter of the telemetry pushes) is shed."""
+        return self.driver is not None and self.driver.overloaded
+
     def _overload(self, overloaded: bool, speed: float, cpu: float) -> None:
         """The clock's verdict (:mod:`anamnesis.hub.clock.pacing`): said once, plainly,
         with the likely cause, in the log (the terminal) and the event log."""
@@ -478,7 +484,7 @@ class Hub:
                      f"the machine is busy with other work (the hub got {cpu:.0%} of a core)")
             message = (f"overloaded: the hub keeps up with {speed:.0%} of real time, so the "
                        f"audio stutters; likely cause: {cause}. Scopes and spectra pause "
-                       f"until it catches up")
+                       f"and telemetry slows to a quarter until it catches up")
             log.warning("%s", message)
         else:
             message = f"caught up: the hub runs at {speed:.0%} of real time again"

@@ -153,8 +153,7 @@ VERDICT_S = SPEED_WINDOW_S * (OVERLOAD_WINDOWS + 2)
 PANIC_BOUND_S = 0.050
 
 
-@pytest.mark.asyncio
-@pytest.mark.usefixtures("loop_watchdog")
+@pytest.mark.asyncio      # no loop_watchdog: starving the loop is what this test does
 async def test_an_overloaded_hub_says_so_once_and_its_panic_does_not_wait_for_the_clock(
         tmp_path, caplog):
     caplog.set_level(logging.WARNING)
