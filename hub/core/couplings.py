@@ -174,8 +174,11 @@ class CouplingBook:
         await self._keep(new)
 
     def edited(self, config: Any) -> Any:
-        """``config`` with the couplings as edited."""
-        return dataclasses.replace(config, couplings=tuple(self.couplings.values()))
+        """``config`` with the couplings as edited, those between its own agents (one to
+        an agent added on the LAN lives in the store only, as its routes do)."""
+        placed = set(config.agent_ids)
+        return dataclasses.replace(config, couplings=tuple(
+            k for k in self.couplings.values() if {k.source, k.target} <= placed))
 
 
 __all__ = ["MAX_COUPLINGS", "CouplingBook", "coupling_json"]

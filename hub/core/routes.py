@@ -252,15 +252,30 @@ class RouteBook:
     def edited_config(self) -> Any:
         """The config with the routes, rings and room (and, through ``finish``, the
         couplings) as edited through the API (None without a config). A ring whose edges are all there with common parameters stays a
-        ``[[ring]]``; the edges of a ring edited apart are listed as ``[[route]]``s."""
+        ``[[ring]]``; the edges of a ring edited apart are listed as ``[[route]]``s.
+
+        Only edges between the config's agents are in it: an edge to an agent added on
+        the LAN (deployed mode, JOURNEYS 3) cannot be written into a config without that
+        ``[[agent]]``, and would make every later edit of the room or the floor plan fail
+        its check; such edges live in the hub's store (its routes), and a ring that
+        includes such an agent keeps its other edges here as ``[[route]]``s."""
         from anamnesis.hub.installation.config import Ring, Route
 
         if self.config is None:
             return None
+        placed = set(self.config.agent_ids)
         plain: list[dict[str, Any]] = []
         rings: dict[str, list[dict[str, Any]]] = {}
+        outside = {name for rid, r in self.routes.items()
+                   if not {r["from"], r["to"]} <= placed
+                   for name, sep, _ in [rid.partition(":")] if sep}
         for route_id, route in self.routes.items():
+            if not {route["from"], route["to"]} <= placed:
+                continue
             name, sep, _ = route_id.partition(":")
+            if sep and name in outside:       # a ring with a member outside the config
+                plain.append(route)
+                continue
             if sep:
                 rings.setdefault(name, []).append(route)
             else:

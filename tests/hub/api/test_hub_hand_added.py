@@ -78,9 +78,15 @@ DEPLOYED_ONE = """
 name = "handdep"
 mode = "deployed"
 
+[room]
+size = [6.0, 5.0, 3.0]
+listener = [3.0, 2.5, 1.6]
+
 [[agent]]
 id = "d1"
 model = "autoregnn"
+speaker = [1.0, 1.0, 1.5]
+mic = [1.5, 1.0, 1.5]
 
 [[source]]
 name = "hiss"
@@ -115,11 +121,18 @@ async def _x9_hears_d1(hub, *, first: bool) -> None:
         await wait_for(lambda: reported("telemetry"), 20.0, "x9's telemetry")
         assert level("x9", "in_rms") < 1e-6                    # silence before the route
         hub.add_route({"from": "d1", "to": "x9", "gain": 1.0, "delay_ms": 5.0})
+        hub.add_ring({"name": "pair", "agents": ["d1", "x9"], "gain": 0.2, "delay_ms": 5.0})
+        # the floor plan stays editable with edges to an agent the config does not list
+        # (they live in the store; the edited config keeps the config's own agents' edges)
+        moved = hub.layout.put_room_layout({"agents": {"d1": {"speaker": [1.2, 1.0, 1.5]}}})
+        assert moved["agents"]["d1"]["speaker"] == [1.2, 1.0, 1.5]
+        edited = hub.edited_config()
+        assert edited.routes == () and edited.rings == ()
     await wait_for(lambda: reported("route"), 30.0, f"x9 hearing d1 (first run: {first})")
     assert hub.driver.graph.agent_ids == ("d1", "x9")
 
 
-async def test_a_deployed_installation_routes_an_agent_added_on_the_lan(tmp_path):
+async def test_a_deployed_installation_routes_an_agent_added_on_the_lan(tmp_path, caplog):
     """JOURNEYS 3 on the real LAN: an agent the config does not list, adopted by hand,
     joins a route from a configured agent and hears it; after a hub restart the stored
     route plays again once the agent is back."""
@@ -135,7 +148,9 @@ async def test_a_deployed_installation_routes_an_agent_added_on_the_lan(tmp_path
             await hub.start()
             try:
                 await _x9_hears_d1(hub, first=first)
+                assert set(hub.routes) == {"d1->x9", "pair:d1->x9", "pair:x9->d1"}
             finally:
                 await hub.close()
+        assert "no longer checks" not in caplog.text
     finally:
         await asyncio.gather(d1.stop(), x9.stop())
