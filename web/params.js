@@ -19,6 +19,38 @@ const KNOWN = {
   mute: { kind: "bool", min: 0, max: 1, description: "1 = mute the speaker" },
 };
 
+/**
+ * What an artist reads beside a control, by parameter name (the OSC name stays in the
+ * tooltip and in small print): the seeds call both AutoRegNN's lr and Unlearn's λ the
+ * learning rate, so both are labelled so.
+ */
+const LABELS = {
+  lr: "learning rate",
+  lambda: "learning rate λ",
+  ridge: "ridge (pull to zero)",
+  learn: "learning",
+  interp: "between weight sets",
+  act_mix: "sine share of each unit",
+  gain: "output gain",
+  mute: "mute",
+  mu: "own cost μ",
+  nu: "network reward ν",
+  s: "limit-cycle pull",
+  r: "limit-cycle radius",
+  a: "friction",
+  input_gain: "input gain",
+  activation: "activation",
+  shape: "activation steepness",
+  delays: "connection delays",
+  time_scale: "time scale",
+};
+
+/** The readable label of a parameter spec ({name, ...}): LABELS, else its name. */
+export function labelOf(spec) {
+  const name = String(spec && spec.name || "").replace(/_$/, "");
+  return LABELS[name] || name;
+}
+
 /** Display order: the learning controls first, the safety controls last. */
 const ORDER = ["lr", "ridge", "learn", "interp", "act_mix"];
 const LAST = ["gain", "mute"];
@@ -113,7 +145,8 @@ export function formatValue(value, spec) {
   if (Array.isArray(value)) {
     if (!value.length) return "[]";
     const mean = value.reduce((a, b) => a + Number(b), 0) / value.length;
-    return `[${value.length}] ≈ ${formatNumber(mean)}`;
+    const unit = spec && spec.unit ? ` ${spec.unit}` : "";
+    return `mean ${formatNumber(mean)}${unit} of ${value.length}`;
   }
   if (typeof value === "number") return formatNumber(value) + (spec && spec.unit ? ` ${spec.unit}` : "");
   if (value === undefined || value === null) return "–";

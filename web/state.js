@@ -35,6 +35,8 @@ export function initialState() {
     scenes: [],        // scene names, sorted
     events: [],        // {t, kind, message, agent, ...}, newest last
     panicked: false,   // the last panic/unpanic the hub announced
+    description: null, // what to listen for in the piece (the config's), or null
+    overload: null,    // {message, speed} while the hub cannot keep up with real time
     recording: null,   // file name while the hub records, else null
     version: 0,        // bumped by every change (panels may skip work when equal)
   };
@@ -99,6 +101,12 @@ function applyEvent(state, event) {
     case "panic":
       s.panicked = true;
       break;
+    case "overload":
+      s.overload = { message: String(event.message || "overloaded"), speed: event.speed ?? null };
+      break;
+    case "overload_end":
+      s.overload = null;
+      break;
     case "unpanic":
       s.panicked = false;
       break;
@@ -153,6 +161,8 @@ function applyEventList(state, events) {
   for (const e of list) {
     if (e.kind === "panic") s.panicked = true;
     else if (e.kind === "unpanic") s.panicked = false;
+    else if (e.kind === "overload") s.overload = { message: String(e.message || "overloaded"), speed: e.speed ?? null };
+    else if (e.kind === "overload_end") s.overload = null;
     else if (e.kind === "record_start") s.recording = e.file || "recording";
     else if (e.kind === "record_stop") s.recording = null;
   }
@@ -178,7 +188,9 @@ export function reduce(state, message) {
         routes: indexRoutes(message.routes),
         couplings: indexRoutes(message.couplings),
         scope: message.scope ?? null,
+        description: typeof message.description === "string" ? message.description : null,
       };
+      if (message.overloaded === false) next.overload = null;
       if ("room" in message) next.room = message.room ?? null;
       if (Array.isArray(message.listen)) next.listen = message.listen.filter((x) => x && typeof x.source === "string");
       if (Array.isArray(message.events)) next = applyEventList(next, message.events);
@@ -189,6 +201,13 @@ export function reduce(state, message) {
       const a = message.agent;
       if (!a || typeof a.id !== "string") return state;
       next = { ...state, agents: { ...state.agents, [a.id]: { ...(state.agents[a.id] || {}), ...a } } };
+      break;
+    }
+    case "agent_removed": {
+      if (typeof message.agent !== "string" || !(message.agent in state.agents)) return state;
+      const agents = { ...state.agents };
+      delete agents[message.agent];
+      next = { ...state, agents };
       break;
     }
     case "agents":

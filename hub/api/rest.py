@@ -114,6 +114,11 @@ async def adopt_agent(request: web.Request) -> web.Response:
     return web.json_response(request.app[HUB].adopt(request.match_info["agent_id"]))
 
 
+async def forget_agent(request: web.Request) -> web.Response:
+    """Forget an offline or pending agent that is gone for good (and the routes naming it)."""
+    return web.json_response(request.app[HUB].forget(request.match_info["agent_id"]))
+
+
 async def get_weights(request: web.Request) -> web.Response:
     """The agent's flat weight vector: {"weights": [...]}."""
     weights = await request.app[HUB].get_weights(request.match_info["agent_id"])
@@ -359,6 +364,7 @@ REST_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/api/agents/{agent_id}", get_agent),
     ("PATCH", "/api/agents/{agent_id}", patch_agent),
     ("POST", "/api/agents/{agent_id}/adopt", adopt_agent),
+    ("DELETE", "/api/agents/{agent_id}", forget_agent),
     ("GET", "/api/agents/{agent_id}/weights", get_weights),
     ("GET", "/api/agents/{agent_id}/streams/{name}.sdp", agent_stream),
     ("PUT", "/api/agents/{agent_id}/weights", put_weights),

@@ -81,7 +81,10 @@ def _hello(hub: Hub) -> dict[str, Any]:
             "couplings": hub.couplings_json(),
             "scope": None if scopes is None else {"agents": list(scopes.agent_ids),
                                                   "frames": scopes.frames, "hz": SCOPE_HZ},
-            "telemetry_hz": TELEMETRY_HZ, "listen": listen_sources(hub), "room": room}
+            "telemetry_hz": TELEMETRY_HZ, "listen": listen_sources(hub), "room": room,
+            "description": (hub.config.installation.description
+                            if hub.config is not None else None),
+            "overloaded": hub.overloaded}
 
 
 def _watch_weights(request: web.Request, key: object, msg: dict[str, Any],

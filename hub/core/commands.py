@@ -73,6 +73,7 @@ def _deleted(action: Callable[..., Any]) -> Callable[..., Any]:
 
 COMMANDS: Mapping[str, Command] = {
     "adopt": Command(("agent",), lambda h, agent: h.adopt(agent)),
+    "forget": Command(("agent",), lambda h, agent: h.forget(agent)),
     "set_params": Command(("agent", "params"), lambda h, agent, params: h.set_params(agent, params)),
     "set_weights": Command(("agent", "weights"),
                            lambda h, agent, weights: h.set_weights(agent, weights)),

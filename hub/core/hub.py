@@ -56,7 +56,7 @@ from typing import Any
 from anamnesis.hub.clock.driver import Driver
 from anamnesis.hub.core.agent_calls import AgentCalls, is_number
 from anamnesis.hub.core.couplings import CouplingBook
-from anamnesis.hub.core.errors import Conflict, HubError
+from anamnesis.hub.core.errors import Conflict, HubError, NotFound
 from anamnesis.hub.core.events import EventLog
 from anamnesis.hub.core.layout import RoomLayout
 from anamnesis.hub.core.routes import RouteBook
@@ -348,6 +348,9 @@ class Hub:
         # A parameter change (ten a second while a slider moves) carries no specs: they
         # are static for a model, sent with hello and every other change, and the page
         # keeps what it has.
+        if change.kind == "removed":
+            self.broadcast({"type": "agent_removed", "agent": entry.agent_id})
+            return
         self.broadcast({"type": "agent", "change": change.kind,
                         "agent": self.agent_json(entry, specs=change.kind != "params")})
         if change.kind in ("added", "adopted", "online", "offline"):
@@ -425,6 +428,34 @@ class Hub:
     def adopt(self, agent_id: str) -> dict[str, Any]:
         """Adopt a pending agent (persisted)."""
         return self.agent_json(self.calls.adopt(agent_id))
+
+    def forget(self, agent_id: object) -> dict[str, Any]:
+        """Forget an agent that is gone for good (offline or pending, not one of the
+        config's): its entry, its adoption, its remembered parameters and the routes that
+        name it go; announced again, it is a new pending agent. ``NotFound`` if unknown,
+        ``Conflict`` (what to do) if it is online or part of the config."""
+        if not isinstance(agent_id, str):
+            raise HubError("forget: agent must be a string")
+        if self.config is not None and agent_id in self.config.agent_ids:
+            raise Conflict(f"agent {agent_id} is part of the installation config "
+                           f"({self.config.installation.name}); remove its [[agent]] from "
+                           "the config to forget it")
+        entry = self.registry.get(agent_id)
+        if entry is None:
+            raise NotFound(f"no agent {agent_id!r}")
+        if entry.online:
+            raise Conflict(f"agent {agent_id} is online: stop its process first (else it "
+                           "announces itself again at once)")
+        routes = [rid for rid, r in self.routes.items() if agent_id in (r["from"], r["to"])]
+        for route_id in routes:
+            self.delete_route(route_id)
+        self.registry.forget(agent_id)
+        self.params.pop(agent_id, None)
+        self.adopted.save()
+        self.emit("agent_forgotten", f"agent {agent_id} forgotten"
+                  + (f" with its routes {', '.join(routes)}" if routes else ""),
+                  agent=agent_id, routes=routes)
+        return {"forgotten": agent_id, "routes": routes}
 
     # -- recording --------------------------------------------------------------------
 

@@ -107,7 +107,8 @@ class AgentEntry:
 @dataclass(frozen=True)
 class AgentChange:
     """One registry change: ``kind`` is ``added``, ``updated``, ``adopted``, ``online``,
-    ``offline`` or ``params``; ``entry`` the agent after the change."""
+    ``offline``, ``params`` or ``removed`` (forgotten); ``entry`` the agent after the
+    change (before it, for ``removed``)."""
 
     kind: str
     entry: AgentEntry
@@ -213,6 +214,14 @@ class AgentRegistry:
         entry = replace(entry, adopted=True)
         self._agents[agent_id] = entry
         self._emit("adopted", entry)
+        return entry
+
+    def forget(self, agent_id: str) -> AgentEntry:
+        """Drop an agent from the table and from the adopted ids (``KeyError`` if unknown):
+        if it announces itself again it is a new, pending agent. Emits ``removed``."""
+        entry = self._agents.pop(agent_id)
+        self._adopted_ids.discard(agent_id)
+        self._emit("removed", entry)
         return entry
 
     def seen(self, agent_id: str, now: float) -> None:

@@ -90,3 +90,10 @@ test("backoff doubles from 250 ms to at most 5 s, with ±20 % jitter", () => {
   assert.equal(backoff(10, () => 1), 6000);
   assert.equal(backoff(0, () => 0), 200);
 });
+
+test("a listen frame carries the hub's panic flag", () => {
+  const samples = new Float32Array([0, 0, 0, 0]);
+  const flagged = decodeListen(encodeListen({ channels: 2, rate: 48000, seq: 7, hubTimeMs: 1, samples, panic: true }));
+  assert.equal(flagged.panic, true);
+  assert.equal(decodeListen(encodeListen({ channels: 2, rate: 48000, seq: 8, hubTimeMs: 1, samples })).panic, false);
+});

@@ -59,3 +59,14 @@ test("numbers display with 4 significant digits", () => {
   assert.equal(formatNumber(0), "0");
   assert.equal(formatNumber(-12.5), "-12.5");
 });
+
+test("parameters read in the installation's words; arrays say what their number is", async () => {
+  const { formatValue, labelOf } = await import("../params.js");
+  assert.equal(labelOf({ name: "lr" }), "learning rate");
+  assert.equal(labelOf({ name: "lambda" }), "learning rate λ");
+  assert.equal(labelOf({ name: "lambda_" }), "learning rate λ");
+  assert.equal(labelOf({ name: "act_mix" }), "sine share of each unit");
+  assert.equal(labelOf({ name: "unheard_of" }), "unheard_of");
+  assert.equal(formatValue([0, 0.5, 1, 0.5], { unit: "" }), "mean 0.5 of 4");
+  assert.equal(formatValue([10, 20], { unit: "samples" }), "mean 15 samples of 2");
+});

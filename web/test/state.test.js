@@ -144,3 +144,19 @@ test("couplings come with hello and follow their events", () => {
   assert.deepEqual(Object.keys(s3.couplings), ["a1~>a2"]);
   assert.deepEqual(reduce(initialState(), hello).couplings, {});   // an older hub: none
 });
+
+test("a forgotten agent leaves; the piece's description and the hub's overload are kept", () => {
+  let s = reduce(deepFreeze(initialState()), { ...hello, description: "Listen for the lock.", overloaded: false });
+  assert.equal(s.description, "Listen for the lock.");
+  assert.equal(s.overload, null);
+  const gone = reduce(deepFreeze(s), { type: "agent_removed", agent: "a10" });
+  assert.deepEqual(agentIds(gone), ["a1", "a2"]);
+  assert.equal(reduce(gone, { type: "agent_removed", agent: "zz" }), gone);   // unknown: unchanged
+  s = reduce(deepFreeze(s), { type: "event", event: { t: 1, kind: "overload", message: "overloaded: 45 %", speed: 0.45 } });
+  assert.deepEqual(s.overload, { message: "overloaded: 45 %", speed: 0.45 });
+  s = reduce(deepFreeze(s), { type: "event", event: { t: 2, kind: "overload_end", message: "caught up" } });
+  assert.equal(s.overload, null);
+  // after a reload, the event list tells whether the hub is still overloaded
+  const again = reduce(initialState(), { ...hello, events: [{ t: 1, kind: "overload", message: "slow" }] });
+  assert.equal(again.overload.message, "slow");
+});

@@ -8,7 +8,7 @@
 // browser shows the same value.
 
 import { agentIds } from "../state.js";
-import { formatNumber, formatValue, fromSlider, SLIDER_STEPS, specsOf, toSlider } from "../params.js";
+import { formatNumber, formatValue, fromSlider, labelOf, SLIDER_STEPS, specsOf, toSlider } from "../params.js";
 import { h, throttle } from "../util.js";
 import { drawScope, drawSpectrum, drawSparkline } from "./draw.js";
 import { WeightsPanel } from "./weights.js";
@@ -47,6 +47,21 @@ class Card {
         this.adopt.disabled = false;
       }
     });
+    // An agent that is gone for good (offline, or pending and never adopted) can be
+    // forgotten; the hub refuses one of the installation's own (its config lists it).
+    this.forget = h("button", { class: "forget", testid: `forget-${id}`, hidden: true,
+                                title: "Forget this agent and its routes (it is gone for good)" }, "Forget");
+    this.forget.addEventListener("click", async () => {
+      this.forget.disabled = true;
+      try {
+        await ctx.request("forget", { agent: id });
+        this.error("");
+      } catch (err) {
+        this.error(`forget: ${err.message}`);
+      } finally {
+        this.forget.disabled = false;
+      }
+    });
     this.host = h("span", { class: "host" });
     this.counts = h("span", { class: "counts", testid: `counts-${id}` });
     this.rmsBar = h("span", { class: "rms" });
@@ -70,7 +85,7 @@ class Card {
     });
     this.message = h("div", { class: "card-error", role: "status" });
     this.el = h("article", { class: "card", testid: `card-${id}` },
-      h("header", {}, this.name, this.model, this.status, this.adopt),
+      h("header", {}, this.name, this.model, this.status, this.adopt, this.forget),
       h("div", { class: "meta" }, this.host, this.counts),
       h("div", { class: "levels" }, this.meter, this.level),
       h("div", { class: "viz" }, this.scope, this.spectrum),
@@ -108,8 +123,9 @@ class Card {
   controlFor(spec) {
     const id = this.id;
     const testid = `param-${id}-${spec.name}`;
-    const label = spec.name === "learn" ? "learn" : spec.name === "gain" ? "gain" : spec.name;
-    const title = spec.description || spec.name;
+    const label = labelOf(spec);
+    const osc = `/${spec.name.replace(/_$/, "")}`;
+    const title = `${osc}${spec.unit ? ` (${spec.unit})` : ""}: ${spec.description || spec.name}`;
     const send = throttle((value) => this.send(spec.name, value), 100);
     const entry = { spec, editedAt: 0, send, input: null, output: null };
     let input;
@@ -123,7 +139,7 @@ class Card {
       });
       entry.input = input;
       this.controls.set(spec.name, entry);
-      const text = spec.name === "learn" ? "learn (off = freeze)" : label;
+      const text = spec.name === "learn" ? "learning (off = freeze)" : label;
       return h("label", { class: "param bool", title }, input, h("span", {}, text));
     }
     if (spec.kind === "choice") {
@@ -155,8 +171,9 @@ class Card {
     entry.input = input;
     entry.output = output;
     this.controls.set(spec.name, entry);
-    const name = spec.kind === "array" ? `${spec.name} (all)` : label;
-    return h("label", { class: "param range", title }, h("span", { class: "name" }, name), input, output);
+    const name = spec.kind === "array" ? `${label} (all ${spec.size || ""})`.replace(" )", ")") : label;
+    return h("label", { class: "param range", title },
+      h("span", { class: "name" }, name, h("small", { class: "osc-name" }, osc)), input, output);
   }
 
   async send(name, value) {
@@ -179,6 +196,8 @@ class Card {
       this.status.dataset.status = status;
       this.model.textContent = agent.model || "?";
       this.adopt.hidden = status !== "pending";
+      const own = !!(state.room && state.room.agents && this.id in state.room.agents);
+      this.forget.hidden = own || !(status === "offline" || status === "pending");
       this.host.textContent = agent.host ? `${agent.host}:${agent.osc_port ?? "?"}` : "no address yet";
       this.buildControls(agent);
       this.online = status === "online";

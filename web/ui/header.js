@@ -13,6 +13,9 @@ export function mountHeader(root, ctx) {
   const conn = h("span", { class: "conn", testid: "conn-status", dataset: { status: "connecting" } }, "connecting…");
   const panic = h("button", { class: "panic", testid: "panic", title: "Fade every speaker to silence (Escape)" }, "Panic");
   const error = h("span", { class: "header-error", testid: "header-error", role: "status" });
+  // What to listen for (the piece's description), and the hub's overload, said plainly.
+  const about = h("p", { class: "piece-about", testid: "piece-about", hidden: true });
+  const overload = h("span", { class: "overload", testid: "overload", role: "alert", hidden: true });
 
   let busy = false;
   async function togglePanic() {
@@ -93,7 +96,7 @@ export function mountHeader(root, ctx) {
     h("div", { class: "always" }, panic,
       h("span", { class: "group" }, recName, rec),
       h("span", { class: "group" }, source, listenBtn, level, latency)),
-    error);
+    overload, error, about);
 
   let lastSources = "";
   return {
@@ -105,6 +108,10 @@ export function mountHeader(root, ctx) {
       conn.textContent = status === "open" ? "connected"
         : status === "closed" ? `reconnecting (${state.conn.attempt})…`
         : status === "unauthorized" ? "token needed" : "connecting…";
+      about.hidden = !state.description;
+      if (state.description && about.textContent !== state.description) about.textContent = state.description;
+      overload.hidden = !state.overload;
+      overload.textContent = state.overload ? state.overload.message : "";
       const panicked = isPanicked(state);
       panic.textContent = panicked ? "Unpanic" : "Panic";
       panic.dataset.panicked = panicked ? "1" : "0";

@@ -24,7 +24,20 @@ export function mountRoom(root, ctx) {
   const rt60 = h("input", { type: "number", step: 0.05, min: 0.05, testid: "room-rt60", "aria-label": "RT60 (s)" });
   const apply = h("button", { testid: "room-apply" }, "Apply");
   const none = h("p", { class: "empty", testid: "room-none" }, "This installation has no simulated room.");
-  root.append(h("h2", {}, "Room ", info), none, plan,
+  // What the shapes are (the same shapes and colours as on the plan).
+  const key = (cls, shape, text) => {
+    const icon = svg("svg", { class: "floor legend-icon", viewBox: "-1 -1 2 2", width: 12, height: 12,
+                              "aria-hidden": "true" });
+    icon.append(shape === "rect" ? svg("rect", { class: cls, x: -0.8, y: -0.8, width: 1.6, height: 1.6 })
+      : shape === "circle" ? svg("circle", { class: cls, r: 0.7 })
+        : svg("polygon", { class: cls, points: "0,-0.9 0.8,0.8 -0.8,0.8" }));
+    return h("span", { class: "legend-item" }, icon, text);
+  };
+  const legend = h("div", { class: "room-legend", testid: "room-legend" },
+    key("speaker", "rect", "speaker"), key("mic", "circle", "microphone"),
+    key("listener", "polygon", "listener (the headphone preview)"),
+    h("span", { class: "legend-item" }, "drag any of them; metres, seen from above"));
+  root.append(h("h2", {}, "Room ", info), none, plan, legend,
     h("div", { class: "row room-size" },
       h("label", {}, "x ", sx), h("label", {}, "y ", sy), h("label", {}, "z ", sz), h("span", {}, "m"),
       h("label", {}, "RT60 ", rt60, " s"), apply),
@@ -103,6 +116,7 @@ export function mountRoom(root, ctx) {
     const room = layout && layout.room;
     none.hidden = !!room;
     plan.style.display = room ? "" : "none";
+    legend.hidden = !room;
     if (!room) return;
     if (!force && layout === last) return;
     if (!drag && performance.now() < heldUntil && !force) return;

@@ -141,9 +141,19 @@ export function mountRouting(root, ctx) {
     }
   });
 
+  // On a narrow screen the matrix scrolls sideways: say so while some of it is hidden.
+  const wrap = h("div", { class: "matrix-wrap", testid: "route-matrix-wrap" }, table);
+  const hint = h("div", { class: "scroll-hint", testid: "route-matrix-hint", hidden: true },
+    "scroll → for the other agents");
+  const showHint = () => {
+    const more = wrap.scrollWidth - wrap.clientWidth - wrap.scrollLeft > 2;
+    if (hint.hidden === more) hint.hidden = !more;
+  };
+  wrap.addEventListener("scroll", showHint, { passive: true });
+  window.addEventListener("resize", showHint);
   root.append(h("h2", {}, "Routing"),
     h("div", { class: "routing" },
-      h("div", { class: "matrix-wrap" }, table),
+      h("div", { class: "matrix-box" }, wrap, hint),
       drawing),
     editor = h("div", { class: "row edge-editor" }, pick,
       h("label", {}, "gain ", gain), h("label", {}, "delay ms ", delay),
@@ -331,6 +341,7 @@ export function mountRouting(root, ctx) {
     lastCouplings = state.couplings;
     lastIds = idKey;
     fillCells(state);
+    showHint();
     drawGraph(state, ids);
     const chosen = pick.value;
     const all = Object.keys(state.routes).sort();

@@ -69,8 +69,32 @@ async def test_a_ring_with_an_agent_the_config_does_not_place_is_refused_with_wh
             ring["agents"] = ["a", "b"]
             async with http.post(base + "/api/rings", json=ring, headers=auth) as r:
                 assert r.status == 201, await r.text()
+
+            # Forget: refused while x9 plays, for the config's own agents and unknown
+            # ids; once x9 is gone it goes, with its adoption, and browsers are told.
+            for agent_id, status, words in (("x9", 409, "is online: stop its process"),
+                                            ("a", 409, "part of the installation config"),
+                                            ("zz", 404, "no agent 'zz'")):
+                async with http.delete(base + f"/api/agents/{agent_id}", headers=auth) as r:
+                    assert r.status == status and words in (await r.json())["error"]
+            pushed: list = []
+            hub.add_listener(pushed.append)
+            assert await x9.stop() == 0
+
+            async def offline():
+                return not hub.registry.get("x9").online
+            await wait_for(offline, 20.0, "x9 offline")
+            async with http.delete(base + "/api/agents/x9", headers=auth) as r:
+                assert r.status == 200 and (await r.json()) == {"forgotten": "x9", "routes": []}
+            assert hub.registry.get("x9") is None and "x9" not in hub.registry.adopted_ids
+            assert {"type": "agent_removed", "agent": "x9"} in pushed
+            assert any(isinstance(m, dict) and m.get("type") == "event"
+                       and m["event"]["kind"] == "agent_forgotten" for m in pushed)
+            async with http.get(base + "/api/agents") as r:
+                assert "x9" not in {a["id"] for a in await r.json()}
     finally:
-        assert await x9.stop() == 0
+        if x9.proc.returncode is None:
+            assert await x9.stop() == 0
 
 
 DEPLOYED_ONE = """
