@@ -29,6 +29,7 @@ CONFIG = """
 name = "dashtest"
 block = 256
 mode = "simulated"
+description = "Three agents in a small room; listen for the ring."
 
 [room]
 size = [8.0, 6.0, 3.0]
@@ -357,6 +358,76 @@ def test_a_pending_agent_is_adopted_from_its_card(dashboard, installation, tmp_p
     page.wait_for_selector(tid("status-dashp") + '[data-status="online"]', timeout=10_000)
     assert not adopt.is_visible()
     assert installation.hub.registry.get("dashp").adopted
+
+
+def test_no_dead_ends_a_hand_added_agent_labels_legend_and_forget(dashboard, installation,
+                                                                  tmp_path):
+    """Issue 15's dead ends, as an artist meets them: the piece says what to listen for;
+    parameters read in words (the OSC name in small print); the floor plan has a legend;
+    Make ring with an agent the simulated config does not place says what to do (and
+    the floor plan stays draggable); an agent gone for good can be forgotten."""
+    page = dashboard
+    assert page.locator(tid("piece-about")).text_content() == (
+        "Three agents in a small room; listen for the ring.")
+    lr = page.locator(f'{tid("card-dash1")} label.param.range').first
+    assert lr.locator(".name").text_content() == "learning rate/lr"
+    assert lr.get_attribute("title").startswith("/lr: learning rate")
+    legend = page.locator(tid("room-legend"))
+    assert legend.is_visible()
+    for words in ("speaker", "microphone", "listener"):
+        assert words in legend.text_content()
+
+    agent = installation.start_agent(tmp_path / "dashq", "dashq", signed=False)
+    page.wait_for_selector(tid("status-dashq") + '[data-status="pending"]', timeout=15_000)
+    page.locator(tid("adopt-dashq")).click()
+    page.wait_for_selector(tid("status-dashq") + '[data-status="online"]', timeout=10_000)
+    page.locator(tid("ring-pick-dash1")).check()
+    page.locator(tid("ring-pick-dashq")).check()
+    page.locator(tid("ring-name")).fill("handmade")
+    page.locator(tid("ring-add")).click()
+    status = page.locator(tid("routing-status"))
+    page.wait_for_function(
+        "el => el.textContent.includes('not part of this simulated installation')",
+        arg=status.element_handle(), timeout=5000)
+    assert "--audio hub" in status.text_content() and '[[agent]] with id = "dashq"' in \
+        status.text_content()
+    assert not any(r.startswith("handmade:") for r in installation.hub.routes)
+    page.locator(tid("ring-pick-dash1")).uncheck()
+
+    # Gone for good: once offline, Forget takes the card away (an online one has none).
+    assert not page.locator(tid("forget-dashq")).is_visible()
+    assert not page.locator(tid("forget-dash1")).is_visible()
+    installation.call(agent.stop(), timeout=30.0)
+    page.wait_for_selector(tid("status-dashq") + '[data-status="offline"]', timeout=20_000)
+    page.locator(tid("forget-dashq")).click()
+    page.wait_for_selector(tid("card-dashq"), state="detached", timeout=5000)
+    assert installation.hub.registry.get("dashq") is None
+
+
+def test_on_a_phone_the_routing_matrix_says_it_scrolls(browser, installation):
+    context, page = open_dashboard(browser, installation, viewport={"width": 390, "height": 844},
+                                   is_mobile=True, has_touch=True)
+    try:
+        wrap = page.locator(tid("route-matrix-wrap"))
+        wrap.scroll_into_view_if_needed()
+        hint = page.locator(tid("route-matrix-hint"))
+        # Eight agents overflow a phone; this hub has four, so the box is made as narrow
+        # as eight would make it feel (and the page told, as a rotation would).
+        if wrap.evaluate("el => el.scrollWidth - el.clientWidth") <= 2:
+            wrap.evaluate("el => { el.style.maxWidth = '120px'; "
+                          "window.dispatchEvent(new Event('resize')); }")
+        assert wrap.evaluate("el => el.scrollWidth - el.clientWidth") > 2
+        page.wait_for_selector(tid("route-matrix-hint"), state="visible", timeout=5000)
+        assert "scroll" in hint.text_content()
+        wrap.evaluate("el => { el.scrollLeft = el.scrollWidth; }")
+        page.wait_for_selector(tid("route-matrix-hint"), state="hidden", timeout=5000)
+        # the sending agent's name stays in view while the matrix scrolls
+        row_head = page.locator(f'{tid("route-matrix")} tbody th').first
+        assert row_head.evaluate("el => getComputedStyle(el).position") == "sticky"
+        page.screenshot(path=str(ARTIFACTS / "dashboard-phone-matrix.png"))
+        assert page.errors == [], page.errors
+    finally:
+        context.close()
 
 
 def test_listen_plays_an_agent_through_the_audio_worklet(dashboard, installation):

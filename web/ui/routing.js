@@ -314,6 +314,7 @@ export function mountRouting(root, ctx) {
     const ids = [...new Set([...adopted, ...routeIds])]
       .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
     const idKey = ids.join("\u0000");
+    for (let i = picks.length - 1; i >= 0; i--) if (!ids.includes(picks[i])) picks.splice(i, 1);
     const pickKey = idKey + "|" + picks.join(",");
     if (pickKey !== lastPickKey) {
       lastPickKey = pickKey;
