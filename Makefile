@@ -7,16 +7,33 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 RENDERS := out/renders
+# Each step of setting up prints one line ("installing … done (40 s)") and keeps pip's
+# output for when it fails; `make V=1 …` shows every command and all their output.
+V      ?= 0
+STEP   := V=$(V) bash scripts/step.sh
+# The example installation whose kernels `make venv` compiles into numba's cache (the
+# one `make demo` runs); WARM=0 skips it.
+WARM   ?= 1
+WARM_CONFIG := deploy/octophonic.toml
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 
 .PHONY: venv sysdeps demo renders docs lint test bench clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	$(Q)test -x $(PY) || $(STEP) "creating the virtual environment $(VENV)" $(PYTHON) -m venv $(VENV)
+	$(Q)$(STEP) "updating pip in $(VENV)" $(PY) -m pip install --upgrade pip
+	$(Q)$(STEP) "installing the project and its test tools into $(VENV)" \
+		$(PY) -m pip install -e '.[test]'
+	$(Q)if [ "$(WARM)" = 1 ]; then $(STEP) "compiling the audio kernels of $(WARM_CONFIG) (numba's cache)" \
+		$(PY) -m anamnesis.hub.cli.demo --warm all $(WARM_CONFIG) || \
+		echo "  (not fatal: the demo compiles them when it starts)"; fi
+	$(Q)touch $(STAMP)
 
 # Real peers for the tests (JACK, PortAudio, ffmpeg, liblo-tools). Installs with
 # apt when run as root; elsewhere it says what is missing and the tests that need
@@ -37,7 +54,7 @@ demo: venv
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			libportaudio2 >/dev/null || echo "libportaudio2 not installed: the preview plays in the browser"; \
 	fi
-	$(PY) -m anamnesis.hub.cli demo $(DEMO_ARGS)
+	$(Q)$(PY) -m anamnesis.hub.cli demo $(DEMO_ARGS)
 
 # Every seed preset rendered offline (WAV: inputs then output; PNG: waveforms + spectrogram).
 renders: venv

@@ -20,13 +20,27 @@ Reported, same run, median of ``--runs``:
 The machine is shared and a start is mostly CPU: run it on a quiet machine; numba's
 cache is warmed by a first, unreported run.
 
+``--first-run`` measures instead what a new user meets (README, "The two commands"):
+a fresh ``git clone`` of this checkout's HEAD (or ``--commit``), then ``make demo``
+in it as typed (only ``DEMO_ARGS="--http 127.0.0.1:0 --osc 127.0.0.1:0"``, so that a
+demo already running on this machine does not collide; state and room cache in a
+throwaway ``XDG_STATE_HOME`` / ``XDG_CACHE_HOME``): the lines the terminal shows before
+the ``Dashboard:`` line (stdout and stderr, as a terminal merges them), the seconds
+from ``make demo`` to that line, to the demo's own first line (the venv built) and to
+the first sound; then the same for a second ``make demo`` in that clone (the venv and
+numba's cache made). ``--make-args`` passes variables to both makes (e.g. ``V=1``).
+Each demo ends with SIGINT to its process group, as Ctrl-C does.
+
     .venv/bin/python bench/bench_demo_start.py [--runs 3]
+    .venv/bin/python bench/bench_demo_start.py --first-run [--commit REV] [--make-args ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shlex
 import signal
 import statistics
 import subprocess
@@ -76,10 +90,78 @@ def one_run(launch: str, state: Path) -> tuple[float, float]:
     return sound - dashboard, sound - t0
 
 
+def make_demo(clone: Path, tmp: Path, make_args: list[str]) -> dict[str, float | int]:
+    """One ``make demo`` in ``clone`` until its first sound: lines before the dashboard
+    line, and seconds from the command to the demo's first line, the dashboard line and
+    the first sound."""
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp / "state"),
+           "XDG_CACHE_HOME": str(tmp / "cache")}
+    env.pop("V", None)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        ["make", "demo", "DEMO_ARGS=--http 127.0.0.1:0 --osc 127.0.0.1:0", *make_args],
+        cwd=clone, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen: list[str] = []
+    at: dict[str, float] = {}
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.monotonic() - t0
+            if "demo" not in at and line.startswith("anamnesis demo:"):
+                at["demo"] = now
+            if "dashboard" not in at:
+                if DASHBOARD.match(line):
+                    at["dashboard"] = now
+                else:
+                    seen.append(line.rstrip("\n"))
+            elif SOUND.match(line):
+                at["sound"] = now
+                break
+            if now > GIVE_UP_S + 600:      # the venv is part of it: pip may take minutes
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)   # Ctrl-C: the whole foreground group
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if set(at) != {"demo", "dashboard", "sound"}:
+        print("\n".join(seen[-40:]), file=sys.stderr)
+        raise SystemExit(f"make demo never sounded (reached: {', '.join(at) or 'nothing'})")
+    return {"lines": len(seen), **at}
+
+
+def first_run(commit: str, make_args: list[str]) -> int:
+    """``--first-run``: a fresh clone's first and second ``make demo``."""
+    with tempfile.TemporaryDirectory(prefix="bench-first-run-") as tmp:
+        clone = Path(tmp) / "clone"
+        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+        subprocess.run(["git", "-C", str(clone), "checkout", "-q", commit], check=True)
+        rev = subprocess.run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        runs = [make_demo(clone, Path(tmp), make_args) for _ in range(2)]
+    extra = f" {shlex.join(make_args)}" if make_args else ""
+    print(f"make demo{extra} on a fresh clone of {rev} (seconds from the command):")
+    for label, r in zip(("first", "second"), runs, strict=True):
+        print(f"  {label:6s}  {r['lines']:3d} lines before the dashboard line; demo starts "
+              f"{r['demo']:6.1f} s, dashboard {r['dashboard']:6.1f} s, first sound "
+              f"{r['sound']:6.1f} s ({r['sound'] - r['dashboard']:.1f} s after the dashboard)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--first-run", action="store_true",
+                        help="a fresh clone's first and second `make demo` instead")
+    parser.add_argument("--commit", default="HEAD", help="what --first-run clones")
+    parser.add_argument("--make-args", nargs="*", default=[], metavar="VAR=VALUE",
+                        help="variables for --first-run's makes")
     args = parser.parse_args()
+    if args.first_run:
+        return first_run(args.commit, args.make_args)
     results: dict[str, list[tuple[float, float]]] = {"fork": [], "exec": []}
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
         one_run("fork", Path(tmp) / "warm")          # numba's cache, the room's responses

@@ -311,7 +311,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 # PortAudio's callback needs the GIL, which the hub's loop holds in 5 ms
                 # slices by default: a device buffer of a few ms would underflow.
                 sys.setswitchinterval(0.001)
-                unsubscribe = listen.subscribe("listener", player.feed)
+                unsubscribe = listen.subscribe("listener", player.feed, on_panic=player.panic)
                 print(f"  Headphones: the listener preview plays on {what}.", flush=True)
 
                 def stop_player() -> None:
@@ -346,11 +346,19 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m anamnesis.hub.cli.demo --warm agents|hub CONFIG``: one half of :func:`warm_kernels`."""
-    if len(argv) != 3 or argv[0] != "--warm" or argv[1] not in ("agents", "hub"):
-        print("usage: python -m anamnesis.hub.cli.demo --warm agents|hub CONFIG (anamnesis demo runs it)",
+    """``python -m anamnesis.hub.cli.demo --warm agents|hub|all CONFIG``: one half of
+    :func:`warm_kernels` (``anamnesis demo`` runs them), or both at once (``make venv``
+    does, so that the first demo finds numba's cache made)."""
+    if len(argv) != 3 or argv[0] != "--warm" or argv[1] not in ("agents", "hub", "all"):
+        print("usage: python -m anamnesis.hub.cli.demo --warm agents|hub|all CONFIG",
               file=sys.stderr)
         return 2
+    if argv[1] == "all":
+        seconds, problems = warm_kernels(Path(argv[2]))
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"kernels of {argv[2]} compiled in {seconds:.1f} s")
+        return 1 if problems else 0
     (warm_agents if argv[1] == "agents" else warm_hub)(Path(argv[2]))
     return 0
 
