@@ -52,6 +52,14 @@ class Rendering:
     model: Model
 
 
+def realtime_text(factor: float) -> str:
+    """A real-time factor as people read it: two significant digits below 10 ("0.57x",
+    "3.4x"), whole numbers above ("12x", "110x")."""
+    if factor >= 9.95:
+        return f"{factor:.0f}x"
+    return f"{factor:.2g}x" if factor < 1 else f"{factor:.1f}x"
+
+
 def _build_inputs(preset: Preset, sample_rate: int, seed: int) -> list:
     return [signal for _, signal in preset_signals(preset, sample_rate, seed=seed)]
 
@@ -249,7 +257,7 @@ def run_render(args: argparse.Namespace) -> int:
     stats = ", ".join(f"{k} {v:g}" for k, v in rendering.stats.items()
                       if isinstance(v, (int, float)))
     print(f"{preset.name}: {seconds:g} s in {elapsed:.2f} s "
-          f"({seconds / max(elapsed, 1e-9):.0f}x real time); {stats}")
+          f"({realtime_text(seconds / max(elapsed, 1e-9))} real time); {stats}")
     for path in (args.out, args.plot):
         if path is not None:
             print(f"wrote {path}")

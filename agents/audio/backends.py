@@ -330,6 +330,11 @@ class SoundDeviceBackend:
             in_info = sd.query_devices(self._device, "input")
             out_info = sd.query_devices(self._device, "output")
         except (ValueError, sd.PortAudioError) as exc:
+            if self._device is None:      # PortAudio says "Error querying device -1"
+                raise BackendError(
+                    "no sound card found: PortAudio has no default input and output device. "
+                    "Run with --audio null (a software clock), --audio hub (the hub's clock), "
+                    "or choose one with --device (`anamnesis devices` lists them)") from None
             raise BackendError(f"audio device {self._device!r}: {exc} "
                                "(see `anamnesis devices`)") from None
         if in_info["max_input_channels"] <= self._in_idx:

@@ -243,11 +243,16 @@ class _FirstSound:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``anamnesis demo`` until SIGINT/SIGTERM; the exit status."""
-    from anamnesis.hub.cli.hub import parse_address, run_hub
+    from anamnesis.hub.cli.hub import first_busy, oscquery_address, parse_address, run_hub
     from anamnesis.hub.installation.check import load_config
 
     try:
-        parse_address(args.http)
+        host, port = parse_address(args.http)
+        osc = None if args.osc == "off" else parse_address(args.osc, "--osc")
+        busy = first_busy((host, port), osc, oscquery_address(args, host, port))
+        if busy is not None:       # said before a minute of compiling, not after
+            print(f"anamnesis demo: {busy}", file=sys.stderr)
+            return 1
         config_path = resolve_config(args.config)
         config = load_config(config_path)
         state_dir = (args.state_dir or default_state_dir()).expanduser()
@@ -260,6 +265,11 @@ def run_demo(args: argparse.Namespace) -> int:
     room = "through the simulated room" if config.room is not None else "without a room"
     print(f"anamnesis demo: {config.installation.name} — {len(local)} learning agents "
           f"{room} ({config_path})", flush=True)
+    if config.installation.description:
+        import textwrap
+
+        print(textwrap.fill(config.installation.description, 88, initial_indent="  The piece: ",
+                            subsequent_indent="    "), flush=True)
     print("  Preparing: compiling the agents' and the hub's kernels (once; the first run "
           "takes a minute)…", flush=True)
     try:

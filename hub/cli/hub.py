@@ -89,6 +89,59 @@ def parse_address(text: str, option: str = "--http") -> tuple[str, int]:
     return host, int(port)
 
 
+def port_taken(host: str, port: int, *, udp: bool = False) -> OSError | None:
+    """The error binding ``host:port`` gives now (TCP, or UDP with ``udp``), as the hub
+    would bind it (address reuse on, as aiohttp does), or None when it is free; port 0
+    is always free. Checked before anything slow starts, so a busy port is said at once."""
+    if port == 0:
+        return None
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
+        if not udp:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def busy_port_message(what: str, option: str, host: str, port: int, exc: OSError) -> str:
+    """One line for a port that cannot be bound: which one, why, and what to do."""
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return (f"{what} port {host}:{port} is taken (another demo or hub still running?): "
+                f"stop that one, or start this one elsewhere with {option} {host}:0 "
+                "(any free port)")
+    return f"{what} address {host}:{port} cannot be used ({exc.strerror or exc}); see {option}"
+
+
+def first_busy(http: tuple[str, int], osc: tuple[str, int] | None,
+               oscquery: tuple[str, int] | None) -> str | None:
+    """The message for the first of the hub's addresses that cannot be bound now, else
+    None: the dashboard (TCP), the OSC API (UDP), OSCQuery (TCP)."""
+    for what, option, address, udp in (("the dashboard's", "--http", http, False),
+                                       ("the OSC API's", "--osc", osc, True),
+                                       ("OSCQuery's", "--oscquery", oscquery, False)):
+        if address is not None:
+            exc = port_taken(*address, udp=udp)
+            if exc is not None:
+                return busy_port_message(what, option, *address, exc)
+    return None
+
+
+def oscquery_address(args: argparse.Namespace, host: str, port: int) -> tuple[str, int] | None:
+    """Where the hub serves OSCQuery: ``--oscquery``, else beside the dashboard (its own
+    port; a free one when the dashboard's is)."""
+    oscquery_arg = getattr(args, "oscquery", None)
+    if oscquery_arg is None:
+        return (host, OSCQUERY_PORT if port else 0)
+    return None if oscquery_arg == "off" else parse_address(oscquery_arg, "--oscquery")
+
+
 def default_state_dir(name: str) -> Path:
     """A hub's state directory by default: ``$XDG_STATE_HOME/anamnesis/hub-NAME``."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -109,12 +162,11 @@ def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) ->
     try:
         host, port = parse_address(args.http)
         osc_api = None if args.osc == "off" else parse_address(args.osc, "--osc")
-        oscquery_arg = getattr(args, "oscquery", None)
-        if oscquery_arg is None:
-            oscquery: tuple[str, int] | None = (host, OSCQUERY_PORT if port else 0)
-        else:
-            oscquery = None if oscquery_arg == "off" else parse_address(oscquery_arg,
-                                                                         "--oscquery")
+        oscquery = oscquery_address(args, host, port)
+        busy = first_busy((host, port), osc_api, oscquery)
+        if busy is not None:
+            print(f"anamnesis hub: {busy}", file=sys.stderr)
+            return 1
         config = None
         if args.config is not None:
             from anamnesis.hub.installation.check import load_config

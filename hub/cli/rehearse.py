@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anamnesis.agents.render import realtime_text
 from anamnesis.hub.clock.rehearse import check_request, partial_path, rehearse
 
 # ---------------------------------------------------------------------------
@@ -195,7 +196,8 @@ def run_rehearse(args: argparse.Namespace) -> int:
     extra = (f"; {blowups:.0f} blow-up(s) recovered" if blowups else "") + \
             (f"; {errors:.0f} failed block(s) played as silence" if errors else "")
     print(f"{name}: {result.seconds:g} s of {len(config.agents)} speakers rendered in "
-          f"{result.wall_s:.2f} s ({result.realtime_factor:.1f}x real time) -> {files}{extra}")
+          f"{result.wall_s:.2f} s ({realtime_text(result.realtime_factor)} real time) -> "
+          f"{files}{extra}")
     return 0
 
 

@@ -269,3 +269,31 @@ def test_bad_options_are_refused_in_one_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith("anamnesis demo: ") and message in err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("udp", [False, True])
+def test_a_busy_port_is_named_at_once_with_what_to_do(tmp_path, udp):
+    """A second demo on a taken port says which port and how to pick another, before it
+    compiles anything or starts an agent (the process exits 1; it never prints the
+    kernels line nor the dashboard line)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        if not udp:
+            sock.listen()
+        port = sock.getsockname()[1]
+        free = "127.0.0.1:0"
+        http, osc = (free, f"127.0.0.1:{port}") if udp else (f"127.0.0.1:{port}", free)
+        done = subprocess.run(
+            [sys.executable, "-m", "anamnesis.hub.cli", "demo", "--http", http, "--osc", osc,
+             "--no-audio", "--state-dir", str(tmp_path / "s")],
+            capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    what, option = ("the OSC API's", "--osc") if udp else ("the dashboard's", "--http")
+    assert done.stderr.strip() == (
+        f"anamnesis demo: {what} port 127.0.0.1:{port} is taken (another demo or hub still "
+        f"running?): stop that one, or start this one elsewhere with {option} 127.0.0.1:0 "
+        "(any free port)")
+    assert "Kernels ready" not in done.stdout and "Dashboard:" not in done.stdout
+    assert not (tmp_path / "s").exists()
