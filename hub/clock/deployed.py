@@ -32,13 +32,19 @@ import numpy as np
 from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.hub.clock.deployed_agent import DeployedAgent
 from anamnesis.hub.clock.driver import routes_to_edges
-from anamnesis.hub.clock.pacing import BlockPacer, OverloadHook, pace_stats, start_loop_task
+from anamnesis.hub.clock.pacing import (
+    BlockPacer,
+    OverloadHook,
+    PacedLoop,
+    pace_stats,
+    start_loop_task,
+)
 from anamnesis.hub.engine.graph import RoutingGraph
 
 log = logging.getLogger(__name__)
 
 
-class DeployedRouter:
+class DeployedRouter(PacedLoop):
     """Routes ``graph``'s edges between deployed agents (see the module docstring).
 
     ``registry`` is the hub's agent registry; ``interface`` the hub's address (the
@@ -170,17 +176,6 @@ class DeployedRouter:
                 agent.send_in(self._inputs[:, columns[agent_id]])
             self.steps += 1
             await self._pacer.wait()
-
-    @property
-    def overloaded(self) -> bool:
-        """True while the loop cannot keep up with real time (:mod:`.pacing`)."""
-        return self._pacer.overloaded
-
-    def _overload(self, overloaded: bool, speed: float, cpu: float) -> None:
-        """The pacer's verdict: scopes are shed while overloaded (the loop skips them),
-        and the hub is told."""
-        if self.on_overload is not None:
-            self.on_overload(overloaded, speed, cpu)
 
     def start(self) -> None:
         """Start routing in the background."""

@@ -112,6 +112,25 @@ class BlockPacer:
                 self.on_overload(slow, self.speed, self.cpu)
 
 
+class PacedLoop:
+    """What both hub clocks share about their pace: ``_pacer`` (a :class:`BlockPacer`
+    built with ``on_overload=self._overload``) and ``on_overload`` (the hub's hook)."""
+
+    _pacer: BlockPacer
+    on_overload: OverloadHook | None
+
+    @property
+    def overloaded(self) -> bool:
+        """True while the loop cannot keep up with real time."""
+        return self._pacer.overloaded
+
+    def _overload(self, overloaded: bool, speed: float, cpu: float) -> None:
+        """The pacer's verdict, handed to the hub (the loop itself sheds the scopes while
+        :attr:`overloaded`)."""
+        if self.on_overload is not None:
+            self.on_overload(overloaded, speed, cpu)
+
+
 def pace_stats(pacer: BlockPacer) -> dict[str, Any]:
     """The pacer's figures for a driver's ``stats()``: speed (share of real time), the
     hub's CPU share of a core, whether it is overloaded, and how often it was."""
@@ -133,4 +152,4 @@ def start_loop_task(loop_body: Coroutine[Any, Any, None], *, name: str,
     return task
 
 
-__all__ = ["BlockPacer", "OverloadHook", "pace_stats", "start_loop_task"]
+__all__ = ["BlockPacer", "OverloadHook", "PacedLoop", "pace_stats", "start_loop_task"]

@@ -65,13 +65,19 @@ import numpy as np
 from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.hub.clock.driver import routes_to_edges
 from anamnesis.hub.clock.lockstep import HubClock
-from anamnesis.hub.clock.pacing import BlockPacer, OverloadHook, pace_stats, start_loop_task
+from anamnesis.hub.clock.pacing import (
+    BlockPacer,
+    OverloadHook,
+    PacedLoop,
+    pace_stats,
+    start_loop_task,
+)
 from anamnesis.hub.engine.graph import RoutingGraph
 
 log = logging.getLogger(__name__)
 
 
-class SimulatedDriver:
+class SimulatedDriver(PacedLoop):
     """Drives ``graph``'s agents through a :class:`HubClock` (see the module docstring).
 
     ``registry`` is the hub's :class:`anamnesis.hub.fleet.discovery.AgentRegistry`; ``interface`` the
@@ -272,17 +278,6 @@ class SimulatedDriver:
                 self.listen.add(self._outputs, self._ears if coupling is not None else None)
             self.steps += 1
             await self._pacer.wait()
-
-    @property
-    def overloaded(self) -> bool:
-        """True while the loop cannot keep up with real time (:mod:`.pacing`)."""
-        return self._pacer.overloaded
-
-    def _overload(self, overloaded: bool, speed: float, cpu: float) -> None:
-        """The pacer's verdict: scopes are shed while overloaded (the loop skips them),
-        and the hub is told."""
-        if self.on_overload is not None:
-            self.on_overload(overloaded, speed, cpu)
 
     def start(self) -> None:
         """Start driving in the background."""
