@@ -251,3 +251,38 @@ async def test_local_agent_command_lines_follow_the_config(tmp_path):
         assert await agent.wait() == 0
     finally:
         agent.kill()
+
+
+@pytest.mark.parametrize(("taken", "what"), [("--http", "the dashboard's"),
+                                             ("--osc", "the OSC API's"),
+                                             ("--oscquery", "OSCQuery's")])
+def test_a_busy_port_is_named_before_the_hub_starts_anything(tmp_path, taken, what):
+    """``anamnesis hub`` on a port another program holds (a real socket bound on
+    127.0.0.1) says which port and how to choose another, and exits 1 before it reads
+    the config's agents, makes its state directory or starts an agent: the state
+    directory stays absent and no agent log is written."""
+    import socket
+    import subprocess
+
+    generate_key(tmp_path / "inst.key")
+    (tmp_path / "hub.toml").write_text(CONFIG)
+    state = tmp_path / "state"
+    kind = socket.SOCK_DGRAM if taken == "--osc" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            sock.listen()
+        port = sock.getsockname()[1]
+        addresses = {"--http": "127.0.0.1:0", "--osc": "127.0.0.1:0",
+                     "--oscquery": "127.0.0.1:0", taken: f"127.0.0.1:{port}"}
+        done = subprocess.run(
+            [sys.executable, "-m", "anamnesis.hub.cli", "hub", str(tmp_path / "hub.toml"),
+             "--state-dir", str(state), *(x for kv in addresses.items() for x in kv)],
+            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == (
+        f"anamnesis hub: {what} port 127.0.0.1:{port} is taken (another demo or hub still "
+        f"running?): stop that one, or start this one elsewhere with {taken} 127.0.0.1:0 "
+        "(any free port)")
+    assert "Dashboard:" not in done.stdout
+    assert not state.exists()
