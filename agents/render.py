@@ -57,7 +57,8 @@ def realtime_text(factor: float) -> str:
     "3.4x"), whole numbers above ("12x", "110x")."""
     if factor >= 9.95:
         return f"{factor:.0f}x"
-    return f"{factor:.2g}x" if factor < 1 else f"{factor:.1f}x"
+    # from 0.995 two significant digits are "1.0", not the "1" of the :g format
+    return f"{factor:.1f}x" if factor >= 0.995 else f"{factor:.2g}x"
 
 
 def _build_inputs(preset: Preset, sample_rate: int, seed: int) -> list:

@@ -1,5 +1,6 @@
 """Offline rendering: presets, timed events, modulations, the `anamnesis render` CLI."""
 
+import re
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ from anamnesis.agents.presets import (
     all_presets,
     get_preset,
 )
-from anamnesis.agents.render import render_preset
+from anamnesis.agents.render import realtime_text, render_preset
 from anamnesis.agents.signals import make_signal
 
 SR = 48000
@@ -116,7 +117,13 @@ def test_cli_writes_inputs_and_output_and_plot(tmp_path):
     assert sr == SR and data.shape == (SR // 2, 3)  # in1, in2, out
     assert np.all(np.abs(data[:, 2]) <= 1.0)
     assert png.stat().st_size > 10_000
-    assert "real time" in done.stdout
+    # The real-time factor as measured (0.57x was once printed as "1x"): consistent with
+    # the seconds printed beside it (rounded to 10 ms) and written as realtime_text does.
+    shown = re.search(r": 0\.5 s in ([0-9.]+) s \(([0-9.]+)x real time\)", done.stdout)
+    assert shown is not None, done.stdout
+    elapsed, factor = float(shown[1]), float(shown[2])
+    assert 0.5 / (elapsed + 0.005) * 0.95 <= factor <= 0.5 / max(elapsed - 0.005, 1e-9) * 1.05
+    assert realtime_text(factor) == f"{shown[2]}x"
 
 
 @pytest.mark.parametrize("args,message", [

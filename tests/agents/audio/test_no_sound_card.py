@@ -30,7 +30,8 @@ def test_an_agent_without_a_sound_card_says_what_to_do(tmp_path):
 
 
 @pytest.mark.parametrize(("factor", "text"), [(0.57, "0.57x"), (0.057, "0.057x"),
-                                              (3.44, "3.4x"), (9.96, "10x"), (112.4, "112x")])
+                                              (0.996, "1.0x"), (1.0, "1.0x"), (3.44, "3.4x"),
+                                              (9.94, "9.9x"), (9.96, "10x"), (112.4, "112x")])
 def test_a_real_time_factor_reads_as_measured(factor, text):
     from anamnesis.agents.render import realtime_text
 
