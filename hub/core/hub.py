@@ -54,9 +54,10 @@ from pathlib import Path
 from typing import Any
 
 from anamnesis.hub.clock.driver import Driver
+from anamnesis.hub.core import comings, recording
 from anamnesis.hub.core.agent_calls import AgentCalls, is_number
 from anamnesis.hub.core.couplings import CouplingBook
-from anamnesis.hub.core.errors import Conflict, HubError, NotFound
+from anamnesis.hub.core.errors import HubError
 from anamnesis.hub.core.events import EventLog
 from anamnesis.hub.core.layout import RoomLayout
 from anamnesis.hub.core.routes import RouteBook
@@ -365,24 +366,11 @@ class Hub:
             self.event_log.persist("set_agent_ports", {entry.agent_id: announced})
         if entry.adopted and entry.online and change.kind in ("online", "adopted"):
             self._spawn_task(self._resume(entry.agent_id))
-            self._route_newcomer(entry.agent_id)
+            comings.route_newcomer(self, entry.agent_id)
         if change.kind in ("offline", "updated") and not entry.online:
             self._resumed.discard(entry.agent_id)
         if change.kind == "offline":
             self._spawn_task(self.telemetry.unsubscribe(entry.agent_id))
-
-    def _route_newcomer(self, agent_id: str) -> None:
-        """A deployed installation's routes that name an agent the config does not list
-        (added on the LAN) are played once it is adopted and online: the router's graph
-        takes it in (:meth:`anamnesis.hub.clock.deployed.DeployedRouter.set_routes`)."""
-        driver = self.driver
-        if self.mode != "deployed" or driver is None or agent_id in driver.graph.agent_ids:
-            return
-        if any(agent_id in (r["from"], r["to"]) for r in self.routes.values()):
-            try:
-                driver.set_routes(self.routes)
-            except ValueError as exc:
-                log.error("routes with agent %s cannot be driven: %s", agent_id, exc)
 
     def _spawn_task(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -430,61 +418,18 @@ class Hub:
         return self.agent_json(self.calls.adopt(agent_id))
 
     def forget(self, agent_id: object) -> dict[str, Any]:
-        """Forget an agent that is gone for good (offline or pending, not one of the
-        config's): its entry, its adoption, its remembered parameters and the routes that
-        name it go; announced again, it is a new pending agent. ``NotFound`` if unknown,
-        ``Conflict`` (what to do) if it is online or part of the config."""
-        if not isinstance(agent_id, str):
-            raise HubError("forget: agent must be a string")
-        if self.config is not None and agent_id in self.config.agent_ids:
-            raise Conflict(f"agent {agent_id} is part of the installation config "
-                           f"({self.config.installation.name}); remove its [[agent]] from "
-                           "the config to forget it")
-        entry = self.registry.get(agent_id)
-        if entry is None:
-            raise NotFound(f"no agent {agent_id!r}")
-        if entry.online:
-            raise Conflict(f"agent {agent_id} is online: stop its process first (else it "
-                           "announces itself again at once)")
-        routes = [rid for rid, r in self.routes.items() if agent_id in (r["from"], r["to"])]
-        for route_id in routes:
-            self.delete_route(route_id)
-        self.registry.forget(agent_id)
-        self.params.pop(agent_id, None)
-        self.adopted.save()
-        self.emit("agent_forgotten", f"agent {agent_id} forgotten"
-                  + (f" with its routes {', '.join(routes)}" if routes else ""),
-                  agent=agent_id, routes=routes)
-        return {"forgotten": agent_id, "routes": routes}
+        """Forget an agent gone for good (:func:`anamnesis.hub.core.comings.forget`)."""
+        return comings.forget(self, agent_id)
 
     # -- recording --------------------------------------------------------------------
 
     def record_start(self, name: object) -> dict[str, Any]:
         """Record every agent's output (simulated mode) to ``STATE_DIR/recordings/NAME.wav``."""
-        if self.driver is None:
-            raise Conflict("recording needs an installation: start the hub with its config")
-        if not isinstance(name, str) or not 1 <= len(name) <= 64 or not all(
-                c.isalnum() or c in "-_." for c in name) or name.startswith("."):
-            raise HubError("a recording name has 1 to 64 letters, digits, '-', '_' or '.'")
-        path = self.state_dir / "recordings" / f"{name}.wav"
-        try:
-            self.driver.record_start(path)
-        except RuntimeError as exc:
-            raise Conflict(str(exc)) from None
-        self.emit("record_start", f"recording to {path.name}", file=path.name)
-        return {"recording": path.name}
+        return recording.record_start(self, name)
 
     async def record_stop(self) -> dict[str, Any]:
         """Stop recording; the file's name, frames and seconds."""
-        if self.driver is None:
-            raise Conflict("not recording")
-        try:
-            info = await self.driver.record_stop()
-        except RuntimeError as exc:
-            raise Conflict(str(exc)) from None
-        info["path"] = Path(info["path"]).name
-        self.emit("record_stop", f"recorded {info['seconds']:.1f} s to {info['path']}", **info)
-        return info
+        return await recording.record_stop(self)
 
     # -- panic and overload -----------------------------------------------------------
 
@@ -506,20 +451,10 @@ class Hub:
         return self.driver is not None and self.driver.overloaded
 
     def _overload(self, overloaded: bool, speed: float, cpu: float) -> None:
-        """The clock's verdict (:mod:`anamnesis.hub.clock.pacing`): said once, plainly,
-        with the likely cause, in the log (the terminal) and the event log."""
-        if overloaded:
-            cause = ("the hub itself needs more than the core it gets: fewer agents, a "
-                     "smaller room (max_order, rt60) or a rehearsal offline"
-                     if cpu >= 0.8 else
-                     f"the machine is busy with other work (the hub got {cpu:.0%} of a core)")
-            message = (f"overloaded: the hub keeps up with {speed:.0%} of real time, so the "
-                       f"audio stutters; likely cause: {cause}. Scopes and spectra pause "
-                       f"and telemetry slows to a quarter until it catches up")
-            log.warning("%s", message)
-        else:
-            message = f"caught up: the hub runs at {speed:.0%} of real time again"
-            log.warning("%s", message)
+        """The clock's verdict, said once, plainly, in the log (the terminal) and the
+        event log (:func:`anamnesis.hub.core.comings.overload_message`)."""
+        message = comings.overload_message(overloaded, speed, cpu)
+        log.warning("%s", message)
         self.emit("overload" if overloaded else "overload_end", message,
                   speed=round(speed, 3), cpu=round(cpu, 3))
 

@@ -287,9 +287,8 @@ def _read_installation(c: _Checker, raw: Any) -> Installation:
     if description is not None:
         description = " ".join(description.split())     # one paragraph, as shown
         if not 1 <= len(description) <= MAX_DESCRIPTION:
-            c.add((*path, "description"), where,
-                  f"description must have 1 to {MAX_DESCRIPTION} characters; "
-                  f"got {len(description)}")
+            c.add((*path, "description"), where, f"description must have 1 to "
+                  f"{MAX_DESCRIPTION} characters; got {len(description)}")
             description = None
     return Installation(
         name=name,
