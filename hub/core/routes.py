@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
+from anamnesis.agents.protocol.ids import ID_RE
 from anamnesis.hub.core.agent_calls import is_number
 from anamnesis.hub.core.errors import Conflict, HubError, NotFound
 from anamnesis.hub.core.events import EventLog
@@ -198,9 +199,10 @@ class RouteBook:
             raise HubError("a ring is a JSON object")
         params = dict(body)
         name, agents = params.pop("name", None), params.pop("agents", None)
-        if not isinstance(name, str) or not 1 <= len(name) <= 32 or not name.replace(
-                "_", "").replace("-", "").isalnum():
-            raise HubError("a ring name has 1 to 32 letters, digits, '_' or '-'")
+        if not isinstance(name, str) or not ID_RE.match(name):
+            # the config's rule (a ring is written back as a [[ring]] of that name)
+            raise HubError("a ring name has 1 to 32 letters, digits, '_' or '-', starting "
+                           "with a letter or digit")
         if not isinstance(agents, list) or len(agents) < 2 or len(set(map(str, agents))) \
                 != len(agents) or not all(isinstance(a, str) for a in agents):
             raise HubError("agents must list at least two different agent ids")
@@ -251,14 +253,17 @@ class RouteBook:
 
     def edited_config(self) -> Any:
         """The config with the routes, rings and room (and, through ``finish``, the
-        couplings) as edited through the API (None without a config). A ring whose edges are all there with common parameters stays a
-        ``[[ring]]``; the edges of a ring edited apart are listed as ``[[route]]``s.
+        couplings) as edited through the API (None without a config). A ring whose edges
+        are all there with common parameters stays a ``[[ring]]``; the edges of a ring
+        edited apart are listed as ``[[route]]``s.
 
-        Only edges between the config's agents are in it: an edge to an agent added on
-        the LAN (deployed mode, JOURNEYS 3) cannot be written into a config without that
-        ``[[agent]]``, and would make every later edit of the room or the floor plan fail
-        its check; such edges live in the hub's store (its routes), and a ring that
-        includes such an agent keeps its other edges here as ``[[route]]``s."""
+        It holds only what a config can say, so that the stored config reads back: an
+        edge to an agent added on the LAN (deployed mode, JOURNEYS 3) cannot be written
+        into a config without that ``[[agent]]``, nor a second ``[[route]]`` between the
+        same two agents (a ring's edge edited apart beside a route). Such edges live in
+        the hub's store only (its routes, which a restart restores), and a ring that
+        includes such an agent keeps its other edges here as ``[[route]]``s. (Room and
+        floor-plan edits do not check the edges again: :mod:`.layout`.)"""
         from anamnesis.hub.installation.config import Ring, Route
 
         if self.config is None:
@@ -287,7 +292,11 @@ class RouteBook:
                 plain.extend(edges)
             else:
                 kept.append(ring)
-        routes = tuple(Route(source=r["from"], target=r["to"], **edge_params(r)) for r in plain)
+        between: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in plain:
+            between.setdefault((r["from"], r["to"]), r)     # the first edge of a pair
+        routes = tuple(Route(source=r["from"], target=r["to"], **edge_params(r))
+                       for r in between.values())
         room, agents = self._layout()
         return self._finish(dataclasses.replace(self.config, routes=routes, rings=tuple(kept),
                                                 room=room, agents=agents))
