@@ -1,14 +1,17 @@
 """The OpenAPI 3.0 document of the REST API (``GET /api/openapi.json``, open).
 
 Built from the application's router when asked, so every ``/api`` route appears: the
-summary is the first line of the handler's docstring, the operation id its name, path
-parameters come from the path, and writes say they need the token (bearer or cookie,
-as :mod:`anamnesis.hub.api.access` checks it).
+summary is the first line of the handler's docstring, the description the rest of it,
+the operation id its name, path parameters come from the path, and writes say they need
+the token (bearer or cookie, as :mod:`anamnesis.hub.api.access` checks it). A docstring
+line ``409: why`` (any status; indented lines continue it) documents one more answer of
+that operation.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
 from aiohttp import web
@@ -30,12 +33,17 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
         if not path or not path.startswith("/api") or route.method == "HEAD":
             continue
         doc = inspect.getdoc(route.handler) or ""
+        summary, description, answers = _read_doc(doc)
         op: dict[str, Any] = {
-            "summary": doc.splitlines()[0] if doc else route.handler.__name__,
+            "summary": summary or route.handler.__name__,
             "operationId": route.handler.__name__,
             "responses": {"200": {"description": "JSON"},
-                          "400": {"description": "bad request ({\"error\": ...})"}},
+                          "400": {"description": "bad request ({\"error\": ...})"},
+                          **{code: {"description": f"{why} ({{\"error\": ...}})"}
+                             for code, why in answers.items()}},
         }
+        if description:
+            op["description"] = description
         params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
         if params:
             op["parameters"] = [{"name": p, "in": "path", "required": True,
@@ -52,6 +60,29 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "cookie": {"type": "apiKey", "in": "cookie", "name": COOKIE}}},
             "paths": paths}
+
+
+_ANSWER = re.compile(r"^([1-5][0-9][0-9]): (.+)$")
+
+
+def _read_doc(doc: str) -> tuple[str, str, dict[str, str]]:
+    """A handler's docstring as (summary, description, {status: why}): the first line,
+    the rest, and its ``409: why`` lines (indented lines continue one)."""
+    lines = doc.splitlines()
+    rest: list[str] = []
+    answers: dict[str, str] = {}
+    last: str | None = None
+    for line in lines[1:]:
+        m = _ANSWER.match(line)
+        if m:
+            last = m.group(1)
+            answers[last] = m.group(2).strip()
+        elif last is not None and line.startswith(" ") and line.strip():
+            answers[last] += " " + line.strip()
+        else:
+            last = None
+            rest.append(line)
+    return (lines[0] if lines else "", "\n".join(rest).strip(), answers)
 
 
 __all__ = ["openapi", "openapi_document"]

@@ -115,7 +115,18 @@ async def adopt_agent(request: web.Request) -> web.Response:
 
 
 async def forget_agent(request: web.Request) -> web.Response:
-    """Forget an offline or pending agent that is gone for good (and the routes naming it)."""
+    """Forget an offline or pending agent that is gone for good (and the routes naming it).
+
+    Its entry, its adoption, its remembered parameters and every route or ring edge that
+    names it go, for every browser at once (``agent_removed``) and after a restart; the
+    event log says so (``agent_forgotten``, with the routes). Announced again, it is a
+    new pending agent. Answers {"forgotten": ID, "routes": [route ids]}.
+
+    404: no agent of that id
+    409: the agent is online (stop its process first: it would announce itself again at
+      once), or it is an [[agent]] of the installation's config (remove it from the config
+      and restart the hub)
+    """
     return web.json_response(request.app[HUB].forget(request.match_info["agent_id"]))
 
 

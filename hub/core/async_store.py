@@ -108,6 +108,9 @@ class AsyncStore:
     async def set_params(self, agent_id: str, params: Mapping[str, Any]) -> None:
         await self._run(self._store.set_params, agent_id, params)
 
+    async def delete_params(self, agent_id: str) -> int:
+        return await self._run(self._store.delete_params, agent_id)
+
     async def params(self, agent_id: str | None = None) -> dict[str, dict[str, Any]]:
         return await self._run(self._store.params, agent_id)
 

@@ -49,7 +49,8 @@ def forget(hub: Any, agent_id: object) -> dict[str, Any]:
     for route_id in routes:
         hub.delete_route(route_id)
     hub.registry.forget(agent_id)
-    hub.params.pop(agent_id, None)
+    if hub.params.pop(agent_id, None) is not None:
+        hub.event_log.persist("delete_params", agent_id)   # not pushed again on a return
     hub.adopted.save()
     hub.emit("agent_forgotten", f"agent {agent_id} forgotten"
              + (f" with its routes {', '.join(routes)}" if routes else ""),

@@ -389,6 +389,12 @@ class Store:
                            "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                            rows)
 
+    def delete_params(self, agent_id: str) -> int:
+        """Forget every stored parameter of one agent (an agent forgotten for good); how
+        many there were."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM agent_params WHERE agent_id = ?", (agent_id,)).rowcount
+
     def params(self, agent_id: str | None = None) -> dict[str, dict[str, Any]]:
         """agent id -> {name: value}, for one agent or all."""
         sql = "SELECT agent_id, name, value FROM agent_params"

@@ -66,6 +66,9 @@ def test_round_trips(tmp_path):
         assert params["n1"]["act_mix"] == pytest.approx(list(np.linspace(0, 1, 10)), abs=0)
         store.set_params("n1", {"lr": 0.4})                        # merges
         assert store.params("n1")["n1"] == {**params["n1"], "lr": 0.4}
+        # a forgotten agent's parameters go, and only its own
+        assert store.delete_params("n2") == 1 and store.delete_params("n2") == 0
+        assert set(store.params()) == {"n1"} and store.params("n2") == {}
         info, data = store.snapshot(written["snap"])
         assert (info.agent_id, info.name, info.model) == ("n1", "morning", "autoregnn")
         for key, value in state(1).items():
