@@ -92,6 +92,8 @@ export class Listener {
       ws.close();
     }
     if (this.node) {
+      // A level the worklet posted before it stopped must not show after "off".
+      this.node.port.onmessage = null;
       this.node.disconnect();
       this.node = null;
     }
