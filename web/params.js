@@ -20,39 +20,60 @@ const KNOWN = {
 };
 
 /**
- * What an artist reads beside a control, by parameter name (the OSC name stays in the
- * tooltip and in small print): the seeds call both AutoRegNN's lr and Unlearn's λ the
- * learning rate, so both are labelled so.
+ * What an artist reads beside a control, by parameter name (agents/models: AutoRegNN's
+ * lr, ridge, learn, act_mix, interp; Unlearn's and the neuron's lambda_, mu, nu, s, r, a,
+ * input_gain, activation, shape, delays, time_scale; every agent's gain and mute). The
+ * OSC name (and its aliases) stays in the tooltip and in small print for OSC users; the
+ * unit comes with the value (the spec's `unit`). The seeds call both AutoRegNN's lr and
+ * Unlearn's λ the learning rate, so both are labelled so.
  */
-const LABELS = {
+export const LABELS = {
   lr: "learning rate",
   lambda: "learning rate λ",
   ridge: "ridge (pull to zero)",
   learn: "learning",
   interp: "between weight sets",
-  act_mix: "sine share of each unit",
+  act_mix: "sine share of each hidden unit",
   gain: "output gain",
   mute: "mute",
   mu: "own cost μ",
-  nu: "network reward ν",
+  nu: "activity reward ν",
   s: "limit-cycle pull",
   r: "limit-cycle radius",
   a: "friction",
   input_gain: "input gain",
   activation: "activation",
   shape: "activation steepness",
-  delays: "connection delays",
+  delays: "delay times",
   time_scale: "time scale",
 };
 
-/** The readable label of a parameter spec ({name, ...}): LABELS, else its name. */
+/** The OSC name of a parameter: its spec name without Python's trailing "_" (lambda_). */
+export function oscName(spec) {
+  return String((spec && spec.name) || "").replace(/_$/, "");
+}
+
+/**
+ * The readable label of a parameter spec ({name, ...}): LABELS, else its name; one
+ * element of an array parameter ("act_mix[3]") reads "sine share of each hidden unit [3]".
+ */
 export function labelOf(spec) {
-  const name = String(spec && spec.name || "").replace(/_$/, "");
+  const name = oscName(spec);
+  const element = /^(.*?)_?\[(\d+)\]$/.exec(name);
+  if (element && LABELS[element[1]]) return `${LABELS[element[1]]} [${element[2]}]`;
   return LABELS[name] || name;
 }
 
-/** Display order: the learning controls first, the safety controls last. */
-const ORDER = ["lr", "ridge", "learn", "interp", "act_mix"];
+/** The OSC addresses a parameter answers to: "/lambda" and its aliases ("/lr"). */
+export function oscAddresses(spec) {
+  const aliases = Array.isArray(spec && spec.aliases) ? spec.aliases.map(String) : [];
+  return [oscName(spec), ...aliases].filter((n, i, all) => n && all.indexOf(n) === i).map((n) => `/${n}`);
+}
+
+/** Display order: the learning controls first (then Unlearn's and the neuron's in their
+ * models' own order), the safety controls last. */
+const ORDER = ["lr", "lambda", "ridge", "learn", "interp", "act_mix", "mu", "nu", "s", "r", "a",
+  "input_gain", "activation", "shape", "delays", "time_scale"];
 const LAST = ["gain", "mute"];
 
 function normalise(name, spec) {

@@ -371,7 +371,8 @@ def test_no_dead_ends_a_hand_added_agent_labels_legend_and_forget(dashboard, ins
         "Three agents in a small room; listen for the ring.")
     lr = page.locator(f'{tid("card-dash1")} label.param.range').first
     assert lr.locator(".name").text_content() == "learning rate/lr"
-    assert lr.get_attribute("title").startswith("/lr: learning rate")
+    title = lr.get_attribute("title")
+    assert title.startswith("learning rate: step size") and title.endswith("(OSC /lr)"), title
     legend = page.locator(tid("room-legend"))
     assert legend.is_visible()
     for words in ("speaker", "microphone", "listener"):

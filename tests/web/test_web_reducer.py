@@ -38,3 +38,42 @@ def test_no_module_parses_html():
             if sinks.search(line):
                 offenders.append(f"{path.relative_to(WEB)}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_every_parameter_of_every_model_has_a_label_in_words():
+    """Issue 15: 'act_mix … [8] ≈ 0' means nothing to an artist. Every parameter of every
+    model kind the hub describes (agents/models via anamnesis.hub.fleet.specs, as the
+    dashboard gets them) reads in words through web/params.js's labelOf; Unlearn's and
+    the neuron's λ is labelled a learning rate as AutoRegNN's lr is, and keeps /lambda
+    and its alias /lr in view for OSC users."""
+    import json
+
+    from anamnesis.agents.models import MODEL_KINDS
+    from anamnesis.hub.fleet.specs import model_specs
+
+    node = require_node()
+    specs = {kind: list(model_specs(kind).values()) for kind in MODEL_KINDS}
+    script = """
+        import { labelOf, oscAddresses, LABELS } from "./web/params.js";
+        const specs = JSON.parse(process.argv[1]);
+        const out = {};
+        for (const [kind, list] of Object.entries(specs))
+          out[kind] = list.map((s) => [s.name, labelOf(s), oscAddresses(s), s.name in LABELS]);
+        console.log(JSON.stringify(out));
+    """
+    result = subprocess.run([node, "--input-type=module", "-e", script, json.dumps(specs)],
+                            check=False, capture_output=True, text=True, timeout=60,
+                            cwd=WEB.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    labels = json.loads(result.stdout)
+    assert set(labels) == set(MODEL_KINDS) and all(labels.values())
+    unlabelled = [f"{kind}.{name}" for kind, rows in labels.items()
+                  for name, _, _, known in rows if not known]
+    assert unlabelled == []
+    by_name = {name: (label, osc) for rows in labels.values() for name, label, osc, _ in rows}
+    assert by_name["lr"] == ("learning rate", ["/lr"])
+    assert by_name["lambda"] == ("learning rate λ", ["/lambda", "/lr"])
+    assert by_name["act_mix"][0] == "sine share of each hidden unit"
+    # words, not the OSC name again (but where the name is already the word)
+    same = {name for name, (label, _) in by_name.items() if label == name}
+    assert same <= {"activation", "mute"}, same

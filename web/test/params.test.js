@@ -65,8 +65,18 @@ test("parameters read in the installation's words; arrays say what their number 
   assert.equal(labelOf({ name: "lr" }), "learning rate");
   assert.equal(labelOf({ name: "lambda" }), "learning rate λ");
   assert.equal(labelOf({ name: "lambda_" }), "learning rate λ");
-  assert.equal(labelOf({ name: "act_mix" }), "sine share of each unit");
+  assert.equal(labelOf({ name: "act_mix" }), "sine share of each hidden unit");
+  assert.equal(labelOf({ name: "act_mix[3]" }), "sine share of each hidden unit [3]");
+  assert.equal(labelOf({ name: "mu" }), "own cost μ");
   assert.equal(labelOf({ name: "unheard_of" }), "unheard_of");
   assert.equal(formatValue([0, 0.5, 1, 0.5], { unit: "" }), "mean 0.5 of 4");
   assert.equal(formatValue([10, 20], { unit: "samples" }), "mean 15 samples of 2");
+});
+
+test("a parameter's OSC addresses: its name without Python's _, then its aliases", async () => {
+  const { oscAddresses, oscName } = await import("../params.js");
+  assert.deepEqual(oscAddresses({ name: "lambda_", aliases: ["lr"] }), ["/lambda", "/lr"]);
+  assert.deepEqual(oscAddresses({ name: "lr" }), ["/lr"]);
+  assert.deepEqual(oscAddresses({ name: "lr", aliases: ["lr"] }), ["/lr"]);   // once
+  assert.equal(oscName({ name: "lambda_" }), "lambda");
 });

@@ -8,7 +8,9 @@
 // browser shows the same value.
 
 import { agentIds } from "../state.js";
-import { formatNumber, formatValue, fromSlider, labelOf, SLIDER_STEPS, specsOf, toSlider } from "../params.js";
+import {
+  formatNumber, formatValue, fromSlider, labelOf, oscAddresses, SLIDER_STEPS, specsOf, toSlider,
+} from "../params.js";
 import { h, throttle } from "../util.js";
 import { drawScope, drawSpectrum, drawSparkline } from "./draw.js";
 import { WeightsPanel } from "./weights.js";
@@ -123,9 +125,14 @@ class Card {
   controlFor(spec) {
     const id = this.id;
     const testid = `param-${id}-${spec.name}`;
+    // In words for the artist (params.js LABELS); the OSC address (and its aliases: Unlearn's
+    // /lambda answers /lr too) in small print and in the tooltip, with the unit.
     const label = labelOf(spec);
-    const osc = `/${spec.name.replace(/_$/, "")}`;
-    const title = `${osc}${spec.unit ? ` (${spec.unit})` : ""}: ${spec.description || spec.name}`;
+    const osc = oscAddresses(spec).join(" · ");
+    const title = `${spec.description || label}` +
+      ` (OSC ${oscAddresses(spec).join(", ")}${spec.unit ? `; in ${spec.unit}` : ""})`;
+    const nameOf = (text) => h("span", { class: "name", testid: `${testid}-label` },
+      h("span", { class: "label-text" }, text), h("small", { class: "osc-name" }, osc));
     const send = throttle((value) => this.send(spec.name, value), 100);
     const entry = { spec, editedAt: 0, send, input: null, output: null };
     let input;
@@ -140,7 +147,7 @@ class Card {
       entry.input = input;
       this.controls.set(spec.name, entry);
       const text = spec.name === "learn" ? "learning (off = freeze)" : label;
-      return h("label", { class: "param bool", title }, input, h("span", {}, text));
+      return h("label", { class: "param bool", title }, input, nameOf(text));
     }
     if (spec.kind === "choice") {
       input = h("select", { testid, title }, ...(spec.choices || []).map((c) => h("option", { value: c }, c)));
@@ -151,11 +158,11 @@ class Card {
       });
       entry.input = input;
       this.controls.set(spec.name, entry);
-      return h("label", { class: "param choice", title }, h("span", { class: "name" }, label), input);
+      return h("label", { class: "param choice", title }, nameOf(label), input);
     }
     // float, int, array (one value for every element): a slider
     input = h("input", { type: "range", min: 0, max: SLIDER_STEPS, step: 1, testid, title,
-                         "aria-label": `${spec.name} of ${id}`, dataset: { scale: spec.scale } });
+                         "aria-label": `${label} of ${id}`, dataset: { scale: spec.scale } });
     output = h("output", { testid: `${testid}-value` });
     const value = () => fromSlider(Number(input.value), spec);
     input.addEventListener("input", () => {
@@ -172,8 +179,7 @@ class Card {
     entry.output = output;
     this.controls.set(spec.name, entry);
     const name = spec.kind === "array" ? `${label} (all ${spec.size || ""})`.replace(" )", ")") : label;
-    return h("label", { class: "param range", title },
-      h("span", { class: "name" }, name, h("small", { class: "osc-name" }, osc)), input, output);
+    return h("label", { class: "param range", title }, nameOf(name), input, output);
   }
 
   async send(name, value) {
@@ -196,12 +202,21 @@ class Card {
       this.status.dataset.status = status;
       this.model.textContent = agent.model || "?";
       this.adopt.hidden = status !== "pending";
+      // Forget is for an agent gone for good: not while it plays (the hub would refuse:
+      // it would announce itself again at once), nor for one of the config's own.
       const own = !!(state.room && state.room.agents && this.id in state.room.agents);
-      this.forget.hidden = own || !(status === "offline" || status === "pending");
+      this.forget.hidden = own || agent.online === true || !(status === "offline" || status === "pending");
       this.host.textContent = agent.host ? `${agent.host}:${agent.osc_port ?? "?"}` : "no address yet";
       this.buildControls(agent);
       this.online = status === "online";
       for (const entry of this.controls.values()) entry.input.disabled = !this.online;
+    }
+    if (!this.forget.hidden && (this.valuesDirty || state.routes !== this.lastRoutes)) {
+      this.lastRoutes = state.routes;
+      const n = Object.values(state.routes || {}).filter((r) => r.from === this.id || r.to === this.id).length;
+      this.forget.title = `Forget ${this.id}: it is gone for good` +
+        (n === 1 ? " (the route or ring edge naming it goes too)"
+          : n > 1 ? ` (the ${n} routes or ring edges naming it go too)` : "");
     }
     if (this.valuesDirty) this.valuesDirty = !this.showValues(agent);
     const t = state.telemetry[this.id];

@@ -50,6 +50,9 @@ export function mountRoom(root, ctx) {
     if (!layout || !layout.room) return;
     const room = { ...layout.room, size: [Number(sx.value), Number(sy.value), Number(sz.value)], rt60: Number(rt60.value) };
     delete room.absorption;    // a room has rt60 or absorption; the user just chose rt60
+    // The hub shows a setting left at its default as null (max_order, ...); sent back,
+    // null is not a value: leave such keys out, as the config does.
+    for (const k of Object.keys(room)) if (room[k] === null || room[k] === undefined) delete room[k];
     report("room", ctx.request("put_room", { room }));
   });
 

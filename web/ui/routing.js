@@ -141,20 +141,28 @@ export function mountRouting(root, ctx) {
     }
   });
 
-  // On a narrow screen the matrix scrolls sideways: say so while some of it is hidden.
+  // On a narrow screen (a phone shows a7/a8 at its edge) the matrix scrolls sideways: while
+  // columns are out of view to the right, a fade over that edge and "scroll →" say so.
   const wrap = h("div", { class: "matrix-wrap", testid: "route-matrix-wrap" }, table);
   const hint = h("div", { class: "scroll-hint", testid: "route-matrix-hint", hidden: true },
     "scroll → for the other agents");
+  const box = h("div", { class: "matrix-box", testid: "route-matrix-box", dataset: { more: "0" } }, wrap, hint);
   const showHint = () => {
     const more = wrap.scrollWidth - wrap.clientWidth - wrap.scrollLeft > 2;
     if (hint.hidden === more) hint.hidden = !more;
+    box.dataset.more = more ? "1" : "0";
   };
   wrap.addEventListener("scroll", showHint, { passive: true });
   window.addEventListener("resize", showHint);
+  // The panel changes width without the window doing so (a rotation, the page's layout
+  // settling, rows of agents arriving): watch the box and the table themselves.
+  if (typeof ResizeObserver !== "undefined") {
+    const sized = new ResizeObserver(showHint);
+    sized.observe(wrap);
+    sized.observe(table);
+  }
   root.append(h("h2", {}, "Routing"),
-    h("div", { class: "routing" },
-      h("div", { class: "matrix-box" }, wrap, hint),
-      drawing),
+    h("div", { class: "routing" }, box, drawing),
     editor = h("div", { class: "row edge-editor" }, pick,
       h("label", {}, "gain ", gain), h("label", {}, "delay ms ", delay),
       h("label", {}, "lowpass Hz ", lowpass), h("label", {}, "highpass Hz ", highpass),
