@@ -219,14 +219,10 @@ def translate_error(path: Path, exc: sqlite3.Error) -> StoreError:
 
 
 class Store:
-    """The hub's SQLite database at ``path`` (see the module docstring).
-
-    ``busy_timeout_s``: how long to wait for a lock held by another process
-    before :class:`StoreLocked`. ``max_events`` / ``max_event_age_days`` bound
-    the event log. ``readonly`` opens an existing database for reading only
-    (tools, tests; no migrations). Use from one thread; :meth:`close` when done
-    (or ``with Store(...) as store``).
-    """
+    """The hub's SQLite database at ``path`` (module docstring). ``busy_timeout_s``: how
+    long to wait for another process's lock before :class:`StoreLocked`; ``max_events`` /
+    ``max_event_age_days`` bound the event log; ``readonly`` opens an existing database
+    for reading only (no migrations). One thread; :meth:`close` (or ``with``) when done."""
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 5.0,
                  max_events: int = 10_000, max_event_age_days: float = 30.0,
@@ -390,8 +386,7 @@ class Store:
                            rows)
 
     def delete_params(self, agent_id: str) -> int:
-        """Forget every stored parameter of one agent (an agent forgotten for good); how
-        many there were."""
+        """Forget one agent's stored parameters (forgotten for good); how many there were."""
         with self._transaction() as db:
             return db.execute("DELETE FROM agent_params WHERE agent_id = ?", (agent_id,)).rowcount
 
