@@ -255,6 +255,8 @@ class AgentControl:
             if key not in self._state_layout:
                 raise ValueError(f"{what}: state {key!r} is not part of this {self.model_kind} "
                                  "model")
+            if arr.shape == (1,) and self._state_layout[key] == ():
+                arr = arr.reshape(())  # written as (1,) before 2026-12 (a 0-d array)
             if arr.shape != self._state_layout[key]:
                 raise ValueError(f"{what}: state {key!r} has shape {arr.shape}; this model "
                                  f"needs {self._state_layout[key]} (different size?)")

@@ -78,7 +78,7 @@ class Snapshot:
         """SHA-256 (hex) over the state's keys, dtypes, shapes and bytes, in key order."""
         h = hashlib.sha256()
         for key in sorted(self.state):
-            arr = np.ascontiguousarray(self.state[key])
+            arr = _c_order(self.state[key])
             h.update(key.encode())
             h.update(str(arr.dtype.str).encode())
             h.update(repr(arr.shape).encode())
@@ -103,6 +103,13 @@ def _json_value(value: object) -> object:
     return value
 
 
+def _c_order(value: object) -> np.ndarray:
+    """``value`` as a C-ordered array of its own shape. (``np.ascontiguousarray``
+    would turn a 0-d array, such as Unlearn's ``write_pos``, into shape (1,): the
+    snapshot could then not be applied to the model it came from.)"""
+    return np.asarray(value, order="C")
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -119,7 +126,7 @@ def write_snapshot_sync(path: Path, snap: Snapshot, *, rotate_to: Path | None = 
         "created": snap.created, "digest": snap.digest(),
         "params": {k: _json_value(v) for k, v in snap.params.items()},
     }
-    arrays = {f"state/{k}": np.ascontiguousarray(v) for k, v in snap.state.items()}
+    arrays = {f"state/{k}": _c_order(v) for k, v in snap.state.items()}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
     try:
