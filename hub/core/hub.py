@@ -93,17 +93,18 @@ class Hub:
     whether local agents are started; ``key_file`` is passed to the local agents;
     ``ping_interval`` is the liveness period (s); ``agent_launch`` how local agents
     start (:mod:`anamnesis.hub.fleet.launcher`: ``"fork"``, warm from a forkserver,
-    or ``"exec"``, each a new program).
+    or ``"exec"``, each a new program); ``step_timeout_s`` how long a simulated block
+    waits for the slowest agent before giving it up as silence (s).
     """
 
     def __init__(self, *, state_dir: Path, interface: str = "127.0.0.1", config: Any = None,
                  key: bytes | None = None, key_file: Path | None = None, mode: str | None = None,
                  spawn: bool = True, ping_interval: float = 1.0,
-                 agent_launch: str = "fork") -> None:
+                 agent_launch: str = "fork", step_timeout_s: float = 0.05) -> None:
         self.state_dir = Path(state_dir)
+        self.step_timeout_s = float(step_timeout_s)
         self.interface = interface
-        self.config = config
-        self.key_file = key_file
+        self.config, self.key_file = config, key_file
         # No installation key: a hub that starts agents makes one of its own (in start()),
         # so the agents it starts itself are signed and adopted.
         self._spawns = spawn and config is not None and any(a.spawn for a in config.agents)
@@ -112,8 +113,7 @@ class Hub:
         self.mode = mode or (config.installation.mode if config is not None else "simulated")
         self.spawn = spawn
         self.name = config.installation.name if config is not None else "anamnesis"
-        self.token = ""              # read or created in start()
-        self.started = time.time()
+        self.token, self.started = "", time.time()   # the token: read or created in start()
         self.counts: Counter[str] = Counter()
         self.driver: Driver | None = None   # SimulatedDriver or DeployedRouter (with a config)
         self._ports: dict[str, Ports] = {}  # the local agents' (osc, http, rtp) ports
@@ -121,8 +121,7 @@ class Hub:
         self.listen: Any = None      # anamnesis.hub.monitor.listen.ListenTap (with a config)
         self.registry = AgentRegistry()
         self.liveness = LivenessMonitor(self.registry, None, interval=ping_interval)
-        self.osc = HubOsc(on_pong=self.liveness.pong)
-        self.liveness.osc = self.osc
+        self.osc = self.liveness.osc = HubOsc(on_pong=self.liveness.pong)
         # With a config the hub is that installation and lists only its agents (and any
         # signed with its key); without one it lists every agent it hears.
         self.browser = AgentBrowser(self.registry, interface=interface, key=key,
@@ -252,6 +251,7 @@ class Hub:
 
             self.driver = SimulatedDriver(from_config(self.config), self.registry,
                                           interface=self.interface,
+                                          timeout_s=self.step_timeout_s,
                                           ready=self._resumed.__contains__,
                                           room=self.room, agents=self.layout_agents,
                                           cache_dir=default_cache_dir())

@@ -113,22 +113,71 @@ def _runqueue_excuse_s(before: dict[str, float], after: dict[str, float]) -> flo
     return max((after[tid] - before.get(tid, 0.0) for tid in after), default=0.0)
 
 
+_TICK_S = 1.0 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
+
+def processes_waited_s(pids: list[int]) -> float:
+    """Seconds every thread of the processes ``pids`` has spent, in all, ready to run but
+    not running (Linux schedstat): how long a busy machine kept a chain of processes that
+    wait on each other (a hub and the agents it clocks) from their cores; 0 elsewhere."""
+    total = 0.0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1]) * 1e-9
+            except (OSError, IndexError, ValueError):
+                continue
+    return total
+
+
+def stolen_s() -> list[float]:
+    """Seconds each virtual CPU has been stolen by the hypervisor (/proc/stat, the 8th
+    column of every ``cpuN`` line): on a virtual machine the host runs other guests on
+    our cores, and a thread that was "running" then did not run. Empty where not Linux."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    steal = []
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0].startswith("cpu") and fields[0] != "cpu" and len(fields) > 8:
+            steal.append(int(fields[8]) * _TICK_S)
+    return steal
+
+
+def steal_excuse_s(before: list[float], after: list[float]) -> float:
+    """The most any one virtual CPU was stolen between two :func:`stolen_s` (s), plus one
+    tick of the counters' resolution when any was."""
+    worst = max((a - b for a, b in zip(after, before, strict=False)), default=0.0)
+    return worst + _TICK_S if worst > 0 else 0.0
+
+
 @pytest_asyncio.fixture
 async def loop_watchdog(warm_kernels):
     """Fail a test during which the event loop was blocked for more than MAX_LOOP_STALL s
     (STYLE 14): a 10 ms ticker measures how late it wakes up, less the time the kernel
     kept the loop's thread (or the thread holding the GIL) waiting for a core — a busy
     machine delays the loop without anything blocking it, and that is not the test's
-    fault — and less the time the garbage collector ran (:class:`_GcClock`)."""
+    fault —, less the time the hypervisor stole the cores (:func:`stolen_s`) and less
+    the time the garbage collector ran (:class:`_GcClock`)."""
     loop = asyncio.get_running_loop()
     worst = [0.0]
 
     async def tick() -> None:
         while True:
             before, waited, collected = loop.time(), _runqueue_waits_s(), _GC.total
+            stolen = stolen_s()
             await asyncio.sleep(0.01)
             late = loop.time() - before - 0.01
-            excused = _runqueue_excuse_s(waited, _runqueue_waits_s()) + (_GC.total - collected)
+            excused = (_runqueue_excuse_s(waited, _runqueue_waits_s())
+                       + steal_excuse_s(stolen, stolen_s()) + (_GC.total - collected))
             worst[0] = max(worst[0], late - excused)
 
     task = asyncio.create_task(tick())

@@ -3,7 +3,8 @@
 :func:`twin_engines` builds every agent as its process builds it (from the argv the hub
 gives it) with the parameters the hub sends it over OSC (float32, as OSC carries
 floats) before the first block; :func:`clock_blocks` lets a started hub clock ``blocks``
-blocks and returns the clock's stats.
+blocks and returns the clock's stats. A test that compares the two builds its hub with
+``step_timeout_s=PATIENT_STEP_S``: a block given up as silence would end the comparison.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ import numpy as np
 from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.main import add_agent_arguments, check_args
 from anamnesis.agents.recipe import config_model
+
+#: How long a compared hub's blocks wait for the slowest agent (s). Live, a block waits
+#: 50 ms and is then silence (counted, ``missing``); a loaded test machine can keep an
+#: agent process off its core for longer, and one silent block ends the comparison.
+PATIENT_STEP_S = 5.0
 
 
 def _as_sent(value: Any) -> Any:

@@ -13,7 +13,7 @@ import sys
 import aiohttp
 import pytest
 from support.agents import REPO
-from support.controlplane import OscTestClient
+from support.controlplane import OscTestClient, processes_waited_s, steal_excuse_s, stolen_s
 
 from anamnesis.agents.protocol.key import generate_key
 
@@ -132,23 +132,32 @@ async def test_hub_command_spawns_agents_and_shuts_down(tmp_path):
                     fields = f.read().rsplit(")", 1)[1].split()
                 return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+            chain = [proc.pid, *pids]
             c0, t0 = cpu_s(proc.pid), loop.time()
+            waited0, stolen0 = processes_waited_s(chain), stolen_s()
             async with http.get(base + "/api/installation") as r:
                 clock0 = (await r.json())["clock"]
             steps0 = clock0["steps"]
             await asyncio.sleep(2.0)
             async with http.get(base + "/api/installation") as r:
                 clock = (await r.json())["clock"]
-            load = (cpu_s(proc.pid) - c0) / (loop.time() - t0)
-            rate = (clock["steps"] - steps0) / (loop.time() - t0)
+            window = loop.time() - t0
+            load = (cpu_s(proc.pid) - c0) / window
+            rate = (clock["steps"] - steps0) / window
+            # Time the machine kept the hub or its agents from a core (each block waits
+            # on all three in turn) or the hypervisor stole it, over the window.
+            kept_s = processes_waited_s(chain) - waited0 + steal_excuse_s(stolen0, stolen_s())
             print(f"\nhub clocking 2 agents: {rate:.1f} blocks/s (real time: 187.5), "
-                  f"hub CPU {100 * load:.0f} % of a core, rtt {clock['rtt_ms']}")
+                  f"hub CPU {100 * load:.0f} % of a core, rtt {clock['rtt_ms']}, "
+                  f"kept from a core {kept_s * 1000:.0f} ms")
             assert sorted(clock["driven"]) == ["c1", "c2"]
-            # Paced at real time (187.5 blocks/s of 256 frames at 48 kHz). After a stall
-            # (agents compiling on a busy machine) the pacer catches up on at most
-            # max_lag_s = 0.5 s of blocks before it resyncs, so a 2 s window may hold
-            # up to 0.5 s more than real time (seen in CI: 205.7 blocks/s).
-            assert 150 <= rate <= 187.5 * (2.0 + 0.5) / 2.0, rate
+            # Paced at real time (187.5 blocks/s of 256 frames at 48 kHz), at least 80 %
+            # of it while the processes had their cores. After a stall (agents compiling
+            # on a busy machine) the pacer catches up on at most max_lag_s = 0.5 s of
+            # blocks before it resyncs, so a 2 s window may hold up to 0.5 s more than
+            # real time (seen in CI: 205.7 blocks/s).
+            assert 150 * max(0.0, window - kept_s) / window <= rate, (rate, kept_s)
+            assert rate <= 187.5 * (2.0 + 0.5) / 2.0, rate
             # Blocks an agent failed to return in time, over the same window: the first
             # blocks after start-up may miss while agents load their kernels (a clean
             # CI clone compiles them: 6 of 419 missed), so those are not counted.
@@ -195,12 +204,14 @@ async def test_hub_command_spawns_agents_and_shuts_down(tmp_path):
         assert token not in "".join(stderr)
         assert "agent c1 ready" in (state / "logs" / "c1.log").read_text()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        # The agents first: they hold the hub's stdout and stderr open, and a hub killed
+        # before them would leave proc.wait() waiting for those pipes to close.
         for pid in pids:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.wait_for(proc.wait(), 30)
         if not reader.done():
             reader.cancel()
 

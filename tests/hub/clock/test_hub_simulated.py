@@ -4,11 +4,13 @@ the same ring computed in-process (the same graph, models, seeds and L24 quantis
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 import soundfile as sf
 from numpy.testing import assert_array_equal
-from support.lockstep import clock_blocks, twin_engines
+from support.lockstep import PATIENT_STEP_S, clock_blocks, twin_engines
 
 from anamnesis.agents.protocol.pcm import quantize
 from anamnesis.hub.core.hub import Hub
@@ -64,7 +66,8 @@ targets = ["n1"]
 @pytest.mark.slow
 async def test_simulated_ring_over_rtp_equals_the_ring_in_process(tmp_path):
     config = parse_config(RING, "ring.toml")
-    hub = Hub(state_dir=tmp_path / "hub", interface=LOOPBACK, config=config)
+    hub = Hub(state_dir=tmp_path / "hub", interface=LOOPBACK, config=config,
+              step_timeout_s=PATIENT_STEP_S)
     await hub.start()
     try:
         hub.record_start("take")          # before the first block: the recording starts at 0
@@ -82,17 +85,22 @@ async def test_simulated_ring_over_rtp_equals_the_ring_in_process(tmp_path):
     got, rate = sf.read(tmp_path / "hub" / "recordings" / "take.wav", dtype="float64")
     assert rate == 48000 and got.shape[1] == 3 and got.shape[0] >= blocks * 256
 
-    graph = from_config(config)
-    engines = twin_engines(config, hub)
-    outputs, inputs = np.zeros((256, 3)), np.zeros((256, 3))
-    speaker = np.zeros(256)
-    want = np.zeros((got.shape[0], 3))
-    for k in range(got.shape[0] // 256):
-        graph.tick(outputs, out=inputs)
-        for i, engine in enumerate(engines):
-            engine.process_block(quantize(inputs[:, i]), speaker)
-            outputs[:, i] = quantize(speaker)
-        want[k * 256:(k + 1) * 256] = outputs
+    def in_process() -> np.ndarray:
+        """The same piece computed here (on a thread: not the watched loop)."""
+        graph = from_config(config)
+        engines = twin_engines(config, hub)
+        outputs, inputs = np.zeros((256, 3)), np.zeros((256, 3))
+        speaker = np.zeros(256)
+        want = np.zeros((got.shape[0], 3))
+        for k in range(got.shape[0] // 256):
+            graph.tick(outputs, out=inputs)
+            for i, engine in enumerate(engines):
+                engine.process_block(quantize(inputs[:, i]), speaker)
+                outputs[:, i] = quantize(speaker)
+            want[k * 256:(k + 1) * 256] = outputs
+        return want
+
+    want = await asyncio.to_thread(in_process)
     assert np.sqrt(np.mean(want[-48000:] ** 2)) > 1e-3, "the ring should be sounding"
     assert_array_equal(got, want)
     assert sorted((kind, index) for kind, index, _, _ in scopes) == \

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from numpy.testing import assert_array_equal
-from support.lockstep import clock_blocks, twin_engines
+from support.lockstep import PATIENT_STEP_S, clock_blocks, twin_engines
 
 from anamnesis.agents.protocol.pcm import quantize
 from anamnesis.hub.core.errors import HubError
@@ -78,7 +78,8 @@ def room_cache(tmp_path, monkeypatch):
 @pytest.mark.slow
 async def test_agents_hear_each_other_through_the_room_as_computed_in_process(tmp_path):
     config = parse_config(DUO, "duo.toml")
-    hub = Hub(state_dir=tmp_path / "hub", interface=LOOPBACK, config=config)
+    hub = Hub(state_dir=tmp_path / "hub", interface=LOOPBACK, config=config,
+              step_timeout_s=PATIENT_STEP_S)
     ears_heard = []
     await hub.start()
     try:
@@ -94,20 +95,25 @@ async def test_agents_hear_each_other_through_the_room_as_computed_in_process(tm
     assert all(a["missing"] == 0 and a["stale"] == 0 for a in stats["agents"].values()), stats
     got, _ = sf.read(tmp_path / "hub" / "recordings" / "take.wav", dtype="float64")
 
-    graph = from_config(config)
-    coupling = RoomCoupling(config.room, config.agents, sample_rate=48000, block=256,
-                            cache_dir=default_cache_dir())
-    engines = twin_engines(config, hub)
-    outputs, inputs, mics = np.zeros((256, 2)), np.zeros((256, 2)), np.zeros((256, 2))
-    ears, speaker = np.zeros((256, 2)), np.zeros(256)
-    want = np.zeros((got.shape[0], 2))
-    for k in range(got.shape[0] // 256):
-        coupling.process(outputs, mics, ears)
-        graph.tick(outputs, out=inputs, mics=mics)
-        for i, engine in enumerate(engines):
-            engine.process_block(quantize(inputs[:, i]), speaker)
-            outputs[:, i] = quantize(speaker)
-        want[k * 256:(k + 1) * 256] = outputs
+    def in_process() -> np.ndarray:
+        """The same piece computed here (on a thread: not the watched loop)."""
+        graph = from_config(config)
+        coupling = RoomCoupling(config.room, config.agents, sample_rate=48000, block=256,
+                                cache_dir=default_cache_dir())
+        engines = twin_engines(config, hub)
+        outputs, inputs, mics = np.zeros((256, 2)), np.zeros((256, 2)), np.zeros((256, 2))
+        ears, speaker = np.zeros((256, 2)), np.zeros(256)
+        want = np.zeros((got.shape[0], 2))
+        for k in range(got.shape[0] // 256):
+            coupling.process(outputs, mics, ears)
+            graph.tick(outputs, out=inputs, mics=mics)
+            for i, engine in enumerate(engines):
+                engine.process_block(quantize(inputs[:, i]), speaker)
+                outputs[:, i] = quantize(speaker)
+            want[k * 256:(k + 1) * 256] = outputs
+        return want
+
+    want = await asyncio.to_thread(in_process)
     assert_array_equal(got, want)
     # a2 has no source and no route: it sounds because it hears a1 through the air.
     a2_rms = np.sqrt(np.mean(got[24000:, 1] ** 2))

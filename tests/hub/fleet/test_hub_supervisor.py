@@ -172,19 +172,27 @@ def _alive(pid: int) -> bool:
 
 @LAUNCHES
 async def test_close_racing_restarts_leaves_no_child_running(tmp_path, launch):
-    """Children that exit at once and are restarted every few ms, closed at 12 moments:
-    every child ever started is gone when close() returns (a restart racing the hub's
-    shutdown used to leave its new child running alone)."""
+    """Children that exit at once and are restarted every few ms, closed at 12 moments
+    after the first of them has started: every child ever started is gone when close()
+    returns (a restart racing the hub's shutdown used to leave its new child running
+    alone). Each round waits for a child to have started (a launcher, a loaded machine
+    may take seconds), then 0, 20 … 220 ms more."""
     pids = tmp_path / "pids"
+    loop = asyncio.get_running_loop()
     for i in range(12):
+        before = len(pids.read_text().split()) if pids.exists() else 0
         sup = Supervisor(tmp_path / f"logs{i}", backoff_s=0.002, max_backoff_s=0.004,
                          stop_timeout_s=2.0, launch=launch)
         for n in range(3):
             sup.start(ChildSpec(f"f{n}", (sys.executable, "-c", FLAKY, str(pids),
                                           str(0.01 * (n + 1))),
                                 fork_main=f"{__name__}:flaky"))
-        await asyncio.sleep(0.05 + 0.02 * i)
+        deadline = loop.time() + 60.0
+        while (len(pids.read_text().split()) if pids.exists() else 0) == before:
+            assert loop.time() < deadline, f"round {i}: no child started in 60 s"
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02 * i)
         await sup.close()
-        started = [int(p) for p in pids.read_text().split()] if pids.exists() else []
+        started = [int(p) for p in pids.read_text().split()]
         assert not [p for p in started if _alive(p)], (i, started)
-    assert len(pids.read_text().split()) >= 12
+        assert len(started) > before, i
