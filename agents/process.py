@@ -9,7 +9,8 @@ one null clock) with a :class:`~anamnesis.agents.audio.backends.Lane` per agent 
 each agent gets its own control services (OSC, OSCQuery, zeroconf: its own identity),
 autosave and monitor. It prints ``agent ID ready osc=PORT http=PORT`` per agent. On
 SIGINT/SIGTERM: the services close (zeroconf unregisters first), the audio stops
-(threads joined), every autosave is written and every state directory released.
+(threads joined), every autosave is written and every state directory released. An
+agent a hub started does the same when that hub ends (:mod:`anamnesis.agents.lifeline`).
 
 Threads: the asyncio main thread, the audio thread (PortAudio's, the null clock's or the
 hub clock's), and one named executor thread ``anamnesis-disk`` for file work, created in
@@ -29,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from anamnesis.agents.lifeline import hold
 from anamnesis.agents.main import AgentConfig
 from anamnesis.agents.recipe import config_model, config_warm_up
 
@@ -169,6 +171,7 @@ async def serve(configs: list[AgentConfig]) -> int:
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    lifeline = hold(stop.set)       # started by a hub: end with it
     keys: dict[Any, bytes | None] = {}
     for config in configs:
         if config.key_file is not None and config.key_file not in keys:
@@ -224,6 +227,8 @@ async def serve(configs: list[AgentConfig]) -> int:
         await stop.wait()
         log.info("%s: shutting down", ", ".join(f"agent {s.config.agent_id}" for s in stacks))
     finally:
+        if lifeline is not None:
+            lifeline.cancel()
         await _close(stacks, backend, started)
         executor.shutdown(wait=True)
     return 0

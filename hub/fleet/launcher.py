@@ -14,8 +14,9 @@ Two ways, one handle (:class:`Child`: ``pid``, ``send_signal``, ``wait``):
 
 Either way the child runs in its own session (a Ctrl-C in the hub's terminal
 reaches the hub alone, which stops its agents in order), its stdout and stderr
-go to its log file, and its exit status reads as :mod:`asyncio`'s does (the code,
-or minus the signal that killed it). A forked agent's process title reads as the
+go to its log file, its environment names the hub (:mod:`anamnesis.agents.lifeline`:
+it ends when the hub does, even a hub killed with ``kill -9``), and its exit status
+reads as :mod:`asyncio`'s does (the code, or minus the signal that killed it). A forked agent's process title reads as the
 command it stands for (``anamnesis agent --id a3 …``), so ``ps`` and ``top`` tell
 the agents apart.
 """
@@ -32,6 +33,8 @@ from collections.abc import Sequence
 from typing import IO, Protocol
 
 import setproctitle
+
+from anamnesis.agents.lifeline import HUB_PID_ENV
 
 #: What the agents' forkserver imports before it forks anything.
 PRELOAD = ("anamnesis.agents.preload",)
@@ -67,7 +70,7 @@ async def exec_child(argv: Sequence[str], log: IO[bytes], cwd: str | None) -> Ch
     """Start ``argv`` as a new program (its own session), output to ``log``."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, cwd=cwd,
-        start_new_session=True)
+        start_new_session=True, env={**os.environ, HUB_PID_ENV: str(os.getpid())})
     return _Exec(proc)
 
 
@@ -87,10 +90,11 @@ def start_forkserver() -> None:
 
 
 def _run_forked(entry: str, args: Sequence[str], title: str, log_path: str,
-                cwd: str | None) -> None:
+                cwd: str | None, hub_pid: int) -> None:
     """The forked child: its own session and log, then ``entry(args)`` (``module:function``,
-    returning the exit status)."""
+    returning the exit status), told which hub it ends with."""
     os.setsid()
+    os.environ[HUB_PID_ENV] = str(hub_pid)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     for target in (1, 2):
         os.dup2(fd, target)
@@ -141,7 +145,8 @@ def fork_child(entry: str, args: Sequence[str], *, title: str, log_path: str,
                cwd: str | None) -> Child:
     """Fork ``entry(args)`` from the agents' forkserver (blocking: run it on a worker).
     ``title`` names the process (``ps``); output is appended to ``log_path``."""
-    proc = _context().Process(target=_run_forked, args=(entry, tuple(args), title, log_path, cwd),
+    proc = _context().Process(target=_run_forked, args=(entry, tuple(args), title, log_path, cwd,
+                                                     os.getpid()),
                               name=title, daemon=True)
     proc.start()
     return _Forked(proc)
