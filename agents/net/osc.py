@@ -68,6 +68,9 @@ MAX_AHEAD_S = 60.0
 MAX_SCHEDULED = 1024
 #: Hosts whose ``/reply_port`` is remembered.
 MAX_REPLY_PORTS = 256
+#: Lowest UDP port telemetry is sent to (below: the system's services, which a spoofed
+#: ``/subscribe`` would otherwise have the agent flood).
+MIN_SUBSCRIBER_PORT = 1024
 #: Linux's IP_RECVERR (not exported by the socket module): queue send errors with the
 #: destination they were for.
 IP_RECVERR = 11
@@ -344,6 +347,8 @@ class OscServer:
                 control.panic()
             elif action == "unpanic":
                 control.unpanic()
+            elif action == "release":      # a panic button let go: nothing to do
+                self._counts["button_releases"] += 1
             elif action == "reset":
                 control.reset(request.value)
             elif action == "state":
@@ -429,6 +434,8 @@ class OscServer:
 
     async def _subscribe(self, request: Request, peer: Peer, reply: Reply) -> None:
         port = int(request.value) if request.value is not None else peer[1]  # type: ignore[arg-type]
+        if port < MIN_SUBSCRIBER_PORT:   # a system service's port: telemetry would flood it
+            raise ValueError(f"telemetry goes to ports >= {MIN_SUBSCRIBER_PORT} only; got {port}")
         target = (peer[0], port)
         prefix = request.name or ""
         loop = asyncio.get_running_loop()

@@ -136,7 +136,9 @@ def command_node(address: str, *, weights: np.ndarray | None = None,
             node["VALUE"] = [float(w) if math.isfinite(w) else None for w in weights]
     elif command.type_tag:
         node["TYPE"] = command.type_tag
-        node["VALUE"] = [0] if command.type_tag == "i" else [""]
+        # An impulse (a button: /panic) has no value; VALUE [null] for clients that want
+        # one on every writable node (python-oscquery refuses a node without).
+        node["VALUE"] = {"i": [0], "I": [None]}.get(command.type_tag, [""])
         if address == "/reset":
             node["RANGE"] = [{"MIN": 0}]
         if address == "/recall":
@@ -309,7 +311,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"no OSC node at {path}")
     if attribute is None:
         return _json(node)
-    if attribute not in node or (attribute == "VALUE" and node.get("ACCESS") == ACCESS_NONE):
+    if attribute not in node or (attribute == "VALUE" and (node.get("ACCESS") == ACCESS_NONE
+                                                           or node.get("TYPE") == "I")):
         return web.Response(status=204)
     return _json({attribute: node[attribute]})
 

@@ -19,7 +19,9 @@ answer too, so ``/lr`` reaches the learning rate of every model, Unlearn's λ in
 ``/PARAM f``              array parameter: one value for every element
 ``/PARAM i f``            array parameter: element ``i`` (0-based) only
 ``/PARAM f f ...``        array parameter: all ``size`` elements (also as one ``[...]`` array)
-``/panic``, ``/unpanic``  fade every output to silence within 50 ms / undo it
+``/panic``, ``/unpanic``  fade every output to silence within 50 ms / undo it; a button's
+                          press (none, ``T``, ``I``, ``N``, a string, a nonzero number)
+                          does it, its release (``F``, 0) is counted and ignored
 ``/reset [i]``            re-initialise the learnt state (optional integer seed)
 ``/weights``              no arguments: reply ``/weights f f ...`` (flat vector); floats: set it
 ``/snapshot s``           save the model state under a name; ``/recall s`` loads one
@@ -68,7 +70,7 @@ MAX_BUNDLE_DEPTH = 8
 MAX_MESSAGES_PER_PACKET = 512
 
 #: Type tags python-osc parses and we accept in incoming messages.
-ACCEPTED_TAGS = frozenset("ifdhsbTFN[]")
+ACCEPTED_TAGS = frozenset("ifdhsbTFNI[]")
 
 _BUNDLE_PREFIX = b"#bundle\x00"
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -81,7 +83,7 @@ NTP_EPOCH_OFFSET = 2_208_988_800
 ACCESS_NONE, ACCESS_READ, ACCESS_WRITE, ACCESS_READWRITE = 0, 1, 2, 3
 
 Action = Literal[
-    "get", "set", "panic", "unpanic", "reset", "get_weights", "set_weights",
+    "get", "set", "panic", "unpanic", "release", "reset", "get_weights", "set_weights",
     "snapshot", "recall", "state", "ping", "subscribe", "unsubscribe", "reply_port"]
 
 
@@ -114,9 +116,10 @@ class Command:
 
 #: The fixed commands of every agent.
 COMMANDS: dict[str, Command] = {c.address: c for c in (
-    Command("/panic", "", ACCESS_NONE,
-            "Fade every output to silence within 50 ms and keep it silent until /unpanic."),
-    Command("/unpanic", "", ACCESS_NONE, "Undo /panic: fade the output back in."),
+    Command("/panic", "I", ACCESS_WRITE,
+            "Fade every output to silence within 50 ms and keep it silent until /unpanic "
+            "(a button: any press; its release is ignored)."),
+    Command("/unpanic", "I", ACCESS_WRITE, "Undo /panic: fade the output back in."),
     Command("/reset", "i", ACCESS_WRITE,
             "Re-initialise the learnt state; optional integer seed "
             "(none: the model's current seed)."),
@@ -185,8 +188,11 @@ def _parse_message(data: bytes) -> tuple[str, list[object]]:
         if bad:
             raise ProtocolError(
                 f"{address}: unsupported OSC type tag(s) {''.join(sorted(bad))!r}; "
-                f"accepted: i f d h s b T F N and arrays")
+                f"accepted: i f d h s b T F N I and arrays")
         _check_payload_size(address, data, args_start, tags[1:])
+        if "I" in tags:   # impulse (OSC 1.1, liblo's bang): a nil to us, no payload either
+            end = index + len(tags)
+            data = data[:index] + data[index:end].replace(b"I", b"N") + data[end:]
     try:
         message = OscMessage(data)
     except Exception as exc:  # python-osc raises ParseError and, for bad UTF-8, ValueError
@@ -434,7 +440,11 @@ class OscAddressSpace:
             hint = _closest(address, self.addresses())
             raise ProtocolError(
                 f"{address}: unknown address" + (f"; did you mean {hint}?" if hint else ""))
-        if address in ("/panic", "/unpanic", "/state", "/ping"):
+        if address in ("/panic", "/unpanic"):
+            if pressed(address, args):
+                return Request(address[1:], address)  # type: ignore[arg-type]
+            return Request("release", address)
+        if address in ("/state", "/ping"):
             _arity(address, args, 0)
             return Request(address[1:], address)  # type: ignore[arg-type]
         if address == "/reset":
@@ -606,6 +616,27 @@ def telemetry_messages(telemetry: Mapping[str, float], *, agent_id: str | None =
     return out
 
 
+def pressed(address: str, args: Sequence[object]) -> bool:
+    """Whether a button's message is its press (True) or its release (False), as
+    controllers send them: nothing or a bang (``N``, ``I``: dropped before this), ``T``,
+    a string, or a nonzero number (TouchOSC's 1.0, Max's 1, NaN: panic is the safe side)
+    press; ``F`` and 0 release. :class:`ProtocolError` for more than one argument."""
+    args = [a for a in args if a is not None]
+    if not args:
+        return True
+    if len(args) > 1:
+        raise ProtocolError(f"{address}: takes no argument or a button's one (T or a nonzero "
+                            f"number: pressed, F or 0: released); got {describe_args(args)}")
+    value = args[0]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, (str, bytes)):
+        return True
+    raise ProtocolError(f"{address}: a button takes T, F or a number; got {describe_args(args)}")
+
+
 def _arity(address: str, args: Sequence[object], n: int) -> None:
     if len(args) != n:
         raise ProtocolError(f"{address}: takes no arguments; got {describe_args(args)}")
@@ -626,5 +657,6 @@ def finite_or_none(x: float) -> float | None:
 __all__ = [
     "ACCESS_NONE", "ACCESS_READ", "ACCESS_READWRITE", "ACCESS_WRITE", "COMMANDS",
     "Command", "MAX_DATAGRAM", "OscAddressSpace", "Request", "address_of", "build_bundle",
-    "build_message", "describe_args", "finite_or_none", "parse_packet", "telemetry_messages",
+    "build_message", "describe_args", "finite_or_none", "parse_packet", "pressed",
+    "telemetry_messages",
 ]

@@ -6,7 +6,10 @@ Addresses (replies go to the sender: ``/hub/ok s`` naming the address done, or
 
 =================================  ====================================================
 ``/hub/ping``                      reply ``/hub/pong``
-``/hub/panic``, ``/hub/unpanic``   every agent's output faded to silence / back
+``/hub/panic``, ``/hub/unpanic``   every agent's output faded to silence / back: a
+                                   button's press (none, ``T``, ``I``, a nonzero number)
+                                   does it at once, never queued; its release (``F``, 0)
+                                   is counted and ignored
 ``/hub/scene/save s``              save a scene (every online agent's parameters, weights)
 ``/hub/scene/recall s``            recall a scene
 ``/hub/scene/interpolate s s f``   blend scenes a and b at t in [0, 1]
@@ -41,7 +44,7 @@ from typing import Any
 from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.errors import ProtocolError
-from anamnesis.agents.protocol.oscmap import build_message, parse_packet
+from anamnesis.agents.protocol.oscmap import build_message, parse_packet, pressed
 from anamnesis.hub.core.commands import run_command
 from anamnesis.hub.core.errors import HubError
 
@@ -54,8 +57,8 @@ Peer = tuple[str, int]
 
 #: OSC address -> (hub command, OSC type tags, the command's fields in argument order).
 ADDRESSES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "/hub/panic": ("panic", "", ()),
-    "/hub/unpanic": ("unpanic", "", ()),
+    "/hub/panic": ("panic", "I", ()),
+    "/hub/unpanic": ("unpanic", "I", ()),
     "/hub/scene/save": ("save_scene", "s", ("name",)),
     "/hub/scene/recall": ("recall_scene", "s", ("name",)),
     "/hub/scene/interpolate": ("interpolate", "ssf", ("a", "b", "t")),
@@ -126,6 +129,9 @@ class HubOscServer:
             if address == "/hub/ping":
                 self._reply(peer, "/hub/pong")
                 continue
+            if address in ("/hub/panic", "/hub/unpanic"):
+                self._button(peer, address, args)
+                continue
             if not args and (address == "/hub/agents" or _is_agent_param(address)):
                 self._query(peer, address)      # a read: answered at once, not queued
                 continue
@@ -133,6 +139,21 @@ class HubOscServer:
                 self._queue.put_nowait((address, [a for a in args if a is not None], peer))
             except asyncio.QueueFull:
                 self._error(peer, "busy", f"{address}: too many commands waiting; try again")
+
+    def _button(self, peer: Peer, address: str, args: list[object]) -> None:
+        """A panic button, pressed or released (:func:`~anamnesis.agents.protocol.oscmap.pressed`):
+        the hub's panic at once (silence within the agents' 50 ms, whatever is queued)."""
+        try:
+            press = pressed(address, args)
+        except ProtocolError as exc:
+            self._error(peer, "rejected", str(exc))
+            return
+        if not press:
+            self.counts["button_releases"] += 1
+            return
+        self.hub.panic(address == "/hub/panic")
+        self.counts["done"] += 1
+        self._reply(peer, "/hub/ok", address)
 
     def _query(self, peer: Peer, address: str) -> None:
         """Answer ``/hub/agents`` (the ids the hub lists) or ``/hub/agent/ID/PARAM``

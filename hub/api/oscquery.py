@@ -127,7 +127,9 @@ def _command_node(address: str, scenes: list[str]) -> dict[str, object]:
                                "ACCESS": ACCESS_WRITE if tag else ACCESS_NONE}
     if tag:
         node["TYPE"] = tag
-        node["VALUE"] = list(default)
+        # An impulse (a button: /hub/panic) has no value: VALUE [null], for the clients
+        # that want one on every writable node.
+        node["VALUE"] = [None] if tag == "I" else list(default)
     if address == "/hub/scene/recall":
         node["RANGE"] = [{"VALS": list(scenes)}]
     return node
@@ -210,7 +212,7 @@ async def _serve(request: web.Request) -> web.Response:
     if query not in ATTRIBUTES:
         raise web.HTTPBadRequest(text=f"unknown attribute {query!r}; one of "
                                       f"{', '.join(ATTRIBUTES)} or HOST_INFO")
-    if query not in node:
+    if query not in node or (query == "VALUE" and node.get("TYPE") == "I"):
         return web.Response(status=204)
     return web.json_response({query: node[query]})
 

@@ -13,7 +13,7 @@ LOOPBACK = "127.0.0.1"
 
 NODE_FIELDS = {"FULL_PATH", "CONTENTS", "TYPE", "VALUE", "RANGE", "ACCESS", "DESCRIPTION",
                "UNIT", "CLIPMODE"}
-TYPE_CHARS = set("ifhdsbTFN")
+TYPE_CHARS = set("ifhdsbTFNI")
 CLIPMODES = {"none", "low", "high", "both"}
 
 
@@ -38,6 +38,9 @@ def validate_node(node: dict, path: str) -> int:
     if "VALUE" in node:
         assert isinstance(node["VALUE"], list) and len(node["VALUE"]) == n
         for tag, value in zip(type_tag, node["VALUE"], strict=True):
+            if tag == "I":                      # an impulse: no value
+                assert value is None, (path, value)
+                continue
             expected = {"i": int, "h": int, "f": float, "d": float, "s": str}[tag]
             assert isinstance(value, expected) and not isinstance(value, bool), (path, tag, value)
     for key in ("RANGE", "UNIT", "CLIPMODE"):

@@ -65,8 +65,11 @@ async def test_namespace_validates_and_is_live(agent):
     assert contents["gain"]["UNIT"] == ["gain.db"]
     assert contents["gain"]["RANGE"] == [{"MIN": -60.0, "MAX": 12.0}]
     assert contents["mute"]["TYPE"] == "i" and contents["mute"]["RANGE"] == [{"MIN": 0, "MAX": 1}]
-    assert contents["panic"] == {"FULL_PATH": "/panic", "ACCESS": 0,
+    # A button (an impulse) for controllers that build their surface from OSCQuery.
+    assert contents["panic"] == {"FULL_PATH": "/panic", "ACCESS": 2, "TYPE": "I",
+                                 "VALUE": [None],
                                  "DESCRIPTION": contents["panic"]["DESCRIPTION"]}
+    assert (await _get(http, "/panic?VALUE"))[0] == 204
     control.set("learn", 0)
     weights = await control.get_weights()          # a block later: learning has stopped
     status, root = await _get(http, "/")
