@@ -11,6 +11,8 @@ is off; requests are not logged with their query). Reads are open (``GET
 127.0.0.1 unless told otherwise). A WebSocket whose ``Origin`` is another site is
 refused (403), so a foreign page cannot ride on the cookie.
 
+A write is answered when what it changed is on disk (a 200 or 201 survives ``kill -9``;
+a change the disk refused is answered 503, :data:`~anamnesis.hub.core.events.NOT_STORED`).
 Errors are JSON ``{"error": "..."}`` with a 4xx status: the middleware turns a
 :class:`~anamnesis.hub.core.errors.HubError` into its status and a ``TimeoutError``
 into a 504. Every response carries ``X-Content-Type-Options: nosniff``,
@@ -26,6 +28,7 @@ from aiohttp import web
 
 from anamnesis.hub.api.keys import COOKIE, HUB, OPEN_PATHS, READ_METHODS, WS_PATHS, Handler
 from anamnesis.hub.core.errors import Conflict, HubError, NotFound, Unavailable
+from anamnesis.hub.core.events import NOT_STORED
 from anamnesis.hub.core.hub import Hub
 
 #: What the dashboard's pages may load: scripts and worklets of this origin only,
@@ -67,12 +70,18 @@ async def _access(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A page of another site cannot use the browser's cookie to open our sockets.
         hub.counts["foreign_origin"] += 1
         return _error("WebSocket from another origin refused", 403)
+    errors = hub.counts["store_errors"]
     try:
-        return await handler(request)
+        response = await handler(request)
     except HubError as exc:
         return _error(str(exc), status_of(exc))
     except TimeoutError as exc:
         return _error(str(exc), 504)
+    # A write is answered once it is on disk: a 200 or 201 survives a kill -9.
+    if request.method not in READ_METHODS and not websocket_path and response.status < 400 \
+            and not await hub.event_log.on_disk(errors):
+        return _error(NOT_STORED, 503)
+    return response
 
 
 #: The HTTP status of each kind of refusal (anamnesis.hub.core.errors); others: 400.

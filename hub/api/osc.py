@@ -22,8 +22,8 @@ Addresses (replies go to the sender: ``/hub/ok s`` naming the address done, or
 =================================  ====================================================
 
 A query is answered at once with what the hub knows (an agent's parameters as it last
-reported them); everything else is queued and answered ``/hub/ok`` when done. The
-installation's namespace, with types and ranges, is its OSCQuery server's
+reported them); everything else is queued and answered ``/hub/ok`` when done and on
+disk. The installation's namespace, with types and ranges, is its OSCQuery server's
 (:mod:`anamnesis.hub.api.oscquery`).
 
 Access: OSC carries no token. The server binds 127.0.0.1 unless told otherwise
@@ -47,6 +47,7 @@ from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import build_message, parse_packet, pressed
 from anamnesis.hub.core.commands import run_command
 from anamnesis.hub.core.errors import HubError
+from anamnesis.hub.core.events import NOT_STORED
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,10 @@ class HubOscServer:
         while True:
             address, args, peer = await self._queue.get()
             try:
+                errors = self.hub.counts["store_errors"]
                 await self._command(address, args)
+                if not await self.hub.event_log.on_disk(errors):   # acknowledged: on disk
+                    raise HubError(NOT_STORED)
                 self.counts["done"] += 1
                 self._reply(peer, "/hub/ok", address)
             except (HubError, TimeoutError, ProtocolError) as exc:

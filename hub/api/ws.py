@@ -56,6 +56,7 @@ from aiohttp import WSMsgType, web
 from anamnesis.hub.api.keys import HUB, MAX_BODY, SCOPE_SOCKETS, SOCKETS, WATCH
 from anamnesis.hub.core.commands import listen_sources, run_command
 from anamnesis.hub.core.errors import HubError, NotFound
+from anamnesis.hub.core.events import NOT_STORED
 from anamnesis.hub.core.hub import Hub
 from anamnesis.hub.monitor.listen import ListenStream
 from anamnesis.hub.monitor.scopes import SCOPE_HZ
@@ -155,7 +156,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 if data.get("cmd") == "watch_weights":   # this socket's own watch set
                     result = _watch_weights(request, ws, data, push)
                 else:
+                    errors = hub.counts["store_errors"]
                     result = await run_command(hub, data.get("cmd"), data)
+                    if not await hub.event_log.on_disk(errors):   # acknowledged: on disk
+                        raise HubError(NOT_STORED)
                 push({"type": "reply", "id": data.get("id"), "ok": True, "result": result})
             except (HubError, TimeoutError) as exc:
                 push({"type": "reply", "id": data.get("id"), "ok": False, "error": str(exc)})

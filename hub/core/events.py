@@ -28,6 +28,10 @@ GESTURE_QUIET_S = 1.0
 Message = dict[str, Any] | bytes
 
 
+#: The answer to a change the hub made but could not store (a full or failing disk).
+NOT_STORED = ("done, but not stored: the hub's disk refused the write (see the hub's log), "
+              "so the change will not survive a restart")
+
 class EventLog:
     """Events, listeners and the store's write queue (see the module docstring).
 
@@ -138,5 +142,13 @@ class EventLog:
         while self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)
 
+    async def on_disk(self, errors_before: int) -> bool:
+        """Wait until every write queued so far is committed (each commit is synced:
+        WAL with ``synchronous=FULL``), so that an acknowledged change survives a
+        ``kill -9`` or a power cut; False when one failed since the ``store_errors``
+        count was ``errors_before`` (the fronts then answer :data:`NOT_STORED`)."""
+        await self.flush()
+        return self.counts["store_errors"] <= errors_before
 
-__all__ = ["GESTURE_QUIET_S", "MAX_EVENTS", "EventLog"]
+
+__all__ = ["GESTURE_QUIET_S", "MAX_EVENTS", "NOT_STORED", "EventLog"]
