@@ -5,7 +5,8 @@ summary is the first line of the handler's docstring, the description the rest o
 the operation id its name, path parameters come from the path, and writes say they need
 the token (bearer or cookie, as :mod:`anamnesis.hub.api.access` checks it). A docstring
 line ``409: why`` (any status; indented lines continue it) documents one more answer of
-that operation.
+that operation; a documented 2xx or 3xx answer (``201: the route added``) replaces the
+default 200. Every answer but a redirect is JSON (errors: ``{"error": ...}``).
 """
 
 from __future__ import annotations
@@ -34,23 +35,28 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
             continue
         doc = inspect.getdoc(route.handler) or ""
         summary, description, answers = _read_doc(doc)
-        op: dict[str, Any] = {
-            "summary": summary or route.handler.__name__,
-            "operationId": route.handler.__name__,
-            "responses": {"200": {"description": "JSON"},
-                          "400": {"description": "bad request ({\"error\": ...})"},
-                          **{code: {"description": f"{why} ({{\"error\": ...}})"}
-                             for code, why in answers.items()}},
-        }
+        succeeded = {code: why for code, why in answers.items() if code[0] in "23"}
+        responses: dict[str, Any] = {} if succeeded else {"200": _json("the answer")}
+        for code, why in succeeded.items():
+            responses[code] = {"description": why} if code[0] == "3" else _json(why)
+        responses["400"] = _json("bad request", error=True)
+        for code, why in answers.items():
+            if code not in succeeded:
+                responses[code] = _json(why, error=True)
+        op: dict[str, Any] = {"summary": summary or route.handler.__name__,
+                              "operationId": route.handler.__name__, "responses": responses}
         if description:
             op["description"] = description
-        params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+        params = _PARAM.findall(path)
+        if params:
+            responses.setdefault("404", _json(f"no such {params[-1]}", error=True))
         if params:
             op["parameters"] = [{"name": p, "in": "path", "required": True,
                                  "schema": {"type": "string"}} for p in params]
         if route.method not in READ_METHODS and path not in OPEN_PATHS:
             op["security"] = [{"bearer": []}, {"cookie": []}]
-            op["responses"]["401"] = {"description": "missing or wrong token"}
+            op["responses"]["401"] = _json("missing or wrong token", error=True)
+            op["responses"]["503"] = _json("done, but the disk refused to store it", error=True)
             op["requestBody"] = {"required": False,
                                  "content": {"application/json": {"schema": {"type": "object"}}}}
         paths.setdefault(path, {})[route.method.lower()] = op
@@ -63,6 +69,15 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
 
 
 _ANSWER = re.compile(r"^([1-5][0-9][0-9]): (.+)$")
+#: A path parameter, also inside a segment (``{name}.sdp``), without its regex (``{p:.+}``).
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}")
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def _json(description: str, *, error: bool = False) -> dict[str, Any]:
+    """A JSON answer: the refusal's ``{"error": ...}`` schema, or any JSON value."""
+    return {"description": description,
+            "content": {"application/json": {"schema": _ERROR if error else {}}}}
 
 
 def _read_doc(doc: str) -> tuple[str, str, dict[str, str]]:

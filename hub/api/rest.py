@@ -83,6 +83,10 @@ async def agent_stream(request: web.Request) -> web.Response:
     The agent starts (or renews, for 60 s) a unicast copy of the stream to port ``port``
     of the address that asks it, so the client must ask the agent itself: the hub never
     reflects a stream to another host (anamnesis.agents.net.link). ``?port=P`` is passed on.
+
+    307: to the agent's own SDP URL (Location)
+    404: no such agent, or no such stream
+    409: the agent has no known HTTP address yet
     """
     hub = request.app[HUB]
     agent_id, name = request.match_info["agent_id"], request.match_info["name"]
@@ -146,7 +150,10 @@ async def put_weights(request: web.Request) -> web.Response:
 
 
 async def snapshot_agent(request: web.Request) -> web.Response:
-    """Save the agent's model state in its state dir: body {"name": NAME}."""
+    """Save the agent's model state in its state dir: body {"name": NAME}.
+
+    201: the snapshot saved
+    """
     body = await _json_body(request)
     name = body.get("name") if isinstance(body, dict) else None
     return web.json_response(await request.app[HUB].agent_snapshot(
@@ -187,7 +194,10 @@ async def list_routes(request: web.Request) -> web.Response:
 
 
 async def add_route(request: web.Request) -> web.Response:
-    """Add a route; its id is "FROM->TO"."""
+    """Add a route; its id is "FROM->TO".
+
+    201: the route added
+    """
     route = request.app[HUB].add_route(await _json_body(request))
     return web.json_response(route, status=201)
 
@@ -222,7 +232,10 @@ async def list_couplings(request: web.Request) -> web.Response:
 
 async def add_coupling(request: web.Request) -> web.Response:
     """Add a weight coupling; its id is "FROM~>TO". Checked as a config's [[coupling]], and
-    against the two agents' weight vectors when both are online."""
+    against the two agents' weight vectors when both are online.
+
+    201: the coupling added
+    """
     coupling = await request.app[HUB].add_coupling(await _json_body(request))
     return web.json_response(coupling, status=201)
 
@@ -246,7 +259,10 @@ async def delete_coupling(request: web.Request) -> web.Response:
 
 
 async def add_ring(request: web.Request) -> web.Response:
-    """Add a ring: body {"name", "agents": [a, b, ...], gain, delay_ms, ...}; its edges."""
+    """Add a ring: body {"name", "agents": [a, b, ...], gain, delay_ms, ...}; its edges.
+
+    201: the ring's edges added
+    """
     return web.json_response(request.app[HUB].add_ring(await _json_body(request)), status=201)
 
 
@@ -291,7 +307,10 @@ async def list_scenes(request: web.Request) -> web.Response:
 
 
 async def save_scene(request: web.Request) -> web.Response:
-    """Save every online agent's parameters and weights: body {"name": NAME}."""
+    """Save every online agent's parameters and weights: body {"name": NAME}.
+
+    201: the scene saved
+    """
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise HubError('body must be {"name": NAME}')

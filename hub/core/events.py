@@ -28,6 +28,8 @@ GESTURE_QUIET_S = 1.0
 Message = dict[str, Any] | bytes
 
 
+#: The fields every event has; its data may not use them.
+RESERVED = frozenset({"id", "t", "kind", "message", "agent"})
 #: The answer to a change the hub made but could not store (a full or failing disk).
 NOT_STORED = ("done, but not stored: the hub's disk refused the write (see the hub's log), "
               "so the change will not survive a restart")
@@ -67,6 +69,9 @@ class EventLog:
     def emit(self, kind: str, message: str, *, agent: str | None = None,
              **data: Any) -> dict[str, Any]:
         """Record an event: kept in memory, written to the store's log, pushed."""
+        clash = RESERVED & data.keys()
+        if clash:   # a field named t would hide the event's time (a scene blend's t did)
+            raise ValueError(f"event fields {sorted(clash)} are the event's own")
         now = time.time()
         event = {"t": round(now, 3), "kind": kind, "message": message, "agent": agent, **data}
         self.events.append(event)
@@ -111,9 +116,8 @@ class EventLog:
     async def stored(self, limit: int = 100) -> list[dict[str, Any]]:
         """The last ``limit`` events of the store's log, oldest first."""
         rows = await self.store.events(limit)
-        return [{"id": e.id, "t": e.ts, "kind": e.kind, "agent": e.agent_id,
-                 "message": e.message, **(e.data if isinstance(e.data, dict) else {})}
-                for e in rows]
+        return [{**(e.data if isinstance(e.data, dict) else {}), "id": e.id, "t": e.ts,
+                 "kind": e.kind, "agent": e.agent_id, "message": e.message} for e in rows]
 
     # -- the store's write queue ----------------------------------------------------------
 

@@ -238,7 +238,7 @@ class SceneBook:
             blend[agent_id] = {"params": params, "weights": weights}
         result = await self._apply(blend)
         self.events.emit_gesture("scene_interpolated", "scene_interpolated",
-                                 f"scenes {a} and {b} blended at t = {t:g}", a=a, b=b, t=t,
+                                 f"scenes {a} and {b} blended at t = {t:g}", a=a, b=b, blend=t,
                                  result=result)
         return result
 

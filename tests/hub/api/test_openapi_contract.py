@@ -1,0 +1,71 @@
+"""The REST API keeps its own contract (issue 14, item 10).
+
+``GET /api/openapi.json`` passes an independent validator (openapi-spec-validator), its
+path parameters are the paths' own (``{name}.sdp`` included), and the status a real
+hub answers with is the one documented for that operation (201 for what is created,
+307 for the stream redirect). A scene blend's event keeps its own timestamp.
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+import pytest
+from support.hubs import running_hub
+
+from anamnesis.hub.installation.check import parse_config
+
+validate = pytest.importorskip("openapi_spec_validator").validate
+
+CONFIG = """
+[installation]
+name = "contract"
+
+[[agent]]
+id = "k1"
+model = "autoregnn"
+
+[[agent]]
+id = "k2"
+model = "autoregnn"
+"""
+
+
+async def test_the_document_validates_and_says_what_the_hub_answers(tmp_path):
+    async with running_hub(tmp_path / "hub", config=parse_config(CONFIG, "c.toml")) \
+            as (hub, base):
+        headers = {"Authorization": f"Bearer {hub.token}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            async with http.get(base + "/api/openapi.json") as r:
+                doc = await r.json()
+            validate(doc)                       # raises on any violation of OpenAPI 3.0
+            stream = doc["paths"]["/api/agents/{agent_id}/streams/{name}.sdp"]["get"]
+            assert [p["name"] for p in stream["parameters"]] == ["agent_id", "name"]
+            assert set(stream["responses"]) >= {"307", "404"} and "200" not in stream["responses"]
+            calls = [("post", "/api/routes", "/api/routes", {"from": "k1", "to": "k2"}),
+                     ("patch", "/api/routes/k1->k2", "/api/routes/{route_id}", {"gain": 0.5}),
+                     ("get", "/api/routes/k1->k2", "/api/routes/{route_id}", None),
+                     ("delete", "/api/routes/k1->k2", "/api/routes/{route_id}", None),
+                     ("post", "/api/rings", "/api/rings", {"name": "r", "agents": ["k1", "k2"]}),
+                     ("post", "/api/panic", "/api/panic", None),
+                     ("get", "/api/routes/nope", "/api/routes/{route_id}", None),
+                     ("get", "/api/health", "/api/health", None)]
+            for method, url, path, body in calls:
+                async with http.request(method, base + url, json=body) as r:
+                    status = r.status
+                documented = doc["paths"][path][method]["responses"]
+                assert str(status) in documented, (method, url, status, sorted(documented))
+            # The blend's own t does not hide the event's time.
+            for name in ("a", "b"):
+                async with http.post(base + "/api/scenes", json={"name": name}) as r:
+                    assert r.status == 201, await r.text()
+            before = time.time()
+            async with http.post(base + "/api/scenes/interpolate",
+                                 json={"a": "a", "b": "b", "t": 0.25}) as r:
+                assert r.status == 200, await r.text()
+        await hub.flush()
+        live = [e for e in hub.events if e["kind"] == "scene_interpolated"][-1]
+        stored = [e for e in await hub.stored_events(100) if e["kind"] == "scene_interpolated"][-1]
+        for event in (live, stored):
+            assert event["t"] >= before - 1.0 and event["blend"] == 0.25, event
