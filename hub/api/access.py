@@ -9,7 +9,12 @@ SameSite=Strict: the page's own requests carry it). Tokens are compared with
 is off; requests are not logged with their query). Reads are open (``GET
 /api/health``, the other ``/api`` reads, the dashboard's files: the server binds
 127.0.0.1 unless told otherwise). A WebSocket whose ``Origin`` is another site is
-refused (403), so a foreign page cannot ride on the cookie.
+refused (403), so a foreign page cannot ride on the cookie, and so is a write that
+carries only the cookie from another origin (another port of the same host included:
+SameSite does not separate ports). An address that presents :data:`MAX_WRONG_TOKENS`
+wrong tokens in a row waits (429, :class:`TokenGuard`). A request whose ``Host`` is not
+an IP address, localhost or this machine's name is refused (421; DNS rebinding), unless
+``ANAMNESIS_ALLOWED_HOSTS`` lists it (a reverse proxy's name).
 
 A write is answered when what it changed is on disk (a 200 or 201 survives ``kill -9``;
 a change the disk refused is answered 503, :data:`~anamnesis.hub.core.events.NOT_STORED`).
@@ -23,10 +28,24 @@ policy :data:`CSP` (scripts and worklets of this origin, WebSockets to this host
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import math
+import socket
+import time
+from collections.abc import Callable
 
 from aiohttp import web
 
-from anamnesis.hub.api.keys import COOKIE, HUB, OPEN_PATHS, READ_METHODS, WS_PATHS, Handler
+from anamnesis.hub.api.keys import (
+    ALLOWED_HOSTS,
+    COOKIE,
+    GUARD,
+    HUB,
+    OPEN_PATHS,
+    READ_METHODS,
+    WS_PATHS,
+    Handler,
+)
 from anamnesis.hub.core.errors import Conflict, HubError, NotFound, Unavailable
 from anamnesis.hub.core.events import NOT_STORED
 from anamnesis.hub.core.hub import Hub
@@ -57,15 +76,119 @@ def token_ok(hub: Hub, given: str | None) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "replace"), hub.token.encode("utf-8"))
 
 
+#: Wrong tokens in a row one address may present before it must wait (429).
+MAX_WRONG_TOKENS = 10
+#: Seconds such an address then waits; each further wrong token doubles it, up to
+#: :data:`MAX_WAIT_S` (short enough that a local script with a stale token does not
+#: lock the dashboard on the same machine out for long; the token has 240 bits).
+WRONG_TOKEN_WAIT_S = 30.0
+MAX_WAIT_S = 300.0
+#: Addresses whose wrong tokens are remembered (the oldest forgotten first).
+MAX_GUARDED = 4096
+
+
+class TokenGuard:
+    """Wrong tokens counted per client address: after :data:`MAX_WRONG_TOKENS` in a row
+    the address is answered 429 for :data:`WRONG_TOKEN_WAIT_S` (doubling, at most
+    :data:`MAX_WAIT_S`); the right
+    token clears its count. ``clock`` is monotonic seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._wrong: dict[str, tuple[int, float]] = {}    # address -> (in a row, until)
+
+    def wait_s(self, address: str) -> float:
+        """Seconds ``address`` must still wait before its token is looked at (0: none)."""
+        _, until = self._wrong.get(address, (0, 0.0))
+        return max(0.0, until - self._clock())
+
+    def wrong(self, address: str) -> None:
+        count = self._wrong.pop(address, (0, 0.0))[0] + 1
+        until = 0.0
+        if count >= MAX_WRONG_TOKENS:
+            doublings = min(count - MAX_WRONG_TOKENS, 16)
+            until = self._clock() + min(MAX_WAIT_S, WRONG_TOKEN_WAIT_S * 2 ** doublings)
+        if len(self._wrong) >= MAX_GUARDED:
+            self._wrong.pop(next(iter(self._wrong)))
+        self._wrong[address] = (count, until)
+
+    def right(self, address: str) -> None:
+        self._wrong.pop(address, None)
+
+
+def check_token(request: web.Request, given: str | None) -> web.Response | None:
+    """None if ``given`` is the installation's token, else the answer: 401, or 429 for
+    an address that has presented too many wrong ones (:class:`TokenGuard`)."""
+    hub, guard = request.app[HUB], request.app[GUARD]
+    address = request.remote or "?"
+    wait = guard.wait_s(address)
+    if wait > 0:
+        hub.counts["token_rate_limited"] += 1
+        response = _error(f"too many wrong tokens from {address}; try again in {wait:.0f} s",
+                          429)
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+    if token_ok(hub, given):
+        guard.right(address)
+        return None
+    guard.wrong(address)
+    hub.counts["unauthorized"] += 1
+    return _error("missing or wrong token (Authorization: Bearer TOKEN)", 401)
+
+
+def host_ok(request: web.Request) -> bool:
+    """Whether the request's ``Host`` names this hub: an IP address, ``localhost``, this
+    machine's name (and its ``.local`` mDNS name) or one of :data:`ALLOWED_HOSTS`'s —
+    not a domain that a page could have re-pointed at us (DNS rebinding)."""
+    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    host = host.strip("[]").lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return host in request.app[ALLOWED_HOSTS]
+
+
+def allowed_host_names(extra: str = "") -> frozenset[str]:
+    """The names :func:`host_ok` accepts: localhost, this machine's (with ``.local``), and
+    ``extra``'s comma-separated ones (``ANAMNESIS_ALLOWED_HOSTS``: a proxy's name)."""
+    name = socket.gethostname().lower().rstrip(".")
+    names = {"localhost", name, name.split(".")[0] + ".local"}
+    names.update(n.strip().lower().rstrip(".") for n in extra.split(",") if n.strip())
+    return frozenset(names)
+
+
+def _cookie_write_from_elsewhere(request: web.Request) -> bool:
+    """A write carrying only the cookie (no ``Authorization``) from a page that is not
+    the dashboard's own origin — scheme, host *and port* (SameSite=Strict lets another
+    port of the same host send the cookie)."""
+    if request.headers.get("Authorization", "").startswith("Bearer "):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:    # browsers send Origin with every write; Sec-Fetch-Site if not
+        return request.headers.get("Sec-Fetch-Site", "same-origin") != "same-origin"
+    return origin.rstrip("/") != f"{request.scheme}://{request.host}"
+
+
 @web.middleware
 async def _access(request: web.Request, handler: Handler) -> web.StreamResponse:
     hub = request.app[HUB]
+    if not host_ok(request):
+        hub.counts["foreign_host"] += 1
+        return _error(f"this hub answers to its own address (an IP address, localhost or "
+                      f"{socket.gethostname()}), not to Host {request.host[:80]!r}", 421)
     websocket_path = request.path in WS_PATHS
     needs_token = websocket_path or (
         request.method not in READ_METHODS and request.path not in OPEN_PATHS)
-    if needs_token and not token_ok(hub, _token_of(request)):
-        hub.counts["unauthorized"] += 1
-        return _error("missing or wrong token (Authorization: Bearer TOKEN)", 401)
+    if needs_token:
+        refused = check_token(request, _token_of(request))
+        if refused is not None:
+            return refused
+        if not websocket_path and _cookie_write_from_elsewhere(request):
+            hub.counts["foreign_origin"] += 1
+            return _error("a write with the dashboard's cookie must come from the dashboard's "
+                          "own page (or send Authorization: Bearer TOKEN)", 403)
     if websocket_path and not _same_origin(request):
         # A page of another site cannot use the browser's cookie to open our sockets.
         hub.counts["foreign_origin"] += 1
@@ -113,4 +236,5 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     headers.setdefault("Content-Security-Policy", CSP.format(host=host))
 
 
-__all__ = ["CSP", "token_ok"]
+__all__ = ["CSP", "MAX_WRONG_TOKENS", "TokenGuard", "allowed_host_names", "check_token",
+           "host_ok", "token_ok"]

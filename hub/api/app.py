@@ -19,12 +19,23 @@ docstring has the details.
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 
 from aiohttp import web
 
-from anamnesis.hub.api.access import _access, _security_headers
-from anamnesis.hub.api.keys import HUB, MAX_BODY, SCOPE_SOCKETS, SOCKETS, WATCH, WEB_ROOT, Handler
+from anamnesis.hub.api.access import TokenGuard, _access, _security_headers, allowed_host_names
+from anamnesis.hub.api.keys import (
+    ALLOWED_HOSTS,
+    GUARD,
+    HUB,
+    MAX_BODY,
+    SCOPE_SOCKETS,
+    SOCKETS,
+    WATCH,
+    WEB_ROOT,
+    Handler,
+)
 from anamnesis.hub.api.openapi import openapi
 from anamnesis.hub.api.rest import REST_ROUTES
 from anamnesis.hub.api.static import index, web_static
@@ -55,6 +66,8 @@ def create_app(hub: Hub) -> web.Application:
     app[SOCKETS] = weakref.WeakSet()
     app[SCOPE_SOCKETS] = weakref.WeakSet()
     app[WATCH] = WeightsWatch(hub)
+    app[GUARD] = TokenGuard()
+    app[ALLOWED_HOSTS] = allowed_host_names(os.environ.get("ANAMNESIS_ALLOWED_HOSTS", ""))
     try:
         app[WEB_ROOT] = web_dir().resolve()
     except FileNotFoundError:

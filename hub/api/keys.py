@@ -16,6 +16,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -28,6 +29,10 @@ SOCKETS: web.AppKey[weakref.WeakSet] = web.AppKey("sockets", weakref.WeakSet)
 SCOPE_SOCKETS: web.AppKey[weakref.WeakSet] = web.AppKey("scope_sockets", weakref.WeakSet)
 WATCH: web.AppKey[WeightsWatch] = web.AppKey("weights_watch", WeightsWatch)
 WEB_ROOT: web.AppKey[Path | None] = web.AppKey("web_root", object)  # type: ignore[arg-type]
+#: Wrong tokens per client address (anamnesis.hub.api.access.TokenGuard).
+GUARD: web.AppKey[Any] = web.AppKey("token_guard", object)
+#: The host names the API answers to besides IP addresses (anamnesis.hub.api.access.host_ok).
+ALLOWED_HOSTS: web.AppKey[frozenset[str]] = web.AppKey("allowed_hosts", frozenset)
 
 COOKIE = "anamnesis_token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -40,5 +45,5 @@ WS_PATHS = frozenset({"/ws", "/ws/listen"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-__all__ = ["COOKIE", "HUB", "MAX_BODY", "OPEN_PATHS", "READ_METHODS", "SCOPE_SOCKETS",
+__all__ = ["ALLOWED_HOSTS", "COOKIE", "GUARD", "HUB", "MAX_BODY", "OPEN_PATHS", "READ_METHODS", "SCOPE_SOCKETS",
            "SOCKETS", "WATCH", "WEB_ROOT", "WS_PATHS", "Handler"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from anamnesis.hub.api.access import _error, token_ok
+from anamnesis.hub.api.access import check_token
 from anamnesis.hub.api.keys import COOKIE, HUB, WEB_ROOT
 from anamnesis.hub.core.errors import NotFound
 
@@ -37,9 +37,9 @@ async def index(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     given = request.query.get("token")
     if given is not None:
-        if not token_ok(hub, given):
-            hub.counts["unauthorized"] += 1
-            return _error("wrong token", 401)
+        refused = check_token(request, given)
+        if refused is not None:
+            return refused
         response = web.HTTPFound("/")
         response.set_cookie(COOKIE, hub.token, httponly=True, samesite="Strict", path="/")
         raise response
