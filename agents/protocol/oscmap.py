@@ -19,9 +19,10 @@ answer too, so ``/lr`` reaches the learning rate of every model, Unlearn's λ in
 ``/PARAM f``              array parameter: one value for every element
 ``/PARAM i f``            array parameter: element ``i`` (0-based) only
 ``/PARAM f f ...``        array parameter: all ``size`` elements (also as one ``[...]`` array)
-``/panic``, ``/unpanic``  fade every output to silence within 50 ms / undo it; a button's
-                          press (none, ``T``, ``I``, ``N``, a string, a nonzero number)
-                          does it, its release (``F``, 0) is counted and ignored
+``/panic``, ``/unpanic``  fade every output to silence within 50 ms / undo it. ``/panic``
+                          panics whatever it carries (a button's release too);
+                          ``/unpanic`` needs a press (none, ``T``, ``I``, ``N``, a number
+                          >= 1): its release (``F``, 0) is counted and ignored
 ``/reset [i]``            re-initialise the learnt state (optional integer seed)
 ``/weights``              no arguments: reply ``/weights f f ...`` (flat vector); floats: set it
 ``/snapshot s``           save the model state under a name; ``/recall s`` loads one
@@ -118,8 +119,9 @@ class Command:
 COMMANDS: dict[str, Command] = {c.address: c for c in (
     Command("/panic", "I", ACCESS_WRITE,
             "Fade every output to silence within 50 ms and keep it silent until /unpanic "
-            "(a button: any press; its release is ignored)."),
-    Command("/unpanic", "I", ACCESS_WRITE, "Undo /panic: fade the output back in."),
+            "(a button: whatever it sends)."),
+    Command("/unpanic", "I", ACCESS_WRITE, "Undo /panic: fade the output back in (a "
+            "button's press: none, T or a number >= 1; its release is ignored)."),
     Command("/reset", "i", ACCESS_WRITE,
             "Re-initialise the learnt state; optional integer seed "
             "(none: the model's current seed)."),
@@ -440,10 +442,10 @@ class OscAddressSpace:
             hint = _closest(address, self.addresses())
             raise ProtocolError(
                 f"{address}: unknown address" + (f"; did you mean {hint}?" if hint else ""))
-        if address in ("/panic", "/unpanic"):
-            if pressed(address, args):
-                return Request(address[1:], address)  # type: ignore[arg-type]
-            return Request("release", address)
+        if address == "/panic":          # whatever it carries: a panic is never refused
+            return Request("panic", address)
+        if address == "/unpanic":
+            return Request("unpanic" if pressed(address, args) else "release", address)
         if address in ("/state", "/ping"):
             _arity(address, args, 0)
             return Request(address[1:], address)  # type: ignore[arg-type]
@@ -617,24 +619,21 @@ def telemetry_messages(telemetry: Mapping[str, float], *, agent_id: str | None =
 
 
 def pressed(address: str, args: Sequence[object]) -> bool:
-    """Whether a button's message is its press (True) or its release (False), as
-    controllers send them: nothing or a bang (``N``, ``I``: dropped before this), ``T``,
-    a string, or a nonzero number (TouchOSC's 1.0, Max's 1, NaN: panic is the safe side)
-    press; ``F`` and 0 release. :class:`ProtocolError` for more than one argument."""
+    """Whether an ``/unpanic`` button's message is its press (True) or its release
+    (False), as controllers send them: nothing or a bang (``N``, ``I``: dropped before
+    this), ``T``, or a number >= 1 (TouchOSC's 1.0, Max's 1) press; ``F``, 0 and anything
+    else release (staying panicked is the safe side). A ``/panic`` needs no such reading:
+    it panics whatever it carries. :class:`ProtocolError` for more than one argument."""
     args = [a for a in args if a is not None]
     if not args:
         return True
     if len(args) > 1:
-        raise ProtocolError(f"{address}: takes no argument or a button's one (T or a nonzero "
-                            f"number: pressed, F or 0: released); got {describe_args(args)}")
+        raise ProtocolError(f"{address}: takes no argument or a button's one (T or a number "
+                            f">= 1: pressed, F or 0: released); got {describe_args(args)}")
     value = args[0]
     if isinstance(value, bool):
         return value
-    if isinstance(value, (int, float)):
-        return value != 0
-    if isinstance(value, (str, bytes)):
-        return True
-    raise ProtocolError(f"{address}: a button takes T, F or a number; got {describe_args(args)}")
+    return isinstance(value, (int, float)) and value >= 1
 
 
 def _arity(address: str, args: Sequence[object], n: int) -> None:

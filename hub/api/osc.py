@@ -6,10 +6,10 @@ Addresses (replies go to the sender: ``/hub/ok s`` naming the address done, or
 
 =================================  ====================================================
 ``/hub/ping``                      reply ``/hub/pong``
-``/hub/panic``, ``/hub/unpanic``   every agent's output faded to silence / back: a
-                                   button's press (none, ``T``, ``I``, a nonzero number)
-                                   does it at once, never queued; its release (``F``, 0)
-                                   is counted and ignored
+``/hub/panic``, ``/hub/unpanic``   every agent's output faded to silence / back, at
+                                   once, never queued: a panic whatever it carries; an
+                                   unpanic on a button's press (none, ``T``, ``I``, a
+                                   number >= 1), its release (``F``, 0) counted, ignored
 ``/hub/scene/save s``              save a scene (every online agent's parameters, weights)
 ``/hub/scene/recall s``            recall a scene
 ``/hub/scene/interpolate s s f``   blend scenes a and b at t in [0, 1]
@@ -142,16 +142,18 @@ class HubOscServer:
                 self._error(peer, "busy", f"{address}: too many commands waiting; try again")
 
     def _button(self, peer: Peer, address: str, args: list[object]) -> None:
-        """A panic button, pressed or released (:func:`~anamnesis.agents.protocol.oscmap.pressed`):
-        the hub's panic at once (silence within the agents' 50 ms, whatever is queued)."""
-        try:
-            press = pressed(address, args)
-        except ProtocolError as exc:
-            self._error(peer, "rejected", str(exc))
-            return
-        if not press:
-            self.counts["button_releases"] += 1
-            return
+        """A panic button: the hub's panic at once (silence within the agents' 50 ms,
+        whatever is queued) whatever ``/hub/panic`` carries; ``/hub/unpanic`` on a press
+        only (:func:`~anamnesis.agents.protocol.oscmap.pressed`), its release counted."""
+        if address == "/hub/unpanic":
+            try:
+                press = pressed(address, args)
+            except ProtocolError as exc:
+                self._error(peer, "rejected", str(exc))
+                return
+            if not press:
+                self.counts["button_releases"] += 1
+                return
         self.hub.panic(address == "/hub/panic")
         self.counts["done"] += 1
         self._reply(peer, "/hub/ok", address)

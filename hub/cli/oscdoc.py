@@ -18,11 +18,12 @@ from pathlib import Path
 _TAGS = {"float": "f", "int": "i", "bool": "i (0/1)", "choice": "s or i (index)",
          "array": "f ... (or i f: one element)"}
 
-#: A panic button's arguments: any press (a release is ignored).
-BUTTON = "a button: none, T, I or a nonzero number (press); F or 0 (release: ignored)"
+#: The panic buttons' arguments.
+PANIC = "anything (a button's press or release: it always panics)"
+UNPANIC = "a button: none, T, I or a number >= 1 (press); F or 0 (release: ignored)"
 #: The arguments of each fixed agent command as a user writes them (a command missing
 #: here is an error: the table must say how to call it).
-COMMAND_ARGS = {"/panic": BUTTON, "/unpanic": BUTTON, "/reset": "[i seed]",
+COMMAND_ARGS = {"/panic": PANIC, "/unpanic": UNPANIC, "/reset": "[i seed]",
                 "/weights": "none, or f... (all of them)", "/snapshot": "s name",
                 "/recall": "s name", "/state": "none", "/ping": "none",
                 "/subscribe": "[i port [s prefix]]", "/unsubscribe": "[i port]",
@@ -89,7 +90,8 @@ def hub_table() -> str:
              "| address | arguments | what it does |", "|---|---|---|",
              "| `/hub/ping` | none | reply `/hub/pong` |"]
     for address, (_default, description) in HUB_COMMANDS.items():
-        args = BUTTON if command_tags(address) == "I" else command_tags(address) or "none"
+        args = {"/hub/panic": PANIC, "/hub/unpanic": UNPANIC}.get(address) \
+            or command_tags(address) or "none"
         lines.append(f"| `{address}` | {args} | {_cell(description)} |")
     lines += ["| `/hub/agent/ID/PARAM` | the parameter's type | set one parameter of agent ID "
               "(as `PATCH /api/agents/ID`) |",

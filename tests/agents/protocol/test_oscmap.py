@@ -106,7 +106,7 @@ ERROR_TABLE = [
     ("/act_mix", [0.1, 0.2, 0.3], r"takes f \(all elements\), i f \(one element\) or 4 floats"),
     ("/act_mix", [[0.1, 0.2]], r"array must have 4 values; got 2"),
     ("/act_mix", ["x"], r"expected a number, got s"),
-    ("/panic", [1, 0], r"/panic: takes no argument or a button's one .*; got i i"),
+    ("/unpanic", [1, 0], r"/unpanic: takes no argument or a button's one .*; got i i"),
     ("/ping", ["x"], r"/ping: takes no arguments; got s"),
     ("/reset", [1, 2], r"takes an optional integer seed; got i i"),
     ("/reset", [1.5], r"seed must be a whole number"),
