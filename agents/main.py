@@ -346,6 +346,7 @@ def run_agent(args: argparse.Namespace) -> int:
     """Run ``anamnesis agent`` until SIGINT/SIGTERM; returns the exit status
     (0 clean, 1 could not start, 2 bad options)."""
     _setup_logging(getattr(args, "log_level", "info"))
+    os.umask(0o077)   # autosaves, snapshots and logs: the owner's alone
     try:
         config = check_args(args)
     except ValueError as exc:

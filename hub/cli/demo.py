@@ -243,6 +243,7 @@ class _FirstSound:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``anamnesis demo`` until SIGINT/SIGTERM; the exit status."""
+    os.umask(0o077)   # before the agents' forkserver starts: every file the owner's alone
     from anamnesis.hub.cli.hub import first_busy, oscquery_address, parse_address, run_hub
     from anamnesis.hub.installation.check import load_config
 

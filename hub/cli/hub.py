@@ -157,6 +157,7 @@ def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) ->
     # The clock runs on the event loop: a worker thread (room responses, the store) must
     # hand the GIL back within 1 ms, not Python's default 5.
     sys.setswitchinterval(0.001)
+    os.umask(0o077)   # the database, logs, recordings and agents' state: the owner's alone
     from anamnesis.agents.protocol.key import load_key
 
     try:
@@ -235,7 +236,11 @@ async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: byte
             return 1
         bound = runner.addresses[0][1] if runner.addresses else port
         shown = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
-        print(f"Dashboard: http://{shown}:{bound}/?token={hub.token}", flush=True)
+        if os.environ.get("JOURNAL_STREAM"):   # systemd's journal: readable by many
+            print(f"Dashboard: http://{shown}:{bound}/ (the token is in "
+                  f"{hub.state_dir / 'token'})", flush=True)
+        else:
+            print(f"Dashboard: http://{shown}:{bound}/?token={hub.token}", flush=True)
         if osc_bound is not None:
             print(f"OSC: {osc_bound[0]}:{osc_bound[1]}", flush=True)
         query_bound = None
