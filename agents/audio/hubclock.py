@@ -4,7 +4,9 @@ DESIGN "Clocking", simulated mode. The hub sends the agent its input block as
 one RTP packet with timestamp T (its sample clock); the agent processes exactly
 that block and returns its output as one RTP packet with the same timestamp T
 (the agent's own SSRC and sequence numbers; no timestamp offset), to the
-address the input came from. The hub collects outputs by T (see
+address the input came from. That address (the hub's host and its clock's port)
+is kept while it sends: packets from another port are counted ``foreign`` and
+dropped, until the hub has been silent for ``fallback_s``. The hub collects outputs by T (see
 ``anamnesis.hub.clock.lockstep.HubClock``). With no loss the hub gets what the same model would
 compute in-process from the same input — bit for bit, given that both sides
 see the L24 wire values (:func:`anamnesis.agents.protocol.pcm.quantize`).
@@ -87,12 +89,14 @@ class HubClockBackend:
         self._ext = {CLOCK_HUB: onebyte_extension_block(EXT_CLOCK, CLOCK_HUB),
                      CLOCK_FREE: onebyte_extension_block(EXT_CLOCK, CLOCK_FREE)}
         self._hub_addr: Any = None
+        self._hub_heard = 0.0      # monotonic s of the last input from _hub_addr
         self._last_state = -1
         # counters (loop side)
         self.inputs = 0
         self.malformed = 0
         self.oversized = 0
         self.wrong_type = 0
+        self.foreign = 0
         self.ring_full = 0
         self.outputs = 0
         # counters (clock thread)
@@ -136,6 +140,18 @@ class HubClockBackend:
     # -- from the hub (loop) ------------------------------------------------------------
     def _on_datagram(self, data: bytes, addr: Any) -> None:
         link = self._link
+        now = time.monotonic()
+        if addr != self._hub_addr:
+            if self._hub_addr is not None and now - self._hub_heard < self.fallback_s:
+                # The hub's host, another port: not the clock this agent follows (a stray
+                # or hostile local process; the hub keeps one port while it drives).
+                self.foreign += 1
+                link.problems(str(addr[0]), "RTP from another port of the hub's host",
+                              f"port {addr[1]}; the hub clocks this agent from port "
+                              f"{self._hub_addr[1]}")
+                return
+            self._hub_addr = addr   # the first hub, or a new one after the last fell silent
+        self._hub_heard = now
         try:
             _marker, pt, _seq, ts, _ssrc, start, end = payload_bounds(data)
         except ProtocolError as exc:
@@ -156,7 +172,6 @@ class HubClockBackend:
                           f"{n} frames, the agent's block is {self._engine.block}")
             return
         self.inputs += 1
-        self._hub_addr = addr
         payload = np.frombuffer(data, dtype=np.uint8, count=nbytes, offset=start)
         if not self._in.push_pcm(payload, n, link.width, ts):
             self.ring_full += 1
@@ -270,7 +285,8 @@ class HubClockBackend:
         return {"xruns": 0.0, "backend_blocks": float(self.blocks),
                 "hub_inputs": float(self.inputs), "hub_outputs": float(self.outputs),
                 "hub_stale": float(self.stale), "hub_malformed": float(self.malformed),
-                "hub_oversized": float(self.oversized), "hub_fallbacks": float(self.fallbacks),
+                "hub_oversized": float(self.oversized), "hub_foreign": float(self.foreign),
+                "hub_fallbacks": float(self.fallbacks),
                 "hub_free_blocks": float(self.free_blocks), "hub_ring_full": float(self.ring_full),
                 "callback_errors": float(self.callback_errors),
                 "hub_clocked": 1.0 if self.state == "hub" else 0.0}

@@ -11,11 +11,14 @@ heard and watched live). The agents are the config's agents, in config order,
 started with ``--audio hub`` (:class:`anamnesis.hub.core.hub.Hub` does that in simulated
 mode); their RTP ports come from their zeroconf records.
 
-* Only online, adopted agents with an RTP port are driven; the
-  :class:`~anamnesis.hub.clock.lockstep.HubClock` is rebuilt (keeping its timestamp) when that set
-  changes, so a dead agent never stalls the others for the clock's timeout. An
-  offline agent's edges fade out (``graph.set_agent_online``) and its output is
-  silence; a returning agent resumes its routes.
+* Only online, adopted agents with an RTP port are driven, by one
+  :class:`~anamnesis.hub.clock.lockstep.HubClock` on one socket for the driver's life (an
+  agent answers only the hub port it is clocked by); the set is updated when it
+  changes. An agent that misses a block's timeout is bypassed from the next block on
+  (it fades out, and the others never wait for it again until it answers), long
+  before the registry calls it offline; its edges fade out
+  (``graph.set_agent_online``) and back in when it answers; a returning agent resumes
+  its routes.
 * Route edits reach the graph with :meth:`SimulatedDriver.set_routes` (new edges
   fade in, changed ones glide, removed ones fade out — anamnesis.hub.engine.graph's smoothing).
 * If the loop falls more than ``max_lag_s`` behind real time (a suspended
@@ -156,19 +159,27 @@ class SimulatedDriver(PacedLoop):
         for agent_id in self.graph.agent_ids:
             if self.graph.is_online(agent_id) != (agent_id in now):
                 self.graph.set_agent_online(agent_id, agent_id in now)
-        if self._clock is not None:
-            self.t = self._clock.t
-            self._clock.close()
-            self._clock = None
         self._driven = wanted
         self._outputs[:] = 0.0
         if wanted:
-            self._clock = HubClock([(h, p) for _, h, p in wanted], block=self.block,
-                                   sample_rate=self.sample_rate, interface=self.interface,
-                                   timeout_s=self.timeout_s, start_ts=self.t)
-            await self._clock.open()
+            agents = [(h, p) for _, h, p in wanted]
+            if self._clock is None:   # one socket for the driver's life: agents keep their hub
+                self._clock = HubClock(agents, block=self.block, sample_rate=self.sample_rate,
+                                       interface=self.interface, timeout_s=self.timeout_s,
+                                       start_ts=self.t)
+                await self._clock.open()
+            else:
+                self._clock.set_agents(agents)
         self.rebuilds += 1
         log.info("simulated mode: driving %s", ", ".join(sorted(now)) or "no agent")
+
+    def _follow_absences(self) -> None:
+        """An agent the clock stopped waiting for fades out of the routes, and back in
+        when it answers again (before the registry even calls it offline)."""
+        assert self._clock is not None
+        for (agent_id, _, _), peer in zip(self._driven, self._clock.peers, strict=True):
+            if self.graph.is_online(agent_id) == peer.absent:
+                self.graph.set_agent_online(agent_id, not peer.absent)
 
     @property
     def resyncs(self) -> int:
@@ -265,14 +276,16 @@ class SimulatedDriver(PacedLoop):
                 self.graph.tick(self._outputs, out=self._inputs)
             if self.panicked:       # the routes and the room carry nothing to the agents
                 self._inputs.fill(0.0)
-            if self._clock is not None:
+            driving = self._clock is not None and bool(self._driven)
+            if driving:
                 idx = [columns[a] for a, _, _ in self._driven]
                 result = await self._clock.step(self._inputs[:, idx].T)
                 self._outputs[:] = 0.0
                 self._outputs[:, idx] = result.T
+                self._follow_absences()
             if self._recorder is not None:
                 self._recorder.add(self._outputs)
-            if self.tap is not None and not self._pacer.overloaded and self._clock is not None:
+            if self.tap is not None and not self._pacer.overloaded and driving:
                 self.tap.add(self._outputs, idx)
             if self.listen is not None:
                 self.listen.add(self._outputs, self._ears if coupling is not None else None)
@@ -312,7 +325,7 @@ class SimulatedDriver(PacedLoop):
                                "rebuilds": self.rebuilds,
                                "driven": [a for a, _, _ in self._driven],
                                **pace_stats(self._pacer)}
-        if self._clock is not None:
+        if self._clock is not None and self._driven:
             out["agents"] = dict(zip(out["driven"], self._clock.stats(), strict=False))
             out["rtt_ms"] = self._clock.rtt_ms()
         return out
