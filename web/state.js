@@ -37,6 +37,7 @@ export function initialState() {
     panicked: false,   // the last panic/unpanic the hub announced
     description: null, // what to listen for in the piece (the config's), or null
     overload: null,    // {message, speed} while the hub cannot keep up with real time
+    storage: null,     // the hub's message while its database refuses writes (a full disk)
     recording: null,   // file name while the hub records, else null
     version: 0,        // bumped by every change (panels may skip work when equal)
   };
@@ -107,6 +108,12 @@ function applyEvent(state, event) {
     case "overload_end":
       s.overload = null;
       break;
+    case "store_failed":
+      s.storage = String(event.message || "the hub's database refuses writes");
+      break;
+    case "store_ok":
+      s.storage = null;
+      break;
     case "unpanic":
       s.panicked = false;
       break;
@@ -163,6 +170,8 @@ function applyEventList(state, events) {
     else if (e.kind === "unpanic") s.panicked = false;
     else if (e.kind === "overload") s.overload = { message: String(e.message || "overloaded"), speed: e.speed ?? null };
     else if (e.kind === "overload_end") s.overload = null;
+    else if (e.kind === "store_failed") s.storage = String(e.message || "the hub's database refuses writes");
+    else if (e.kind === "store_ok") s.storage = null;
     else if (e.kind === "record_start") s.recording = e.file || "recording";
     else if (e.kind === "record_stop") s.recording = null;
   }
@@ -191,6 +200,9 @@ export function reduce(state, message) {
         description: typeof message.description === "string" ? message.description : null,
       };
       if (message.overloaded === false) next.overload = null;
+      if ("store_failing" in message) {
+        next.storage = message.store_failing ? `the hub's database refuses writes: changes are not kept (${message.store_failing})` : null;
+      }
       if ("room" in message) next.room = message.room ?? null;
       if (Array.isArray(message.listen)) next.listen = message.listen.filter((x) => x && typeof x.source === "string");
       if (Array.isArray(message.events)) next = applyEventList(next, message.events);

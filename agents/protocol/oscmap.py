@@ -67,6 +67,10 @@ from anamnesis.agents.protocol.errors import ProtocolError
 MAX_DATAGRAM = 65_507
 #: Nesting depth of bundles accepted inside one datagram.
 MAX_BUNDLE_DEPTH = 8
+#: Deepest nesting of OSC arrays ("[...]" in the type tags) in a message.
+MAX_ARRAY_DEPTH = 4
+#: Largest finite float32: floats beyond it are sent as ``d``.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Messages accepted in one datagram (a bundle of many tiny messages).
 MAX_MESSAGES_PER_PACKET = 512
 
@@ -171,6 +175,19 @@ def describe_args(args: Sequence[object]) -> str:
     return " ".join(_tag_of(a) for a in args) or "(none)"
 
 
+def _check_arrays(address: str, tags: str) -> None:
+    """Arrays balanced and nested at most :data:`MAX_ARRAY_DEPTH` deep (python-osc
+    recurses, and 1,000 levels were a RecursionError per datagram)."""
+    depth = 0
+    for tag in tags:
+        depth += (tag == "[") - (tag == "]")
+        if depth > MAX_ARRAY_DEPTH or depth < 0:
+            break
+    if depth:
+        raise ProtocolError(f"{address}: OSC arrays must be balanced and nested at most "
+                            f"{MAX_ARRAY_DEPTH} deep")
+
+
 def _parse_message(data: bytes) -> tuple[str, list[object]]:
     """Parse one OSC message; check the type tags first so python-osc never logs or guesses."""
     try:
@@ -191,6 +208,7 @@ def _parse_message(data: bytes) -> tuple[str, list[object]]:
             raise ProtocolError(
                 f"{address}: unsupported OSC type tag(s) {''.join(sorted(bad))!r}; "
                 f"accepted: i f d h s b T F N I and arrays")
+        _check_arrays(address, tags[1:])
         _check_payload_size(address, data, args_start, tags[1:])
         if "I" in tags:   # impulse (OSC 1.1, liblo's bang): a nil to us, no payload either
             end = index + len(tags)
@@ -318,7 +336,8 @@ def _osc_arg(builder: OscMessageBuilder, value: object) -> None:
         v = int(value)
         builder.add_arg(v, "h" if not -2**31 <= v < 2**31 else "i")
     elif isinstance(value, (float, np.floating)):
-        builder.add_arg(float(value), "f")
+        v = float(value)   # past float32's range (a blown-up weight): 64 bits, not an error
+        builder.add_arg(v, "d" if math.isfinite(v) and abs(v) > FLOAT32_MAX else "f")
     elif isinstance(value, str):
         builder.add_arg(value, "s")
     elif isinstance(value, bytes):
@@ -330,7 +349,8 @@ def _osc_arg(builder: OscMessageBuilder, value: object) -> None:
 
 
 def build_message(address: str, args: Iterable[object] = ()) -> bytes:
-    """Encode one OSC message. Floats are sent as ``f`` (32 bit), ints as ``i`` (or ``h``)."""
+    """Encode one OSC message. Floats are sent as ``f`` (32 bit; ``d`` past its range),
+    ints as ``i`` (or ``h``)."""
     builder = OscMessageBuilder(address)
     for value in args:
         _osc_arg(builder, value)

@@ -17,10 +17,13 @@ an IP address, localhost or this machine's name is refused (421; DNS rebinding),
 ``ANAMNESIS_ALLOWED_HOSTS`` lists it (a reverse proxy's name).
 
 A write is answered when what it changed is on disk (a 200 or 201 survives ``kill -9``;
-a change the disk refused is answered 503, :data:`~anamnesis.hub.core.events.NOT_STORED`).
+a change the disk refused is answered 503, :data:`~anamnesis.hub.core.events.NOT_STORED`,
+with what it did as ``result``).
 Errors are JSON ``{"error": "..."}`` with a 4xx status: the middleware turns a
 :class:`~anamnesis.hub.core.errors.HubError` into its status and a ``TimeoutError``
-into a 504. Every response carries ``X-Content-Type-Options: nosniff``,
+into a 504, a :class:`~anamnesis.hub.core.store.StoreError` (a disk that refuses)
+into a 503; any other exception is a bug of the hub's: a JSON 500, counted
+(``handler_errors``), its traceback logged once per route and kind. Every response carries ``X-Content-Type-Options: nosniff``,
 ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer`` and the content security
 policy :data:`CSP` (scripts and worklets of this origin, WebSockets to this host).
 """
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
+import logging
 import math
 import socket
 import time
@@ -49,6 +54,9 @@ from anamnesis.hub.api.keys import (
 from anamnesis.hub.core.errors import Conflict, HubError, NotFound, Unavailable
 from anamnesis.hub.core.events import NOT_STORED
 from anamnesis.hub.core.hub import Hub
+from anamnesis.hub.core.store import StoreError
+
+log = logging.getLogger(__name__)
 
 #: What the dashboard's pages may load: scripts and worklets of this origin only,
 #: WebSockets to this host, images and audio from blobs (an exported PNG, a recording).
@@ -200,11 +208,44 @@ async def _access(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(str(exc), status_of(exc))
     except TimeoutError as exc:
         return _error(str(exc), 504)
+    except StoreError as exc:    # the disk refused what this request had to store
+        return _error(hub.event_log.store_refused(exc), 503)
+    except web.HTTPException:
+        raise
+    except Exception as exc:   # a bug: answered, counted, its traceback logged once a kind
+        hub.counts["handler_errors"] += 1
+        report_bug(request.method + " " + _route_of(request), exc)
+        return _error("the hub could not answer this request (an error of the hub's, "
+                      "logged)", 500)
     # A write is answered once it is on disk: a 200 or 201 survives a kill -9.
     if request.method not in READ_METHODS and not websocket_path and response.status < 400 \
             and not await hub.event_log.on_disk(errors):
-        return _error(NOT_STORED, 503)
+        refused = {"error": NOT_STORED}
+        if isinstance(response, web.Response) and response.content_type == "application/json":
+            refused["result"] = json.loads(response.body)   # done all the same: what it did
+        return web.json_response(refused, status=503)
     return response
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path[:80]
+
+
+#: (where, exception type) already logged with a traceback; at most MAX_BUGS kinds.
+_REPORTED: set[tuple[str, str]] = set()
+MAX_BUGS = 256
+
+
+def report_bug(where: str, exc: BaseException) -> None:
+    """Log ``exc`` with its traceback the first time it happens ``where`` (then only the
+    counters say it), so a client repeating a request cannot flood the log."""
+    key = (where, type(exc).__name__)
+    if key in _REPORTED or len(_REPORTED) >= MAX_BUGS:
+        return
+    _REPORTED.add(key)
+    log.error("%s failed (further %s there are only counted)", where, key[1],
+              exc_info=(type(exc), exc, exc.__traceback__))
 
 
 #: The HTTP status of each kind of refusal (anamnesis.hub.core.errors); others: 400.
@@ -237,4 +278,4 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 __all__ = ["CSP", "MAX_WRONG_TOKENS", "TokenGuard", "allowed_host_names", "check_token",
-           "host_ok", "token_ok"]
+           "host_ok", "report_bug", "token_ok"]

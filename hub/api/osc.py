@@ -45,9 +45,11 @@ from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import build_message, parse_packet, pressed
+from anamnesis.hub.api.access import report_bug
 from anamnesis.hub.core.commands import run_command
 from anamnesis.hub.core.errors import HubError
 from anamnesis.hub.core.events import NOT_STORED
+from anamnesis.hub.core.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +197,13 @@ class HubOscServer:
                 self._reply(peer, "/hub/ok", address)
             except (HubError, TimeoutError, ProtocolError) as exc:
                 self._error(peer, "rejected", f"{address}: {exc}")
+            except StoreError as exc:
+                self._error(peer, "rejected", f"{address}: "
+                            f"{self.hub.event_log.store_refused(exc)}")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not stop the server: answer, count, log
-                log.exception("OSC %s failed", address)
+                report_bug(f"OSC {address}", exc)   # its traceback once a kind
                 self._error(peer, "internal_errors", f"{address}: internal error: {exc}")
 
     async def _command(self, address: str, args: list[object]) -> None:

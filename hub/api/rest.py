@@ -3,7 +3,8 @@
 The first line of each handler's docstring is its OpenAPI summary
 (:mod:`anamnesis.hub.api.openapi`). Reads are open, writes need the token
 (:mod:`anamnesis.hub.api.access`); errors are JSON ``{"error": "..."}`` with a 4xx
-status. A body that is not JSON is a 400 naming the parse error, and is counted
+status. A body that is not JSON, or past :mod:`anamnesis.hub.api.bodies`' limits, is a
+400 naming the problem, and is counted
 (``hub.counts["malformed_json"]``); a body over :data:`~anamnesis.hub.api.keys.MAX_BODY`
 is aiohttp's 413. :data:`REST_ROUTES` is the table of these routes;
 :data:`anamnesis.hub.api.app.ROUTES` adds the OpenAPI document, the WebSockets
@@ -12,11 +13,11 @@ is aiohttp's 413. :data:`REST_ROUTES` is the table of these routes;
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from anamnesis.hub.api.bodies import decode_json
 from anamnesis.hub.api.keys import HUB, Handler
 from anamnesis.hub.core.commands import listen_sources
 from anamnesis.hub.core.errors import Conflict, HubError, NotFound
@@ -28,10 +29,10 @@ async def _json_body(request: web.Request) -> Any:
     if not raw:
         return {}
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return decode_json(raw)
+    except HubError:
         hub.counts["malformed_json"] += 1
-        raise HubError(f"malformed JSON body: {exc}") from None
+        raise
 
 
 # ---------------------------------------------------------------------------
@@ -40,10 +41,14 @@ async def _json_body(request: web.Request) -> Any:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness of the hub (open, no token)."""
+    """Liveness of the hub (open, no token); ``ok`` is false, and ``problems`` say why,
+    while its database refuses writes or a recording has stopped writing (a full or
+    read-only disk)."""
     hub = request.app[HUB]
     agents = hub.registry.entries()
-    return web.json_response({"ok": True, "name": hub.name,
+    problems = [p for p in (hub.event_log.store_failing,
+                            getattr(hub.driver, "recording_error", None)) if p]
+    return web.json_response({"ok": not problems, "problems": problems, "name": hub.name,
                               "agents": len(agents),
                               "online": sum(1 for a in agents if a.online and a.adopted)})
 

@@ -47,17 +47,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from anamnesis.hub.api.access import report_bug
+from anamnesis.hub.api.bodies import decode_json
 from anamnesis.hub.api.keys import HUB, MAX_BODY, SCOPE_SOCKETS, SOCKETS, WATCH
 from anamnesis.hub.core.commands import listen_sources, run_command
 from anamnesis.hub.core.errors import HubError, NotFound
 from anamnesis.hub.core.events import NOT_STORED
 from anamnesis.hub.core.hub import Hub
+from anamnesis.hub.core.store import StoreError
 from anamnesis.hub.monitor.listen import ListenStream
 from anamnesis.hub.monitor.scopes import SCOPE_HZ
 
@@ -85,7 +87,7 @@ def _hello(hub: Hub) -> dict[str, Any]:
             "telemetry_hz": TELEMETRY_HZ, "listen": listen_sources(hub), "room": room,
             "description": (hub.config.installation.description
                             if hub.config is not None else None),
-            "overloaded": hub.overloaded}
+            "overloaded": hub.overloaded, "store_failing": hub.event_log.store_failing}
 
 
 def _watch_weights(request: web.Request, key: object, msg: dict[str, Any],
@@ -143,11 +145,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             if msg.type != WSMsgType.TEXT:
                 continue
             try:
-                data = json.loads(msg.data)
-            except json.JSONDecodeError as exc:
+                data = decode_json(msg.data)
+            except HubError as exc:
                 hub.counts["malformed_json"] += 1
-                push({"type": "reply", "id": None, "ok": False,
-                      "error": f"malformed JSON: {exc}"})
+                push({"type": "reply", "id": None, "ok": False, "error": str(exc)})
                 continue
             if not isinstance(data, dict):
                 push({"type": "reply", "id": None, "ok": False, "error": "send a JSON object"})
@@ -163,6 +164,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 push({"type": "reply", "id": data.get("id"), "ok": True, "result": result})
             except (HubError, TimeoutError) as exc:
                 push({"type": "reply", "id": data.get("id"), "ok": False, "error": str(exc)})
+            except StoreError as exc:
+                push({"type": "reply", "id": data.get("id"), "ok": False,
+                      "error": hub.event_log.store_refused(exc)})
+            except Exception as exc:   # a bug: this socket lives on; logged once a kind
+                hub.counts["handler_errors"] += 1
+                report_bug(f"WebSocket command {str(data.get('cmd'))[:40]!r}", exc)
+                push({"type": "reply", "id": data.get("id"), "ok": False,
+                      "error": "the hub could not run this command (an error of the hub's, "
+                               "logged)"})
     finally:
         request.app[WATCH].unwatch(ws)
         request.app[SCOPE_SOCKETS].discard(ws)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anamnesis.hub.core.hub import Hub
+from anamnesis.hub.core.store import StoreError
 from anamnesis.hub.fleet.supervisor import LAUNCHES
 
 if TYPE_CHECKING:
@@ -188,6 +189,15 @@ def run_hub(args: argparse.Namespace, *, on_started: OnStarted | None = None) ->
                               on_started=on_started))
 
 
+def state_dir_hint(state_dir: Path) -> str:
+    """A sentence for a start that failed on ``state_dir``: that it is read-only or not
+    writable, when it is (else nothing)."""
+    if state_dir.is_dir() and not os.access(state_dir, os.W_OK):
+        return (f"\n  the state directory {state_dir} is read-only: the hub keeps its database "
+                f"there; mount it read-write, or give another --state-dir")
+    return ""
+
+
 async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: bytes | None,
                  key_file: Path | None, interface: str, mode: str, spawn: bool,
                  osc_api: tuple[str, int] | None, oscquery: tuple[str, int] | None = None,
@@ -231,8 +241,9 @@ async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: byte
                 query_runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
                 await query_runner.setup()
                 await web.TCPSite(query_runner, *oscquery).start()
-        except OSError as exc:   # a port in use, an address not on this host
-            print(f"anamnesis hub: cannot start: {exc}", file=sys.stderr)
+        except (OSError, StoreError) as exc:   # a port in use, an address not here, a disk
+            print(f"anamnesis hub: cannot start: {exc}{state_dir_hint(hub.state_dir)}",
+                  file=sys.stderr)
             return 1
         bound = runner.addresses[0][1] if runner.addresses else port
         shown = host if host not in ("0.0.0.0", "::") else "127.0.0.1"

@@ -59,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -300,12 +301,14 @@ class SimulatedDriver(PacedLoop):
 
     def record_start(self, path: Path, max_seconds: float = 3600.0) -> None:
         """Record every agent's output to ``path`` (WAV, float64, one channel per agent in
-        graph order) for at most ``max_seconds`` s; ``RuntimeError`` if already recording."""
+        graph order) for at most ``max_seconds`` s; ``RuntimeError`` if already recording,
+        ``OSError`` if the file cannot be made."""
         if self._recorder is not None:
             raise RuntimeError(f"already recording to {self._recorder.path}")
-        self._recorder = _Recorder(Path(path), self.sample_rate, self.graph.n_agents,
-                                   int(max_seconds * self.sample_rate))
-        self._recorder.start()
+        recorder = _Recorder(Path(path), self.sample_rate, self.graph.n_agents,
+                             int(max_seconds * self.sample_rate))
+        recorder.start()
+        self._recorder = recorder
 
     async def record_stop(self) -> dict[str, Any]:
         """Stop recording; waits until the file is complete. Its path, frames and seconds."""
@@ -318,6 +321,11 @@ class SimulatedDriver(PacedLoop):
     def recording(self) -> str | None:
         """The file being recorded, or None."""
         return None if self._recorder is None else str(self._recorder.path)
+
+    @property
+    def recording_error(self) -> str | None:
+        """Why the recording in progress stopped writing (a full disk), or None."""
+        return None if self._recorder is None else self._recorder.error
 
     def stats(self) -> dict[str, Any]:
         """Steps, resyncs, rebuilds, the driven agents and the clock's counters."""
@@ -346,8 +354,12 @@ class SimulatedDriver(PacedLoop):
 class _Recorder:
     """Blocks handed over on the loop, written to a WAV by one task on the executor.
 
-    ``add`` copies a block into a bounded queue (about 10 s of audio); if the disk
-    cannot keep up, blocks are dropped and counted rather than stalling the clock.
+    The file is opened by :meth:`start` (a disk that refuses it is an ``OSError`` then,
+    not a silent failure later); ``add`` copies a block into a bounded queue (about 10 s
+    of audio); if the disk cannot keep up, blocks are dropped and counted rather than
+    stalling the clock. A write that fails (a full disk) ends the writing, not the
+    recording: ``error`` says why, later blocks are dropped, and :meth:`stop` still
+    returns (the file keeps what was written).
     """
 
     def __init__(self, path: Path, sample_rate: int, channels: int, max_frames: int) -> None:
@@ -355,14 +367,25 @@ class _Recorder:
         self.max_frames = max_frames
         self.frames = 0
         self.dropped = 0
+        self.error: str | None = None
         self._queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=2048)
         self._task: asyncio.Task[None] | None = None
+        self._file: Any = None
 
     def start(self) -> None:
+        import soundfile as sf
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = sf.SoundFile(self.path, "w", samplerate=self.sample_rate,
+                                      channels=self.channels, subtype="DOUBLE")
+        except (OSError, RuntimeError) as exc:   # soundfile's errors are RuntimeErrors
+            raise OSError(f"cannot record to {self.path.name}: {exc}") from None
         self._task = asyncio.create_task(self._write(), name="hub-record")
 
     def add(self, block: np.ndarray) -> None:
-        if self.frames >= self.max_frames:
+        if self.frames >= self.max_frames or self.error is not None:
+            self.dropped += self.error is not None
             return
         block = block[: self.max_frames - self.frames]
         try:
@@ -372,25 +395,41 @@ class _Recorder:
             self.dropped += 1
 
     async def _write(self) -> None:
-        import soundfile as sf
-
         loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = await loop.run_in_executor(None, lambda: sf.SoundFile(
-            self.path, "w", samplerate=self.sample_rate, channels=self.channels,
-            subtype="DOUBLE"))
+        f = self._file
         try:
             while (block := await self._queue.get()) is not None:
-                await loop.run_in_executor(None, f.write, block)
+                if self.error is not None:
+                    continue            # drained, so that stop() never waits on a full queue
+                try:
+                    await loop.run_in_executor(None, f.write, block)
+                except (OSError, RuntimeError) as exc:   # libsndfile says "System error."
+                    self.error = f"writing {self.path.name} failed: {exc} ({_free(self.path)})"
+                    self.frames -= len(block)
+                    log.error("recording: %s; recording no more (the file keeps what was "
+                              "written)", self.error)
         finally:
-            await loop.run_in_executor(None, f.close)
+            try:
+                await loop.run_in_executor(None, f.close)
+            except (OSError, RuntimeError) as exc:
+                self.error = self.error or f"closing {self.path.name} failed: {exc}"
 
     async def stop(self) -> dict[str, Any]:
         await self._queue.put(None)
         if self._task is not None:
             await self._task
         return {"path": str(self.path), "frames": self.frames,
-                "seconds": self.frames / self.sample_rate, "dropped_blocks": self.dropped}
+                "seconds": self.frames / self.sample_rate, "dropped_blocks": self.dropped,
+                "error": self.error}
+
+
+def _free(path: Path) -> str:
+    """How much room the disk of ``path`` has left, said for a person."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError as exc:
+        return f"its disk cannot be read: {exc}"
+    return "its disk is full" if free < 1 << 20 else f"its disk has {free / 1e6:.0f} MB free"
 
 
 __all__ = ["SimulatedDriver"]

@@ -47,6 +47,9 @@ class EventLog:
         self._listeners: list[Callable[[Message], None]] = []
         self._writes: set[asyncio.Task[Any]] = set()
         self._gestures: dict[str, dict[str, Any]] = {}
+        #: The store's latest error while its writes fail (a full or read-only disk);
+        #: None while they succeed. Health and the dashboard say it.
+        self.store_failing: str | None = None
 
     # -- listeners ------------------------------------------------------------------
 
@@ -132,9 +135,34 @@ class EventLog:
                 await getattr(self.store, method)(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 (a full disk must not take the hub down)
                 self.counts["store_errors"] += 1
-                log.error("hub store: %s failed: %s", method, exc)
+                self._store_state(f"{method} failed: {exc}")
+            else:
+                if self.store_failing is not None:
+                    self._store_state(None)
 
         self.track(asyncio.create_task(write(), name=f"store {method}"))
+
+    def store_refused(self, exc: Exception) -> str:
+        """A store call a front awaited failed (a full or read-only disk): counted and
+        said as :meth:`persist`'s failures are; the answer for the client."""
+        self.counts["store_errors"] += 1
+        self._store_state(str(exc))
+        return f"not stored: {exc}"
+
+    def _store_state(self, failure: str | None) -> None:
+        """Say when the store starts failing (once, not per write: a full disk fails
+        every one) and when it takes writes again; the event itself may not be stored."""
+        was, self.store_failing = self.store_failing, failure
+        if (was is None) == (failure is None):
+            return
+        if failure is not None:
+            log.error("hub store: %s; changes are not kept until the disk takes writes "
+                      "again (further failures are only counted)", failure)
+            self.emit("store_failed", "the hub's database refuses writes: changes are not "
+                      f"kept (check the disk of the state directory): {failure}")
+        else:
+            log.info("hub store: writes succeed again")
+            self.emit("store_ok", "the hub's database takes writes again")
 
     def track(self, task: asyncio.Task[Any]) -> None:
         """Count ``task`` among the writes :meth:`flush` waits for."""

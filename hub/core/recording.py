@@ -21,14 +21,15 @@ def record_start(hub: Any, name: object) -> dict[str, Any]:
     path = hub.state_dir / "recordings" / f"{name}.wav"
     try:
         hub.driver.record_start(path)
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:   # recording already, or the disk refuses
         raise Conflict(str(exc)) from None
     hub.emit("record_start", f"recording to {path.name}", file=path.name)
     return {"recording": path.name}
 
 
 async def record_stop(hub: Any) -> dict[str, Any]:
-    """Stop recording; the file's name, frames and seconds."""
+    """Stop recording; the file's name, frames and seconds (and ``error``: why writing
+    stopped early, a full disk; the file then holds what was written)."""
     if hub.driver is None:
         raise Conflict("not recording")
     try:
@@ -36,7 +37,10 @@ async def record_stop(hub: Any) -> dict[str, Any]:
     except RuntimeError as exc:
         raise Conflict(str(exc)) from None
     info["path"] = Path(info["path"]).name
-    hub.emit("record_stop", f"recorded {info['seconds']:.1f} s to {info['path']}", **info)
+    said = f"recorded {info['seconds']:.1f} s to {info['path']}"
+    if info["error"] is not None:
+        said += f", then stopped writing: {info['error']}"
+    hub.emit("record_stop", said, **info)
     return info
 
 

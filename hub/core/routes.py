@@ -147,8 +147,10 @@ class RouteBook:
                 problems.append(f"{cut} must be null or in (0, {nyquist:g}) Hz")
         if route["shape"] not in SHAPES:
             problems.append(f"shape must be one of {', '.join(SHAPES)}")
+        if problems:      # (an id needs both ends)
+            raise HubError("; ".join(problems))
         route_id = route.get("id") or f"{route['from']}->{route['to']}"
-        if not problems and self.mode == "deployed":
+        if self.mode == "deployed":
             edges = [Edge(r["from"], r["to"], delay_ms=float(r["delay_ms"]))
                      for rid, r in self.routes.items() if rid != route_id]
             edges.append(Edge(route["from"], route["to"], delay_ms=float(route["delay_ms"])))

@@ -41,6 +41,7 @@ loop. The schema's migrations are :mod:`anamnesis.hub.core.store_schema`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -669,10 +670,11 @@ class _Transaction:
             try:
                 db.execute("COMMIT")
                 return
-            except sqlite3.Error as error:
-                db.execute("ROLLBACK")
+            except sqlite3.Error as error:   # (SQLite may have rolled back already)
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
                 raise translate_error(self.store.path, error) from None
-        if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):   # the first error is the one to tell
             db.execute("ROLLBACK")
         if isinstance(exc, sqlite3.IntegrityError):
             return  # re-raised as is: callers turn it into their own message

@@ -311,8 +311,8 @@ def _read_room(c: _Checker, raw: Any) -> Room | None:
         if "size" not in t:
             c.add(path, where, "size [x, y, z] (m) is required")
         ok = False
-    elif not all(0.0 < s <= 1000.0 for s in size):
-        c.add((*path, "size"), where, f"size must be three lengths in (0, 1000] m; got {list(size)}")
+    elif not all(0.1 <= s <= 1000.0 for s in size):   # (a 1e-300 m room divided by zero)
+        c.add((*path, "size"), where, f"size must be three lengths in [0.1, 1000] m; got {list(size)}")
         ok, size = False, None
     if "rt60" in t and "absorption" in t:
         c.add((*path, "absorption"), where, "give rt60 or absorption, not both")

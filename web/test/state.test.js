@@ -160,3 +160,14 @@ test("a forgotten agent leaves; the piece's description and the hub's overload a
   const again = reduce(initialState(), { ...hello, events: [{ t: 1, kind: "overload", message: "slow" }] });
   assert.equal(again.overload.message, "slow");
 });
+
+test("a database that refuses writes is said until it takes them again, after a reload too", () => {
+  let s = reduce(deepFreeze(initialState()), { ...hello, store_failing: null });
+  assert.equal(s.storage, null);
+  s = reduce(deepFreeze(s), { type: "event", event: { t: 1, kind: "store_failed", message: "the hub's database refuses writes: disk full" } });
+  assert.equal(s.storage, "the hub's database refuses writes: disk full");
+  s = reduce(deepFreeze(s), { type: "event", event: { t: 2, kind: "store_ok", message: "ok again" } });
+  assert.equal(s.storage, null);
+  const reloaded = reduce(initialState(), { ...hello, store_failing: "log_event failed: database or disk is full" });
+  assert.match(reloaded.storage, /refuses writes.*disk is full/);
+});

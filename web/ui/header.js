@@ -16,6 +16,7 @@ export function mountHeader(root, ctx) {
   // What to listen for (the piece's description), and the hub's overload, said plainly.
   const about = h("p", { class: "piece-about", testid: "piece-about", hidden: true });
   const overload = h("span", { class: "overload", testid: "overload", role: "alert", hidden: true });
+  const storage = h("span", { class: "overload", testid: "storage", role: "alert", hidden: true });
 
   let busy = false;
   async function togglePanic() {
@@ -96,7 +97,7 @@ export function mountHeader(root, ctx) {
     h("div", { class: "always" }, panic,
       h("span", { class: "group" }, recName, rec),
       h("span", { class: "group" }, source, listenBtn, level, latency)),
-    overload, error, about);
+    overload, storage, error, about);
 
   let lastSources = "";
   return {
@@ -112,6 +113,8 @@ export function mountHeader(root, ctx) {
       if (state.description && about.textContent !== state.description) about.textContent = state.description;
       overload.hidden = !state.overload;
       overload.textContent = state.overload ? state.overload.message : "";
+      storage.hidden = !state.storage;
+      storage.textContent = state.storage || "";
       const panicked = isPanicked(state);
       panic.textContent = panicked ? "Unpanic" : "Panic";
       panic.dataset.panicked = panicked ? "1" : "0";

@@ -264,8 +264,8 @@ MALFORMED_TABLE = [
     (b"/a\x00\x00,b\x00\x00" + struct.pack(">i", 8) + b"abcd", r"truncated message"),
     (b"/lr\x00f\x00\x00\x00", r"must start with ','"),
     (b"/lr\x00,S\x00\x00" + b"ab\x00\x00", r"unsupported OSC type tag\(s\) 'S'"),
-    (b"/lr\x00,[f\x00" + struct.pack(">f", 1.0), r"malformed OSC arguments"),  # unclosed [
-    (b"/lr\x00,]f\x00" + struct.pack(">f", 1.0), r"malformed OSC arguments"),  # stray ]
+    (b"/lr\x00,[f\x00" + struct.pack(">f", 1.0), r"arrays must be balanced"),  # unclosed [
+    (b"/lr\x00,]f\x00" + struct.pack(">f", 1.0), r"arrays must be balanced"),  # stray ]
     (b"/\xff\xfe\x00", r"malformed OSC address"),
     (b"/lr\x00,s\x00\x00\xff\xfe\x00\x00", r"malformed OSC arguments"),       # bad UTF-8
     (b"#bundle\x00\x00\x00\x00\x00", r"truncated bundle header"),
