@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from anamnesis.agents.net.access import parse_networks
 from anamnesis.agents.protocol.ids import ID_RE
 from anamnesis.agents.recipe import parse_model_args
 
@@ -95,6 +96,13 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hub", metavar="IP",
                         help="the hub's address: the only source of the `in` stream and of "
                              "the hub clock (default: the --interface address)")
+    parser.add_argument("--allow", action="append", default=[], metavar="NET",
+                        help="a host or network (10.0.0.0/24) whose controllers may steer "
+                             "this agent over OSC and take its streams, besides the hub and "
+                             "loopback (repeatable; everything else is dropped and counted)")
+    parser.add_argument("--offer-mic", action="store_true",
+                        help="let allowed hosts listen to the microphone stream (by "
+                             "default only the hub may)")
     parser.add_argument("--hub-fallback-s", type=float, default=0.5, metavar="S",
                         help="--audio hub: seconds without a block from the hub before the "
                              "agent runs free on silence (default 0.5; longer on a slow LAN)")
@@ -153,6 +161,10 @@ class AgentConfig:
     prefer_ports: bool = False
     #: What the agent hears (``mic``, ``preset``, ``silence``; None with ``--audio hub``).
     input: str | None = "mic"
+    #: ``--allow``: hosts and networks that may steer it besides the hub and loopback.
+    allow: tuple[str, ...] = ()
+    #: ``--offer-mic``: allowed hosts may take the microphone stream, not only the hub.
+    offer_mic: bool = False
 
 
 def default_state_dir(agent_id: str) -> Path:
@@ -276,6 +288,10 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
             problems.append(f"--hub must be a concrete IPv4 address; got {hub!r}")
     except ValueError:
         problems.append(f"--hub must be an IP address; got {hub!r}")
+    try:
+        parse_networks(getattr(args, "allow", []) or [])
+    except ValueError as exc:
+        problems.append(str(exc))
     model = args.model
     if args.preset is not None:
         from anamnesis.agents.presets import get_preset
@@ -309,7 +325,8 @@ def check_args(args: argparse.Namespace) -> AgentConfig:
         fresh=args.fresh, autosave_s=args.autosave_s, model_args=model_args,
         rtp_port=args.rtp_port, hub=hub, hub_fallback_s=args.hub_fallback_s,
         clock_ppm=args.clock_ppm, input=hears, state_dir_given=args.state_dir is not None,
-        prefer_ports=getattr(args, "prefer_ports", False))
+        prefer_ports=getattr(args, "prefer_ports", False),
+        allow=tuple(getattr(args, "allow", []) or ()), offer_mic=getattr(args, "offer_mic", False))
 
 
 def _check_input(choice: str | None, audio: str, preset: str | None,

@@ -237,15 +237,18 @@ async def serve(configs: list[AgentConfig]) -> int:
 async def _control_services(s: AgentStack, key: bytes | None) -> Any:
     """OSC, OSCQuery and zeroconf for one agent; with ``--prefer-ports`` a taken OSC or
     HTTP port gives way to free ones (logged)."""
+    from anamnesis.agents.net.access import HostFilter
     from anamnesis.agents.net.services import start_control_services
 
     c = s.config
+    access = HostFilter(c.hub, c.allow, offer_mic=c.offer_mic)
+    log.info("agent %s: %s", c.agent_id, access.describe())
 
     async def start(osc_port: int, http_port: int) -> Any:
         return await start_control_services(
             s.control, interface=c.interface, osc_port=osc_port, http_port=http_port,
             installation=c.installation, key=key, announce=c.announce,
-            rtp_port=s.link.port, link=s.link)
+            rtp_port=s.link.port, link=s.link, access=access)
 
     try:
         return await start(c.osc_port, c.http_port)

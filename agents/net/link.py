@@ -138,6 +138,7 @@ class AgentLink(asyncio.DatagramProtocol):
         self.send_errors = 0
         self.dropped_blocks = 0
         self.problems = RateLimitedLog(log, prefix=f"RTP agent {agent_id}")
+        self.refused_hosts = 0      # stream requests from hosts the agent does not serve
 
     # -- lifecycle (loop) -------------------------------------------------------------
     async def open(self, port: int = 0) -> int:
@@ -323,6 +324,7 @@ class AgentLink(asyncio.DatagramProtocol):
         return {
             "rtp_port": self.port, "sent": self.sent, "send_errors": self.send_errors,
             "dropped_blocks": self.dropped_blocks, "unexpected": self.unexpected,
+            "refused_hosts": self.refused_hosts,
             "leases": [{"stream": le.stream, "host": le.host, "port": le.port,
                         "expires_in_s": round(le.expires - time.monotonic(), 1)}
                        for le in self.leases.values()],

@@ -130,6 +130,9 @@ class _ServerProtocol(asyncio.DatagramProtocol):
             return
         peer = (str(addr[0]), int(addr[1]))
         server = self._server
+        if server.allows is not None and not server.allows(peer[0]):
+            server.refuse(peer[0])     # no answer: not even an /error (amplification)
+            return
 
         def reply(message: bytes) -> None:
             if server.budget.allow(peer[0], time.monotonic()):
@@ -184,7 +187,9 @@ class OscServer:
     ``after_recall(name)`` is awaited after a successful ``/recall`` (the services
     re-publish the zeroconf record with it). ``replies_per_s`` and ``reply_burst``
     are the reply budget of one peer host (replies and ``/error`` beyond it are
-    counted and logged once, not sent).
+    counted and logged once, not sent). ``allows(host)`` (an agent's
+    :class:`~anamnesis.agents.net.access.HostFilter`) drops every datagram of a host it
+    refuses, unanswered (``refused_hosts``).
     """
 
     def __init__(self, control: Any, *, space: OscAddressSpace | None = None,
@@ -192,10 +197,13 @@ class OscServer:
                  max_subscribers: int = 32, max_failures: int = 10,
                  queue_size: int = 64, logger: logging.Logger | None = None,
                  after_recall: Callable[[str], Awaitable[None]] | None = None,
-                 replies_per_s: float = 200.0, reply_burst: float = 1000.0) -> None:
+                 replies_per_s: float = 200.0, reply_burst: float = 1000.0,
+                 allows: Callable[[str], bool] | None = None) -> None:
         if not 0.1 <= telemetry_hz <= 200.0:
             raise ValueError(f"telemetry_hz must be in [0.1, 200] Hz; got {telemetry_hz}")
         self.control = control
+        #: ``allows(host)``: whether a host may send this server anything (None: all).
+        self.allows = allows
         self.space = space or OscAddressSpace(control.specs())
         self.telemetry_period = 1.0 / telemetry_hz
         self.lease = float(lease)
@@ -253,6 +261,12 @@ class OscServer:
         """Log a problem with ``host`` once per kind (then only count it)."""
         self._log(host, kind, message)
 
+    def refuse(self, host: str) -> None:
+        """A datagram from a host that may not steer this agent: counted, logged once."""
+        self._counts["refused_hosts"] += 1
+        self._log(host, "refused", "OSC from a host that may not steer this agent (not its "
+                  "hub, loopback or --allow): dropped, not answered")
+
     def send_failed(self, peer: Peer) -> None:
         """The kernel reported a failed send to ``peer`` (ICMP port unreachable)."""
         subscriber = self._subscribers.get(peer)
@@ -264,11 +278,13 @@ class OscServer:
         self._counts[kind] += n
 
     def stats(self) -> dict[str, int]:
-        """Counters: datagrams, messages, malformed, unknown_address, bad_args, rejected,
+        """Counters: datagrams, messages, malformed, unknown_address, refused_hosts
+        (datagrams from hosts that may not steer it), bad_args, rejected,
         busy, internal_errors, errors_sent, replies, replies_suppressed (over the
         per-host reply budget), send_errors, subscribers, subscribers_dropped,
         telemetry_frames, scheduled (messages that waited for their time tag), log_suppressed."""
         out = {k: 0 for k in ("datagrams", "messages", "malformed", "unknown_address",
+                              "refused_hosts",
                               "bad_args", "rejected", "busy", "internal_errors",
                               "errors_sent", "replies", "replies_suppressed", "send_errors",
                               "subscribers_dropped", "telemetry_frames", "scheduled")}

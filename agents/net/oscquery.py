@@ -195,6 +195,7 @@ class OscQueryConfig:
     osc_ip: str                    # where the OSC UDP server listens
     osc_port: int
     osc_handler: OscHandler | None = None   # OSC over the WebSocket (OscServer.handle_packet)
+    allows: Callable[[str], bool] | None = None   # hosts that may write OSC over it (None: all)
 
 
 @dataclass(eq=False)   # hashed by identity: kept in a set
@@ -202,6 +203,7 @@ class _WsClient:
     ws: web.WebSocketResponse
     may_write: bool
     peer: str
+    refused: str | None = None     # why it may not write OSC (a browser origin, a host)
     listening: set[str] = field(default_factory=set)
     queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(WS_QUEUE))
     dropped: int = 0
@@ -356,7 +358,11 @@ async def _websocket(request: web.Request, state: OscQueryState) -> web.StreamRe
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=65_536)
     await ws.prepare(request)
     peer = request.remote or "websocket"
-    client = _WsClient(ws, may_write="Origin" not in request.headers, peer=peer)
+    allows = state.config.allows
+    refused = ("browser origin" if "Origin" in request.headers else
+               "a host that may not steer this agent" if allows is not None and not allows(peer)
+               else None)
+    client = _WsClient(ws, may_write=refused is None, peer=peer, refused=refused)
     state.clients.add(client)
     state.counts["ws_clients"] += 1
     writer = asyncio.create_task(_ws_writer(client), name=f"oscquery-ws-{peer}")
@@ -369,7 +375,7 @@ async def _websocket(request: web.Request, state: OscQueryState) -> web.StreamRe
                 if handler is None or not client.may_write:
                     state.counts["ws_bad_commands"] += 1
                     _enqueue(state, client, build_message(
-                        "/error", ["OSC over this WebSocket is not accepted (browser origin)"]))
+                        "/error", [f"OSC over this WebSocket is not accepted ({client.refused})"]))
                     continue
                 handler(message.data, None, lambda data: _enqueue(state, client, data))
     finally:

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from anamnesis.agents.net.access import HostFilter
 from anamnesis.agents.net.announce import AgentAnnouncer
 from anamnesis.agents.net.osc import OscServer
 from anamnesis.agents.net.oscquery import STATE_KEY, OscQueryConfig, create_oscquery_app
@@ -66,7 +67,8 @@ class ControlServices:
 async def start_control_services(control: Any, *, interface: str, osc_port: int,
                                  http_port: int, installation: str, key: bytes | None,
                                  announce: bool = True, rtp_port: int = 0,
-                                 link: Any = None) -> ControlServices:
+                                 link: Any = None, access: HostFilter | None = None
+                                 ) -> ControlServices:
     """Start OSC (UDP), OSCQuery (HTTP + WebSocket) and, if ``announce``, zeroconf.
 
     ``interface`` is the IP address every socket binds to and zeroconf announces
@@ -81,6 +83,8 @@ async def start_control_services(control: Any, *, interface: str, osc_port: int,
     ports that cannot be bound raise ``OSError`` at once, and an agent id or
     installation name the TXT record cannot carry raises ``ValueError``
     (check it at the edge with :func:`anamnesis.agents.protocol.txt.check_token`).
+    ``access`` (:class:`anamnesis.agents.net.access.HostFilter`): who may steer it over OSC
+    and take its streams (None: anyone, as a test's in-process agent).
     """
     space = OscAddressSpace(control.specs())
     announcer: AgentAnnouncer | None = None
@@ -89,14 +93,16 @@ async def start_control_services(control: Any, *, interface: str, osc_port: int,
         if announcer is not None:        # the state changed: a freshly signed record
             await announcer.update()
 
-    osc = OscServer(control, space=space, after_recall=after_recall)
+    allows = access.allows if access is not None else None
+    osc = OscServer(control, space=space, after_recall=after_recall, allows=allows)
     bound_osc = await osc.start(interface, osc_port)
     runner: web.AppRunner | None = None
     try:
         app = create_oscquery_app(control, OscQueryConfig(
             name=f"anamnesis {control.agent_id}", osc_ip=interface, osc_port=bound_osc,
-            osc_handler=osc.handle_packet), space=space,
-            extra_routes=(lambda app: add_stream_routes(app, link)) if link is not None else None)
+            osc_handler=osc.handle_packet, allows=allows), space=space,
+            extra_routes=(lambda app: add_stream_routes(app, link, access))
+            if link is not None else None)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, interface, http_port)
