@@ -148,7 +148,7 @@ class Hub:
                                     couplings=self.coupling_book.definitions,
                                     set_couplings=self.coupling_book.replace)
         self.adopted = AdoptedFile(self.state_dir, self.counts,
-                                   ids=lambda: self.registry.adopted_ids, track=self.event_log.track)
+                                   ids=lambda: self.registry.adopted_pins, track=self.event_log.track)
         self._resumed: set[str] = set()   # online agents that got their parameters
         self._tasks: set[asyncio.Task[Any]] = set()
         self.registry.add_listener(self._on_agent_change)

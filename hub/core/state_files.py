@@ -4,7 +4,7 @@
   (:func:`load_or_create_token`); never logged.
 * ``installation.key`` — the hub's own installation key when none was given and it
   starts local agents (:func:`own_key`), so the agents it starts are signed.
-* ``adopted.json`` — the ids of agents adopted by hand (:class:`AdoptedFile`: read at
+* ``adopted.json`` — the agents adopted by hand, each with its host (:class:`AdoptedFile`: read at
   start, rewritten atomically after each adoption, bursts coalesced).
 
 Writes are atomic (:func:`write_atomic`: a temporary file, fsync, rename).
@@ -65,11 +65,12 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 class AdoptedFile:
-    """``STATE_DIR/adopted.json``: the ids adopted by hand. ``ids()`` gives the current
-    set when a write runs; ``track`` counts the writer among the hub's pending writes."""
+    """``STATE_DIR/adopted.json``: the agents adopted by hand, id -> the host each was
+    adopted at. ``ids()`` gives the current mapping when a write runs; ``track`` counts
+    the writer among the hub's pending writes."""
 
     def __init__(self, state_dir: Path, counts: Counter[str], *,
-                 ids: Callable[[], set[str]],
+                 ids: Callable[[], dict[str, str | None]],
                  track: Callable[[asyncio.Task[Any]], None]) -> None:
         self.path = Path(state_dir) / ADOPTED_FILE
         self.counts = counts
@@ -78,17 +79,23 @@ class AdoptedFile:
         self._dirty = False
         self._writer: asyncio.Task[None] | None = None
 
-    def read(self) -> list[str]:
-        """The ids of the file ([] if missing; unreadable: [] and one error line)."""
+    def read(self) -> dict[str, str | None]:
+        """id -> host of the file ({} if missing; unreadable: {} and one error line). A
+        file of an older hub (a list of ids) gives hosts of None: each is pinned to the
+        host it next announces from."""
         try:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
-            return []
+            return {}
         except (OSError, ValueError) as exc:
             log.error("%s unreadable (%s); agents adopted by hand must be adopted again",
                       self.path, exc)
-            return []
-        return [str(x) for x in data] if isinstance(data, list) else []
+            return {}
+        if isinstance(data, list):
+            return {str(x): None for x in data}
+        if isinstance(data, dict):
+            return {str(k): None if v is None else str(v) for k, v in data.items()}
+        return {}
 
     def save(self) -> None:
         """Write the adopted ids in the background: one writer at a time, the newest set
@@ -103,7 +110,7 @@ class AdoptedFile:
                 self._dirty = False
                 try:
                     await loop.run_in_executor(None, write_atomic, self.path,
-                                               json.dumps(sorted(self._ids())))
+                                               json.dumps(dict(sorted(self._ids().items()))))
                 except OSError as exc:
                     self.counts["store_errors"] += 1
                     log.error("writing %s failed: %s", ADOPTED_FILE, exc)

@@ -24,8 +24,12 @@ Three parts (STYLE 9, a functional core in an asyncio shell):
   goodbyes are not relied on (a killed agent sends none, and its record
   lingers for the TTL), so a *Removed* event from the browser changes nothing.
 
-Unsigned agents adopted by hand are remembered by id (the hub persists the
-set): a restarted hub re-adopts them when they announce again. On a LAN that
+Adoption is bound to what an impostor cannot copy. An agent adopted by its signature
+is re-adopted only by a record that verifies (a restarted hub remembers nothing of it:
+an unsigned record with its id is pending). One adopted by hand is remembered with the
+address it announced from (the hub persists id -> host): a restarted hub re-adopts an
+unsigned record with that id from that host only, and a record from another host
+cannot take it over (forget it and adopt it again if it really moved). On a LAN that
 trust is the user's choice; a signed installation key is the safe setup.
 """
 
@@ -120,15 +124,20 @@ Listener = Callable[[AgentChange], None]
 class AgentRegistry:
     """The table of agents (see the module docstring). Every method runs on the loop.
 
-    ``adopted_ids`` are agents adopted earlier (restored from the store): a record
-    with one of these ids is adopted even when unsigned.
+    ``adopted_ids`` are agents adopted by hand earlier (restored from the hub's state):
+    a mapping id -> the host it was adopted at (None: any host, a file of before the
+    pins), or a set of ids (any host). A record with one of these ids from its host is
+    adopted even when unsigned.
     """
 
     def __init__(self, *, max_agents: int = MAX_AGENTS,
-                 adopted_ids: set[str] | None = None) -> None:
+                 adopted_ids: set[str] | dict[str, str | None] | None = None) -> None:
         self.max_agents = max_agents
         self._agents: dict[str, AgentEntry] = {}
-        self._adopted_ids: set[str] = set(adopted_ids or ())
+        self._pins: dict[str, str | None] = {}       # adopted by hand: id -> its host
+        self._signed_ids: set[str] = set()           # adopted by signature (this run only)
+        self._log = RateLimitedLog(log, prefix="discovery")
+        self.restore_adopted(adopted_ids or ())
         self._listeners: list[Listener] = []
         self.counts: Counter[str] = Counter()
 
@@ -161,14 +170,23 @@ class AgentRegistry:
                 return entry
         return None
 
-    def restore_adopted(self, ids: set[str] | list[str]) -> None:
-        """Remember ids adopted in an earlier run (from the hub's state)."""
-        self._adopted_ids |= {str(i) for i in ids}
+    def restore_adopted(self, adopted: dict[str, str | None] | set[str] | list[str]) -> None:
+        """Remember agents adopted by hand in an earlier run (from the hub's state): id ->
+        host, or ids alone (any host)."""
+        pins = adopted.items() if isinstance(adopted, dict) else ((i, None) for i in adopted)
+        for agent_id, host in pins:
+            self._pins[str(agent_id)] = None if host is None else str(host)
 
     @property
     def adopted_ids(self) -> set[str]:
         """Ids adopted by signature or by hand (a copy)."""
-        return set(self._adopted_ids)
+        return set(self._pins) | self._signed_ids
+
+    @property
+    def adopted_pins(self) -> dict[str, str | None]:
+        """The agents adopted by hand and the host each was adopted at (what the hub
+        keeps; adoption by signature is not kept: the key proves it again)."""
+        return dict(self._pins)
 
     # -- changing ---------------------------------------------------------------
 
@@ -182,8 +200,17 @@ class AgentRegistry:
         if current is not None and current.signed and not verified:
             self.counts["refused_unsigned_takeover"] += 1
             return None
-        adopted = verified or record.agent_id in self._adopted_ids or (
-            current is not None and current.adopted)
+        host = record.addresses[0]
+        pin = self._pins.get(record.agent_id, "")
+        if not verified and pin and host != pin:
+            # Adopted by hand at another address: an id is no proof of being that agent.
+            self.counts["refused_unpinned_host"] += 1
+            self._log(record.agent_id, "moved", f"agent {record.agent_id} announces from "
+                      f"{host}, adopted by hand at {pin}: not taken (forget it and adopt it "
+                      "again if it really moved)")
+            return None
+        by_hand = record.agent_id in self._pins
+        adopted = verified or by_hand
         fields = {"model": record.model, "host": record.addresses[0],
                   "osc_port": record.osc_port, "http_port": record.http_port,
                   "rtp_port": record.rtp_port, "installation": record.installation,
@@ -199,8 +226,10 @@ class AgentRegistry:
             if entry == current:
                 return current
             kind = "updated"
-        if adopted:
-            self._adopted_ids.add(record.agent_id)
+        if verified:
+            self._signed_ids.add(record.agent_id)
+        elif by_hand and pin is None:      # adopted before pins were kept: pinned now
+            self._pins[record.agent_id] = host
         self._agents[record.agent_id] = entry
         self._emit(kind, entry)
         return entry
@@ -208,7 +237,8 @@ class AgentRegistry:
     def adopt(self, agent_id: str) -> AgentEntry:
         """Adopt a pending agent (``KeyError`` if unknown); idempotent."""
         entry = self._agents[agent_id]
-        self._adopted_ids.add(agent_id)
+        if not entry.signed:
+            self._pins[agent_id] = entry.host
         if entry.adopted:
             return entry
         entry = replace(entry, adopted=True)
@@ -220,7 +250,8 @@ class AgentRegistry:
         """Drop an agent from the table and from the adopted ids (``KeyError`` if unknown):
         if it announces itself again it is a new, pending agent. Emits ``removed``."""
         entry = self._agents.pop(agent_id)
-        self._adopted_ids.discard(agent_id)
+        self._pins.pop(agent_id, None)
+        self._signed_ids.discard(agent_id)
         self._emit("removed", entry)
         return entry
 
