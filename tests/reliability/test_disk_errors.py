@@ -22,7 +22,7 @@ import sys
 
 import aiohttp
 import pytest
-from support.agents import REPO
+from support.hubs import hub_cli
 
 CONFIG = """
 [installation]
@@ -47,13 +47,12 @@ pytestmark = [
 ]
 
 
-def _hub_argv(tmp_path, state) -> list[str]:
-    script = (f'mount -t tmpfs -o size={DISK_MB}m,mode=0700 tmpfs "$1" && shift && '
-              'exec "$@"')
-    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
-            str(state), sys.executable, "-m", "anamnesis.hub.cli", "hub",
-            str(tmp_path / "install.toml"), "--http", "127.0.0.1:0", "--osc", "127.0.0.1:0",
-            "--state-dir", str(state), "--interface", "127.0.0.1"]
+def _own_disk(state, script: str = 'mount -t tmpfs -o size={mb}m,mode=0700 tmpfs "$1"'
+              ) -> list[str]:
+    """A prefix that runs the hub in its own mount namespace with ``state`` on a tmpfs
+    (``script`` mounts it; then the hub is exec'd)."""
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            script.format(mb=DISK_MB) + ' && shift && exec "$@"', "sh", str(state)]
 
 
 def _inside(pid: int, command: str) -> subprocess.CompletedProcess:
@@ -75,9 +74,7 @@ async def test_a_full_disk_is_said_truthfully_and_nothing_hangs(tmp_path):
     (tmp_path / "install.toml").write_text(CONFIG)
     state = tmp_path / "state"
     state.mkdir()
-    hub = await asyncio.create_subprocess_exec(
-        *_hub_argv(tmp_path, state), cwd=REPO, stdin=subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    hub = await hub_cli(tmp_path / "install.toml", state, prefix=_own_disk(state))
     try:
         line = (await asyncio.wait_for(hub.stdout.readline(), 120)).decode()
         match = DASHBOARD.match(line)
@@ -156,19 +153,13 @@ async def test_a_read_only_state_directory_is_said_in_one_line(tmp_path):
     (tmp_path / "install.toml").write_text(CONFIG.replace("spawn = true", "spawn = false"))
     state = tmp_path / "state"
     state.mkdir()
-    argv = _hub_argv(tmp_path, state)
     # A state a hub left (a token, a database), then the disk turns read-only.
-    script = argv[6].replace('shift && exec "$@"', 'shift && printf x > "$0.seed" && '
-                             'mount -o remount,ro "$0" && exec "$@"')
-    script = (f'mount -t tmpfs -o size={DISK_MB}m,mode=0700 tmpfs "$1" && '
+    script = ('mount -t tmpfs -o size={mb}m,mode=0700 tmpfs "$1" && '
               f'{sys.executable} -c "import sqlite3,sys; sqlite3.connect(sys.argv[1] + '
               f"'/hub.sqlite3').execute('create table t(x)')\" \"$1\" && "
               'printf "%s" "0123456789abcdef0123456789abcdef0123456789ab" > "$1/token" && '
-              'mount -o remount,ro "$1" && shift && exec "$@"')
-    argv[6] = script
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+              'mount -o remount,ro "$1"')
+    proc = await hub_cli(tmp_path / "install.toml", state, prefix=_own_disk(state, script))
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     said = err.decode()
     assert proc.returncode == 1, (out, said)

@@ -175,15 +175,9 @@ def test_floats_past_float32_go_as_doubles():
 
 
 async def test_an_agent_counts_deep_osc_arrays_and_answers_on(tmp_path, caplog):
-    from support.controlplane import LOOPBACK, OscTestClient, running_agent
+    from support.controlplane import OscTestClient, served_agent
 
-    from anamnesis.agents.net.services import start_control_services
-
-    async with running_agent(tmp_path / "state") as control:
-        services = await start_control_services(
-            control, interface=LOOPBACK, osc_port=0, http_port=0, installation="test",
-            key=None, announce=False)
-        client = await OscTestClient.open(services.osc_port)
+    async with served_agent(tmp_path / "state") as (_control, services, client):
         hostile = await OscTestClient.open(services.osc_port)
         try:
             for _ in range(HOSTILE_DATAGRAMS):   # (a socket buffer holds about 50)
@@ -198,7 +192,5 @@ async def test_an_agent_counts_deep_osc_arrays_and_answers_on(tmp_path, caplog):
             stats = services.osc.stats()
             assert stats["malformed"] == HOSTILE_DATAGRAMS and stats["internal_errors"] == 0, stats
         finally:
-            client.close()
             hostile.close()
-            await services.close()
     assert "RecursionError" not in caplog.text and "Traceback" not in caplog.text

@@ -15,12 +15,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 
 import aiohttp
 import pytest
-from support.agents import REPO
 from support.controlplane import OscTestClient
+from support.hubs import hub_cli
 
 from anamnesis.hub.core.store import Store
 
@@ -41,11 +40,7 @@ async def kill_during_burst(tmp_path) -> tuple[dict[str, float], dict[str, float
     ``bench/soak_durability.py`` runs it 20 times."""
     (tmp_path / "install.toml").write_text(CONFIG)
     state = tmp_path / "state"
-    hub = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "anamnesis.hub.cli", "hub", str(tmp_path / "install.toml"),
-        "--http", "127.0.0.1:0", "--osc", "127.0.0.1:0", "--state-dir", str(state),
-        "--interface", "127.0.0.1", cwd=REPO, stdin=subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=subprocess.DEVNULL)
+    hub = await hub_cli(tmp_path / "install.toml", state, stderr=subprocess.DEVNULL)
     acked: dict[str, float | None] = {}      # route id -> the last acknowledged gain (None: deleted)
     try:
         match = DASHBOARD.match((await asyncio.wait_for(hub.stdout.readline(), 60)).decode())

@@ -14,15 +14,13 @@ control. Telemetry is never sent to a port below 1024. Real agent and hub server
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import subprocess
 
 import aiohttp
 import pytest
-from support.controlplane import LOOPBACK, OscTestClient, require_program, running_agent
+from support.controlplane import LOOPBACK, OscTestClient, require_program, served_agent
 
-from anamnesis.agents.net.services import start_control_services
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import OscAddressSpace, parse_packet, pressed
 from anamnesis.hub.api.osc import HubOscServer
@@ -72,27 +70,13 @@ def test_an_impulse_parses_as_a_bang_without_a_warning(caplog):
     assert caplog.records == []
 
 
-@contextlib.asynccontextmanager
-async def _agent(tmp_path):
-    async with running_agent(tmp_path / "state") as control:
-        services = await start_control_services(
-            control, interface=LOOPBACK, osc_port=0, http_port=0, installation="test",
-            key=None, announce=False)
-        client = await OscTestClient.open(services.osc_port)
-        try:
-            yield control, services, client
-        finally:
-            client.close()
-            await services.close()
-
-
 async def _panicked(client: OscTestClient) -> int:
     messages = dict(await client.request_all("/state"))
     return messages["/panicked"][0]
 
 
 async def test_an_agent_panics_on_every_controllers_press_and_ignores_releases(tmp_path):
-    async with _agent(tmp_path) as (control, services, client):
+    async with served_agent(tmp_path / "state") as (control, services, client):
         releases = 0
         for anything, press in zip(ANYTHING, PRESSES * 2, strict=True):
             client.send("/panic", *anything)
@@ -125,7 +109,7 @@ async def test_an_agent_panics_on_every_controllers_press_and_ignores_releases(t
 
 async def test_liblo_oscsend_presses_the_agents_buttons(tmp_path):
     oscsend = require_program("oscsend")
-    async with _agent(tmp_path) as (control, services, client):
+    async with served_agent(tmp_path / "state") as (control, services, client):
         port = str(services.osc_port)
         for args, want in [(["/panic", "f", "1.0"], 1), (["/unpanic", "f", "0.0"], 1),
                            (["/unpanic", "i", "1"], 0), (["/panic", "f", "0.0"], 1),

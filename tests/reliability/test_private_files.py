@@ -15,12 +15,10 @@ import os
 import re
 import signal
 import stat
-import subprocess
-import sys
 
 import aiohttp
 import pytest
-from support.agents import REPO
+from support.hubs import hub_cli
 
 from anamnesis.agents.protocol.key import generate_key
 
@@ -41,12 +39,8 @@ async def test_the_state_is_private_and_the_journal_never_sees_the_token(tmp_pat
     generate_key(tmp_path / "inst.key")
     (tmp_path / "install.toml").write_text(CONFIG)
     state = tmp_path / "state"
-    hub = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "anamnesis.hub.cli", "hub", str(tmp_path / "install.toml"),
-        "--http", "127.0.0.1:0", "--osc", "127.0.0.1:0", "--state-dir", str(state),
-        "--interface", "127.0.0.1", cwd=REPO, stdin=subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "JOURNAL_STREAM": "8:4242"})
+    hub = await hub_cli(tmp_path / "install.toml", state,
+                        env={**os.environ, "JOURNAL_STREAM": "8:4242"})
     try:
         line = (await asyncio.wait_for(hub.stdout.readline(), 60)).decode().strip()
         token = (state / "token").read_text().strip()

@@ -349,3 +349,21 @@ class AgentProcess(agent_support.AgentProcess):
             await agent.wait()
             raise AssertionError(f"agent {agent_id} not ready within {timeout} s") from None
         return agent
+
+
+@contextlib.asynccontextmanager
+async def served_agent(state_dir: Path, kind: str = "autoregnn") -> AsyncIterator:
+    """:func:`running_agent` with its control services (OSC and OSCQuery on 127.0.0.1,
+    not announced) and an OSC client: (control, services, client)."""
+    from anamnesis.agents.net.services import start_control_services
+
+    async with running_agent(state_dir, kind) as control:
+        services = await start_control_services(
+            control, interface=LOOPBACK, osc_port=0, http_port=0, installation="test",
+            key=None, announce=False)
+        client = await OscTestClient.open(services.osc_port)
+        try:
+            yield control, services, client
+        finally:
+            client.close()
+            await services.close()

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from aiohttp.test_utils import TestServer
 
 from anamnesis.hub.api.app import create_app
 from anamnesis.hub.core.hub import Hub
+from support.agents import REPO
 
 LOOPBACK = "127.0.0.1"
 #: Seconds a live hub may take for its clock's first steps (a guard for a loaded CI).
@@ -89,3 +92,16 @@ async def live_hub(state_dir: Path, toml: str, name: str, *, steps: int = 20
     finally:
         await server.close()
         await hub.close()
+
+
+async def hub_cli(config: Path, state: Path, *, prefix: Sequence[str] = (),
+                  env: dict[str, str] | None = None,
+                  stderr: int = asyncio.subprocess.PIPE) -> asyncio.subprocess.Process:
+    """A real ``anamnesis hub CONFIG`` process on 127.0.0.1 (free HTTP and OSC ports, its
+    state in ``state``), stdout piped (its first line is the dashboard's); ``prefix`` runs
+    it inside something (``unshare ...``, ``ip netns exec ...``)."""
+    return await asyncio.create_subprocess_exec(
+        *prefix, sys.executable, "-m", "anamnesis.hub.cli", "hub", str(config),
+        "--http", "127.0.0.1:0", "--osc", "127.0.0.1:0", "--state-dir", str(state),
+        "--interface", "127.0.0.1", cwd=REPO, stdin=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env)

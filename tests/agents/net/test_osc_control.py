@@ -8,7 +8,6 @@ telemetry subscriptions (rate, lease, unreachable subscribers, caps).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import struct
@@ -26,10 +25,10 @@ from support.controlplane import (
     OscTestClient,
     require_program,
     running_agent,
+    served_agent,
 )
 
 from anamnesis.agents.net.osc import OscServer
-from anamnesis.agents.net.services import start_control_services
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import (
     address_of,
@@ -43,24 +42,10 @@ from anamnesis.agents.protocol.oscmap import (
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_watchdog")]
 
 
-@contextlib.asynccontextmanager
-async def _served(state_dir, kind="autoregnn"):
-    async with running_agent(state_dir, kind) as control:
-        services = await start_control_services(
-            control, interface=LOOPBACK, osc_port=0, http_port=0, installation="test",
-            key=None, announce=False)
-        client = await OscTestClient.open(services.osc_port)
-        try:
-            yield control, services, client
-        finally:
-            client.close()
-            await services.close()
-
-
 @pytest_asyncio.fixture
 async def agent(tmp_path):
     """A real autoregnn agent (null clock) with its control services, and an OSC client."""
-    async with _served(tmp_path / "state") as served:
+    async with served_agent(tmp_path / "state") as served:
         yield served
 
 
@@ -110,7 +95,7 @@ def _assert_value(spec, got, expected):
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 async def test_set_and_get_every_parameter(tmp_path, kind):
-    async with _served(tmp_path / "state", kind) as (control, _, client):
+    async with served_agent(tmp_path / "state", kind) as (control, _, client):
         await _set_and_get_all(control, client)
 
 
