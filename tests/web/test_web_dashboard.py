@@ -139,6 +139,12 @@ def oscquery_value(hub: HubThread, agent: str, name: str) -> float:
         return float(json.load(r)["VALUE"][0])
 
 
+#: How long a browser gesture may take to reach an agent here (s): it crosses the page, the
+#: WebSocket, the hub and the agent's OSC queue, on a machine that may be loaded (an
+#: overloaded hub sheds work; nothing here is a latency figure: bench_dashboard has those).
+PATIENT_S = 20.0
+
+
 def hub_weights(hub: HubThread, agent: str) -> list[float]:
     with urllib.request.urlopen(f"{hub.base}/api/agents/{agent}/weights", timeout=5) as r:
         return json.load(r)["weights"]
@@ -273,7 +279,20 @@ def test_dragging_weights_writes_them_to_the_agent(dashboard, installation):
     learn.scroll_into_view_if_needed()
     if learn.is_checked():
         learn.click()
-    wait_until(lambda: oscquery_value(installation, agent, "learn") == 0, 5.0, "learn = 0")
+    wait_until(lambda: oscquery_value(installation, agent, "learn") == 0, PATIENT_S, "learn = 0")
+    try:
+        _drag_weights(page, installation, agent)
+    finally:   # learning back on whatever happened: the next tests hear every agent
+        if page.locator(tid(f"weights-{agent}")).is_visible():
+            page.locator(tid(f"weights-toggle-{agent}")).click()
+        if not learn.is_checked():
+            learn.click()
+        wait_until(lambda: oscquery_value(installation, agent, "learn") == 1, PATIENT_S,
+                   "learn = 1")
+
+
+def _drag_weights(page, installation, agent: str) -> None:
+    """Draw on ``agent``'s weights panel; the agent's weights become what was drawn."""
     page.locator(tid(f"weights-toggle-{agent}")).click()
     canvas = page.locator(tid(f"weights-{agent}"))
     page.wait_for_function(f"""() => Number(document.querySelector('{tid(f"weights-{agent}")}')
@@ -301,16 +320,13 @@ def test_dragging_weights_writes_them_to_the_agent(dashboard, installation):
         w = hub_weights(installation, agent)
         return w if abs(w[0] - up) < 1e-3 * scale and abs(w[5] - down) < 1e-3 * scale else None
 
-    weights = wait_until(written, 5.0, "the dragged weights in the agent")
+    weights = wait_until(written, PATIENT_S, "the dragged weights in the agent")
     print(f"\ndragged weights of {agent} (range ±{scale:g}): {[round(x, 4) for x in weights[:6]]}")
     for i in range(4):
         assert weights[i] == pytest.approx(up, abs=2e-3 * scale)
     # Learning stays frozen: the weights stay where they were drawn.
     time.sleep(0.5)
     assert hub_weights(installation, agent)[0] == pytest.approx(up, abs=2e-3 * scale)
-    page.locator(tid(f"weights-toggle-{agent}")).click()
-    learn.click()
-    wait_until(lambda: oscquery_value(installation, agent, "learn") == 1, 5.0, "learn = 1")
 
 
 def test_panic_silences_every_agent_and_escape_brings_them_back(dashboard, installation):
