@@ -226,8 +226,12 @@ class HubClock:
                 # Its last block mirrored (it starts where the last one ended), fading out.
                 self._outputs[i, :n] = self._last[i, n - 1::-1] * down
                 self._last[i] = 0.0
-                log.warning("agent at %s:%d did not answer within %.0f ms; playing on "
-                            "without it until it answers", *peer.address, self.timeout_s * 1e3)
+                # The first time at warning, then at debug (``absences`` counts them all):
+                # an agent on a loaded host may miss blocks often, and the log is no meter.
+                log.log(logging.WARNING if peer.absences == 1 else logging.DEBUG,
+                        "agent at %s:%d did not answer within %.0f ms; playing on without "
+                        "it until it answers (further absences are only counted)",
+                        *peer.address, self.timeout_s * 1e3)
 
     def _on_datagram(self, data: bytes, addr: Any) -> None:
         i = self._index.get((addr[0], addr[1]))
@@ -279,7 +283,8 @@ class HubClock:
             return
         if not peer.back:
             peer.back = True
-            log.info("agent at %s:%d answers again", *peer.address)
+            log.log(logging.INFO if peer.absences == 1 else logging.DEBUG,
+                    "agent at %s:%d answers again", *peer.address)
         if open_step and not self._got[i] and len(packet.payload) // self.width == self._n:
             decode(packet.payload, self.encoding, out=self._outputs[i])
             self._got[i] = True
