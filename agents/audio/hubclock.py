@@ -6,8 +6,8 @@ that block and returns its output as one RTP packet with the same timestamp T
 (the agent's own SSRC and sequence numbers; no timestamp offset), to the
 address the input came from. That address (the hub's host and its clock's port)
 is kept while it sends: packets from another port are counted ``foreign`` and
-dropped, until the hub has been silent for ``fallback_s``. The hub collects outputs by T (see
-``anamnesis.hub.clock.lockstep.HubClock``). With no loss the hub gets what the same model would
+dropped, until the hub has been silent for ``fallback_s``. The hub collects outputs
+by T (see ``anamnesis.hub.clock.lockstep.HubClock``). With no loss the hub gets what the same model would
 compute in-process from the same input — bit for bit, given that both sides
 see the L24 wire values (:func:`anamnesis.agents.protocol.pcm.quantize`).
 

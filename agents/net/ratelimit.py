@@ -23,7 +23,10 @@ class RateLimitedLog:
         self.suppressed: Counter[str] = Counter()
         self._overflowed = False
 
-    def __call__(self, peer: str, kind: str, message: str) -> None:
+    def __call__(self, peer: str, kind: str, message: str, *,
+                 exc: BaseException | None = None) -> None:
+        """Log ``message`` the first time ``(peer, kind)`` happens (an error with its
+        traceback when ``exc`` is given: a bug), then count it."""
         key = (peer, kind)
         if key in self._seen:
             self.suppressed[kind] += 1
@@ -37,8 +40,10 @@ class RateLimitedLog:
                     self._prefix, self._max_keys)
             return
         self._seen.add(key)
-        self._logger.warning("%s %s from %s: %s (further %s from this peer are only counted)",
-                             self._prefix, kind, peer, message, kind)
+        self._logger.log(logging.ERROR if exc is not None else logging.WARNING,
+                         "%s %s from %s: %s (further %s from this peer are only counted)",
+                         self._prefix, kind, peer, message, kind,
+                         exc_info=None if exc is None else (type(exc), exc, exc.__traceback__))
 
 
 __all__ = ["RateLimitedLog"]

@@ -41,6 +41,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.hub.api.keys import (
     ALLOWED_HOSTS,
     COOKIE,
@@ -232,20 +233,14 @@ def _route_of(request: web.Request) -> str:
     return resource.canonical if resource is not None else request.path[:80]
 
 
-#: (where, exception type) already logged with a traceback; at most MAX_BUGS kinds.
-_REPORTED: set[tuple[str, str]] = set()
-MAX_BUGS = 256
+#: Bugs said once per place and kind of exception, with their traceback, then counted.
+_BUGS = RateLimitedLog(log, prefix="hub")
 
 
 def report_bug(where: str, exc: BaseException) -> None:
     """Log ``exc`` with its traceback the first time it happens ``where`` (then only the
     counters say it), so a client repeating a request cannot flood the log."""
-    key = (where, type(exc).__name__)
-    if key in _REPORTED or len(_REPORTED) >= MAX_BUGS:
-        return
-    _REPORTED.add(key)
-    log.error("%s failed (further %s there are only counted)", where, key[1],
-              exc_info=(type(exc), exc, exc.__traceback__))
+    _BUGS(where, type(exc).__name__, "a request failed", exc=exc)
 
 
 #: The HTTP status of each kind of refusal (anamnesis.hub.core.errors); others: 400.

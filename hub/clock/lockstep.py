@@ -10,9 +10,9 @@ in-process twin quantises to L24 at the same two places
 (:func:`anamnesis.agents.protocol.pcm.quantize`).
 
 An agent that does not answer within ``timeout_s`` is *absent*: that block it
-plays its last block mirrored in time and fading out (``missing``; no click), and the following steps
-do not wait for it (``bypassed``), so a dead or stopped agent costs the others
-one timeout, never one per block. It is back at its first answer for the step
+plays its last block mirrored in time and fading out (``missing``; no click), and
+the following steps do not wait for it (``bypassed``), so a dead or stopped agent
+costs the others one timeout, never one per block. It is back at its first answer for the step
 in progress or the one just ended (late by less than a block), faded in over
 its first block. Other answers for an older T arrive ``stale`` and are dropped;
 answers flagged free-running (the agent lost the hub's input and plays on

@@ -137,7 +137,6 @@ class SimulatedDriver(PacedLoop):
         #: True after the hub's panic: the routes carry silence until unpanic.
         self.panicked = False
         self.rebuilds = 0
-        self.t = 0
 
     def set_routes(self, routes: dict[str, dict[str, Any]]) -> list[str]:
         """Make the graph's edges the hub's routes between agents it drives; returns the
@@ -166,8 +165,7 @@ class SimulatedDriver(PacedLoop):
             agents = [(h, p) for _, h, p in wanted]
             if self._clock is None:   # one socket for the driver's life: agents keep their hub
                 self._clock = HubClock(agents, block=self.block, sample_rate=self.sample_rate,
-                                       interface=self.interface, timeout_s=self.timeout_s,
-                                       start_ts=self.t)
+                                       interface=self.interface, timeout_s=self.timeout_s)
                 await self._clock.open()
             else:
                 self._clock.set_agents(agents)

@@ -134,8 +134,7 @@ class EventLog:
             try:
                 await getattr(self.store, method)(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 (a full disk must not take the hub down)
-                self.counts["store_errors"] += 1
-                self._store_state(f"{method} failed: {exc}")
+                self._failed(f"{method} failed: {exc}")
             else:
                 if self.store_failing is not None:
                     self._store_state(None)
@@ -145,9 +144,12 @@ class EventLog:
     def store_refused(self, exc: Exception) -> str:
         """A store call a front awaited failed (a full or read-only disk): counted and
         said as :meth:`persist`'s failures are; the answer for the client."""
-        self.counts["store_errors"] += 1
-        self._store_state(str(exc))
+        self._failed(str(exc))
         return f"not stored: {exc}"
+
+    def _failed(self, failure: str) -> None:
+        self.counts["store_errors"] += 1
+        self._store_state(failure)
 
     def _store_state(self, failure: str | None) -> None:
         """Say when the store starts failing (once, not per write: a full disk fails

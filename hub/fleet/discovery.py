@@ -211,7 +211,7 @@ class AgentRegistry:
             return None
         by_hand = record.agent_id in self._pins
         adopted = verified or by_hand
-        fields = {"model": record.model, "host": record.addresses[0],
+        fields = {"model": record.model, "host": host,
                   "osc_port": record.osc_port, "http_port": record.http_port,
                   "rtp_port": record.rtp_port, "installation": record.installation,
                   "signed": verified, "adopted": adopted}
