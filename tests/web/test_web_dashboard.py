@@ -320,13 +320,35 @@ def _drag_weights(page, installation, agent: str) -> None:
         w = hub_weights(installation, agent)
         return w if abs(w[0] - up) < 1e-3 * scale and abs(w[5] - down) < 1e-3 * scale else None
 
-    weights = wait_until(written, PATIENT_S, "the dragged weights in the agent")
+    try:
+        weights = wait_until(written, PATIENT_S, "the dragged weights in the agent")
+    except AssertionError as exc:   # say why: the panel's own word, or the page moved
+        info = page.locator(tid(f"weights-toggle-{agent}")).text_content()
+        raise AssertionError(f"{exc}; the panel says {info!r}; the canvas was at "
+                             f"{box}, is at {canvas.bounding_box()}") from None
     print(f"\ndragged weights of {agent} (range ±{scale:g}): {[round(x, 4) for x in weights[:6]]}")
     for i in range(4):
         assert weights[i] == pytest.approx(up, abs=2e-3 * scale)
     # Learning stays frozen: the weights stay where they were drawn.
     time.sleep(0.5)
     assert hub_weights(installation, agent)[0] == pytest.approx(up, abs=2e-3 * scale)
+
+
+def test_the_hubs_alerts_do_not_move_the_page(dashboard):
+    """The overload and storage alerts come and go with the hub's load; they float over
+    the page, so a card (and the weights someone is drawing on it) stays put."""
+    page = dashboard
+    card = page.locator(tid("card-dash2"))
+    before = card.bounding_box()
+    say = "(kinds) => { for (const kind of kinds) window.anamnesis.dispatch({ type: 'event', " \
+          "event: { kind, message: 'the hub runs at 60% of real time', t: Date.now() / 1000 } }); }"
+    page.evaluate(say, ["overload", "store_failed"])
+    try:
+        page.wait_for_selector(tid("overload"), state="visible", timeout=5000)
+        page.wait_for_selector(tid("storage"), state="visible", timeout=5000)
+        assert card.bounding_box() == pytest.approx(before, abs=0.5)
+    finally:
+        page.evaluate(say, ["overload_end", "store_ok"])
 
 
 def test_panic_silences_every_agent_and_escape_brings_them_back(dashboard, installation):

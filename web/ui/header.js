@@ -14,6 +14,8 @@ export function mountHeader(root, ctx) {
   const panic = h("button", { class: "panic", testid: "panic", title: "Fade every speaker to silence (Escape)" }, "Panic");
   const error = h("span", { class: "header-error", testid: "header-error", role: "status" });
   // What to listen for (the piece's description), and the hub's overload, said plainly.
+  // The alerts float over the page's foot (they come and go with the hub's load): were they
+  // in the header's flow, each would move the page under the pointer of someone drawing.
   const about = h("p", { class: "piece-about", testid: "piece-about", hidden: true });
   const overload = h("span", { class: "overload", testid: "overload", role: "alert", hidden: true });
   const storage = h("span", { class: "overload", testid: "storage", role: "alert", hidden: true });
@@ -97,7 +99,7 @@ export function mountHeader(root, ctx) {
     h("div", { class: "always" }, panic,
       h("span", { class: "group" }, recName, rec),
       h("span", { class: "group" }, source, listenBtn, level, latency)),
-    overload, storage, error, about);
+    about, h("div", { class: "alerts", testid: "alerts" }, overload, storage, error));
 
   let lastSources = "";
   return {
