@@ -3,8 +3,14 @@
 :class:`AgentAnnouncer` registers ``_anamnesis._udp`` (with the signed TXT record of
 :mod:`anamnesis.agents.protocol.txt`), ``_oscjson._tcp`` and ``_osc._udp`` with
 ``AsyncZeroconf(interfaces=[interface])`` — one interface, never all of them —
-re-publishes the TXT record when the ports or the state change, retries a failed
-publish with a back-off, logging each failure, and unregisters on close.
+re-publishes the TXT record when the ports or the state change and every
+:data:`REFRESH_S` s, retries a failed publish with a back-off, logging each failure,
+and unregisters on close.
+
+The record's ``ts`` only grows (Unix seconds, or one more than the last when two
+records fall in one second): the hub refuses a signed record older than the newest it
+has taken, so a captured one cannot be replayed. The refresh re-signs the record with
+a fresh ``ts``, so a hub that took a replay while the agent was away is put right.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from anamnesis.agents.protocol.txt import (
 )
 
 log = logging.getLogger(__name__)
+#: Seconds between re-signed announcements of an unchanged record.
+REFRESH_S = 300.0
 
 
 class AgentAnnouncer:
@@ -37,12 +45,13 @@ class AgentAnnouncer:
     ``interface`` is the concrete IP address to announce and to send mDNS on
     (127.0.0.1 in tests and the demo). Ports are the agent's OSC, OSCQuery
     HTTP and RTP ports (``rtp_port`` 0 = none yet). ``retry`` is the first
-    delay (s) before a failed publish is retried; it doubles up to 60 s.
+    delay (s) before a failed publish is retried; it doubles up to 60 s. ``refresh``
+    (s) is the period of the re-signed announcement.
     """
 
     def __init__(self, *, agent_id: str, model: str, interface: str, osc_port: int,
                  http_port: int, installation: str, key: bytes | None, rtp_port: int = 0,
-                 retry: float = 2.0) -> None:
+                 retry: float = 2.0, refresh: float = REFRESH_S) -> None:
         address = ipaddress.ip_address(interface)  # ValueError for a bad address
         if address.is_unspecified:
             raise ValueError(
@@ -53,6 +62,9 @@ class AgentAnnouncer:
         self.ports = {"osc": int(osc_port), "http": int(http_port), "rtp": int(rtp_port)}
         self._key = key
         self._retry = float(retry)
+        self._refresh = float(refresh)
+        self._refresher: asyncio.Task[None] | None = None
+        self._stamp = 0        # the last record's ts
         self._zc = None  # AsyncZeroconf, created in start()
         self._infos: dict[str, Any] = {}   # type -> zeroconf ServiceInfo as registered
         self._registered = asyncio.Event()
@@ -67,10 +79,11 @@ class AgentAnnouncer:
         return instance_name(self.agent_id, self.installation)
 
     def _make_txt(self) -> dict[str, str]:
+        self._stamp = max(int(time.time()), self._stamp + 1)
         return build_txt({
             "id": self.agent_id, "model": self.model, "v": PROTOCOL_VERSION,
             "osc": self.ports["osc"], "http": self.ports["http"], "rtp": self.ports["rtp"],
-            "inst": self.installation, "addr": self.interface, "ts": int(time.time()),
+            "inst": self.installation, "addr": self.interface, "ts": self._stamp,
         }, self._key)
 
     def _service_infos(self) -> dict[str, Any]:
@@ -99,6 +112,8 @@ class AgentAnnouncer:
         for network trouble: failures are logged and retried)."""
         if self._task is None:
             self._task = asyncio.create_task(self._publish_loop(), name="zeroconf-announce")
+        if self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh_loop(), name="zeroconf-refresh")
 
     async def wait_registered(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s until all three services are registered."""
@@ -144,6 +159,12 @@ class AgentAnnouncer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2.0, 60.0)
 
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh)
+            if self.registered:
+                await self.update()
+
     async def _drop_zeroconf(self) -> None:
         async with self._lock:
             zc, self._zc = self._zc, None
@@ -187,8 +208,9 @@ class AgentAnnouncer:
 
     async def close(self) -> None:
         """Unregister (goodbye packets) and close zeroconf."""
+        await cancel_and_wait(self._refresher)
         await cancel_and_wait(self._task)
-        self._task = None
+        self._task = self._refresher = None
         async with self._lock:
             zc, self._zc = self._zc, None
             if zc is None:
@@ -204,4 +226,4 @@ class AgentAnnouncer:
                 await zc.async_close()
 
 
-__all__ = ["AgentAnnouncer"]
+__all__ = ["REFRESH_S", "AgentAnnouncer"]

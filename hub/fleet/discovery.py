@@ -6,7 +6,11 @@ Three parts (STYLE 9, a functional core in an asyncio shell):
   sockets: id -> :class:`AgentEntry` (adopted or *pending*, online or
   *offline*, host, ports, model, last seen). Every change calls the listeners
   with an :class:`AgentChange`. Its size is capped (:data:`MAX_AGENTS`): agents
-  are peers, so their number is peer-controlled (STYLE 13).
+  are peers, so their number is peer-controlled (STYLE 13). Pending agents, which
+  anyone can announce, have their own smaller caps (:data:`MAX_PENDING` in all,
+  :data:`MAX_PENDING_PER_HOST` per announced host) and expire after
+  :data:`PENDING_EXPIRY_S` s without an answer, so a flood of announcements never
+  crowds out a signed agent or one adopted by hand (they take a pending one's place).
 * :class:`AgentBrowser` — ``AsyncZeroconf`` bound to one interface browsing
   ``_anamnesis._udp.local.``. A record whose HMAC verifies with the installation
   key is *adopted* at once; any other well-formed record is *pending* until a
@@ -31,6 +35,15 @@ address it announced from (the hub persists id -> host): a restarted hub re-adop
 unsigned record with that id from that host only, and a record from another host
 cannot take it over (forget it and adopt it again if it really moved). On a LAN that
 trust is the user's choice; a signed installation key is the safe setup.
+
+A signed record cannot be replayed. Its ``ts`` is the agent's announcement counter
+(Unix seconds, strictly increasing in one agent process, re-signed every few minutes):
+the registry keeps the newest ``ts`` it accepted per agent and refuses an older
+record, or a different one with the same ``ts`` (counted ``refused_replay``, logged once
+per agent). So a captured record sent again cannot point a live agent back at its old
+ports. One exception, for an agent restarted with its clock set back: once the agent
+has been silent for :data:`REPLAY_GRACE_S` s an older record is taken (a replay then
+points a dead agent elsewhere, and the agent's next announcement wins again).
 """
 
 from __future__ import annotations
@@ -48,6 +61,7 @@ from anamnesis.agents.net.ratelimit import RateLimitedLog
 from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.txt import ANAMNESIS_SERVICE, AgentRecord, parse_txt, verify_txt
+from anamnesis.hub.fleet.mdns_socket import hold_zeroconf
 
 log = logging.getLogger(__name__)
 #: Most agents of other installations the browser remembers (for the curious user).
@@ -55,12 +69,24 @@ MAX_OTHERS = 256
 
 #: Most agents (adopted + pending) the registry holds.
 MAX_AGENTS = 256
+#: Most pending (unsigned, not adopted) agents, in all and per announced host.
+MAX_PENDING = 64
+MAX_PENDING_PER_HOST = 8
+#: Seconds a pending agent stays listed without answering a ping (since it was
+#: announced or last answered).
+PENDING_EXPIRY_S = 30.0
+#: Seconds an agent must have been silent before a signed record older than the newest
+#: one seen is taken (a restart with the clock set back; see the module docstring).
+REPLAY_GRACE_S = 120.0
 #: Seconds between liveness pings.
 PING_INTERVAL_S = 1.0
 #: Unanswered pings in a row after which an agent is offline.
 MISSED_PINGS = 3
 #: Seconds to wait for a zeroconf service's details.
 RESOLVE_TIMEOUT_S = 3.0
+#: Most resolutions in flight over the network, and most names waiting for one.
+MAX_RESOLVING = 64
+MAX_WAITING_NAMES = 1024
 
 Status = Literal["pending", "online", "offline"]
 
@@ -136,6 +162,8 @@ class AgentRegistry:
         self._agents: dict[str, AgentEntry] = {}
         self._pins: dict[str, str | None] = {}       # adopted by hand: id -> its host
         self._signed_ids: set[str] = set()           # adopted by signature (this run only)
+        self._stamps: dict[str, tuple[int, float]] = {}  # newest signed ts taken, and when
+        self._pending_since: dict[str, float] = {}   # pending: monotonic s of the announcement
         self._log = RateLimitedLog(log, prefix="discovery")
         self.restore_adopted(adopted_ids or ())
         self._listeners: list[Listener] = []
@@ -190,15 +218,17 @@ class AgentRegistry:
 
     # -- changing ---------------------------------------------------------------
 
-    def announce(self, record: AgentRecord, *, verified: bool) -> AgentEntry | None:
-        """Take in an announcement. Returns the entry, or None when refused
-        (table full, or an unverified record for an agent adopted by signature)."""
+    def announce(self, record: AgentRecord, *, verified: bool,
+                 now: float | None = None) -> AgentEntry | None:
+        """Take in an announcement (``now``: monotonic s). Returns the entry, or None when
+        refused: the table or the pending places full, an unverified record for an agent
+        adopted by signature or pinned to another host, a replayed signed record."""
+        now = time.monotonic() if now is None else now
         current = self._agents.get(record.agent_id)
-        if current is None and len(self._agents) >= self.max_agents:
-            self.counts["refused_full"] += 1
-            return None
         if current is not None and current.signed and not verified:
             self.counts["refused_unsigned_takeover"] += 1
+            return None
+        if verified and self._replayed(record, current, now):
             return None
         host = record.addresses[0]
         pin = self._pins.get(record.agent_id, "")
@@ -211,6 +241,8 @@ class AgentRegistry:
             return None
         by_hand = record.agent_id in self._pins
         adopted = verified or by_hand
+        if current is None and not self._room_for(host, adopted):
+            return None
         fields = {"model": record.model, "host": host,
                   "osc_port": record.osc_port, "http_port": record.http_port,
                   "rtp_port": record.rtp_port, "installation": record.installation,
@@ -228,15 +260,84 @@ class AgentRegistry:
             kind = "updated"
         if verified:
             self._signed_ids.add(record.agent_id)
+            self._stamps[record.agent_id] = (record.timestamp, now)
         elif by_hand and pin is None:      # adopted before pins were kept: pinned now
             self._pins[record.agent_id] = host
+        if adopted:
+            self._pending_since.pop(record.agent_id, None)
+        else:       # announced again: a sign of life, as a pong is
+            self._pending_since[record.agent_id] = now
         self._agents[record.agent_id] = entry
         self._emit(kind, entry)
         return entry
 
+    def _replayed(self, record: AgentRecord, current: AgentEntry | None, now: float) -> bool:
+        """True (counted, logged once) if the signed ``record`` is older than the newest
+        taken for its agent, or differs from it under the same ``ts``."""
+        if current is None or record.agent_id not in self._stamps:
+            return False
+        newest, taken = self._stamps[record.agent_id]
+        if record.timestamp > newest:
+            return False
+        if record.timestamp == newest and (
+                current.host, current.osc_port, current.http_port, current.rtp_port,
+                current.model) == (record.addresses[0], record.osc_port, record.http_port,
+                                   record.rtp_port, record.model):
+            return False      # the same record again (zeroconf repeats it): nothing new
+        silent = now - max(taken, current.last_seen or taken)
+        if not current.online and silent >= REPLAY_GRACE_S:
+            return False      # a restart with its clock set back (module docstring)
+        self.counts["refused_replay"] += 1
+        self._log(record.agent_id, "replay",
+                  f"agent {record.agent_id}: a signed record of ts {record.timestamp} after "
+                  f"one of ts {newest}: a replay (or its clock went back), not taken")
+        return True
+
+    def _room_for(self, host: str, adopted: bool) -> bool:
+        """Whether a new agent fits: a pending one within the pending caps, an adopted
+        one in the table (taking the place of the longest-pending agent if it is full)."""
+        if not adopted:
+            per_host = sum(1 for i in self._pending_since if self._agents[i].host == host)
+            if len(self._pending_since) >= MAX_PENDING or per_host >= MAX_PENDING_PER_HOST:
+                self.counts["refused_pending_full"] += 1
+                self._log(host, "pending full", f"pending agents announced from {host} "
+                          f"(at most {MAX_PENDING_PER_HOST} per host, {MAX_PENDING} in all): "
+                          "not listed until some expire")
+                return False
+        if len(self._agents) < self.max_agents:
+            return True
+        if adopted and self._pending_since:
+            self._drop(next(iter(self._pending_since)))
+            return True
+        self.counts["refused_full"] += 1
+        return False
+
+    def _drop(self, agent_id: str) -> AgentEntry:
+        entry = self._agents.pop(agent_id)
+        self._pins.pop(agent_id, None)
+        self._signed_ids.discard(agent_id)
+        self._stamps.pop(agent_id, None)
+        self._pending_since.pop(agent_id, None)
+        self._emit("removed", entry)
+        return entry
+
+    def expire_pending(self, now: float) -> list[str]:
+        """Drop the pending agents silent for :data:`PENDING_EXPIRY_S` s (since their
+        announcement or last answer; ``now``: monotonic s); their ids."""
+        gone = []
+        for agent_id, since in list(self._pending_since.items()):
+            entry = self._agents[agent_id]
+            last = max(since, entry.last_seen or since)
+            if not entry.online and now - last >= PENDING_EXPIRY_S:
+                self._drop(agent_id)
+                gone.append(agent_id)
+        self.counts["pending_expired"] += len(gone)
+        return gone
+
     def adopt(self, agent_id: str) -> AgentEntry:
         """Adopt a pending agent (``KeyError`` if unknown); idempotent."""
         entry = self._agents[agent_id]
+        self._pending_since.pop(agent_id, None)
         if not entry.signed:
             self._pins[agent_id] = entry.host
         if entry.adopted:
@@ -249,11 +350,7 @@ class AgentRegistry:
     def forget(self, agent_id: str) -> AgentEntry:
         """Drop an agent from the table and from the adopted ids (``KeyError`` if unknown):
         if it announces itself again it is a new, pending agent. Emits ``removed``."""
-        entry = self._agents.pop(agent_id)
-        self._pins.pop(agent_id, None)
-        self._signed_ids.discard(agent_id)
-        self._emit("removed", entry)
-        return entry
+        return self._drop(agent_id)
 
     def seen(self, agent_id: str, now: float) -> None:
         """A ``/pong`` from ``agent_id`` at ``now`` (monotonic s): online again if it was not."""
@@ -320,8 +417,10 @@ class AgentBrowser:
         #: asking "who else is here?" sees (``GET /api/agents?others=1``).
         self.others: dict[tuple[str, str], dict[str, object]] = {}
         self._zc = None
+        self.held = False     # the mDNS socket held to the interface (mdns_socket)
         self._browser = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, None] = {}    # names to resolve when a task is free (FIFO)
         self._log = RateLimitedLog(log, prefix="zeroconf")
         self.counts: Counter[str] = Counter()
 
@@ -330,6 +429,7 @@ class AgentBrowser:
         from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
         self._zc = AsyncZeroconf(interfaces=[self.interface])
+        self.held = hold_zeroconf(self._zc)      # only what reaches its one interface
         loop = asyncio.get_running_loop()
 
         def on_change(zeroconf, service_type, name, state_change) -> None:
@@ -343,12 +443,42 @@ class AgentBrowser:
         if change == "Removed":  # goodbyes are not liveness (see the module docstring)
             self.counts["goodbyes"] += 1
             return
-        if len(self._tasks) >= 64:  # a flood of names: resolve them later, when they re-announce
-            self.counts["resolve_dropped"] += 1
+        # An announcement carries its records: most names resolve from the cache at once,
+        # so a flood of names that never answer (each holding a task for the timeout)
+        # cannot keep a real agent's announcement waiting.
+        if self._from_cache(name):
             return
+        if len(self._tasks) < MAX_RESOLVING:
+            self._start_resolving(name)
+        elif name in self._waiting or len(self._waiting) < MAX_WAITING_NAMES:
+            self._waiting[name] = None
+        else:           # a flood of names: resolve them later, when they re-announce
+            self.counts["resolve_dropped"] += 1
+
+    def _from_cache(self, name: str) -> bool:
+        from zeroconf.asyncio import AsyncServiceInfo
+
+        if self._zc is None:
+            return False
+        info = AsyncServiceInfo(ANAMNESIS_SERVICE, name)
+        if not info.load_from_cache(self._zc.zeroconf) or not info.properties:
+            return False
+        self.counts["resolved_from_cache"] += 1
+        self.consider(info.properties, source=name)
+        return True
+
+    def _start_resolving(self, name: str) -> None:
         task = asyncio.create_task(self._resolve(name), name=f"resolve {name[:40]}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._resolved)
+
+    def _resolved(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        while self._waiting and len(self._tasks) < MAX_RESOLVING and self._zc is not None:
+            name = next(iter(self._waiting))
+            del self._waiting[name]
+            if not self._from_cache(name):
+                self._start_resolving(name)
 
     async def _resolve(self, name: str) -> None:
         from zeroconf.asyncio import AsyncServiceInfo
@@ -402,6 +532,7 @@ class AgentBrowser:
 
     async def close(self) -> None:
         """Stop browsing and close zeroconf."""
+        self._waiting.clear()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -465,6 +596,7 @@ class LivenessMonitor:
                 self.osc.send(entry.osc_peer, "/ping")
                 state[0] = now
                 state[1] = now + self.interval
+        self.registry.expire_pending(now)
         for gone in set(self._state) - known:  # keep the table as small as the registry
             del self._state[gone]
 
@@ -486,8 +618,12 @@ class LivenessMonitor:
 
 __all__ = [
     "MAX_AGENTS",
+    "MAX_PENDING",
+    "MAX_PENDING_PER_HOST",
     "MISSED_PINGS",
+    "PENDING_EXPIRY_S",
     "PING_INTERVAL_S",
+    "REPLAY_GRACE_S",
     "AgentBrowser",
     "AgentChange",
     "AgentEntry",

@@ -10,6 +10,7 @@ hub's state directory is restarted in between; the records are the agents' TXT r
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -18,6 +19,10 @@ from support.hubs import running_hub
 from anamnesis.agents.protocol.txt import PROTOCOL_VERSION, build_txt
 from anamnesis.hub.fleet.discovery import AgentBrowser, AgentRegistry
 
+#: Each record newer than the last, as an agent makes them (a signed record with an
+#: older ts is a replay).
+_STAMPS = itertools.count(int(time.time()))
+
 KEY = bytes(range(32))
 REAL, IMPOSTOR = "127.0.0.1", "127.0.0.9"
 
@@ -25,7 +30,7 @@ REAL, IMPOSTOR = "127.0.0.1", "127.0.0.9"
 def _txt(agent_id: str, *, key: bytes | None, addr: str, osc: int = 9000) -> dict:
     return build_txt({"id": agent_id, "model": "autoregnn", "v": PROTOCOL_VERSION, "osc": osc,
                       "http": osc + 1, "rtp": 0, "inst": "test", "addr": addr,
-                      "ts": int(time.time())}, key)
+                      "ts": next(_STAMPS)}, key)
 
 
 def test_a_hand_adopted_agent_is_pinned_to_its_host():

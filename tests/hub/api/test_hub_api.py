@@ -281,8 +281,15 @@ async def test_live_installation_and_restart(tmp_path, caplog):
             assert routes["s1->s2"]["gain"] == 0.25 and routes["s1->s2"]["shape"] == "tanh"
             async with http.get(base2 + "/api/scenes") as r:
                 assert sorted(s["name"] for s in await r.json()) == ["calm", "wild"]
-            async with http.get(base2 + "/api/agents/s1") as r:
-                s1_json = await r.json()
+            s1_json = {}
+
+            async def s1_read():    # online first; its /state is read by the resume after
+                nonlocal s1_json
+                async with http.get(base2 + "/api/agents/s1") as r:
+                    s1_json = await r.json()
+                return "lr" in s1_json["params"]
+
+            await wait_for(s1_read, 10.0, "s1's parameters read back after the restart")
             assert s1_json["desired"]["lr"] == pytest.approx(0.3125, rel=1e-6)
             assert s1_json["params"]["lr"] == pytest.approx(0.3125, rel=1e-6)
             async with http.get(base2 + "/api/events?limit=1000") as r:

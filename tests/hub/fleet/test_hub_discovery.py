@@ -7,6 +7,7 @@ Every Zeroconf here is bound to 127.0.0.1 (TESTING.md); agents are real
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -18,6 +19,10 @@ from anamnesis.agents.protocol.txt import PROTOCOL_VERSION, build_txt, parse_txt
 from anamnesis.hub.fleet.discovery import AgentBrowser, AgentRegistry, LivenessMonitor
 from anamnesis.hub.fleet.osc import HubOsc
 
+#: Each record newer than the last, as an agent makes them (a signed record with an
+#: older ts is a replay).
+_STAMPS = itertools.count(int(time.time()))
+
 LOOPBACK = "127.0.0.1"
 KEY = bytes(range(32))
 
@@ -25,7 +30,7 @@ KEY = bytes(range(32))
 def _txt(agent_id: str, *, key: bytes | None, osc: int = 9000, inst: str = "test") -> dict:
     return build_txt({"id": agent_id, "model": "autoregnn", "v": PROTOCOL_VERSION, "osc": osc,
                       "http": osc + 1, "rtp": 0, "inst": inst, "addr": LOOPBACK,
-                      "ts": int(time.time())}, key)
+                      "ts": next(_STAMPS)}, key)
 
 
 # ---------------------------------------------------------------------------
