@@ -70,11 +70,12 @@ MAX_OTHERS = 256
 #: Most agents (adopted + pending) the registry holds.
 MAX_AGENTS = 256
 #: Most pending (unsigned, not adopted) agents, in all and per announced host.
-MAX_PENDING = 64
-MAX_PENDING_PER_HOST = 8
-#: Seconds a pending agent stays listed without answering a ping (since it was
-#: announced or last answered).
-PENDING_EXPIRY_S = 30.0
+MAX_PENDING = 128
+MAX_PENDING_PER_HOST = 32
+#: Seconds a pending agent stays listed without answering a ping or announcing itself
+#: again (agents re-announce every 5 min: one whose ``--hub`` is another host answers no
+#: ping, and stays listed while it lives).
+PENDING_EXPIRY_S = 600.0
 #: Seconds an agent must have been silent before a signed record older than the newest
 #: one seen is taken (a restart with the clock set back; see the module docstring).
 REPLAY_GRACE_S = 120.0
