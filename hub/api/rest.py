@@ -43,14 +43,17 @@ async def _json_body(request: web.Request) -> Any:
 async def health(request: web.Request) -> web.Response:
     """Liveness of the hub (open, no token); ``ok`` is false, and ``problems`` say why,
     while its database refuses writes or a recording has stopped writing (a full or
-    read-only disk)."""
+    read-only disk). ``discovery`` counts what zeroconf brought and what was refused
+    (``refused_replay``, ``refused_pending_full``, ``bad_signature``, ...)."""
     hub = request.app[HUB]
     agents = hub.registry.entries()
     problems = [p for p in (hub.event_log.store_failing,
                             getattr(hub.driver, "recording_error", None)) if p]
+    discovery = {**hub.registry.counts, **hub.browser.counts}
     return web.json_response({"ok": not problems, "problems": problems, "name": hub.name,
                               "agents": len(agents),
-                              "online": sum(1 for a in agents if a.online and a.adopted)})
+                              "online": sum(1 for a in agents if a.online and a.adopted),
+                              "discovery": {k: discovery[k] for k in sorted(discovery)}})
 
 
 async def installation(request: web.Request) -> web.Response:

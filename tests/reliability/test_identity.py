@@ -14,6 +14,7 @@ import itertools
 import json
 import time
 
+import aiohttp
 from support.hubs import running_hub
 
 from anamnesis.agents.protocol.txt import PROTOCOL_VERSION, build_txt
@@ -68,7 +69,7 @@ async def test_after_a_restart_an_impostor_with_a_known_id_is_never_adopted(tmp_
         await hub.flush()
     assert json.loads((state / "adopted.json").read_text()) == {"u1": REAL}
 
-    async with running_hub(state, key=KEY) as (hub, _base):
+    async with running_hub(state, key=KEY) as (hub, base):
         # Both are down; impostors announce their ids.
         s1 = hub.browser.consider(_txt("s1", key=None, addr=IMPOSTOR))
         u1 = hub.browser.consider(_txt("u1", key=None, addr=IMPOSTOR))
@@ -81,3 +82,8 @@ async def test_after_a_restart_an_impostor_with_a_known_id_is_never_adopted(tmp_
         assert hub.browser.consider(_txt("s1", key=None, addr=IMPOSTOR)) is None
         assert hub.browser.consider(_txt("u1", key=None, addr=IMPOSTOR)) is None
         assert {e.agent_id: e.host for e in hub.registry.entries()} == {"s1": REAL, "u1": REAL}
+        # What was refused is counted where an operator looks (the open health check).
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/api/health") as r:
+            discovery = (await r.json())["discovery"]
+        assert discovery["refused_unsigned_takeover"] == 1, discovery
+        assert discovery["refused_unpinned_host"] == 2, discovery
