@@ -127,15 +127,21 @@ def _announcement(name: str, txt: dict, port: int, addr: str) -> list[bytes]:
     return out.packets()
 
 
+def _loopback_sender() -> socket.socket:
+    """A UDP socket whose multicast stays on loopback (TESTING.md: nothing leaves the host)."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(LOOPBACK))
+    sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    return sender
+
+
 @pytest.mark.asyncio
 async def test_over_the_wire_a_flood_and_a_replay_leave_a_signed_agent_adoptable():
     """1,000 fake announcements, then a real signed agent; then its first record replayed."""
     registry = AgentRegistry()
     browser = AgentBrowser(registry, interface=LOOPBACK, key=KEY, installation="test")
     await browser.start()
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(LOOPBACK))
-    sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    sender = _loopback_sender()
     announcer = AgentAnnouncer(agent_id="real", model="autoregnn", interface=LOOPBACK,
                                osc_port=9500, http_port=9501, installation="test", key=KEY)
     try:
@@ -191,9 +197,7 @@ async def test_a_loopback_hub_hears_no_unicast_sent_to_its_other_addresses():
     registry = AgentRegistry()
     browser = AgentBrowser(registry, interface=LOOPBACK, key=None, installation="test")
     await browser.start()
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(LOOPBACK))
-    sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    sender = _loopback_sender()
     try:
         assert browser.held
         for attempt in range(5):     # UDP: a few times, each at its own name
