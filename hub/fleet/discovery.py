@@ -229,8 +229,6 @@ class AgentRegistry:
         if current is not None and current.signed and not verified:
             self.counts["refused_unsigned_takeover"] += 1
             return None
-        if verified and self._replayed(record, current, now):
-            return None
         host = record.addresses[0]
         pin = self._pins.get(record.agent_id, "")
         if not verified and pin and host != pin:
@@ -257,7 +255,9 @@ class AgentRegistry:
             if moved:  # a restarted agent: it is online again at its first pong
                 entry = replace(entry, missed=0, online=False)
             if entry == current:
-                return current
+                return current      # the same record again (zeroconf repeats it)
+            if verified and self._replayed(record, current, now):
+                return None
             kind = "updated"
         if verified:
             self._signed_ids.add(record.agent_id)
@@ -272,19 +272,14 @@ class AgentRegistry:
         self._emit(kind, entry)
         return entry
 
-    def _replayed(self, record: AgentRecord, current: AgentEntry | None, now: float) -> bool:
-        """True (counted, logged once) if the signed ``record`` is older than the newest
-        taken for its agent, or differs from it under the same ``ts``."""
-        if current is None or record.agent_id not in self._stamps:
+    def _replayed(self, record: AgentRecord, current: AgentEntry, now: float) -> bool:
+        """True (counted, logged once) if the signed ``record``, which would change the
+        agent's ``current`` entry, is no newer than the newest taken for it."""
+        if record.agent_id not in self._stamps:
             return False
         newest, taken = self._stamps[record.agent_id]
         if record.timestamp > newest:
             return False
-        if record.timestamp == newest and (
-                current.host, current.osc_port, current.http_port, current.rtp_port,
-                current.model) == (record.addresses[0], record.osc_port, record.http_port,
-                                   record.rtp_port, record.model):
-            return False      # the same record again (zeroconf repeats it): nothing new
         silent = now - max(taken, current.last_seen or taken)
         if not current.online and silent >= REPLAY_GRACE_S:
             return False      # a restart with its clock set back (module docstring)
@@ -570,6 +565,7 @@ class LivenessMonitor:
         self.tick_s = float(tick)
         # agent id -> [time the unanswered ping was sent or None, time of the next ping]
         self._state: dict[str, list[float | None]] = {}
+        self._next_expiry = 0.0     # monotonic s: pending agents are checked once an interval
         self._task: asyncio.Task[None] | None = None
 
     def pong(self, peer: tuple[str, int]) -> None:
@@ -597,7 +593,9 @@ class LivenessMonitor:
                 self.osc.send(entry.osc_peer, "/ping")
                 state[0] = now
                 state[1] = now + self.interval
-        self.registry.expire_pending(now)
+        if now >= self._next_expiry:
+            self.registry.expire_pending(now)
+            self._next_expiry = now + self.interval
         for gone in set(self._state) - known:  # keep the table as small as the registry
             del self._state[gone]
 

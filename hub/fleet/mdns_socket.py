@@ -51,6 +51,8 @@ def hold_to_interface(sock: socket.socket) -> bool:
     """Restrict zeroconf's IPv4 listening ``sock`` as the module docstring says; True if
     both restrictions hold (OSError or another OS: False, logged)."""
     if not sys.platform.startswith("linux") or sock.family != socket.AF_INET:
+        log.warning("zeroconf: the mDNS socket is held to its interface on Linux over IPv4 "
+                    "only: the hub takes announcements sent to any of this host's addresses")
         return False
     program = _filter_program()
     buffer = ctypes.create_string_buffer(program, len(program))

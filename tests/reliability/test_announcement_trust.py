@@ -22,7 +22,12 @@ import time
 import pytest
 
 from anamnesis.agents.net.announce import AgentAnnouncer
-from anamnesis.agents.protocol.txt import ANAMNESIS_SERVICE, PROTOCOL_VERSION, build_txt
+from anamnesis.agents.protocol.txt import (
+    ANAMNESIS_SERVICE,
+    PROTOCOL_VERSION,
+    build_txt,
+    parse_txt,
+)
 from anamnesis.hub.fleet.discovery import (
     MAX_PENDING,
     MAX_PENDING_PER_HOST,
@@ -66,19 +71,14 @@ def test_an_agent_silent_past_the_grace_takes_an_older_record():
     registry = AgentRegistry()
     browser = AgentBrowser(registry, interface=LOOPBACK, key=KEY)
     now = 1000.0
-    registry.announce(_parse(_txt("s1", key=KEY, osc=9000, ts=2_000_000_000)),
+    registry.announce(parse_txt(_txt("s1", key=KEY, osc=9000, ts=2_000_000_000)),
                       verified=True, now=now)
     registry.seen("s1", now)
     registry.gone("s1")
-    earlier = _parse(_txt("s1", key=KEY, osc=9400, ts=1_900_000_000))
+    earlier = parse_txt(_txt("s1", key=KEY, osc=9400, ts=1_900_000_000))
     assert registry.announce(earlier, verified=True, now=now + REPLAY_GRACE_S - 1) is None
     assert registry.announce(earlier, verified=True, now=now + REPLAY_GRACE_S).osc_port == 9400
     assert browser.counts["bad_signature"] == 0
-
-
-def _parse(txt: dict):
-    from anamnesis.agents.protocol.txt import parse_txt
-    return parse_txt(txt)
 
 
 def test_a_flood_of_pending_agents_leaves_room_and_expires():
