@@ -20,7 +20,10 @@ agent's OSC port too, so SuperCollider's source-filtered ``OSCdef`` and a patch 
 two agents apart both work. The socket asks the kernel for its send errors
 (``IP_RECVERR``, Linux): an ICMP "port unreachable" names the vanished destination, and
 a subscriber is dropped after ``max_failures`` of them; a subscription also lapses when
-it is not renewed within its lease (60 s). Every table keyed by peers is capped.
+it is not renewed within its lease (60 s). Every table keyed by peers is capped, and one
+host holds at most :data:`MAX_SUBSCRIBERS_PER_HOST` subscriptions (a hub and a
+controller or two on one machine), so a ``/subscribe`` forged with an allowed host's
+address adds at most that many streams towards it.
 
 Bundles are dispatched at their time tag: "immediately" or a past time at once, a
 future time (at most :data:`MAX_AHEAD_S` ahead, at most :data:`MAX_SCHEDULED` waiting)
@@ -71,6 +74,8 @@ MAX_REPLY_PORTS = 256
 #: Lowest UDP port telemetry is sent to (below: the system's services, which a spoofed
 #: ``/subscribe`` would otherwise have the agent flood).
 MIN_SUBSCRIBER_PORT = 1024
+#: Subscriptions one host may hold at once (its ports): the hub, a controller or two.
+MAX_SUBSCRIBERS_PER_HOST = 4
 #: Linux's IP_RECVERR (not exported by the socket module): queue send errors with the
 #: destination they were for.
 IP_RECVERR = 11
@@ -464,6 +469,9 @@ class OscServer:
             if len(self._subscribers) >= self.max_subscribers:
                 raise ValueError(
                     f"at most {self.max_subscribers} subscribers; /unsubscribe one first")
+            if sum(host == peer[0] for host, _ in self._subscribers) >= MAX_SUBSCRIBERS_PER_HOST:
+                raise ValueError(f"at most {MAX_SUBSCRIBERS_PER_HOST} subscriptions per host; "
+                                 f"/unsubscribe one of {peer[0]}'s first")
             self._subscribers[target] = Subscriber(target, loop.time() + self.lease, prefix)
             log.info("OSC telemetry subscriber %s:%d%s (lease %.0f s)", target[0], port,
                      f" as {prefix}" if prefix else "", self.lease)

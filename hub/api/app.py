@@ -25,8 +25,10 @@ import weakref
 from aiohttp import web
 
 from anamnesis.hub.api.access import TokenGuard, _access, _security_headers, allowed_host_names
+from anamnesis.hub.api.connections import ConnectionCap
 from anamnesis.hub.api.keys import (
     ALLOWED_HOSTS,
+    CONNECTIONS,
     GUARD,
     HUB,
     MAX_BODY,
@@ -67,6 +69,7 @@ def create_app(hub: Hub) -> web.Application:
     app[SCOPE_SOCKETS] = weakref.WeakSet()
     app[WATCH] = WeightsWatch(hub)
     app[GUARD] = TokenGuard()
+    app[CONNECTIONS] = ConnectionCap()
     app[ALLOWED_HOSTS] = allowed_host_names(os.environ.get("ANAMNESIS_ALLOWED_HOSTS", ""))
     try:
         app[WEB_ROOT] = web_dir().resolve()

@@ -4,7 +4,8 @@
 the application: the :class:`~anamnesis.hub.core.hub.Hub` (:data:`HUB`), every open
 WebSocket (:data:`SOCKETS`, closed on shutdown), the ones that asked for scopes
 (:data:`SCOPE_SOCKETS`), the weights watcher (:data:`WATCH`) and the dashboard's
-``web/`` directory (:data:`WEB_ROOT`, None when it is not installed). Then the access
+``web/`` directory (:data:`WEB_ROOT`, None when it is not installed), the connection counts
+(:data:`CONNECTIONS`). Then the access
 rules' constants: the token cookie's name (:data:`COOKIE`), the methods that read
 (:data:`READ_METHODS`), the paths open without a token (:data:`OPEN_PATHS`), the
 WebSockets' paths (:data:`WS_PATHS`, which need the token although they are GETs) and
@@ -20,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from anamnesis.hub.api.connections import ConnectionCap
 from anamnesis.hub.api.weights_watch import WeightsWatch
 from anamnesis.hub.core.hub import Hub
 
@@ -33,6 +35,8 @@ WEB_ROOT: web.AppKey[Path | None] = web.AppKey("web_root", object)  # type: igno
 GUARD: web.AppKey[Any] = web.AppKey("token_guard", object)
 #: The host names the API answers to besides IP addresses (anamnesis.hub.api.access.host_ok).
 ALLOWED_HOSTS: web.AppKey[frozenset[str]] = web.AppKey("allowed_hosts", frozenset)
+#: Open connections per client host (anamnesis.hub.api.connections; installed by the CLI).
+CONNECTIONS: web.AppKey[ConnectionCap] = web.AppKey("connections", ConnectionCap)
 
 COOKIE = "anamnesis_token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -45,5 +49,5 @@ WS_PATHS = frozenset({"/ws", "/ws/listen"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-__all__ = ["ALLOWED_HOSTS", "COOKIE", "GUARD", "HUB", "MAX_BODY", "OPEN_PATHS", "READ_METHODS", "SCOPE_SOCKETS",
+__all__ = ["ALLOWED_HOSTS", "CONNECTIONS", "COOKIE", "GUARD", "HUB", "MAX_BODY", "OPEN_PATHS", "READ_METHODS", "SCOPE_SOCKETS",
            "SOCKETS", "WATCH", "WEB_ROOT", "WS_PATHS", "Handler"]

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from anamnesis.hub.api.bodies import decode_json
-from anamnesis.hub.api.keys import HUB, Handler
+from anamnesis.hub.api.keys import CONNECTIONS, HUB, Handler
 from anamnesis.hub.core.commands import listen_sources
 from anamnesis.hub.core.errors import Conflict, HubError, NotFound
 
@@ -44,7 +44,8 @@ async def health(request: web.Request) -> web.Response:
     """Liveness of the hub (open, no token); ``ok`` is false, and ``problems`` say why,
     while its database refuses writes or a recording has stopped writing (a full or
     read-only disk). ``discovery`` counts what zeroconf brought and what was refused
-    (``refused_replay``, ``refused_pending_full``, ``bad_signature``, ...)."""
+    (``refused_replay``, ``refused_pending_full``, ``bad_signature``, ...); ``http`` the
+    open connections and those refused past the caps (anamnesis.hub.api.connections)."""
     hub = request.app[HUB]
     agents = hub.registry.entries()
     problems = [p for p in (hub.event_log.store_failing,
@@ -53,7 +54,8 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"ok": not problems, "problems": problems, "name": hub.name,
                               "agents": len(agents),
                               "online": sum(1 for a in agents if a.online and a.adopted),
-                              "discovery": {k: discovery[k] for k in sorted(discovery)}})
+                              "discovery": {k: discovery[k] for k in sorted(discovery)},
+                              "http": request.app[CONNECTIONS].counts()})
 
 
 async def installation(request: web.Request) -> web.Response:

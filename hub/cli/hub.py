@@ -207,6 +207,13 @@ async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: byte
     from aiohttp import web
 
     from anamnesis.hub.api.app import create_app
+    from anamnesis.hub.api.connections import (
+        IDLE_S,
+        ConnectionCap,
+        cap_connections,
+        raise_descriptor_limit,
+    )
+    from anamnesis.hub.api.keys import CONNECTIONS
     from anamnesis.hub.api.osc import HubOscServer
     from anamnesis.hub.api.oscquery import HubAnnouncer, create_oscquery_app
 
@@ -220,8 +227,11 @@ async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: byte
     loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="anamnesis-hub-worker"))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # Handlers get 5 s to finish on shutdown (aiohttp's default is 60).
-    runner = web.AppRunner(create_app(hub), access_log=None, shutdown_timeout=5.0)
+    raise_descriptor_limit()
+    # Handlers get 5 s to finish on shutdown (aiohttp's default is 60); a connection
+    # without a request closes after IDLE_S (aiohttp's default is an hour).
+    runner = web.AppRunner(create_app(hub), access_log=None, shutdown_timeout=5.0,
+                           keepalive_timeout=IDLE_S)
     query_runner: web.AppRunner | None = None
     announcer: HubAnnouncer | None = None
     on_stop: Callable[[], None] | None = None
@@ -232,14 +242,17 @@ async def serve(*, state_dir: Path, host: str, port: int, config: Any, key: byte
                 osc_server = HubOscServer(hub)
                 await osc_server.start(*osc_api)
             await runner.setup()
+            cap_connections(runner, runner.app[CONNECTIONS])
             site = web.TCPSite(runner, host, port)
             await site.start()
             osc_bound = (osc_api[0], osc_server.port) if osc_server and osc_api else None
             if oscquery is not None:
                 app = create_oscquery_app(hub, osc_ip=osc_bound[0] if osc_bound else interface,
                                           osc_port=osc_bound[1] if osc_bound else 0)
-                query_runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+                query_runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
+                                             keepalive_timeout=IDLE_S)
                 await query_runner.setup()
+                cap_connections(query_runner, ConnectionCap())
                 await web.TCPSite(query_runner, *oscquery).start()
         except (OSError, StoreError) as exc:   # a port in use, an address not here, a disk
             print(f"anamnesis hub: cannot start: {exc}{state_dir_hint(hub.state_dir)}",

@@ -306,6 +306,8 @@ class Hub:
             if not spec.spawn:
                 continue
             extra: list[str] = ["--seed", str(spec.seed)]
+            for network in self.config.installation.allow:   # controllers on the LAN
+                extra += ["--allow", network]
             if spec.id in self._ports:   # the same ports at every start (fleet/ports.py)
                 extra += port_args(self._ports[spec.id])
             if self.mode == "deployed":

@@ -18,7 +18,6 @@ are checked by reading their header
 from __future__ import annotations
 
 import difflib
-import inspect
 import math
 import re
 import tomllib
@@ -29,9 +28,6 @@ from typing import Any
 from anamnesis.agents.protocol.ids import ID_RE
 from anamnesis.hub.installation.config import (
     AGENT_KEYS,
-    ENVELOPE_KEYS,
-    FILE_ARGS,
-    FILE_KIND,
     INSTALLATION_KEYS,
     MAX_DESCRIPTION,
     MODES,
@@ -39,18 +35,15 @@ from anamnesis.hub.installation.config import (
     ROOM_KEYS,
     ROUTE_KEYS,
     SABINE,
-    SOURCE_KEYS,
     TOP_KEYS,
     AgentSpec,
     Config,
     ConfigError,
     ConfigProblem,
-    Envelope,
     Installation,
     Ring,
     Room,
     Route,
-    Source,
     Vec3,
     _thaw,
     constructor_args,
@@ -63,7 +56,6 @@ from anamnesis.hub.installation.edges import (
     cycle_problem,
     zero_delay_cycles,
 )
-from anamnesis.hub.installation.sound_file import check_sound_file
 from anamnesis.hub.installation.toml import _Locator
 
 _SECRET_RE = re.compile(r"(^|_)(key|token|secret|password|passphrase)$", re.IGNORECASE)
@@ -255,7 +247,8 @@ def _read(c: _Checker, data: Mapping[str, Any], source_name: str, base: Path) ->
     agents = _read_agents(c, data.get("agent", _MISSING), inst, room, ids)
     routes = _read_routes(c, data.get("route", []), ids, inst)
     rings = _read_rings(c, data.get("ring", []), ids, inst)
-    sources = _read_sources(c, data.get("source", []), ids, inst, base)
+    from anamnesis.hub.installation.check_sources import read_sources
+    sources = read_sources(c, data.get("source", []), ids, inst, base)
     from anamnesis.hub.installation.check_couplings import read_couplings
 
     couplings = read_couplings(c, data.get("coupling", []), ids)
@@ -293,12 +286,27 @@ def _read_installation(c: _Checker, raw: Any) -> Installation:
     return Installation(
         name=name,
         description=description,
+        allow=_read_allow(c, t.get("allow", []), (*path, "allow"), where),
         sample_rate=c.number(t, "sample_rate", path, where, d.sample_rate, 8000, 192000,
                              integer=True, unit="Hz"),
         block=c.number(t, "block", path, where, d.block, 64, 1024, integer=True, unit="frames"),
         key_file=key_file,
         mode=c.string(t, "mode", path, where, d.mode, MODES),
     )
+
+
+def _read_allow(c: _Checker, raw: Any, path: Sequence[Any], where: str) -> tuple[str, ...]:
+    from anamnesis.agents.net.access import parse_networks
+
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        c.add(path, where, f"allow must list addresses or networks such as \"10.0.0.0/24\"; "
+              f"got {_show(raw)}")
+        return ()
+    try:
+        return tuple(str(net) for net in parse_networks(raw))
+    except ValueError as exc:
+        c.add(path, where, str(exc).replace("--allow takes", "allow takes"))
+        return ()
 
 
 def _read_room(c: _Checker, raw: Any) -> Room | None:
@@ -599,102 +607,6 @@ def _check_deployed_cycles(c: _Checker, routes: Sequence[Route], rings: Sequence
     for cycle in zero_delay_cycles(edges):
         first = next((owners[pair] for pair in zip(cycle, cycle[1:], strict=False) if pair in owners), ())
         c.add(first, "[installation] mode = \"deployed\"", cycle_problem(cycle, "routes or rings"))
-
-
-def _read_envelope(c: _Checker, raw: Any, path: Sequence[Any], where: str) -> Envelope:
-    t = c.table(raw, path, where)
-    c.keys(t, ENVELOPE_KEYS, path, where)
-    big = 1e6
-
-    def sec(key: str, default: Any, lo_open: bool = False) -> Any:
-        return c.number(t, key, path, where, default, 0.0, big, lo_open=lo_open, unit="s")
-
-    start = sec("start", 0.0)
-    every = sec("every", None, lo_open=True)
-    if "fade" in t:
-        clash = [k for k in ("attack", "hold", "release") if k in t]
-        if clash:
-            c.add((*path, "fade"), where, f"fade is short for attack 0, hold 0, release <fade>: "
-                  f"do not combine it with {', '.join(clash)}")
-        fade = sec("fade", 0.0, lo_open=True)
-        env = Envelope(start=start, attack=0.0, hold=0.0, release=fade, every=every)
-    else:
-        env = Envelope(start=start, attack=sec("attack", 0.0), hold=sec("hold", None),
-                       release=sec("release", 0.0), every=every)
-    if env.every is not None and env.length() > env.every:
-        c.add((*path, "every"), where,
-              f"every ({env.every:g} s) is shorter than the envelope ({env.length():g} s); "
-              "give a hold and a release that fit")
-    return env
-
-
-def _read_sources(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation,
-                  base: Path) -> list[Source]:
-    from anamnesis.agents.signals import SIGNALS
-
-    kinds = (*SIGNALS, FILE_KIND)
-    sources: list[Source] = []
-    names: set[str] = set()
-    for i, item in enumerate(_array_of_tables(c, raw, "source")):
-        path = ("source", i)
-        where = f"[[source]] #{i + 1}"
-        t = c.table(item, path, where)
-        c.keys(t, SOURCE_KEYS, path, where)
-        name = c.string(t, "name", path, where, f"source{i + 1}")
-        if not ID_RE.match(name):
-            c.add((*path, "name"), where, f"name must be 1-32 letters, digits, '_' or '-'; got {_show(name)}")
-        elif name in names:
-            c.add((*path, "name"), where, f"source name {name!r} is used twice")
-        names.add(name)
-        kind = c.string(t, "kind", path, where, None, kinds)
-        if "kind" not in t:
-            c.add(path, where, f"kind is required (one of {', '.join(kinds)})")
-        args = c.table(t.get("args", {}), (*path, "args"), where)
-        if kind is not None:
-            _check_source_args(c, kind, args, inst, base, (*path, "args"), where)
-        env = _read_envelope(c, t.get("envelope", {}), (*path, "envelope"), where)
-        gain = c.number(t, "gain", path, where, 1.0, -MAX_GAIN, MAX_GAIN)
-        targets_raw = t.get("targets", _MISSING)
-        targets: list[str] = []
-        if targets_raw is _MISSING:
-            c.add(path, where, "targets (a list of agent ids) is required")
-        elif not isinstance(targets_raw, list) or not targets_raw:
-            c.add((*path, "targets"), where, f"targets must list agent ids; got {_show(targets_raw)}")
-        else:
-            for target in targets_raw:
-                ref = _agent_ref(c, target, ids, (*path, "targets"), where, "targets")
-                if ref is not None and ref not in targets:
-                    targets.append(ref)
-        if kind is not None and targets:
-            sources.append(Source(kind=kind, name=name, targets=tuple(targets), args=args,
-                                  envelope=env, gain=gain))
-    return sources
-
-
-def _check_source_args(c: _Checker, kind: str, args: Mapping[str, Any], inst: Installation,
-                       base: Path, path: Sequence[Any], where: str) -> None:
-    if kind == FILE_KIND:
-        c.keys(args, FILE_ARGS, path, where)
-        try:
-            check_sound_file(args, inst.sample_rate, base)
-        except ValueError as exc:
-            key = "channel" if "channel" in str(exc) else "path"
-            c.add((*path, key), where, str(exc))
-        return
-    from anamnesis.agents.signals import SIGNALS, make_signal
-
-    names = tuple(inspect.signature(SIGNALS[kind]).parameters)
-    known = tuple(n for n in names if n not in ("sample_rate",))
-    bad = [k for k in args if k not in known]
-    for key in bad:
-        c.add((*path, key), where, f"unknown argument {key!r} for a {kind} source"
-              f"{did_you_mean(key, known) or ' (known: ' + ', '.join(known) + ')'}")
-    if bad:
-        return
-    try:
-        make_signal(kind, inst.sample_rate, **{k: _thaw(v) for k, v in args.items()})
-    except (TypeError, ValueError) as exc:
-        c.add(path, where, f"{kind} source: {exc}")
 
 
 __all__ = ["check_config_data", "did_you_mean", "load_config", "parse_config"]

@@ -15,7 +15,10 @@ Tables and keys (units in the key names or below)::
                      relative to the config file; the key itself never appears in a
                      config and is never printed), mode ("simulated" | "deployed"),
                      description (what to listen for: a few sentences, at most
-                     1000 characters, shown by the dashboard and ``anamnesis demo``)
+                     1000 characters, shown by the dashboard and ``anamnesis demo``),
+                     allow (addresses or networks, besides the hub and loopback,
+                     that may steer the agents the hub spawns: each gets
+                     ``--allow NET``; e.g. ["10.0.0.0/24"] for a controller on the LAN)
     [room]           optional: size [x, y, z] (m), rt60 (s) *or* absorption (0-1;
                      neither: rt60 0.5 s), max_order (image-source order cap,
                      default: the room model's choice), listener [x, y, z] (m,
@@ -82,7 +85,8 @@ MAX_FILE_SECONDS = 600.0
 SABINE = 24.0 * math.log(10.0) / 343.0
 
 # Keys each table accepts (for "unknown key" and "did you mean").
-INSTALLATION_KEYS = ("name", "sample_rate", "block", "key_file", "mode", "description")
+INSTALLATION_KEYS = ("name", "sample_rate", "block", "key_file", "mode", "description",
+                     "allow")
 #: Longest description of a piece (characters).
 MAX_DESCRIPTION = 1000
 ROOM_KEYS = ("size", "rt60", "absorption", "max_order", "listener", "listener_azimuth",
@@ -159,7 +163,8 @@ def _thaw(value: Any) -> Any:
 @dataclass(frozen=True)
 class Installation:
     """``[installation]``: name, sample rate (Hz), block (frames), key file, mode, and
-    a description of the piece (what to listen for)."""
+    a description of the piece (what to listen for), and the controller networks
+    (``allow``) its spawned agents take OSC from besides the hub and loopback."""
 
     name: str = "anamnesis"
     sample_rate: int = 48000
@@ -167,6 +172,7 @@ class Installation:
     key_file: str | None = None
     mode: str = "simulated"
     description: str | None = None
+    allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from support.controlplane import (
     served_agent,
 )
 
-from anamnesis.agents.net.osc import OscServer
+from anamnesis.agents.net.osc import MAX_SUBSCRIBERS_PER_HOST, OscServer
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.oscmap import (
     address_of,
@@ -501,6 +501,30 @@ async def test_lease_expiry_and_subscriber_cap(tmp_path):
             assert server.stats()["subscribers_dropped"] == 1
         finally:
             for c in clients:
+                c.close()
+            await server.close()
+
+
+async def test_one_host_holds_at_most_four_subscriptions(tmp_path):
+    """A forged ``/subscribe`` with an allowed host's address adds at most
+    MAX_SUBSCRIBERS_PER_HOST streams towards that host; another host still subscribes."""
+    async with running_agent(tmp_path / "state") as control:
+        server = OscServer(control, lease=30.0)
+        port = await server.start(LOOPBACK, 0)
+        clients = [await OscTestClient.open(port) for _ in range(MAX_SUBSCRIBERS_PER_HOST + 1)]
+        other = await OscTestClient.open(port, local_host="127.0.0.2")
+        try:
+            for c in clients[:-1]:
+                assert (await c.request("/subscribe"))[0] == "/subscribed"
+            address, reply = await clients[-1].request("/subscribe")
+            assert address == "/error" and "subscriptions per host" in reply[0]
+            assert (await other.request("/subscribe"))[0] == "/subscribed"
+            assert len(server.subscribers()) == MAX_SUBSCRIBERS_PER_HOST + 1
+            clients[0].send("/unsubscribe")
+            await clients[0].expect("/unsubscribed")
+            assert (await clients[-1].request("/subscribe"))[0] == "/subscribed"
+        finally:
+            for c in (*clients, other):
                 c.close()
             await server.close()
 

@@ -264,6 +264,37 @@ async def test_local_agent_command_lines_follow_the_config(tmp_path):
         agent.kill()
 
 
+async def test_the_configs_controller_networks_reach_every_spawned_agent(tmp_path):
+    """``[installation] allow`` becomes each spawned agent's ``--allow``: the agent
+    started with that command line says whom it takes OSC from."""
+    from support.agents import AgentProcess
+
+    from anamnesis.hub.core.hub import Hub
+    from anamnesis.hub.installation.check import parse_config
+    from anamnesis.hub.installation.config import ConfigError
+
+    text = (REPO / "deploy" / "ring3.toml").read_text().replace(
+        "[installation]\n", '[installation]\nallow = ["10.0.0.7", "192.168.1.0/24"]\n', 1)
+    hub = Hub(state_dir=tmp_path, config=parse_config(text, base_dir=REPO / "deploy"))
+    argv = hub.local_agents()[0].argv
+    assert " ".join(argv).count("--allow") == 2
+    assert "--allow 10.0.0.7/32 --allow 192.168.1.0/24" in " ".join(argv)
+    agent = AgentProcess(await asyncio.create_subprocess_exec(
+        *argv, "--no-announce", cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE))
+    try:
+        await agent.ready()
+        assert "loopback and 10.0.0.7/32, 192.168.1.0/24" in agent.log, agent.log
+        agent.proc.send_signal(signal.SIGTERM)
+        assert await agent.wait() == 0
+    finally:
+        agent.kill()
+    with pytest.raises(ConfigError, match=r"allow takes an IP address.*'the bar'"):
+        parse_config(text.replace('"10.0.0.7"', '"the bar"'))
+    with pytest.raises(ConfigError, match="allow must list addresses"):
+        parse_config(text.replace('["10.0.0.7", "192.168.1.0/24"]', '"10.0.0.7"'))
+
+
 @pytest.mark.parametrize(("taken", "what"), [("--http", "the dashboard's"),
                                              ("--osc", "the OSC API's"),
                                              ("--oscquery", "OSCQuery's")])
