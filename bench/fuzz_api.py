@@ -5,8 +5,9 @@ A real hub (two agents placed in a room, one route; nothing spawned) with its AP
 operation of ``GET /api/openapi.json``, hostile path parameters, bodies of the API's own
 field names with values at and past every range, raw bodies that are not JSON objects)
 from each of ``--seeds`` seeds. Printed: the answers by status, the requests per second,
-and every request answered 5xx (method, path, body) with what the hub said. Exit status 1
-if any request was answered 5xx or the hub stopped answering ``/api/health``.
+every request answered 5xx (method, path, body) with what the hub said, and every answer
+whose status or body the document does not describe. Exit status 1 if any request was
+answered 5xx or misdescribed, or the hub stopped answering ``/api/health``.
 ``tests/reliability/test_hostile_input.py`` runs 3,000 of them in ``make test``.
 
     .venv/bin/python bench/fuzz_api.py [--requests 10000] [--seeds 1]
@@ -28,7 +29,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import aiohttp  # noqa: E402
 from reliability.test_hostile_input import CONFIG, NAMES  # noqa: E402
-from support.apifuzz import requests  # noqa: E402
+from support.apifuzz import AnswerChecker, checked_answers, requests  # noqa: E402
 from support.hubs import running_hub  # noqa: E402
 
 from anamnesis.hub.installation.check import parse_config  # noqa: E402
@@ -43,6 +44,9 @@ async def fuzz(count: int, seed: int) -> int:
             async with aiohttp.ClientSession(headers=headers) as http:
                 async with http.get(base + "/api/openapi.json") as r:
                     doc = await r.json()
+            checker, broken = AnswerChecker(doc), []
+            async with aiohttp.ClientSession(headers=headers, trace_configs=[
+                    checked_answers(checker, broken)]) as http:
                 statuses: collections.Counter[int] = collections.Counter()
                 failures = []
                 t0 = time.perf_counter()
@@ -58,11 +62,14 @@ async def fuzz(count: int, seed: int) -> int:
             print(f"seed {seed}: {count} requests in {seconds:.1f} s "
                   f"({count / seconds:.0f}/s); answers {dict(sorted(statuses.items()))}; "
                   f"5xx {len(failures)}; handler errors {hub.counts['handler_errors']}; "
-                  f"health {'ok' if healthy else 'FAILED'}")
+                  f"{checker.checked} answers checked against the document, "
+                  f"{len(broken)} misdescribed; health {'ok' if healthy else 'FAILED'}")
+            for problem in broken[:20]:
+                print(f"  misdescribed: {problem}")
             for request, said in failures[:20]:
                 print(f"  {request.method} {request.url[:80]} {(request.body or b'')[:80]!r}"
                       f" -> {said}")
-            return len(failures) + (0 if healthy else 1)
+            return len(failures) + len(broken) + (0 if healthy else 1)
 
 
 def main() -> int:

@@ -167,7 +167,7 @@ async def snapshot_agent(request: web.Request) -> web.Response:
     body = await _json_body(request)
     name = body.get("name") if isinstance(body, dict) else None
     return web.json_response(await request.app[HUB].agent_snapshot(
-        request.match_info["agent_id"], "snapshot", name))
+        request.match_info["agent_id"], "snapshot", name), status=201)
 
 
 async def recall_agent(request: web.Request) -> web.Response:
@@ -185,7 +185,10 @@ async def list_snapshots(request: web.Request) -> web.Response:
 
 
 async def save_snapshot(request: web.Request) -> web.Response:
-    """Keep the agent's weights (OSC /weights) and parameters in the hub: body {"name": NAME}."""
+    """Keep the agent's weights (OSC /weights) and parameters in the hub: body {"name": NAME}.
+
+    201: the snapshot kept
+    """
     body = await _json_body(request)
     name = body.get("name") if isinstance(body, dict) else None
     return web.json_response(await request.app[HUB].save_snapshot(

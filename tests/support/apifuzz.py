@@ -71,7 +71,7 @@ class Request:
 
 def requests(doc: dict[str, Any], count: int, *, seed: int = 0, names: list[str] = (),
              ) -> Iterator[Request]:
-    """``count`` requests against the operations of ``doc`` (OpenAPI 3.0), path
+    """``count`` requests against the operations of ``doc`` (OpenAPI 3.1), path
     parameters from ``names`` (the installation's ids, routes, scenes) and hostile strings."""
     rng = random.Random(seed)
     fields = field_names()
@@ -95,4 +95,78 @@ def requests(doc: dict[str, Any], count: int, *, seed: int = 0, names: list[str]
         yield Request(method, path, url, body)
 
 
-__all__ = ["RAW_BODIES", "Request", "field_names", "hostile_values", "requests"]
+class AnswerChecker:
+    """Checks answers against ``doc``: the operation is the one whose path the URL the
+    server saw matches (literal paths before templated ones, as the router tries them),
+    the status one it documents (else its ``default``, which must not be a success),
+    and a JSON body valid against that status's schema (JSON Schema 2020-12, as
+    OpenAPI 3.1 writes it, ``$ref`` into the document's components)."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self._paths = sorted(doc["paths"], key=lambda p: (p.count("{"), -len(p)))
+        self._regexes = {p: re.compile("^" + re.sub(r"\\\{[A-Za-z_]+\\\}", "[^/]+",
+                                                    re.escape(p)) + "$") for p in self._paths}
+        self._validators: dict[tuple[str, str, str], Any] = {}
+        self.checked = 0
+
+    def operation(self, method: str, path: str) -> tuple[str, dict[str, Any]] | None:
+        """(path template, operation) the server routes ``method path`` to, or None."""
+        for template in self._paths:
+            op = self.doc["paths"][template].get(method.lower())
+            if op is not None and self._regexes[template].match(path):
+                return template, op
+        return None
+
+    def problem(self, method: str, path: str, status: int, body: Any) -> str | None:
+        """Why the answer breaks the document (None: it keeps it, or no operation has
+        that path: the dashboard's files, a path the fuzz broke)."""
+        from jsonschema import Draft202012Validator
+
+        found = self.operation(method, path)
+        if found is None:
+            return None
+        template, op = found
+        code = str(status)
+        if code not in op["responses"]:
+            if 200 <= status < 400:
+                return f"{method} {template}: {status} is not documented"
+            code = "default"
+        content = op["responses"][code].get("content")
+        if content is None:
+            return None
+        key = (template, method, code)
+        if key not in self._validators:
+            schema = dict(content["application/json"]["schema"],
+                          components=self.doc["components"])
+            self._validators[key] = Draft202012Validator(schema)
+        self.checked += 1
+        error = next(iter(self._validators[key].iter_errors(body)), None)
+        if error is None:
+            return None
+        where = "/".join(str(p) for p in error.absolute_path)
+        return f"{method} {template} {status}: {error.message[:200]} at /{where}"
+
+
+def checked_answers(checker: AnswerChecker, problems: list[str]) -> Any:
+    """An ``aiohttp.TraceConfig`` for a test's ``ClientSession``: every JSON answer of
+    ``/api`` the session receives is checked (:meth:`AnswerChecker.problem`) and what
+    breaks the document appended to ``problems`` (the body stays readable: aiohttp
+    keeps it)."""
+    import aiohttp
+
+    async def on_request_end(session: Any, context: Any, params: Any) -> None:
+        r = params.response
+        if r.url.raw_path.startswith("/api/") and r.content_type == "application/json":
+            problem = checker.problem(params.method, r.url.raw_path, r.status,
+                                      json.loads(await r.read()))
+            if problem:
+                problems.append(problem)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    return trace
+
+
+__all__ = ["RAW_BODIES", "AnswerChecker", "checked_answers", "Request", "field_names", "hostile_values",
+           "requests"]

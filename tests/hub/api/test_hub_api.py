@@ -16,6 +16,7 @@ import time
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from support.apifuzz import AnswerChecker, checked_answers
 from support.controlplane import (
     AgentProcess,
     OscTestClient,
@@ -26,6 +27,7 @@ from support.waiting import wait_for
 from anamnesis.agents.protocol.key import generate_key
 from anamnesis.hub.api.app import create_app
 from anamnesis.hub.api.keys import COOKIE, READ_METHODS
+from anamnesis.hub.api.openapi import openapi_document
 from anamnesis.hub.api.ws import TELEMETRY_HZ
 from anamnesis.hub.core.hub import Hub
 
@@ -137,9 +139,11 @@ async def test_live_installation_and_restart(tmp_path, caplog):
     s1, s2, _u1 = agents
     OURS = {"s1", "s2", "u1"}
     auth = {"Authorization": "Bearer PLACEHOLDER"}
+    broken: list[str] = []     # answers about real agents that the OpenAPI document misstates
     try:
         async with running_hub(tmp_path / "hub", key=key) as (hub, base), \
-                aiohttp.ClientSession() as http:
+                aiohttp.ClientSession(trace_configs=[checked_answers(
+                    AnswerChecker(openapi_document(create_app(hub))), broken)]) as http:
             auth = {"Authorization": f"Bearer {hub.token}"}
 
             async def statuses():
@@ -296,6 +300,7 @@ async def test_live_installation_and_restart(tmp_path, caplog):
                 kinds = [e["kind"] for e in await r.json()]
             assert "scene_saved" in kinds and kinds.count("hub_started") == 2
             assert hub2.token == hub.token and hub.token not in caplog.text
+        assert broken == [], broken[:5]
     finally:
         await asyncio.gather(*(a.stop() for a in agents))
 
@@ -505,9 +510,12 @@ async def test_hub_snapshots_keep_weights_and_params_and_write_them_back(tmp_pat
     key = generate_key(tmp_path / "installation.key")
     agent = await AgentProcess.start(tmp_path / "k1", agent_id="k1", extra=(
         "--installation", "test", "--key-file", str(tmp_path / "installation.key")))
+    broken: list[str] = []     # answers the OpenAPI document misstates
     try:
         async with running_hub(tmp_path / "hub", key=key) as (hub, base), \
-                aiohttp.ClientSession(headers={"Authorization": f"Bearer {hub.token}"}) as http:
+                aiohttp.ClientSession(headers={"Authorization": f"Bearer {hub.token}"},
+                                      trace_configs=[checked_answers(AnswerChecker(
+                                          openapi_document(create_app(hub))), broken)]) as http:
             async def online():
                 entry = hub.registry.get("k1")
                 return entry is not None and entry.online
@@ -554,6 +562,7 @@ async def test_hub_snapshots_keep_weights_and_params_and_write_them_back(tmp_pat
                 assert r.status == 404 and "no snapshot 'nope'" in (await r.json())["error"]
             async with http.get(base + "/api/agents/k1/snapshots") as r:
                 assert [x["name"] for x in await r.json()] == ["one"]
+        assert broken == [], broken[:5]
         async with running_hub(tmp_path / "hub", key=key) as (hub, base), \
                 aiohttp.ClientSession() as http:
             async with http.get(base + "/api/agents/k1/snapshots") as r:

@@ -1,6 +1,9 @@
 """The REST API keeps its own contract (issue 14, item 10).
 
-``GET /api/openapi.json`` passes an independent validator (openapi-spec-validator), its
+``GET /api/openapi.json`` passes an independent validator (openapi-spec-validator), every
+success answer has a schema (the answers themselves are checked against them by the
+fuzz of ``tests/reliability/test_hostile_input.py`` and the live tests of
+``test_hub_api.py``), its
 path parameters are the paths' own (``{name}.sdp`` included), and the status a real
 hub answers with is the one documented for that operation (201 for what is created,
 307 for the stream redirect). A scene blend's event keeps its own timestamp.
@@ -29,7 +32,7 @@ VALIDATE = ("import json, sys\n"
 
 
 async def validate(doc: dict) -> None:
-    """Raise ``AssertionError`` with the validator's words on any violation of OpenAPI 3.0."""
+    """Raise ``AssertionError`` with the validator's words on any violation of OpenAPI 3.1."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", VALIDATE, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -58,6 +61,13 @@ async def test_the_document_validates_and_says_what_the_hub_answers(tmp_path):
             async with http.get(base + "/api/openapi.json") as r:
                 doc = await r.json()
             await validate(doc)
+            # Every success answer has its schema (the redirect has no body).
+            for path, ops in doc["paths"].items():
+                for method, op in ops.items():
+                    for code, answer in op["responses"].items():
+                        if code[0] == "2":
+                            schema = answer["content"]["application/json"]["schema"]
+                            assert schema, (method, path, code, "no schema")
             stream = doc["paths"]["/api/agents/{agent_id}/streams/{name}.sdp"]["get"]
             assert [p["name"] for p in stream["parameters"]] == ["agent_id", "name"]
             assert set(stream["responses"]) >= {"307", "404"} and "200" not in stream["responses"]
