@@ -17,14 +17,13 @@ the test makes: every address is 10.99.0.N on the test's own bridge.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
-from support.agents import AgentProcess, spawn
+from support.lanhosts import Hosts as LanHosts
 from support.netns import Lan, require_namespaces
 
 from anamnesis.agents.protocol.key import generate_key
@@ -54,47 +53,12 @@ gain = 0.5
 """
 
 
-class Hosts:
-    """The test's LAN and the programs on it; the hub's REST API read with curl on the
-    hub's own host (the root namespace has no way in, by design)."""
+class Hosts(LanHosts):
+    """The LAN's programs (:class:`support.lanhosts.Hosts`) and recordings of the agents'
+    streams."""
 
     def __init__(self, lan: Lan, tmp: Path) -> None:
-        self.lan = lan
-        self.tmp = tmp
-        self.procs: list[AgentProcess] = []
-        self.token = ""
-
-    async def run(self, host: int, *args: str, module: str = "anamnesis.agents") -> AgentProcess:
-        proc = await spawn(*args, module=module, prefix=self.lan.exec(host))
-        self.procs.append(proc)
-        return proc
-
-    async def curl(self, host: int, url: str, *extra: str) -> bytes:
-        proc = await asyncio.create_subprocess_exec(
-            *self.lan.exec(host), "curl", "-sS", "--fail-with-body", "--max-time", "5", *extra,
-            url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate()
-        assert proc.returncode == 0, f"curl {url}: {err.decode()} {out.decode()}"
-        return out
-
-    async def api(self, path: str, method: str = "GET") -> object:
-        url = f"http://{self.lan.address(HUB)}:{HTTP}{path}"
-        return json.loads(await self.curl(HUB, url, "-X", method,
-                                          "-H", f"Authorization: Bearer {self.token}"))
-
-    async def agents(self) -> dict[str, dict]:
-        return {a["id"]: a for a in await self.api("/api/agents")}
-
-    async def until(self, check, what: str, timeout: float) -> object:
-        """Poll ``await check()`` until it returns something true (its value)."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = await check()
-            if last:
-                return last
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"{what}: not within {timeout:g} s (last {last!r})")
+        super().__init__(lan, tmp, hub=HUB, http_port=HTTP)
 
     async def record(self, host: int, agent_host: int, stream: str, seconds: float) -> np.ndarray:
         """``seconds`` of an agent's ``stream`` as ffmpeg on ``host`` decodes it from the
@@ -115,9 +79,6 @@ class Hosts:
         data, rate = soundfile.read(str(wav), dtype="float64")
         assert rate == 48000 and data.size >= seconds * rate * 0.6, (name, data.shape)
         return data
-
-    async def close(self) -> None:
-        await asyncio.gather(*(p.stop(20) for p in self.procs))
 
 
 def plays(y: np.ndarray, what: str) -> float:
