@@ -10,13 +10,14 @@ per sample, in this order:
 2. **DC blocker.** First-order ``y = x - x1 + R*y1``, corner :data:`DC_CORNER_HZ`.
 3. **High-pass.** Second-order Butterworth at :data:`HIGHPASS_HZ` (RBJ biquad,
    transposed direct form II): speakers are spared sub-sonic excursion, which a
-   learning network easily produces. **Low-pass**: eighth-order Butterworth at
-   ``lowpass_hz`` (default :data:`LOWPASS_HZ`; four biquads; None switches it off, an
+   learning network easily produces. **Low-pass**: twelfth-order Butterworth at
+   ``lowpass_hz`` (default :data:`LOWPASS_HZ`; six biquads; None switches it off, an
    explicit choice): a chaotic learner's oscillation near the Nyquist rate (a 24 kHz
    tone, inaudible and under the ceiling) would burn a tweeter over a week. At 48 kHz
-   it passes 15 kHz within 0.05 dB and takes 42 dB off at 20 kHz, 63 dB at 21 kHz, so
+   it passes 15 kHz within 0.01 dB and takes 63 dB off at 20 kHz, 95 dB at 21 kHz, so
    a model's full-scale output (every model ends in a bounded activation) leaves at
-   most -42 dBFS above 20 kHz at 0 dB gain.
+   most -51 dBFS above 20 kHz even at the largest gain (+12 dB). (An eighth order,
+   42 dB at 20 kHz, let -30 dBFS through at +12 dB.)
 4. **Gain** (dB target, ramped linearly in amplitude over :data:`RAMP_S`).
    It sits *before* the limiter, so +12 dB drives the limiter instead of clipping.
 5. **Limiter** with a lookahead of ``lookahead_ms``: the gain needed by each
@@ -58,10 +59,11 @@ INPUT_LIMIT = 1.0e4
 DC_CORNER_HZ = 5.0
 #: Corner of the Butterworth high-pass (Hz).
 HIGHPASS_HZ = 20.0
-#: Corner of the eighth-order Butterworth low-pass (Hz; capped at 0.45 × the sample rate).
+#: Corner of the twelfth-order Butterworth low-pass (Hz; capped at 0.45 × the sample rate).
 LOWPASS_HZ = 17000.0
-#: Q of its four biquad sections: 1 / (2 cos θ), θ = 11.25°, 33.75°, 56.25°, 78.75°.
-LOWPASS_QS = tuple(1.0 / (2.0 * math.cos(math.radians(t))) for t in (11.25, 33.75, 56.25, 78.75))
+#: Q of its six biquad sections: 1 / (2 cos θ), θ = 7.5°, 22.5°, ... 82.5° (the poles of
+#: a twelfth-order Butterworth, 15° apart).
+LOWPASS_QS = tuple(1.0 / (2.0 * math.cos(math.radians(7.5 + 15.0 * k))) for k in range(6))
 #: Length of gain and mute ramps (s).
 RAMP_S = 0.010
 #: Fade to silence after ``panic`` (s); with a block of up to 1024 frames at
@@ -243,7 +245,7 @@ def safety_kernel(x, y, n, targets, st, coef, delay, greq, released, counters, l
 
 
 def lowpass_sections(corner_hz: float | None, sample_rate: float) -> np.ndarray:
-    """The biquads (sections, 5: b0 b1 b2 a1 a2, a0 = 1) of a eighth-order Butterworth
+    """The biquads (sections, 5: b0 b1 b2 a1 a2, a0 = 1) of a twelfth-order Butterworth
     low-pass at ``corner_hz`` (RBJ's bilinear transform, prewarped at the corner, one
     section per Q of :data:`LOWPASS_QS`); no sections for None."""
     if corner_hz is None:
