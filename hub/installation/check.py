@@ -558,6 +558,18 @@ def _read_routes(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation) 
     return routes
 
 
+def read_name(c: _Checker, t: Mapping[str, Any], path: Sequence[Any], where: str,
+              names: set[str], what: str, default: str) -> str:
+    """A table's ``name`` (an id, unique among ``names``, which it joins)."""
+    name = c.string(t, "name", path, where, default)
+    if not ID_RE.match(name):
+        c.add((*path, "name"), where, f"name must be 1-32 letters, digits, '_' or '-'; got {_show(name)}")
+    elif name in names:
+        c.add((*path, "name"), where, f"{what} name {name!r} is used twice")
+    names.add(name)
+    return name
+
+
 def _read_rings(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation) -> list[Ring]:
     rings: list[Ring] = []
     names: set[str] = set()
@@ -566,12 +578,7 @@ def _read_rings(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation) -
         where = f"[[ring]] #{i + 1}"
         t = c.table(item, path, where)
         c.keys(t, RING_KEYS, path, where)
-        name = c.string(t, "name", path, where, f"ring{i + 1}")
-        if not ID_RE.match(name):
-            c.add((*path, "name"), where, f"name must be 1-32 letters, digits, '_' or '-'; got {_show(name)}")
-        elif name in names:
-            c.add((*path, "name"), where, f"ring name {name!r} is used twice")
-        names.add(name)
+        name = read_name(c, t, path, where, names, "ring", f"ring{i + 1}")
         members = t.get("agents", _MISSING)
         agents: list[str] = []
         if members is _MISSING:

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from anamnesis.agents.protocol.ids import ID_RE
 from anamnesis.hub.installation.check import (
     _MISSING,
     _agent_ref,
@@ -19,6 +18,7 @@ from anamnesis.hub.installation.check import (
     _Checker,
     _show,
     did_you_mean,
+    read_name,
 )
 from anamnesis.hub.installation.config import (
     ENVELOPE_KEYS,
@@ -74,12 +74,7 @@ def read_sources(c: _Checker, raw: Any, ids: Sequence[str], inst: Installation,
         where = f"[[source]] #{i + 1}"
         t = c.table(item, path, where)
         c.keys(t, SOURCE_KEYS, path, where)
-        name = c.string(t, "name", path, where, f"source{i + 1}")
-        if not ID_RE.match(name):
-            c.add((*path, "name"), where, f"name must be 1-32 letters, digits, '_' or '-'; got {_show(name)}")
-        elif name in names:
-            c.add((*path, "name"), where, f"source name {name!r} is used twice")
-        names.add(name)
+        name = read_name(c, t, path, where, names, "source", f"source{i + 1}")
         kind = c.string(t, "kind", path, where, None, kinds)
         if "kind" not in t:
             c.add(path, where, f"kind is required (one of {', '.join(kinds)})")
