@@ -82,6 +82,9 @@ from anamnesis.hub.fleet.telemetry import AgentTelemetry
 
 log = logging.getLogger(__name__)
 
+#: The agent program's entry, for a forked start (:class:`ChildSpec`'s ``fork_main``).
+AGENT_MAIN = "anamnesis.agents.main:main"
+
 
 class Hub:
     """The running hub (see the module docstring).
@@ -306,8 +309,6 @@ class Hub:
             if not spec.spawn:
                 continue
             extra: list[str] = ["--seed", str(spec.seed)]
-            for network in self.config.installation.allow:   # controllers on the LAN
-                extra += ["--allow", network]
             if spec.id in self._ports:   # the same ports at every start (fleet/ports.py)
                 extra += port_args(self._ports[spec.id])
             if self.mode == "deployed":
@@ -324,7 +325,7 @@ class Hub:
                 spec.id, model=spec.model, preset=spec.preset, audio=audio,
                 interface=self.interface, installation=self.name, key_file=self.key_file,
                 state_dir=self.state_dir / "agents" / spec.id, model_args=spec.model_args(),
-                extra=extra), fork_main="anamnesis.agents.main:main"))
+                allow=self.config.installation.allow, extra=extra), fork_main=AGENT_MAIN))
         return out
 
     def seed_params(self) -> None:

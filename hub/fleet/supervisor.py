@@ -53,10 +53,11 @@ class ChildSpec:
 def agent_argv(agent_id: str, *, model: str | None = None, preset: str | None = None,
                audio: str = "null", interface: str = "127.0.0.1", installation: str = "anamnesis",
                key_file: Path | None = None, state_dir: Path | None = None,
-               model_args: Mapping[str, Any] | None = None,
+               model_args: Mapping[str, Any] | None = None, allow: Sequence[str] = (),
                extra: Sequence[str] = ()) -> tuple[str, ...]:
     """The argv of ``python -m anamnesis.agents`` for one local agent (this interpreter);
-    ``model_args`` (constructor arguments such as hidden_size) become ``--model-arg``s."""
+    ``model_args`` (constructor arguments such as hidden_size) become ``--model-arg``s,
+    ``allow`` (networks that may steer it besides the hub and loopback) ``--allow``s."""
     argv = [sys.executable, "-m", "anamnesis.agents", "--id", agent_id, "--audio", audio,
             "--interface", interface, "--installation", installation]
     if model:
@@ -67,6 +68,8 @@ def agent_argv(agent_id: str, *, model: str | None = None, preset: str | None = 
         argv += ["--key-file", str(key_file)]
     if state_dir is not None:
         argv += ["--state-dir", str(state_dir)]
+    for network in allow:
+        argv += ["--allow", network]
     for name, value in (model_args or {}).items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         argv += ["--model-arg", f"{name}={text}"]
