@@ -1,34 +1,45 @@
 """Benchmark: the simulated room's acoustic coupling — 8 speakers to 8 mics plus the
-listener's two ears (10 × 8 responses of 0.5 s, 48 kHz) — convolved at 256-frame
-blocks by ``MatrixConvolver`` (93.75 → 94 partitions per response).
+listener's two ears (10 × 8 responses of 0.5 s, 48 kHz) at 256-frame blocks — by the
+room's convolver (:class:`RoomConvolver`, non-uniform partitions), by the uniformly
+partitioned one it replaced (:class:`MatrixConvolver`, 94 partitions per response: the
+yardstick), and by zita-convolver's ``fconvolver`` (Debian's ``jconvolver``: the engine
+of jconvolver), all on the same responses and the same 20 s of input, in this run.
 
-Reported per sample type: mean, p50 and p99 ms per block (``time.perf_counter``
-around each ``process``), CPU ms per block (``time.process_time``) and the mean as a
-percentage of one core (the block period is 5.33 ms); also the time to compute the
-responses (image sources, off the audio path). Target (issue 7): ≤ 1.2 ms per block.
-The live path uses float32 (half the memory traffic of the 94-partition MAC);
-float64 is shown for reference. Exit status 1 if float32 misses the target.
+Reported: CPU per block (``time.process_time`` over the 20 s; fconvolver's from
+``getrusage`` of the child, a 1 s run subtracted so that reading the files and
+preparing the responses do not count), wall-clock p50/p99/max per block of ours (the
+long partitions' turns are the peaks), our outputs against fconvolver's (the largest
+difference relative to the peak), and the ratios. Targets: the live budget, ≤ 1.2 ms
+per float32 block (issue 7: the exit status is 1 if it is missed), and ≤ 1.25×
+fconvolver's CPU (issue 19: said MET or MISSED). Without fconvolver its lines say so.
 
-    .venv/bin/python bench/bench_room.py [--seconds 10] [--block 256]
+    .venv/bin/python bench/bench_room.py [--seconds 20] [--block 256]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anamnesis.hub.engine.convolve import MatrixConvolver
-from anamnesis.hub.engine.room import Room
+from anamnesis.hub.engine.convolve import MatrixConvolver  # noqa: E402
+from anamnesis.hub.engine.partitions import RoomConvolver  # noqa: E402
+from anamnesis.hub.engine.room import Room  # noqa: E402
 
 SR = 48000
 TARGET_MS = 1.2
+TARGET_RATIO = 1.25
 
 
 def octophonic_positions(size):
@@ -36,71 +47,101 @@ def octophonic_positions(size):
     cx, cy = size[0] / 2, size[1] / 2
     angles = np.arange(8) * 2 * np.pi / 8
     speakers = np.stack(
-        [cx + 2.4 * np.cos(angles), cy + 1.9 * np.sin(angles), np.full(8, 1.6)], 1
-    )
+        [cx + 2.4 * np.cos(angles), cy + 1.9 * np.sin(angles), np.full(8, 1.6)], 1)
     mics = np.stack(
-        [cx + 1.9 * np.cos(angles), cy + 1.4 * np.sin(angles), np.full(8, 1.4)], 1
-    )
+        [cx + 1.9 * np.cos(angles), cy + 1.4 * np.sin(angles), np.full(8, 1.4)], 1)
     return speakers, mics, [cx, cy - 0.5, 1.7]
 
 
-def bench(irs: np.ndarray, block: int, seconds: float, dtype) -> dict:
-    conv = MatrixConvolver(irs.astype(dtype), block, dtype=dtype)
-    rng = np.random.default_rng(0)
-    x = rng.normal(0.0, 0.3, (block, irs.shape[1])).astype(dtype)
-    out = np.zeros((block, irs.shape[0]), dtype=dtype)
-    for _ in range(50):
-        conv.process(x, out)
-    n = max(int(seconds * SR / block), 100)
+def ours(cls, irs: np.ndarray, x: np.ndarray, block: int) -> dict:
+    """CPU and wall time per block of ``cls`` (float32) over ``x``; its output."""
+    conv = cls(irs.astype(np.float32), block, dtype=np.float32)
+    x = x.astype(np.float32)
+    out = np.zeros((x.shape[0], irs.shape[0]), dtype=np.float32)
+    warm = np.zeros((block, irs.shape[0]), dtype=np.float32)
+    for _ in range(64):                               # every level's turn, twice
+        conv.process(np.zeros((block, irs.shape[1]), np.float32), warm)
+    conv.reset()
+    n = x.shape[0] // block
     wall = np.empty(n)
     cpu0 = time.process_time()
     for k in range(n):
         t0 = time.perf_counter()
-        conv.process(x, out)
+        conv.process(x[k * block:(k + 1) * block], out[k * block:(k + 1) * block])
         wall[k] = time.perf_counter() - t0
     cpu = (time.process_time() - cpu0) / n
-    period = block / SR
-    return {
-        "mean_ms": wall.mean() * 1e3,
-        "p50_ms": np.percentile(wall, 50) * 1e3,
-        "p99_ms": np.percentile(wall, 99) * 1e3,
-        "cpu_ms": cpu * 1e3,
-        "core_pct": 100 * wall.mean() / period,
-        "parts": conv.n_parts,
-    }
+    return {"cpu_ms": cpu * 1e3, "p50_ms": np.percentile(wall, 50) * 1e3,
+            "p99_ms": np.percentile(wall, 99) * 1e3, "max_ms": wall.max() * 1e3,
+            "parts": conv.n_parts, "out": out[:n * block]}
+
+
+def fconvolver(irs: np.ndarray, x: np.ndarray, block: int) -> dict | None:
+    """fconvolver's CPU per block on the same responses and input, and its output; None
+    when it is not installed."""
+    program = shutil.which("fconvolver")
+    if program is None:
+        return None
+    n_out, n_in, length = irs.shape
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        lines = [f"/convolver/new {n_in} {n_out} {block} {length} 1.0", f"/cd {d}"]
+        for o in range(n_out):
+            for i in range(n_in):
+                soundfile.write(d / f"h{o}_{i}.wav", irs[o, i].astype(np.float32), SR,
+                                subtype="FLOAT")
+                lines.append(f"/impulse/read {i + 1} {o + 1} 1.0 0 0 0 1 h{o}_{i}.wav")
+        (d / "room.conf").write_text("\n".join(lines) + "\n")
+        cpu = {}
+        for name, signal in (("short", x[:SR]), ("full", x)):
+            soundfile.write(d / f"{name}.wav", signal.astype(np.float32), SR, subtype="FLOAT")
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            subprocess.run([program, str(d / "room.conf"), str(d / f"{name}.wav"),
+                            str(d / f"{name}-out.wav")], check=True, capture_output=True)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[name] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        out, _ = soundfile.read(d / "full-out.wav", dtype="float32")
+    blocks = (x.shape[0] - SR) / block
+    return {"cpu_ms": (cpu["full"] - cpu["short"]) / blocks * 1e3, "out": out[:x.shape[0]]}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--seconds", type=float, default=10.0, help="audio seconds per case"
-    )
+    ap.add_argument("--seconds", type=float, default=20.0, help="audio seconds per engine")
     ap.add_argument("--block", type=int, default=256, help="frames per block")
     args = ap.parse_args()
 
-    room = Room(
-        (8.0, 6.0, 3.5), rt60_s=0.8, max_order=40, max_len_s=0.5, sample_rate=SR
-    )
+    room = Room((8.0, 6.0, 3.5), rt60_s=0.8, max_order=40, max_len_s=0.5, sample_rate=SR)
     speakers, mics, listener = octophonic_positions(room.size_m)
     t0 = time.perf_counter()
     irs = room.coupling_responses(speakers, mics, listener)
-    print(
-        f"responses {irs.shape} (mics+ears, speakers, samples), order {room.order}: "
-        f"{time.perf_counter() - t0:.2f} s to compute"
-    )
+    print(f"responses {irs.shape} (mics+ears, speakers, samples), order {room.order}: "
+          f"{time.perf_counter() - t0:.2f} s to compute")
+    x = np.random.default_rng(0).normal(0.0, 0.3, (int(args.seconds * SR), irs.shape[1]))
+    x = x[: x.shape[0] // args.block * args.block]
 
-    ok = True
-    for dtype in (np.float32, np.float64):
-        r = bench(irs, args.block, args.seconds, dtype)
-        mark = ""
-        if dtype is np.float32:
-            ok = r["mean_ms"] <= TARGET_MS
-            mark = f"  target ≤ {TARGET_MS} ms: {'met' if ok else 'MISSED'}"
-        print(
-            f"{np.dtype(dtype).name:8s} block {args.block} ({r['parts']} partitions): "
-            f"mean {r['mean_ms']:.3f} ms  p50 {r['p50_ms']:.3f}  p99 {r['p99_ms']:.3f}  "
-            f"cpu {r['cpu_ms']:.3f} ms  = {r['core_pct']:.1f} % of a core{mark}"
-        )
+    period_ms = args.block / SR * 1e3
+    room_conv = ours(RoomConvolver, irs, x, args.block)
+    uniform = ours(MatrixConvolver, irs, x, args.block)
+    for name, r in (("RoomConvolver (non-uniform)", room_conv),
+                    ("MatrixConvolver (uniform)", uniform)):
+        print(f"{name:28s} float32, {r['parts']:3d} partitions: cpu {r['cpu_ms']:.3f} ms "
+              f"per block ({100 * r['cpu_ms'] / period_ms:.1f} % of a core); wall p50 "
+              f"{r['p50_ms']:.3f} p99 {r['p99_ms']:.3f} max {r['max_ms']:.3f} ms")
+    ok = room_conv["cpu_ms"] <= TARGET_MS
+    print(f"live budget ≤ {TARGET_MS} ms per block: {'met' if ok else 'MISSED'}; "
+          f"non-uniform / uniform: {room_conv['cpu_ms'] / uniform['cpu_ms']:.2f}×")
+    peer = fconvolver(irs, x, args.block)
+    if peer is None:
+        print("fconvolver: not installed (apt-get install jconvolver); no ratio")
+    else:
+        peak = float(np.max(np.abs(peer["out"])))
+        diff = float(np.max(np.abs(room_conv["out"] - peer["out"][:room_conv["out"].shape[0]])))
+        ratio = room_conv["cpu_ms"] / peer["cpu_ms"]
+        print(f"fconvolver (zita-convolver)  cpu {peer['cpu_ms']:.3f} ms per block; ours "
+              f"against it: largest difference {diff / peak:.1e} of the peak")
+        print(f"RoomConvolver / fconvolver CPU: {ratio:.2f}× (target ≤ {TARGET_RATIO}×: "
+              f"{'MET' if ratio <= TARGET_RATIO else 'MISSED'}); the uniform one: "
+              f"{uniform['cpu_ms'] / peer['cpu_ms']:.2f}×")
     return 0 if ok else 1
 
 

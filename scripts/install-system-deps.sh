@@ -3,12 +3,13 @@
 # PortAudio (sound cards), JACK (a real audio server without hardware), ffmpeg
 # (an independent RTP/JACK peer), liblo-tools (oscsend/oscdump) and Chromium (the
 # browser the dashboard's tests and bench drive through Playwright; never
-# `playwright install`, which downloads a browser) and Node.js (the dashboard's unit tests).
+# `playwright install`, which downloads a browser), Node.js (the dashboard's unit tests)
+# and jconvolver (zita-convolver's fconvolver: bench/bench_room.py's peer).
 # Idempotent: installs only what is missing. Needs root for apt; without it,
 # prints the command to run and exits 0 (CI=true makes a missing package fatal).
 set -euo pipefail
 packages=(libportaudio2 jackd2 ffmpeg liblo-tools gstreamer1.0-tools gstreamer1.0-plugins-good
-          chromium)
+          chromium jconvolver)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -68,20 +68,22 @@ class MatrixConvolver:
     """Uniformly partitioned overlap-save convolution of ``n_in`` inputs to ``n_out``.
 
     ``irs``: (n_out, n_in, ir_len) impulse responses in samples (linear gain).
-    ``block``: frames per ``process`` call, 64–1024 (also the partition length).
+    ``block``: frames per ``process`` call, 64–1024 (also the partition length; up to
+    ``max_block`` for a level of :class:`~anamnesis.hub.engine.partitions.RoomConvolver`).
     ``dtype``: float64 (default, exact) or float32 (half the memory traffic).
     Everything is allocated here; ``process`` allocates nothing.
     """
 
-    def __init__(self, irs: np.ndarray, block: int, dtype=np.float64) -> None:
+    def __init__(self, irs: np.ndarray, block: int, dtype=np.float64, *,
+                 max_block: int = MAX_BLOCK) -> None:
         irs = np.asarray(irs)
         if irs.ndim != 3 or min(irs.shape) < 1:
             raise ValueError(
                 f"irs must have shape (n_out, n_in, ir_len) with sizes >= 1, got {irs.shape}"
             )
-        if not MIN_BLOCK <= int(block) <= MAX_BLOCK:
+        if not MIN_BLOCK <= int(block) <= max_block:
             raise ValueError(
-                f"block must be in {MIN_BLOCK}..{MAX_BLOCK} frames, got {block}"
+                f"block must be in {MIN_BLOCK}..{max_block} frames, got {block}"
             )
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):

@@ -7,8 +7,8 @@ For agent ``i`` with a mic and every agent ``j`` with a speaker::
     ear_e = sum_j  h(ear_e <- speaker_j) * out_j           (e = left, right)
 
 ``h`` are the room's impulse responses (:mod:`anamnesis.hub.engine.room`, image sources), ``*``
-is convolution (:class:`anamnesis.hub.engine.convolve.MatrixConvolver`, float32 by default: the
-live path's budget), ``self-noise`` is white Gaussian noise at the room's
+is convolution (:class:`anamnesis.hub.engine.partitions.RoomConvolver`, non-uniformly
+partitioned, float32 by default: the live path's budget), ``self-noise`` is white Gaussian noise at the room's
 ``mic_noise_db`` (dBFS RMS), seeded, one independent stream per mic. Sources
 (visitor noise bursts, ambience) are the routing graph's (:mod:`anamnesis.hub.engine.graph`);
 the mics are added to each agent's input by ``graph.tick(..., mics=...)``.
@@ -23,7 +23,8 @@ Changes. Moving a speaker, a mic or the listener, or changing the room, means
 new responses: :func:`compute_responses` (heavy, ≈0.2–1 s; cached on disk by
 geometry) and :meth:`RoomCoupling.prepare` (their spectra) run on a worker;
 :meth:`RoomCoupling.swap` installs the result between two blocks, crossfaded
-over one block. The self-noise level changes at once (:meth:`set_noise_db`).
+(the head of every response over one block, its tail level by level within the
+response's length). The self-noise level changes at once (:meth:`set_noise_db`).
 Agents without a speaker or a mic (no position) take no part: their rows or
 columns of ``h`` are zero.
 
@@ -40,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from anamnesis.hub.engine.convolve import MatrixConvolver
+from anamnesis.hub.engine.partitions import RoomConvolver
 from anamnesis.hub.engine.room import Room as RoomModel
 from anamnesis.hub.engine.room import listener_ears
 
@@ -129,7 +130,7 @@ class RoomCoupling:
         self.listener = bool(listener)
         if irs is None:
             irs = compute_responses(room, agents, sample_rate, cache_dir=cache_dir)
-        self.convolver = MatrixConvolver(self._rows(irs), self.block, dtype=dtype)
+        self.convolver = RoomConvolver(self._rows(irs), self.block, dtype=dtype)
         self._has_mic = np.array([a.mic is not None for a in agents], dtype=bool)
         self._rng = np.random.Generator(np.random.PCG64(seed))
         self._noise = np.zeros((self.block, self.n_agents))

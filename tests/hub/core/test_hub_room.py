@@ -135,7 +135,7 @@ async def test_the_floor_plan_is_edited_recomputed_pushed_and_restored(tmp_path)
         while hub.driver.coupling is None:       # the first responses, on a worker
             assert loop.time() < deadline
             await asyncio.sleep(0.02)
-        before = hub.driver.coupling.convolver._spectra[0].copy()
+        before = hub.driver.coupling.convolver.head._spectra[0].copy()
         layout = hub.put_room_layout({"listener": [3.0, 3.0, 1.6],
                                       "agents": {"a2": {"speaker": [5.0, 3.0, 1.2]}}})
         assert layout["recomputing"] is True
@@ -149,7 +149,7 @@ async def test_the_floor_plan_is_edited_recomputed_pushed_and_restored(tmp_path)
         assert pushed[-1]["layout"]["recomputing"] is False
         # No agent runs here, so no block has come: the new responses wait for the next
         # one's crossfade (the live crossfade is the first test's, bit for bit).
-        convolver = hub.driver.coupling.convolver
+        convolver = hub.driver.coupling.convolver.head   # its first level
         assert convolver._swap_pending
         assert not np.array_equal(convolver._pending[0], before)
 
