@@ -36,20 +36,19 @@ MAX_BLOCK = 1024
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def fdl_mac(h_re, h_im, x_re, x_im, head, acc_re, acc_im):
-    """Multiply-accumulate of the FDL against the response spectra (pure kernel).
+def fdl_mac_range(h_re, h_im, x_re, x_im, head, p0, p1, acc_re, acc_im):
+    """Multiply-accumulate of partitions ``p0 <= p < p1`` of the FDL against the
+    response spectra, *added* to ``acc`` (pure kernel).
 
     h_re, h_im:     (P, n_out, n_in, K) response partition spectra, real and imaginary.
     x_re, x_im:     (P, n_in, K) input spectra ring; slot ``head`` is the newest.
-    acc_re, acc_im: (n_out, K), overwritten with ``sum_p sum_i H[p] X[head - p]``.
+    acc_re, acc_im: (n_out, K), += ``sum_{p0 <= p < p1} sum_i H[p] X[head - p]``.
 
     Real and imaginary parts are separate arrays so the inner loop vectorises
     (about 25 % faster than numba's complex multiply at 94 partitions).
     """
     n_parts, n_out, n_in, n_bins = h_re.shape
-    acc_re[:, :] = 0.0
-    acc_im[:, :] = 0.0
-    for p in range(n_parts):
+    for p in range(p0, p1):
         slot = head - p
         if slot < 0:
             slot += n_parts
@@ -71,7 +70,9 @@ class MatrixConvolver:
     ``block``: frames per ``process`` call, 64–1024 (also the partition length; up to
     ``max_block`` for a level of :class:`~anamnesis.hub.engine.partitions.RoomConvolver`).
     ``dtype``: float64 (default, exact) or float32 (half the memory traffic).
-    Everything is allocated here; ``process`` allocates nothing.
+    Everything is allocated here; ``process`` allocates nothing. ``process`` is
+    :meth:`push`, :meth:`accumulate` and :meth:`finish` in one call; a level of the room's
+    convolver calls them over several blocks.
     """
 
     def __init__(self, irs: np.ndarray, block: int, dtype=np.float64, *,
@@ -109,6 +110,10 @@ class MatrixConvolver:
         self._acc = np.zeros((self.n_out, K), dtype=cdtype)
         self._acc_re = np.zeros((self.n_out, K), dtype=self.dtype)
         self._acc_im = np.zeros((self.n_out, K), dtype=self.dtype)
+        # The new responses' output while a swap crossfades (see push).
+        self._new_re = np.zeros((self.n_out, K), dtype=self.dtype)
+        self._new_im = np.zeros((self.n_out, K), dtype=self.dtype)
+        self._incoming: tuple | None = None      # the spectra this block fades to
         self._time = np.zeros((self.n_out, 2 * B), dtype=self.dtype)
         self._old = np.zeros((self.n_out, B), dtype=self.dtype)
         # Fade-in weight of the new responses, (n + 1) / B: the last sample is all new.
@@ -164,26 +169,11 @@ class MatrixConvolver:
 
     # -- audio -----------------------------------------------------------------
 
-    def _output_block(self, spectra: tuple, dest: np.ndarray) -> None:
-        """The output block (n_out, block) of ``spectra`` against the FDL, into dest."""
-        fdl_mac(
-            spectra[0],
-            spectra[1],
-            self._fdl_re,
-            self._fdl_im,
-            self._head,
-            self._acc_re,
-            self._acc_im,
-        )
-        self._acc.real = self._acc_re
-        self._acc.imag = self._acc_im
-        np.fft.irfft(self._acc, n=2 * self.block, axis=-1, out=self._time)
-        dest[...] = self._time[:, self.block :]
-
     def process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Convolve one block. ``x``: (block, n_in) samples; returns (block, n_out)
         samples, written into ``out`` if given (else into an internal buffer that the
-        next call overwrites). Allocation-free.
+        next call overwrites). Allocation-free: :meth:`push`, :meth:`accumulate` over
+        every partition, :meth:`finish`.
         """
         B = self.block
         if x.shape != (B, self.n_in):
@@ -192,6 +182,17 @@ class MatrixConvolver:
             out = self._out
         elif out.shape != (B, self.n_out):
             raise ValueError(f"out must have shape {(B, self.n_out)}, got {out.shape}")
+        self.push(x)
+        self.accumulate(0, self.n_parts)
+        return self.finish(out)
+
+    # -- one block in steps (a level of RoomConvolver spreads them over blocks) -------
+
+    def push(self, x: np.ndarray) -> None:
+        """Take the next input block (block, n_in, shape unchecked): its spectrum enters
+        the FDL, the accumulators are cleared, and a swap waiting since the last push
+        is latched: this block's output fades to it."""
+        B = self.block
         # Separate arrays: an in-place shift of one buffer makes numpy copy (overlap).
         inbuf = self._inbuf
         inbuf[:, :B] = self._prev
@@ -203,17 +204,47 @@ class MatrixConvolver:
         np.fft.rfft(inbuf, axis=-1, out=self._in_spectrum)
         self._fdl_re[self._head] = self._in_spectrum.real
         self._fdl_im[self._head] = self._in_spectrum.imag
+        self._acc_re[...] = 0.0
+        self._acc_im[...] = 0.0
+        self._incoming = None
         if self._swap_pending:
-            # Both outputs for this block, faded linearly; then the new ones stay.
-            self._output_block(self._spectra, self._old)
-            self._output_block(self._pending, self._fade)
-            np.subtract(self._fade, self._old, out=self._fade)
-            np.multiply(self._fade, self._ramp, out=self._fade)
-            np.add(self._fade, self._old, out=self._fade)
-            out[...] = self._fade.T
-            self._spectra, self._pending = self._pending, self._spectra
+            self._incoming = self._pending
             self._swap_pending = False
-        else:
-            self._output_block(self._spectra, self._old)
+            self._new_re[...] = 0.0
+            self._new_im[...] = 0.0
+
+    def accumulate(self, p0: int, p1: int) -> None:
+        """Multiply-accumulate partitions ``p0 <= p < p1`` of the pushed block (against
+        both responses while a swap fades)."""
+        spectra = self._spectra
+        fdl_mac_range(spectra[0], spectra[1], self._fdl_re, self._fdl_im, self._head,
+                      p0, p1, self._acc_re, self._acc_im)
+        if self._incoming is not None:
+            new = self._incoming
+            fdl_mac_range(new[0], new[1], self._fdl_re, self._fdl_im, self._head,
+                          p0, p1, self._new_re, self._new_im)
+
+    def finish(self, out: np.ndarray) -> np.ndarray:
+        """The output block (block, n_out) of what was accumulated since :meth:`push`,
+        into ``out`` (crossfaded linearly to the latched responses, which then stay)."""
+        self._time_block(self._acc_re, self._acc_im, self._old)
+        if self._incoming is None:
             out[...] = self._old.T
+            return out
+        self._time_block(self._new_re, self._new_im, self._fade)
+        np.subtract(self._fade, self._old, out=self._fade)
+        np.multiply(self._fade, self._ramp, out=self._fade)
+        np.add(self._fade, self._old, out=self._fade)
+        out[...] = self._fade.T
+        old, self._spectra = self._spectra, self._incoming
+        if not self._swap_pending:          # (a newer swap keeps its own spectra)
+            self._pending = old
+        self._incoming = None
         return out
+
+    def _time_block(self, acc_re: np.ndarray, acc_im: np.ndarray, dest: np.ndarray) -> None:
+        """The last ``block`` samples of the inverse transform of ``acc``, into dest."""
+        self._acc.real = acc_re
+        self._acc.imag = acc_im
+        np.fft.irfft(self._acc, n=2 * self.block, axis=-1, out=self._time)
+        dest[...] = self._time[:, self.block:]

@@ -7,10 +7,12 @@ every block. Here the response is cut into *levels* (Gardner 1995; Wefers 2015; 
 scheme of zita-convolver): level ``k`` covers samples ``[S_k, S_k + n_k M_k)`` of
 every response with ``n_k`` partitions of ``M_k`` samples, ``M_0`` the block and each
 next ``M`` four times the last (at most :data:`MAX_PARTITION` blocks). Each level is a
-uniform convolver of its own segment, run every ``M_k`` samples on the last ``M_k``
+uniform convolver of its own segment, fed every ``M_k`` samples with the last ``M_k``
 input samples; what it computes belongs ``S_k`` samples later and waits in a ring of
-future output (``S_k >= 2 M_k``: one partition of slack, so a level's work could also
-move to another thread). At 256-frame blocks, 0.5 s responses take 8 × 256, 6 × 1024
+future output. ``S_k >= 2 M_k`` gives each level one partition of slack, which spreads
+its work: the forward transform when its input is complete, its multiply-adds over the
+blocks that follow, the inverse transform at its next turn — so no block carries a
+whole level's work (a 4096-sample level's, at once, is about twenty blocks' share). At 256-frame blocks, 0.5 s responses take 8 × 256, 6 × 1024
 and 4 × 4096: 18 multiply-adds per sample and response instead of 94.
 
 Equation: ``y[n] = sum_k sum_j h[S_k + j] x[n - S_k - j]``, each inner sum the linear
@@ -75,6 +77,8 @@ class RoomConvolver:
         largest = max((s + m for s, m, _ in tails), default=B)
         self._ring = np.zeros((-(-(largest + B) // B) * B, self.n_out), self.dtype)
         self._time = 0                   # samples processed
+        # Per tail level: partitions accumulated since its last push (-1: none pushed).
+        self._done = [-1] * len(tails)
         self._out = np.zeros((B, self.n_out), self.dtype)
         self._mix = np.zeros((B, self.n_out), self.dtype)
 
@@ -118,6 +122,7 @@ class RoomConvolver:
             stage.reset()
         self._ring[...] = 0.0
         self._time = 0
+        self._done = [-1] * len(self._done)
 
     # -- audio -----------------------------------------------------------------
 
@@ -133,13 +138,23 @@ class RoomConvolver:
         self.head.process(x, mix)        # checks x's shape
         t, ring = self._time, self._ring
         end = t + B
-        for (start, size, _), stage, inputs, outputs in zip(
-                self.levels[1:], self._stages[1:], self._inputs, self._outputs, strict=True):
+        for k, ((start, size, parts), stage, inputs, outputs) in enumerate(zip(
+                self.levels[1:], self._stages[1:], self._inputs, self._outputs, strict=True)):
             at = t % size
             inputs[at:at + B] = x
-            if at + B == size:           # a partition's worth of input: this level's turn
-                stage.process(inputs, outputs)
-                self._add(end - size + start, outputs)
+            done = self._done[k]
+            if at + B == size:           # its input is complete: its turn
+                if done >= 0:            # the last turn's work ends: due S - M ahead
+                    stage.accumulate(done, parts)
+                    stage.finish(outputs)
+                    self._add(t + B - 2 * size + start, outputs)
+                stage.push(inputs)
+                self._done[k] = 0
+            elif done >= 0:              # its share of multiply-adds, over m - 1 blocks
+                share = -(-parts * (at // B + 1) // (size // B - 1))
+                if share > done:
+                    stage.accumulate(done, min(share, parts))
+                    self._done[k] = min(share, parts)
         now = t % len(ring)
         mix += ring[now:now + B]
         ring[now:now + B] = 0.0

@@ -136,3 +136,24 @@ def test_rejects_bad_arguments():
         conv.prepare(np.zeros((2, 3, 11)))
     with pytest.raises(ValueError, match="x must have shape"):
         conv.process(np.zeros((64, 2)))
+
+
+def test_each_levels_multiply_adds_are_spread_over_its_blocks():
+    """No block does a tail level's whole multiply-accumulate: each does at most its
+    share, ceil(n / (m - 1)) partitions of a level of n partitions of m blocks."""
+    conv = RoomConvolver(np.zeros((2, 2, 24000)), 256)
+    done: list[list[int]] = [[] for _ in conv.levels[1:]]
+    for k, stage in enumerate(conv._stages[1:]):
+        def spy(p0, p1, real=stage.accumulate, k=k):
+            done[k][-1] += p1 - p0
+            real(p0, p1)
+        stage.accumulate = spy
+    x = np.zeros((256, 2))
+    for _ in range(3 * 64):
+        for counts in done:
+            counts.append(0)
+        conv.process(x)
+    for (_, size, parts), counts in zip(conv.levels[1:], done, strict=True):
+        m = size // 256
+        assert max(counts) <= -(-parts // (m - 1)), (size, counts[:2 * m])
+        assert sum(counts) >= parts * (len(counts) // m - 1)     # and all of it is done
