@@ -149,17 +149,19 @@ class AnswerChecker:
 
 
 def checked_answers(checker: AnswerChecker, problems: list[str]) -> Any:
-    """An ``aiohttp.TraceConfig`` for a test's ``ClientSession``: every JSON answer of
-    ``/api`` the session receives is checked (:meth:`AnswerChecker.problem`) and what
-    breaks the document appended to ``problems`` (the body stays readable: aiohttp
-    keeps it)."""
+    """An ``aiohttp.TraceConfig`` for a test's ``ClientSession``: every answer of
+    ``/api`` the session receives is checked (:meth:`AnswerChecker.problem`; a body that
+    is not JSON is checked as its text) and what breaks the document appended to
+    ``problems`` (the body stays readable: aiohttp keeps it)."""
     import aiohttp
 
     async def on_request_end(session: Any, context: Any, params: Any) -> None:
         r = params.response
-        if r.url.raw_path.startswith("/api/") and r.content_type == "application/json":
-            problem = checker.problem(params.method, r.url.raw_path, r.status,
-                                      json.loads(await r.read()))
+        if r.url.raw_path.startswith("/api/"):
+            raw = await r.read()
+            body = (json.loads(raw) if r.content_type == "application/json"
+                    else raw.decode(errors="replace"))
+            problem = checker.problem(params.method, r.url.raw_path, r.status, body)
             if problem:
                 problems.append(problem)
 
