@@ -74,10 +74,10 @@ class ConnectionCap:
         """Count a new connection; False (and counted, logged once per host) past a cap."""
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, (tuple, list)) and peer else "?"
-        if self._open[host] >= self.per_host or len(self._admitted) >= self.total:
+        host_full = self._open[host] >= self.per_host
+        if host_full or len(self._admitted) >= self.total:
             self._refused += 1
-            which = (f"{self.per_host} from one host" if self._open[host] >= self.per_host
-                     else f"{self.total} in all")
+            which = f"{self.per_host} from one host" if host_full else f"{self.total} in all"
             self._log(host, "connections", f"connection refused: {which} are open")
             return False
         self._open[host] += 1
