@@ -318,3 +318,30 @@ def test_telemetry_messages():
     assert got["/blowups"] == [3] and isinstance(got["/blowups"][0], int)
     assert_allclose(got["/lr_effective"][0], 0.1, rtol=1e-7)
     assert "/bad key" not in got and "/rms" not in got
+
+
+def test_our_reader_agrees_with_python_osc_on_every_argument_type():
+    """The argument reader is our own (python-osc's costs ~5 µs an argument); on 2,000
+    random well-formed messages of every type it reads exactly what python-osc reads."""
+    from pythonosc.osc_message import OscMessage
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    rng = np.random.default_rng(7)
+    kinds = "ifdhsbTFN"
+    for _ in range(2000):
+        builder = OscMessageBuilder("/x/" + "y" * int(rng.integers(0, 6)))
+        for tag in rng.choice(list(kinds), size=int(rng.integers(0, 9))):
+            value = {"i": lambda: int(rng.integers(-2**31, 2**31)),
+                     "f": lambda: float(np.float32(rng.standard_normal() * 1e3)),
+                     "d": lambda: float(rng.standard_normal() * 1e300),
+                     "h": lambda: int(rng.integers(-2**63, 2**63)),
+                     "s": lambda: "ü" * int(rng.integers(0, 7)),
+                     "b": lambda: bytes(rng.integers(0, 256, int(rng.integers(1, 7)))),
+                     "T": lambda: True, "F": lambda: False, "N": lambda: None}[tag]()
+            builder.add_arg(value, tag)
+        data = builder.build().dgram
+        [(address, args)] = parse_packet(data)
+        reference = OscMessage(data)
+        assert address == reference.address
+        assert args == list(reference.params)
+        assert [type(a) for a in args] == [type(a) for a in reference.params]
