@@ -235,8 +235,8 @@ async def listen(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _telemetry_pusher(app: web.Application) -> AsyncIterator[None]:
-    """Background tasks (cleanup_ctx): every 1/TELEMETRY_HZ s, push the newest telemetry
-    frame of each agent that sent one as ``{"type": "telemetry", "agents": {id: frame}}``;
+    """Background tasks (cleanup_ctx): every 1/TELEMETRY_HZ s while a WebSocket is open,
+    push the newest telemetry frame of each agent that sent one as ``{"type": "telemetry", "agents": {id: frame}}``;
     every 1/SCOPE_HZ s (while a ``/ws?scopes=1`` is open), the new scopes and spectra as one
     binary message (:mod:`anamnesis.hub.monitor.scopes`)."""
     hub = app[HUB]
@@ -244,6 +244,8 @@ async def _telemetry_pusher(app: web.Application) -> AsyncIterator[None]:
     async def run() -> None:
         while True:      # an overloaded hub sheds three pushes in four
             await asyncio.sleep((4.0 if hub.overloaded else 1.0) / TELEMETRY_HZ)
+            if not app[SOCKETS]:     # nobody watches: the frames are not even parsed
+                continue
             frames = hub.telemetry.take()
             if frames:
                 hub.broadcast({"type": "telemetry", "agents": frames})

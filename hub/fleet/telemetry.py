@@ -8,10 +8,13 @@ agent to that port from its OSC socket. The subscription is renewed every
 ``renew_s`` s (the agent's lease is 60 s) and dropped when the agent goes
 offline. :meth:`AgentTelemetry.take` hands over the newest frame of every agent
 that sent one since the last call — the API pushes those at most 30 times a
-second, so a burst of frames never backs up anywhere.
+second while a dashboard is open, so a burst of frames never backs up anywhere, and
+a frame is parsed only when it is taken (64 agents' frames cost ~15 % of a core to
+parse, for nobody when nobody watches).
 
 The number of sockets is bounded by the registry's cap on agents (STYLE 13);
-malformed datagrams are counted and dropped.
+malformed datagrams are counted and dropped (those that are not OSC at all on arrival,
+the rest when taken).
 """
 
 from __future__ import annotations
@@ -51,15 +54,24 @@ class AgentTelemetry:
         self.renew_s = float(renew_s)
         self.counts: Counter[str] = Counter()
         self._subs: dict[str, tuple[asyncio.DatagramTransport, Peer]] = {}
-        self._latest: dict[str, dict[str, float | list[float]]] = {}
+        self._latest: dict[str, bytes] = {}      # the newest datagram of each agent
         self._task: asyncio.Task[None] | None = None
 
     def _received(self, agent_id: str, data: bytes) -> None:
+        """Keep the datagram; it is parsed by :meth:`take`, if anyone takes it (a hub
+        that nobody watches never reads its agents' 30 Hz frames: ~80 µs each)."""
+        if not data or len(data) % 4 or data[0] not in b"#/":
+            self.counts["malformed"] += 1
+            return
+        self.counts["frames"] += 1
+        self._latest[agent_id] = data
+
+    def _frame(self, data: bytes) -> dict[str, float | list[float]] | None:
         try:
             messages = parse_packet(data)
         except ProtocolError:
             self.counts["malformed"] += 1
-            return
+            return None
         frame: dict[str, float | list[float]] = {}
         for address, args in messages[:64]:
             numbers = [float(a) for a in args if isinstance(a, (int, float))]
@@ -69,8 +81,7 @@ class AgentTelemetry:
                 frame["rms"], frame["peak"] = numbers
             else:
                 frame[address.lstrip("/")[:40]] = numbers[0] if len(numbers) == 1 else numbers
-        self.counts["frames"] += 1
-        self._latest[agent_id] = frame
+        return frame
 
     async def subscribe(self, agent_id: str, peer: Peer) -> int:
         """Open a socket for ``agent_id`` (OSC at ``peer``) and subscribe it; the local port."""
@@ -105,9 +116,11 @@ class AgentTelemetry:
                 self.osc.send(peer, "/subscribe", int(transport.get_extra_info("sockname")[1]))
 
     def take(self) -> dict[str, dict[str, float | list[float]]]:
-        """The newest frame of each agent that sent one since the last call."""
-        frames, self._latest = self._latest, {}
-        return frames
+        """The newest frame of each agent that sent one since the last call (parsed now;
+        a malformed one is counted and left out)."""
+        latest, self._latest = self._latest, {}
+        frames = {agent_id: self._frame(data) for agent_id, data in latest.items()}
+        return {agent_id: frame for agent_id, frame in frames.items() if frame is not None}
 
     async def close(self) -> None:
         """Unsubscribe everything and close the sockets."""
