@@ -159,7 +159,7 @@ class RoutingGraph:
         self._lag_c = K._lag_coefficient(self.lag_s, self.sample_rate)
         self._xf_step = 1.0 if self.crossfade_s <= 0 else 1.0 / (self.crossfade_s * self.sample_rate)
 
-        history = K._next_pow2(math.ceil(self.max_delay_s * self.sample_rate) + 2)
+        history = K._next_pow2(math.ceil(self.max_delay_s * self.sample_rate) + 2 + self.max_block)
         self._hist = np.zeros((capacity, max(history, 2)))
         self._clock = np.zeros(1, dtype=np.int64)
         self._counters = np.zeros(1, dtype=np.int64)
