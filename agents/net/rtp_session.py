@@ -93,6 +93,17 @@ class RtpSender:
         self.packets += 1
         return head + extension if extension else head
 
+    def header_into(self, buffer: Any, ts: int) -> int:
+        """Write the 12-byte header (no extension) for stream time ``ts`` at the start of
+        ``buffer`` (a writable bytes-like object, e.g. a numpy uint8 array); 12."""
+        second = self.payload_type | (0x80 if self._marker else 0)
+        self._marker = False
+        _HEAD.pack_into(buffer, 0, 0x80, second, self.sequence,
+                        (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc)
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.packets += 1
+        return HEADER_SIZE
+
     def packet(self, payload: bytes, ts: int, extension: bytes | None = None) -> bytes:
         """A whole packet: :meth:`header` + ``payload``."""
         return self.header(ts, extension) + payload

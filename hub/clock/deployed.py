@@ -10,6 +10,9 @@ block clock (paced at real time on the event loop), for every block:
    and the jitter buffers add theirs),
 3. sends each agent its ``in`` block (the agent adds it to what its mic hears).
 
+Every routed agent's RTP, both ways, goes through one socket of the hub
+(:class:`anamnesis.hub.clock.rtp_port.SharedRtpPort`, told apart by source address).
+
 Only online, adopted agents of the graph with an RTP port are routed; an agent
 that goes offline is dropped (its edges fade out, ``graph.set_agent_online``)
 and one that comes back is leased again. With ``tap`` set (a
@@ -39,6 +42,7 @@ from anamnesis.hub.clock.pacing import (
     pace_stats,
     start_loop_task,
 )
+from anamnesis.hub.clock.rtp_port import SharedRtpPort
 from anamnesis.hub.engine.graph import RoutingGraph
 
 log = logging.getLogger(__name__)
@@ -63,9 +67,20 @@ class DeployedRouter(PacedLoop):
         n = graph.n_agents
         self._outputs = np.zeros((self.block, n))
         self._inputs = np.zeros((self.block, n))
-        self._column = np.zeros(self.block)
+        self._heard = np.zeros((n, self.block))        # the outputs, one contiguous row per agent
+        self._sends = np.zeros((n, self.block))        # the inputs, one contiguous row per agent
+        #: Per routed agent: its rows and its stream's read and send (rebuilt when the
+        #: routed agents or the columns change: a dict walk per agent per block saved).
+        self._plan: list[tuple[Any, Any, np.ndarray, np.ndarray]] | None = None
+        #: Every routed agent's RTP, both ways, on one socket (:mod:`.rtp_port`).
+        self.rtp = SharedRtpPort(interface)
         self._agents: dict[str, tuple[tuple[str, int, int], DeployedAgent]] = {}
         self._opening: dict[str, asyncio.Task[None]] = {}
+        # _sync runs when something it looks at changed: the registry (its listener),
+        # an opening that ended, the routes (a registry without listeners: every block)
+        self._dirty = True
+        add_listener = getattr(registry, "add_listener", None)
+        self._unlisten = add_listener(self._changed) if add_listener is not None else None
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
         self._pacer = BlockPacer(self.block / self.sample_rate, max_lag_s,
@@ -96,7 +111,11 @@ class DeployedRouter(PacedLoop):
                         log.info("deployed mode: agent %s joins the routes", end)
         edges, skipped = routes_to_edges(self.graph.agent_ids, routes)
         self.graph.set_edges(edges)
+        self._dirty = True
         return skipped
+
+    def _changed(self, change: Any = None) -> None:
+        self._dirty = True
 
     def _columns(self) -> dict[str, int]:
         """The graph's columns, with the block arrays grown to them after an agent joined
@@ -105,6 +124,9 @@ class DeployedRouter(PacedLoop):
         if self._outputs.shape[1] != n:
             self._outputs = np.zeros((self.block, n))
             self._inputs = np.zeros((self.block, n))
+            self._heard = np.zeros((n, self.block))
+            self._sends = np.zeros((n, self.block))
+            self._plan = None
         return {a: i for i, a in enumerate(self.graph.agent_ids)}
 
     def _sync(self) -> None:
@@ -117,6 +139,7 @@ class DeployedRouter(PacedLoop):
             current = self._agents.get(agent_id)
             if current is not None and current[0] != wanted:
                 del self._agents[agent_id]
+                self._plan = None
                 asyncio.create_task(current[1].close())
                 current = None
             if wanted is not None and current is None and agent_id not in self._opening:
@@ -130,7 +153,7 @@ class DeployedRouter(PacedLoop):
         agent = DeployedAgent(host=host, http_port=http_port, rtp_port=rtp_port,
                               block=self.block, sample_rate=self.sample_rate,
                               interface=self.interface, streams=("out",),
-                              target_ms=self.target_ms)
+                              target_ms=self.target_ms, rtp=self.rtp)
         try:
             await agent.open()
         except Exception as exc:  # noqa: BLE001 (unreachable or odd agent: retried next block)
@@ -140,9 +163,11 @@ class DeployedRouter(PacedLoop):
             await asyncio.sleep(1.0)
         else:
             self._agents[agent_id] = (address, agent)
+            self._plan = None
             log.info("deployed mode: routing agent %s", agent_id)
         finally:
             self._opening.pop(agent_id, None)
+            self._dirty = True
 
     @property
     def resyncs(self) -> int:
@@ -151,17 +176,25 @@ class DeployedRouter(PacedLoop):
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        self.rtp.open()
         warm = RoutingGraph(self.graph.agent_ids, self.sample_rate, self.block, mode="deployed")
         await loop.run_in_executor(None, warm.tick, np.zeros((self.block, warm.n_agents)))
         columns = self._columns()
         while True:
             if len(columns) != self.graph.n_agents:
                 columns = self._columns()
-            self._sync()
-            self._outputs[:] = 0.0
-            for agent_id, (_, agent) in self._agents.items():
-                agent.read("out", self._column)
-                self._outputs[:, columns[agent_id]] = self._column
+                self._dirty = True
+            if self._dirty or self._unlisten is None:
+                self._dirty = False
+                self._sync()
+            if self._plan is None:
+                self._plan = [(agent.buffers["out"].read, agent.send_in,
+                               self._heard[columns[a]], self._sends[columns[a]])
+                              for a, (_, agent) in self._agents.items()]
+            self._heard.fill(0.0)                # silence for an agent not routed
+            for read, _, heard, _ in self._plan:
+                read(heard)
+            np.copyto(self._outputs, self._heard.T)
             if self.tap is not None and not self._pacer.overloaded and self._agents:
                 # the scopes know the config's agents (the first columns) only
                 seen = self.tap.agent_ids
@@ -172,8 +205,9 @@ class DeployedRouter(PacedLoop):
             self.graph.tick(self._outputs, out=self._inputs)
             if self.panicked:       # the routes carry nothing to the agents
                 self._inputs.fill(0.0)
-            for agent_id, (_, agent) in self._agents.items():
-                agent.send_in(self._inputs[:, columns[agent_id]])
+            np.copyto(self._sends, self._inputs.T)
+            for _, send, _, row in self._plan:
+                send(row)
             self.steps += 1
             await self._pacer.wait()
 
@@ -201,17 +235,21 @@ class DeployedRouter(PacedLoop):
         """Blocks routed, resyncs, the routed agents and their stream counters."""
         return {"steps": self.steps, "resyncs": self.resyncs, "open_failures": self.open_failures,
                 **pace_stats(self._pacer),
-                "routed": sorted(self._agents),
+                "routed": sorted(self._agents), "rtp": self.rtp.stats(),
                 "agents": {a: agent.stats() for a, (_, agent) in self._agents.items()}}
 
     async def close(self) -> None:
         """Stop routing and release every agent's streams."""
         await cancel_and_wait(self._task)
         self._task = None
+        if self._unlisten is not None:
+            self._unlisten()
         await cancel_and_wait(*list(self._opening.values()))
         for _, agent in list(self._agents.values()):
             await agent.close()
         self._agents.clear()
+        self._plan = None
+        self.rtp.close()
 
 
 __all__ = ["DeployedRouter"]

@@ -34,8 +34,9 @@ from anamnesis.agents.net.rtp_session import RtpReceiver, RtpSender, open_udp
 from anamnesis.agents.net.tasks import cancel_and_wait
 from anamnesis.agents.protocol.errors import ProtocolError
 from anamnesis.agents.protocol.pcm import SAMPLE_BYTES, encode_into
-from anamnesis.agents.protocol.rtp import DEFAULT_PAYLOAD_TYPE
+from anamnesis.agents.protocol.rtp import DEFAULT_PAYLOAD_TYPE, HEADER_SIZE
 from anamnesis.agents.protocol.sdp import parse_sdp
+from anamnesis.hub.clock.rtp_port import SharedRtpPort
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,20 @@ class DeployedAgent:
     """RTP plumbing between the hub and one agent at ``host`` (HTTP ``http_port``,
     RTP ``rtp_port``). ``interface`` is the hub's address (the agent's ``--hub``);
     ``streams`` the agent streams to receive (``out``, ``mic``, also ``in`` to
-    monitor what the agent got); ``target_ms`` the initial jitter-buffer depth.
+    monitor what the agent got); ``target_ms`` the initial jitter-buffer depth. With
+    ``rtp`` (the router's :class:`~anamnesis.hub.clock.rtp_port.SharedRtpPort`, open) the
+    one stream is received, and ``in`` sent, on that port instead of sockets of its own.
     """
 
     def __init__(self, *, host: str, http_port: int, rtp_port: int, block: int = 256,
                  sample_rate: int = 48000, interface: str = "127.0.0.1",
                  streams: tuple[str, ...] = ("out", "mic"), target_ms: float = 40.0,
-                 encoding: str = "L24", payload_type: int = DEFAULT_PAYLOAD_TYPE) -> None:
+                 encoding: str = "L24", payload_type: int = DEFAULT_PAYLOAD_TYPE,
+                 rtp: SharedRtpPort | None = None) -> None:
+        if rtp is not None and len(streams) != 1:
+            raise ValueError("a shared RTP port tells streams apart by their source "
+                             f"address: one stream per agent; got {', '.join(streams)}")
+        self.rtp = rtp
         self.host = host
         self.http_port = http_port
         self.rtp_port = rtp_port
@@ -74,7 +82,9 @@ class DeployedAgent:
         self.ports: dict[str, int] = {}
         self._transports: dict[str, asyncio.DatagramTransport] = {}
         self._sender = RtpSender(payload_type=payload_type)
-        self._enc = np.zeros(block * SAMPLE_BYTES[encoding] + 16, dtype=np.uint8)
+        # one packet: the header, then the payload encoded in place
+        self._packet = np.zeros(HEADER_SIZE + block * SAMPLE_BYTES[encoding] + 16, dtype=np.uint8)
+        self._payload = self._packet[HEADER_SIZE:]
         self._clock = 0
         self._session: aiohttp.ClientSession | None = None
         self._renewer: asyncio.Task | None = None
@@ -87,6 +97,10 @@ class DeployedAgent:
         agent cannot be reached or describes a stream we cannot play."""
         warm_up()
         for name, receiver in self.receivers.items():
+            if self.rtp is not None:
+                self.ports[name] = self.rtp.port
+                self.rtp.add((self.host, self.rtp_port), receiver)
+                continue
             transport, _ = await open_udp(lambda r=receiver: r, self.interface)
             self._transports[name] = transport
             self.ports[name] = int(transport.get_extra_info("sockname")[1])
@@ -129,6 +143,8 @@ class DeployedAgent:
         for transport in self._transports.values():
             transport.close()
         self._transports.clear()
+        if self.rtp is not None:
+            self.rtp.remove((self.host, self.rtp_port))
 
     # -- the hub's clock --------------------------------------------------------------
     def read(self, name: str, out: np.ndarray) -> None:
@@ -137,17 +153,22 @@ class DeployedAgent:
         self.buffers[name].read(out)
 
     def send_in(self, block: np.ndarray) -> None:
-        """Send the agent its next ``in`` block (float64, ≤ ``block`` frames). Loop only."""
+        """Send the agent its next ``in`` block (float64, ≤ ``block`` frames; contiguous
+        saves a copy). Loop only."""
         transport = next(iter(self._transports.values()), None)
-        if transport is None:
+        if transport is None and self.rtp is None:
             raise RuntimeError("DeployedAgent.open() first")
         n = block.shape[0]
         if n > self.block:
             raise ValueError(f"in block of {n} frames; at most {self.block}")
-        nbytes = encode_into(np.ascontiguousarray(block, dtype=np.float64), n, self._enc,
+        head = self._sender.header_into(self._packet, self._clock)
+        nbytes = encode_into(np.ascontiguousarray(block, dtype=np.float64), n, self._payload,
                              self.encoding)
-        transport.sendto(self._sender.packet(self._enc[:nbytes].tobytes(), self._clock),
-                         (self.host, self.rtp_port))
+        packet = memoryview(self._packet)[:head + nbytes]
+        if self.rtp is not None:
+            self.rtp.sendto(packet, (self.host, self.rtp_port))
+        else:
+            transport.sendto(packet, (self.host, self.rtp_port))
         self._clock += n
         self.sent += 1
 
