@@ -132,6 +132,16 @@ def _parse_message(data: bytes) -> tuple[str, list[object]]:
     return address, list(message.params)
 
 
+def _blob_span(address: str, data: bytes, pos: int) -> tuple[int, int]:
+    """The size of the blob at ``pos`` and the position after it (padded to 4 bytes)."""
+    if pos + 4 > len(data):
+        raise ProtocolError(f"{address}: truncated blob argument")
+    (length,) = struct.unpack_from(">i", data, pos)
+    if length < 0:
+        raise ProtocolError(f"{address}: negative blob size")
+    return length, pos + 4 + length + (-length % 4)
+
+
 def _read_args(address: str, data: bytes, pos: int, tags: str) -> list[object]:
     """Decode the arguments of ``tags`` (no arrays) from ``pos``; they must fill the
     message exactly (a cut-off ``/gain f`` must not read as 0 dB, as python-osc's lenient
@@ -152,16 +162,12 @@ def _read_args(address: str, data: bytes, pos: int, tags: str) -> list[object]:
             text, pos = _read_string(data, pos, f"{address}: malformed OSC arguments")
             args.append(text)
         elif tag == "b":
-            if pos + 4 > size:
-                raise ProtocolError(f"{address}: truncated blob argument")
-            (length,) = struct.unpack_from(">i", data, pos)
-            if length < 0:
-                raise ProtocolError(f"{address}: negative blob size")
-            if pos + 4 + length + (-length % 4) > size:
+            length, after = _blob_span(address, data, pos)
+            if after > size:
                 raise ProtocolError(f"{address}: truncated message: arguments need more than "
                                     f"{size} bytes")
             args.append(data[pos + 4:pos + 4 + length])
-            pos += 4 + length + (-length % 4)
+            pos = after
         else:
             args.append(_CONSTANT[tag])
     if pos != size:
@@ -189,12 +195,7 @@ def _check_payload_size(address: str, data: bytes, start: int, tags: str) -> Non
                 raise ProtocolError(f"{address}: truncated string argument")
             pos = end + 4 - (end % 4)
         elif tag == "b":
-            if pos + 4 > size:
-                raise ProtocolError(f"{address}: truncated blob argument")
-            (length,) = struct.unpack_from(">i", data, pos)
-            if length < 0:
-                raise ProtocolError(f"{address}: negative blob size")
-            pos += 4 + length + (-length % 4)
+            _, pos = _blob_span(address, data, pos)
         if pos > size:
             raise ProtocolError(f"{address}: truncated message: arguments need more than "
                                 f"{size} bytes")

@@ -144,7 +144,8 @@ class DeployedAgent:
             transport.close()
         self._transports.clear()
         if self.rtp is not None:
-            self.rtp.remove((self.host, self.rtp_port))
+            for receiver in self.receivers.values():
+                self.rtp.remove((self.host, self.rtp_port), receiver)
 
     # -- the hub's clock --------------------------------------------------------------
     def read(self, name: str, out: np.ndarray) -> None:

@@ -70,9 +70,12 @@ class SharedRtpPort:
         """Hand the datagrams from ``peer`` (an agent's ``(host, rtp_port)``) to ``receiver``."""
         self._receivers[peer] = receiver
 
-    def remove(self, peer: Peer) -> None:
-        """Forget ``peer``'s receiver (its datagrams are foreign from now on)."""
-        self._receivers.pop(peer, None)
+    def remove(self, peer: Peer, receiver: Any = None) -> None:
+        """Forget ``peer``'s receiver (its datagrams are foreign from now on); with
+        ``receiver``, only if it is still that one (an agent that moved and came back at
+        the same address may have registered a new one meanwhile)."""
+        if receiver is None or self._receivers.get(peer) is receiver:
+            self._receivers.pop(peer, None)
 
     def sendto(self, packet: Any, peer: Peer) -> None:
         """Send ``packet`` (bytes-like) to ``peer``; a refusal is counted, never raised."""
