@@ -151,6 +151,7 @@ def measure(n: int, seconds: float, profile: Path | None = None) -> dict:
                 "fleet_late_ticks": got["late_ticks"],
                 "in_packets_per_agent_s": got["in_packets_per_agent_s"],
                 "latency_ms": got["latency_ms"],
+                "osc": got["osc"],
             }
         finally:
             for proc in (fleet, hub):
@@ -216,7 +217,8 @@ def main() -> int:
               f"{point['blocks_per_s']:.1f} blocks/s, {point['in_packets_per_agent_s']:.1f} "
               f"in packets/agent/s (fleet {point['fleet_percent']:.0f} %, "
               f"{point['fleet_late_ticks']} late ticks; routed after "
-              f"{point['routed_after_s']:.1f} s)", flush=True)
+              f"{point['routed_after_s']:.1f} s; the hub's OSC to the fleet: {point['osc']})",
+              flush=True)
     print(table(points))
     by_n = {p["agents"]: p for p in points}
     if 8 in by_n and 64 in by_n:

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import signal
-import socket
 import struct
 import sys
 import time
@@ -270,6 +269,8 @@ class Fleet:
                                        / len(self.agents) / seconds),
             "leased": sum(1 for a in self.agents if a.leases),
             "subscribed": sum(1 for a in self.agents if a.subscribers),
+            "osc": {kind: sum(a.counts[kind] for a in self.agents)
+                    for kind in ("pings", "states", "subscribes", "malformed")},
             "latency_ms": {"n": int(lat.size),
                            **({"p50": float(np.percentile(lat, 50)),
                                "p99": float(np.percentile(lat, 99)),
@@ -320,5 +321,4 @@ if __name__ == "__main__":
     parser.add_argument("--key-file", type=Path, required=True)
     parser.add_argument("--ready", required=True, help="JSON file written once announced")
     parser.add_argument("--report", required=True, help="JSON file of the fleet's figures")
-    socket.setdefaulttimeout(5.0)
     sys.exit(asyncio.run(main(parser.parse_args())))
