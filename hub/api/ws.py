@@ -236,8 +236,8 @@ async def listen(request: web.Request) -> web.WebSocketResponse:
 
 async def _telemetry_pusher(app: web.Application) -> AsyncIterator[None]:
     """Background tasks (cleanup_ctx): every 1/TELEMETRY_HZ s while a WebSocket is open,
-    push the newest telemetry frame of each agent that sent one as ``{"type": "telemetry", "agents": {id: frame}}``;
-    every 1/SCOPE_HZ s (while a ``/ws?scopes=1`` is open), the new scopes and spectra as one
+    push the newest telemetry frame of each agent that sent one as
+    ``{"type": "telemetry", "agents": {id: frame}}``; every 1/SCOPE_HZ s (while a ``/ws?scopes=1`` is open), the new scopes and spectra as one
     binary message (:mod:`anamnesis.hub.monitor.scopes`)."""
     hub = app[HUB]
 
