@@ -35,12 +35,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from procstat import cpu_seconds  # bench/, the script's own folder
 from support.web import CHROMIUM, CHROMIUM_ARGS  # TESTING.md's flags, written once
 
 from anamnesis.hub.resources import deploy_config
 
 TARGET_PERCENT = 15.0
-TICKS = os.sysconf("SC_CLK_TCK")
 
 RAF_RECORDER = """() => {
     window.__benchFrames = [];
@@ -49,13 +49,6 @@ RAF_RECORDER = """() => {
                           requestAnimationFrame(tick); };
     requestAnimationFrame(tick);
 }"""
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (s)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def _parent(pid: int) -> int | None:

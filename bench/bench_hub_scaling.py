@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import signal
 import subprocess
@@ -44,26 +43,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from procstat import cpu_seconds, memory_kib  # noqa: E402 (bench/, the script's folder)
+
 from anamnesis.agents.protocol.key import generate_key  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_64_PERCENT = 50.0
 TARGET_FLAT = 1.10
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (s)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def get_json(url: str) -> dict:
@@ -144,7 +129,7 @@ def measure(n: int, seconds: float, profile: Path | None = None) -> dict:
                 "agents": n, "routed_after_s": routed_s,
                 "hub_percent": 100.0 * (c1 - c0) / wall,
                 "per_agent_percent": 100.0 * (c1 - c0) / wall / n,
-                "rss_mb": rss_mb(hub.pid),
+                "rss_mb": memory_kib(hub.pid)["VmRSS"] / 1024.0,
                 "blocks_per_s": (stats.get("steps", 0) - s0) / wall,
                 "resyncs": stats.get("resyncs", 0),
                 "fleet_percent": 100.0 * (f1 - f0) / wall,

@@ -35,6 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from procstat import cpu_seconds  # bench/, the script's own folder
+
 from anamnesis.agents.audio.hubclock import HubClockBackend
 from anamnesis.agents.dsp.engine import AgentEngine
 from anamnesis.agents.models.base import ParamSpec
@@ -43,14 +45,7 @@ from anamnesis.hub.clock.lockstep import HubClock
 
 LOOPBACK = "127.0.0.1"
 SR = 48000
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_PERCENT = 10.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (s), all threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 class Echo:
