@@ -185,6 +185,7 @@ class Fleet:
         self.latencies: list[float] = []
         self.late_ticks = 0
         self.ticks = 0
+        self.since = time.monotonic()      # the figures' start (SIGUSR1 restarts them)
 
     def arrived(self, k: int) -> None:
         sent = self.sent_at[k]
@@ -229,7 +230,7 @@ class Fleet:
         tasks = await asyncio.gather(*(self.zeroconf.async_register_service(i) for i in infos))
         await asyncio.gather(*tasks)
 
-    async def play(self, seconds: float) -> None:
+    async def play(self) -> None:
         """Send every agent's blocks and telemetry on a drift-free block clock."""
         loop = asyncio.get_running_loop()
         period = BLOCK / SAMPLE_RATE
@@ -237,7 +238,7 @@ class Fleet:
         start = loop.time()
         next_telemetry = start
         k = 0
-        while loop.time() - start < seconds:
+        while True:
             now = time.monotonic()
             payload = mark_payload(k)
             self.sent_at[k % MARKS] = now
@@ -257,11 +258,13 @@ class Fleet:
             await asyncio.sleep(max(0.0, delay))
 
     def reset_figures(self) -> None:
+        self.since = time.monotonic()
         self.latencies.clear()
         for agent in self.agents:
             agent.received = 0
 
-    def report(self, seconds: float) -> dict[str, object]:
+    def report(self) -> dict[str, object]:
+        seconds = time.monotonic() - self.since
         lat = np.array(self.latencies) * 1000.0
         return {
             "agents": len(self.agents), "ticks": self.ticks, "late_ticks": self.late_ticks,
@@ -294,20 +297,13 @@ async def main(args: argparse.Namespace) -> int:
     await fleet.announce()
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
-    measuring = {"since": time.monotonic()}
-
-    def start_measuring() -> None:
-        fleet.reset_figures()
-        measuring["since"] = time.monotonic()
-
-    loop.add_signal_handler(signal.SIGUSR1, start_measuring)
+    loop.add_signal_handler(signal.SIGUSR1, fleet.reset_figures)
     loop.add_signal_handler(signal.SIGUSR2, done.set)
-    player = asyncio.create_task(fleet.play(float("inf")))
+    player = asyncio.create_task(fleet.play())
     Path(args.ready).write_text(json.dumps({a.agent_id: a.ports for a in fleet.agents}))
     try:
         await done.wait()
-        Path(args.report).write_text(json.dumps(
-            fleet.report(time.monotonic() - measuring["since"])))
+        Path(args.report).write_text(json.dumps(fleet.report()))
     finally:
         player.cancel()
         await fleet.close()
