@@ -82,6 +82,14 @@ def _read(hist, src, p, d, mask):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _glide(value, target, lag_c):
+    """One sample of the one-pole lag of ``value`` toward ``target``; on it once closer
+    than 1e-12."""
+    dist = value - target
+    return target if abs(dist) < 1e-12 else target + lag_c * dist
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _envelope(u, attack, hold, release, every):
     """Envelope value ``u`` samples after the source's start (u >= 0)."""
     if every > 0.0:
@@ -160,16 +168,11 @@ def route_kernel(frames, outputs, out, mics, use_mics, n_agents, hist, clock,
         for n in range(frames):
             p = pos + n
             # gain, coefficients, tanh mix glide to their targets
-            dist = gain - t_gain
-            gain = t_gain if abs(dist) < 1e-12 else t_gain + lag_c * dist
-            dist = lp - t_lp
-            lp = t_lp if abs(dist) < 1e-12 else t_lp + lag_c * dist
-            dist = hp - t_hp
-            hp = t_hp if abs(dist) < 1e-12 else t_hp + lag_c * dist
-            dist = hpw - t_hpw
-            hpw = t_hpw if abs(dist) < 1e-12 else t_hpw + lag_c * dist
-            dist = shape - t_shape
-            shape = t_shape if abs(dist) < 1e-12 else t_shape + lag_c * dist
+            gain = _glide(gain, t_gain, lag_c)
+            lp = _glide(lp, t_lp, lag_c)
+            hp = _glide(hp, t_hp, lag_c)
+            hpw = _glide(hpw, t_hpw, lag_c)
+            shape = _glide(shape, t_shape, lag_c)
             if en < goal:
                 en = min(goal, en + en_step)
             elif en > goal:
@@ -211,8 +214,7 @@ def route_kernel(frames, outputs, out, mics, use_mics, n_agents, hist, clock,
         if si[q, _SI_USED] == 0:
             continue
         for n in range(frames):
-            g = ss[q, _SS_GAIN] - sp[q, _SP_GAIN]
-            ss[q, _SS_GAIN] = sp[q, _SP_GAIN] if abs(g) < 1e-12 else sp[q, _SP_GAIN] + lag_c * g
+            ss[q, _SS_GAIN] = _glide(ss[q, _SS_GAIN], sp[q, _SP_GAIN], lag_c)
             en = ss[q, _SS_EN]
             goal = sp[q, _SP_EN]
             if en < goal:
@@ -221,8 +223,7 @@ def route_kernel(frames, outputs, out, mics, use_mics, n_agents, hist, clock,
                 en = max(goal, en - sp[q, _SP_ENSTEP])
             ss[q, _SS_EN] = en
             for a in range(n_agents):
-                d = ts[q, a] - tw[q, a]
-                ts[q, a] = tw[q, a] if abs(d) < 1e-12 else tw[q, a] + lag_c * d
+                ts[q, a] = _glide(ts[q, a], tw[q, a], lag_c)
             t = si[q, _SI_CLOCK]
             si[q, _SI_CLOCK] = t + 1
             u = float(t) - sp[q, _SP_START]
