@@ -81,27 +81,26 @@ class RtpSender:
         """The next packet starts a new run (marker bit set)."""
         self._marker = True
 
+    def _next_fields(self, first: int, ts: int) -> tuple[int, int, int, int, int]:
+        """The header fields of the next packet at stream time ``ts`` (its sequence
+        number taken, the marker cleared)."""
+        second = self.payload_type | (0x80 if self._marker else 0)
+        self._marker = False
+        sequence = self.sequence
+        self.sequence = (sequence + 1) & 0xFFFF
+        self.packets += 1
+        return first, second, sequence, (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc
+
     def header(self, ts: int, extension: bytes | None = None) -> bytes:
         """The 12-byte header (plus ``extension``, a packed RFC 3550 extension block
         whose presence sets the X bit) for a packet at stream time ``ts`` (samples)."""
-        first = 0x90 if extension else 0x80
-        second = self.payload_type | (0x80 if self._marker else 0)
-        self._marker = False
-        head = _HEAD.pack(first, second, self.sequence, (ts + self.ts_offset) & 0xFFFFFFFF,
-                          self.ssrc)
-        self.sequence = (self.sequence + 1) & 0xFFFF
-        self.packets += 1
+        head = _HEAD.pack(*self._next_fields(0x90 if extension else 0x80, ts))
         return head + extension if extension else head
 
     def header_into(self, buffer: Any, ts: int) -> int:
         """Write the 12-byte header (no extension) for stream time ``ts`` at the start of
         ``buffer`` (a writable bytes-like object, e.g. a numpy uint8 array); 12."""
-        second = self.payload_type | (0x80 if self._marker else 0)
-        self._marker = False
-        _HEAD.pack_into(buffer, 0, 0x80, second, self.sequence,
-                        (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc)
-        self.sequence = (self.sequence + 1) & 0xFFFF
-        self.packets += 1
+        _HEAD.pack_into(buffer, 0, *self._next_fields(0x80, ts))
         return HEADER_SIZE
 
     def packet(self, payload: bytes, ts: int, extension: bytes | None = None) -> bytes:

@@ -118,3 +118,14 @@ def test_removing_a_replaced_receiver_keeps_the_new_one():
     assert port.stats()["streams"] == 1
     port.remove(peer, new)
     assert port.stats()["streams"] == 0
+
+
+def test_a_header_written_in_place_is_the_header():
+    """The router's in packets: ``header_into`` writes what ``header`` returns (the marker
+    on the first packet only, sequence and timestamp wrapping alike)."""
+    a, b = (RtpSender(ssrc=0x1234, sequence=0xFFFE, ts_offset=2**32 - 300) for _ in range(2))
+    buffer = np.zeros(16, dtype=np.uint8)
+    for k in range(4):
+        assert b.header_into(buffer, k * BLOCK) == 12
+        assert bytes(buffer[:12]) == a.header(k * BLOCK)
+    assert a.sequence == b.sequence == 2 and a.packets == b.packets == 4
