@@ -148,7 +148,7 @@ class FollowInput:
     hi: float
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _meter(x, n, tele, i_ms, i_peak, k_ms, k_peak):
     """Update the smoothed mean square and the decaying peak in ``tele`` from ``x[:n]``."""
     if n == 0:
@@ -169,7 +169,7 @@ def _meter(x, n, tele, i_ms, i_peak, k_ms, k_peak):
     tele[i_peak] = pk if pk > held else held
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _follow(x, n, lo, hi, out):
     """``out[:n] = lo + (clip(x, -1, 1) + 1) / 2 * (hi - lo)`` (NaN maps to ``lo``)."""
     for i in range(n):
