@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from anamnesis.agents.render import realtime_text
+from anamnesis.hub.clock.crew import MAX_THREADS
 from anamnesis.hub.clock.rehearse import check_request, partial_path, rehearse
 
 # ---------------------------------------------------------------------------
@@ -28,6 +29,9 @@ from anamnesis.hub.clock.rehearse import check_request, partial_path, rehearse
 # ---------------------------------------------------------------------------
 
 #: Most columns of a spectrogram (time slices), whatever the length.
+#: ``--threads``' default is the cores available, at most this many (two already take
+#: most of what the lockstep's GIL-held Python leaves to share: bench/bench_rehearse.py).
+DEFAULT_THREADS_MAX = 4
 PLOT_COLUMNS = 1200
 #: Frequency range shown (Hz, log scale; the top is capped at half the sample rate) and
 #: the number of log-spaced rows it is drawn with.
@@ -138,7 +142,20 @@ def add_rehearse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-bank", action="store_true",
                         help="run every agent through its own engine (the same samples; "
                              "a reference for benchmarks)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for the agents and the room (the same bytes for any "
+                             f"number; default: the cores this process may use, at most "
+                             f"{DEFAULT_THREADS_MAX})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def default_threads() -> int:
+    """The cores this process may use, at most :data:`DEFAULT_THREADS_MAX`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:          # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(DEFAULT_THREADS_MAX, cores))
 
 
 def _fail(message: str) -> int:
@@ -161,6 +178,9 @@ def run_rehearse(args: argparse.Namespace) -> int:
         frames = check_request(config, args.seconds, args.out, args.preview, args.plot, args.seed)
     except ValueError as exc:
         return _fail(str(exc))
+    threads = default_threads() if args.threads is None else args.threads
+    if not 1 <= threads <= MAX_THREADS:
+        return _fail(f"--threads must be 1..{MAX_THREADS}; got {threads}")
 
     from tqdm import tqdm
 
@@ -169,7 +189,8 @@ def run_rehearse(args: argparse.Namespace) -> int:
                leave=False, disable=args.quiet or not sys.stderr.isatty())
     try:
         result = rehearse(config, args.seconds, args.out, preview=args.preview, seed=args.seed,
-                          banks=not args.no_bank, cache_dir=args.cache_dir, progress=bar.update)
+                          banks=not args.no_bank, cache_dir=args.cache_dir, progress=bar.update,
+                          threads=threads)
     except ValueError as exc:
         bar.close()
         return _fail(str(exc))
@@ -201,4 +222,5 @@ def run_rehearse(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_rehearse_arguments", "plot_rehearsal", "run_rehearse", "spectrogram_rows"]
+__all__ = ["DEFAULT_THREADS_MAX", "add_rehearse_arguments", "default_threads", "plot_rehearsal",
+           "run_rehearse", "spectrogram_rows"]

@@ -8,7 +8,7 @@ command itself (options, progress bar, ``--plot``'s spectrogram) is
 
 The loop (the live simulated hub's, see :mod:`anamnesis.hub.engine.graph` and :mod:`anamnesis.hub.clock.simulated`)
 ----------------------------------------------------------------------------------
-Per block k, in one process and one thread::
+Per block k, in one process::
 
     couplings.step(k, read, write)              # [[coupling]]s due at this boundary (weights)
     coupling.process(outputs, mics, ears)       # the room: mics and ears from block k-1's speakers
@@ -19,6 +19,10 @@ Per block k, in one process and one thread::
 so every edge and every feedback path through the air has at least one block of
 latency, as in the live lockstep. The preview written for block k is what the
 listener hears of the speakers' block k-1 (the room's own delay comes on top).
+With ``threads`` > 1 (``--threads``) the block's work is shared by a crew
+(:mod:`anamnesis.hub.clock.crew`): the room's tail levels and the preview run beside
+the mics and the graph, and the agents are spread over the threads; the samples are
+the same bits for any number of threads.
 Block size and sample rate are the config's ``[installation]`` ones: the block is
 part of the piece (it is the lockstep's latency), so there is no option to change
 it. A ``mode = "deployed"`` config is rehearsed in the same lockstep.
@@ -315,11 +319,14 @@ class Rehearsal:
     """
 
     def __init__(self, config: Any, *, seed: int = 0, banks: bool = True, room: bool = True,
-                 listener: bool = True, cache_dir: Path | None = None) -> None:
+                 listener: bool = True, cache_dir: Path | None = None,
+                 threads: int = 1) -> None:
+        from anamnesis.hub.clock.crew import Crew
         from anamnesis.hub.engine.graph import from_config
 
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a whole number >= 0; got {seed!r}")
+        self.crew: Crew | None = Crew(threads) if threads != 1 else None
         inst = config.installation
         self.config = config
         self.seed = seed
@@ -346,6 +353,8 @@ class Rehearsal:
 
             self.preview = ListenerPreview(self.sample_rate, self.block)
         self.voices = build_voices(config, self.inputs, self.outputs, seed=seed, banks=banks)
+        # The crew's jobs, the widest voices first (they are taken in this order).
+        self._voice_jobs = [v.process for v in sorted(self.voices, key=lambda v: -len(v.columns))]
         self.blocks = 0
         self.couplings: Any = None
         if config.couplings:
@@ -376,6 +385,9 @@ class Rehearsal:
         when a ``[[coupling]]`` acts (its weight vectors)."""
         if self.couplings is not None:
             self.couplings.step(self.blocks, self.read_weights, self.write_weights)
+        if self.crew is not None:
+            self._step_crew(self.crew)
+            return
         if self.coupling is not None:
             self.coupling.process(self.outputs, self.mics, self.ears)
             if self.preview is not None:
@@ -386,6 +398,40 @@ class Rehearsal:
         for voice in self.voices:
             voice.process()
         self.blocks += 1
+
+    def _step_crew(self, crew: Any) -> None:
+        """:meth:`step` on the crew's threads (:mod:`anamnesis.hub.clock.crew`): the room's
+        tails and the preview beside the mics and the graph, then the voices shared."""
+        if self.coupling is not None:
+            self.coupling.process(self.outputs, self.mics, self.ears, tails=False)
+            crew.begin(self._side)
+            try:
+                self.graph.tick(self.outputs, out=self.inputs, mics=self.mics)
+            except BaseException:
+                crew.join()
+                raise
+        else:
+            self.graph.tick(self.outputs, out=self.inputs)
+        crew.share(self._voice_jobs)
+        self.blocks += 1
+
+    def _side(self) -> None:
+        """The crew's side job: the room's tail levels, then the listener's preview."""
+        self.coupling.process_tails()
+        if self.preview is not None:
+            self.preview.process(self.ears)
+
+    def close(self) -> None:
+        """Stop the crew's threads (nothing to do with one thread)."""
+        if self.crew is not None:
+            self.crew.close()
+            self.crew = None
+
+    def __enter__(self) -> Rehearsal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def agent_stats(self) -> dict[str, dict[str, float]]:
         """Each agent's counters (blow-ups, failed blocks ...), by id."""
@@ -455,16 +501,26 @@ def check_request(config: Any, seconds: float, out: Path, preview: Path | None =
 
 def rehearse(config: Any, seconds: float, out: Path, *, preview: Path | None = None,
              seed: int = 0, banks: bool = True, cache_dir: Path | None = None,
-             progress: Callable[[int], None] | None = None) -> RehearsalResult:
+             progress: Callable[[int], None] | None = None, threads: int = 1) -> RehearsalResult:
     """Render ``seconds`` of ``config`` to ``out`` (one float32 channel per speaker) and,
     with ``preview``, the listener's stereo preview. ``progress(frames)`` after each
-    block. Written under temporary names and renamed when complete (nothing is left
-    behind on an error). ``ValueError`` for a bad request (:func:`check_request`)."""
+    block; ``threads`` the crew's (:mod:`anamnesis.hub.clock.crew`: the same bytes for
+    any number). Written under temporary names and renamed when complete (nothing is
+    left behind on an error). ``ValueError`` for a bad request (:func:`check_request`)."""
     frames = check_request(config, seconds, out, preview, None, seed)
     out = Path(out)
     started = time.perf_counter()
     rehearsal = Rehearsal(config, seed=seed, banks=banks, listener=preview is not None,
-                          cache_dir=cache_dir)
+                          cache_dir=cache_dir, threads=threads)
+    try:
+        return _render(rehearsal, frames, out, preview, started, progress)
+    finally:
+        rehearsal.close()
+
+
+def _render(rehearsal: Rehearsal, frames: int, out: Path, preview: Path | None,
+            started: float, progress: Callable[[int], None] | None = None) -> RehearsalResult:
+    """:func:`rehearse`'s loop: ``frames`` of ``rehearsal`` to the files."""
     if preview is not None and not rehearsal.listener:
         raise ValueError("--preview needs a listener in the [room]")
     block = rehearsal.block

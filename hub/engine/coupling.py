@@ -157,10 +157,17 @@ class RoomCoupling:
         """Install :meth:`prepare`'s result; the next block crossfades (audio side)."""
         self.convolver.swap(prepared)
 
-    def process(self, outputs: np.ndarray, mics: np.ndarray, ears_out: np.ndarray) -> None:
+    def process(self, outputs: np.ndarray, mics: np.ndarray, ears_out: np.ndarray, *,
+                tails: bool = True) -> None:
         """One block: ``outputs`` (block, n_agents) the speakers' samples (float64);
-        writes ``mics`` (block, n_agents) and ``ears_out`` (block, 2), float64."""
-        wet = self.convolver.process(outputs, self._wet)
+        writes ``mics`` (block, n_agents) and ``ears_out`` (block, 2), float64.
+        ``tails`` False leaves the room's tail levels to :meth:`process_tails`, which
+        may then run on another thread while ``outputs`` is rewritten (it must end
+        before the next ``process``: :meth:`RoomConvolver.process_head`)."""
+        if tails:
+            wet = self.convolver.process(outputs, self._wet)
+        else:
+            wet = self.convolver.process_head(outputs, self._wet)
         n = self.n_agents
         mics[...] = wet[:, :n]
         if self.listener:
@@ -169,6 +176,10 @@ class RoomCoupling:
             self._rng.standard_normal(out=self._noise)
             np.multiply(self._noise, self._noise_gain, out=self._noise)
             np.add(mics, self._noise, out=mics)
+
+    def process_tails(self) -> None:
+        """The room's tail levels for the last :meth:`process` with ``tails=False``."""
+        self.convolver.process_tails()
 
     def reset(self) -> None:
         """Silence in the room (the convolution's history cleared); responses kept."""

@@ -79,6 +79,7 @@ class RoomConvolver:
         largest = max((s + m for s, m, _ in tails), default=B)
         self._ring = np.zeros((-(-(largest + B) // B) * B, self.n_out), self.dtype)
         self._time = 0                   # samples processed
+        self._tails_due = False          # process_head ran, process_tails not yet
         # Per tail level: partitions accumulated since its last push (-1: none pushed).
         self._done = [-1] * len(tails)
         self._out = np.zeros((B, self.n_out), self.dtype)
@@ -124,26 +125,60 @@ class RoomConvolver:
             stage.reset()
         self._ring[...] = 0.0
         self._time = 0
+        self._tails_due = False
         self._done = [-1] * len(self._done)
 
     # -- audio -----------------------------------------------------------------
 
     def process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Convolve one block: ``x`` (block, n_in) -> (block, n_out), into ``out`` if
-        given (else an internal buffer the next call overwrites). Allocation-free."""
+        given (else an internal buffer the next call overwrites). Allocation-free:
+        :meth:`process_head` then :meth:`process_tails`."""
+        out = self.process_head(x, out)
+        self.process_tails()
+        return out
+
+    def process_head(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The first half of :meth:`process`: the head level's convolution of ``x`` plus
+        the tails' output due in this block, into ``out``; ``x`` is copied into the
+        tail levels' inputs, so the caller may overwrite it at once.
+
+        :meth:`process_tails` (the tail levels' share of this block's work, which only
+        writes output due from the *next* block on) may then run on another thread,
+        concurrently with whatever the caller does next, and must end before the next
+        ``process_head``; if it has not been called, this call runs it first."""
         B = self.block
         if out is None:
             out = self._out
         elif out.shape != (B, self.n_out):
             raise ValueError(f"out must have shape {(B, self.n_out)}, got {out.shape}")
+        if self._tails_due:
+            self.process_tails()
         mix = self._mix                  # in the convolver's dtype: no casting buffers
         self.head.process(x, mix)        # checks x's shape
         t, ring = self._time, self._ring
-        end = t + B
+        for (_start, size, _parts), inputs in zip(self.levels[1:], self._inputs, strict=True):
+            at = t % size
+            inputs[at:at + B] = x
+        now = t % len(ring)
+        mix += ring[now:now + B]         # the tails write from block t + 1 on (S_k >= 2 M_k)
+        ring[now:now + B] = 0.0
+        out[...] = mix
+        self._tails_due = True
+        return out
+
+    def process_tails(self) -> None:
+        """The second half of :meth:`process`: each tail level's work for the block
+        :meth:`process_head` took (a turn: the last partitions, the inverse transform,
+        the output into the ring, the new input's transform; else a share of
+        multiply-adds). Allocation-free; does nothing if no head is waiting."""
+        if not self._tails_due:
+            return
+        B = self.block
+        t = self._time
         for k, ((start, size, parts), stage, inputs, outputs) in enumerate(zip(
                 self.levels[1:], self._stages[1:], self._inputs, self._outputs, strict=True)):
             at = t % size
-            inputs[at:at + B] = x
             done = self._done[k]
             if at + B == size:           # its input is complete: its turn
                 if done >= 0:            # the last turn's block ends: due S - 2M from now
@@ -157,12 +192,8 @@ class RoomConvolver:
                 if share > done:
                     stage.accumulate(done, min(share, parts))
                     self._done[k] = min(share, parts)
-        now = t % len(ring)
-        mix += ring[now:now + B]
-        ring[now:now + B] = 0.0
-        out[...] = mix
-        self._time = end
-        return out
+        self._time = t + B
+        self._tails_due = False
 
     def _add(self, when: int, y: np.ndarray) -> None:
         """Add ``y`` to the future output from sample ``when`` on (wrapping the ring)."""

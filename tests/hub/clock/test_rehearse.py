@@ -107,11 +107,11 @@ targets = ["saw", "duo", "big"]
 
 
 def _render(config, blocks: int, **kwargs) -> np.ndarray:
-    r = R.Rehearsal(config, **kwargs)
-    out = np.zeros((blocks * r.block, len(r.agent_ids)))
-    for k in range(blocks):
-        r.step()
-        out[k * r.block:(k + 1) * r.block] = r.outputs
+    with R.Rehearsal(config, **kwargs) as r:
+        out = np.zeros((blocks * r.block, len(r.agent_ids)))
+        for k in range(blocks):
+            r.step()
+            out[k * r.block:(k + 1) * r.block] = r.outputs
     return out
 
 
@@ -180,16 +180,18 @@ def _without_sources(text: str) -> str:
     return text.split("[[source]]")[0]
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("which", ["mixed", "octophonic"])
-def test_a_step_allocates_nothing(which, tmp_path):
+def test_a_step_allocates_nothing(which, threads, tmp_path):
     if which == "mixed":
         config = parse_config(_without_sources(MIXED), "mixed.toml")
     else:
             config = parse_config(_without_sources(OCTOPHONIC.read_text()), str(OCTOPHONIC))
-    r = R.Rehearsal(config, cache_dir=tmp_path)
+    r = R.Rehearsal(config, cache_dir=tmp_path, threads=threads)
     for _ in range(5):
         r.step()
     peak, retained = traced_allocation(r.step, repeats=50)
+    r.close()
     # One block of the installation's arrays would be 8 KiB (mixed) or 16 KiB (octophonic).
     assert peak < 4096 and retained < 1024, (peak, retained)
 
@@ -223,6 +225,24 @@ def test_seed_offsets_agents_and_noise():
     assert kwargs0["input_size"] == 12 and kwargs0["hidden_size"] == 10 and follow == []
     # The hub's OSC parameters arrive as float32: 0.9 becomes 0.8999999761581421.
     assert dict(settings)["lr"] == float(np.float32(0.9)) != 0.9
+
+
+def test_any_number_of_threads_gives_the_same_bytes(tmp_path):
+    """The crew (agents, the room's tails and the preview on several threads) changes
+    nothing: the speakers' and the listener's files have one sha256 for 1, 2 and 3
+    threads, through the room (octophonic) and with a bank (mixed)."""
+    octophonic = load_config(OCTOPHONIC)
+    mixed = parse_config(MIXED, "mixed.toml")
+    for name, config, preview in (("octo", octophonic, True), ("mixed", mixed, False)):
+        digests = set()
+        for threads in (1, 2, 3):
+            out = tmp_path / f"{name}-{threads}.wav"
+            ears = tmp_path / f"{name}-{threads}-ears.wav" if preview else None
+            R.rehearse(config, 2.0, out, preview=ears, seed=3, cache_dir=tmp_path / "rooms",
+                       threads=threads)
+            digests.add((_sha256(out), _sha256(ears) if ears else None))
+        assert len(digests) == 1, (name, digests)
+    assert _grouping(mixed)[0], "the mixed piece has a bank"
 
 
 def test_an_interrupted_rehearsal_leaves_nothing(tmp_path):
@@ -309,7 +329,7 @@ def test_cli_renders_plots_and_reports(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["piece.png", "piece.wav"]
 
 
-@pytest.mark.parametrize("case", ["seconds", "config", "preview", "folder"])
+@pytest.mark.parametrize("case", ["seconds", "config", "preview", "folder", "threads"])
 def test_cli_bad_input_exits_2_with_one_message(tmp_path, case):
     bad = tmp_path / "bad.toml"
     bad.write_text('[installation]\nblock = 7\n\n[[agent]]\nid = "a"\nmodel = "autoregnn"\n'
@@ -318,6 +338,7 @@ def test_cli_bad_input_exits_2_with_one_message(tmp_path, case):
             "config": [str(bad), "--seconds", "1"],
             "preview": [str(RING3), "--seconds", "1", "--preview", str(tmp_path / "ears.wav")],
             "folder": [str(RING3), "--seconds", "1", "--out", str(tmp_path / "no" / "x.wav")],
+            "threads": [str(RING3), "--seconds", "1", "--threads", "0"],
             }[case]
     if "--out" not in args:
         args += ["--out", str(tmp_path / "x.wav")]
@@ -330,8 +351,8 @@ def test_cli_bad_input_exits_2_with_one_message(tmp_path, case):
         assert "block" in done.stderr and "lr" in done.stderr
     else:
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-        assert {"seconds": "--seconds", "preview": "[room]", "folder": "does not exist"}[case] \
-            in first
+        assert {"seconds": "--seconds", "preview": "[room]", "folder": "does not exist",
+                "threads": "--threads must be 1..64; got 0"}[case] in first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
 
 
