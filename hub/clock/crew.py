@@ -42,10 +42,7 @@ class Crew:
     :meth:`close`."""
 
     def __init__(self, threads: int) -> None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or not (
-                1 <= threads <= MAX_THREADS):
-            raise ValueError(f"threads must be a whole number 1..{MAX_THREADS}; got {threads!r}")
-        self.threads = threads
+        self.threads = self.check_threads(threads)
         self._jobs: Sequence[Callable[[], None]] = ()
         self._next = 0
         self._claim_lock = threading.Lock()
@@ -53,6 +50,7 @@ class Crew:
         self._inboxes: list[queue.SimpleQueue] = []
         self._helpers: list[threading.Thread] = []
         self._pending = 0                # messages posted and not yet answered
+        self._take = self._take_jobs     # bound once: a put per block allocates nothing
         for i in range(threads - 1):
             inbox: queue.SimpleQueue = queue.SimpleQueue()
             helper = threading.Thread(target=self._serve, args=(inbox,),
@@ -60,6 +58,14 @@ class Crew:
             self._inboxes.append(inbox)
             self._helpers.append(helper)
             helper.start()
+
+    @staticmethod
+    def check_threads(threads: object) -> int:
+        """``threads`` if it is a whole number 1 … :data:`MAX_THREADS`, else ValueError."""
+        if isinstance(threads, bool) or not isinstance(threads, int) or not (
+                1 <= threads <= MAX_THREADS):
+            raise ValueError(f"threads must be a whole number 1..{MAX_THREADS}; got {threads!r}")
+        return threads
 
     def __enter__(self) -> Crew:
         return self
@@ -84,7 +90,7 @@ class Crew:
         self._jobs = jobs
         self._next = 0
         for inbox in self._inboxes:
-            inbox.put(self._take_jobs)
+            inbox.put(self._take)
         self._pending += len(self._inboxes)
         failure: BaseException | None = None
         try:

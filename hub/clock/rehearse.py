@@ -326,7 +326,8 @@ class Rehearsal:
 
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a whole number >= 0; got {seed!r}")
-        self.crew: Crew | None = Crew(threads) if threads != 1 else None
+        if threads != 1:
+            Crew.check_threads(threads)     # before any work: a bad number says so at once
         inst = config.installation
         self.config = config
         self.seed = seed
@@ -364,6 +365,8 @@ class Rehearsal:
             self.couplings = BlockCouplings(config.couplings, sample_rate=self.sample_rate,
                                             block=self.block, seed=seed)
             self.couplings.check(self.read_weights)
+        # Last: nothing after it can fail and leave its threads waiting.
+        self.crew: Crew | None = Crew(threads) if threads != 1 else None
 
     def read_weights(self, agent_id: str) -> np.ndarray:
         """An agent's flat weights as the live hub reads them (``/weights``: float32)."""

@@ -193,7 +193,9 @@ def test_a_step_allocates_nothing(which, threads, tmp_path):
     peak, retained = traced_allocation(r.step, repeats=50)
     r.close()
     # One block of the installation's arrays would be 8 KiB (mixed) or 16 KiB (octophonic).
-    assert peak < 4096 and retained < 1024, (peak, retained)
+    # The small temporaries of a step (numpy's views and wrappers, ~2.5 KiB at most) may
+    # coincide on two threads (tracemalloc counts every thread's).
+    assert peak < (4096 if threads == 1 else 6144) and retained < 1024, (peak, retained)
 
 
 # --- files: reproducible, seeded, complete ----------------------------------------------
