@@ -26,7 +26,11 @@ per sample, in this order:
    samples; the signal is delayed by ``L`` samples. Every gain value entering
    the average for a sample was computed from a window that contains that
    sample, so the smoothed gain never exceeds what the sample needs: the
-   limiter attacks smoothly *and* holds the ceiling.
+   limiter attacks smoothly *and* holds the ceiling. Both windows cost the same
+   whatever ``L``: the min-hold is a monotonic queue (exact: the minimum of the
+   window, as a scan would find it), the average a running sum of the released
+   gains in fixed point (each rounded down to a multiple of 2**-52, summed exactly
+   in integers, so it never drifts in weeks of running).
 6. **Mute** (ramp over :data:`RAMP_S`) and **panic** (fade to exact silence over
    :data:`PANIC_FADE_S`, fade back in over :data:`UNPANIC_FADE_S`); factors in
    [0, 1] after the limiter, so silence is exact whatever the limiter does.
@@ -94,6 +98,15 @@ C_DC_R, C_B0, C_B1, C_B2, C_A1, C_A2 = 0, 1, 2, 3, 4, 5
 C_CEIL, C_RELEASE_K, C_RAMP_N, C_PANIC_N, C_UNPANIC_N = 6, 7, 8, 9, 10
 N_COEF = 11
 
+# The limiter's integer state (``lim``): the running sum of the fixed-point released
+# gains, the min-hold queue's head and length, and the samples since the reset.
+L_SUM, L_HEAD, L_LEN, L_COUNT = 0, 1, 2, 3
+N_LIM = 4
+#: One in the fixed point of the released-gain ring (2**52: a gain in (0, 1] keeps
+#: every bit a float64 has at 0.5 and above).
+GAIN_ONE = 1 << 52
+_GAIN_SCALE = 1.0 / GAIN_ONE
+
 # Counters.
 K_NONFINITE, K_OVERRANGE, K_LIMITED, K_CLAMPED, K_FLUSHED = 0, 1, 2, 3, 4
 N_COUNTERS = 5
@@ -136,19 +149,23 @@ def _ramp_next(st, base):
 
 
 @njit(cache=True, nogil=True)
-def safety_kernel(x, y, n, targets, st, coef, delay, greq, released, counters, lpc, lpz):
+def safety_kernel(x, y, n, targets, st, coef, delay, released, hold_val, hold_age, lim,
+                  counters, lpc, lpz):
     """Run the safety chain over ``x[:n]`` into ``y[:n]`` (both float64, linear).
 
     ``targets``: gain (linear), mute (0/1), panic (0/1). ``st``/``coef``: scalar
-    state and coefficients (see the ``S_*``/``C_*`` indices). ``delay`` (L),
-    ``greq`` (L+1) and ``released`` (L) are the limiter's rings. ``counters``
-    (int64) accumulate events. ``lpc`` (sections, 5: b0 b1 b2 a1 a2) and ``lpz``
-    (sections, 2) are the low-pass's biquads and their state (0 sections: off).
-    Allocates nothing.
+    state and coefficients (see the ``S_*``/``C_*`` indices). ``delay`` (L) is the
+    signal's delay ring, ``released`` (L, int64) the released gains in fixed point
+    (:data:`GAIN_ONE`), ``hold_val``/``hold_age`` (L+2) the min-hold's monotonic queue
+    (gains, and the sample count at which each was needed) and ``lim`` (int64, the
+    ``L_*`` indices) their integer state. ``counters`` (int64) accumulate events.
+    ``lpc`` (sections, 5: b0 b1 b2 a1 a2) and ``lpz`` (sections, 2) are the
+    low-pass's biquads and their state (0 sections: off). Allocates nothing.
     """
     ceil = coef[C_CEIL]
     la = delay.shape[0]
-    lg = greq.shape[0]
+    lg = la + 1                      # the min-hold's window (samples)
+    cap = hold_val.shape[0]
     _ramp_retarget(st, S_GAIN, targets[T_GAIN], coef[C_RAMP_N])
     _ramp_retarget(st, S_MUTE, 0.0 if targets[T_MUTE] != 0.0 else 1.0, coef[C_RAMP_N])
     if targets[T_PANIC] != 0.0:
@@ -156,6 +173,10 @@ def safety_kernel(x, y, n, targets, st, coef, delay, greq, released, counters, l
     else:
         _ramp_retarget(st, S_PANIC, 1.0, coef[C_UNPANIC_N])
     pos = int(st[S_POS])
+    total = lim[L_SUM]
+    head = lim[L_HEAD]
+    length = lim[L_LEN]
+    count = lim[L_COUNT]
     for i in range(n):
         # 1. guard
         v = x[i]
@@ -184,29 +205,37 @@ def safety_kernel(x, y, n, targets, st, coef, delay, greq, released, counters, l
             h = q
         # 4. gain
         v = _flush(h * _ramp_next(st, S_GAIN))
-        # 5. limiter: needed gain, min-hold over L+1, release, box average over L
+        # 5. limiter: needed gain, min-hold over L+1, release, box average over L.
         a = abs(v)
         g = 1.0 if a <= ceil else ceil / a
-        greq[pos % lg] = g
-        held = greq[0]
-        for k in range(1, lg):
-            if greq[k] < held:
-                held = greq[k]
+        # The min-hold: the queue keeps, oldest first, the gains no later one undercuts;
+        # its head is the window's minimum once the gains older than L+1 samples leave.
+        while length > 0 and hold_val[(head + length - 1) % cap] >= g:
+            length -= 1
+        back = (head + length) % cap
+        hold_val[back] = g
+        hold_age[back] = count
+        length += 1
+        while hold_age[head] <= count - lg:
+            head = (head + 1) % cap
+            length -= 1
+        held = hold_val[head]
+        count += 1
         r = st[S_RELEASE]
         if held < r:
             r = held
         else:
             r += (held - r) * coef[C_RELEASE_K]
         st[S_RELEASE] = r
-        released[pos % la] = r
-        s = 0.0
-        for k in range(la):
-            s += released[k]
-        s /= la
-        out = delay[pos % la] * s
-        delay[pos % la] = v
+        slot = pos % la
+        fixed = np.int64(r * GAIN_ONE)       # r in (0, 1]: exact scaling, rounded down
+        total += fixed - released[slot]
+        released[slot] = fixed
+        s = (total * _GAIN_SCALE) / la
+        out = delay[slot] * s
+        delay[slot] = v
         pos += 1
-        if pos >= la * lg:
+        if pos >= la:
             pos = 0
         if s < _LIMITED_BELOW:
             counters[K_LIMITED] += 1
@@ -226,6 +255,10 @@ def safety_kernel(x, y, n, targets, st, coef, delay, greq, released, counters, l
                 out = 0.0
         y[i] = out
     st[S_POS] = pos
+    lim[L_SUM] = total
+    lim[L_HEAD] = head
+    lim[L_LEN] = length
+    lim[L_COUNT] = count
     # Keep stored state finite (STYLE 4). With the input clamped this cannot
     # trigger; it is the last line of defence, and counted.
     bad = False
@@ -342,8 +375,10 @@ class SafetyChain:
         self._targets = np.zeros(N_TARGETS)
         self._state = np.zeros(N_STATE)
         self._delay = np.zeros(self.latency)
-        self._greq = np.ones(self.latency + 1)
-        self._released = np.ones(self.latency)
+        self._released = np.zeros(self.latency, dtype=np.int64)
+        self._hold_val = np.zeros(self.latency + 2)
+        self._hold_age = np.zeros(self.latency + 2, dtype=np.int64)
+        self._lim = np.zeros(N_LIM, dtype=np.int64)
         self._counters = np.zeros(N_COUNTERS, dtype=np.int64)
         self._gain_db = 0.0
         self._targets[T_GAIN] = 1.0
@@ -407,8 +442,9 @@ class SafetyChain:
             st[base] = value
             st[base + 1] = value
         self._delay[:] = 0.0
-        self._greq[:] = 1.0
-        self._released[:] = 1.0
+        self._released[:] = GAIN_ONE         # unity gain before the first sample
+        self._lim[:] = 0
+        self._lim[L_SUM] = GAIN_ONE * self.latency
         self._lpz[:] = 0.0
 
     def process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -423,7 +459,8 @@ class SafetyChain:
         while start < n:
             end = min(n, start + self.max_block)
             safety_kernel(x[start:end], out[start:end], end - start, self._targets,
-                          self._state, self._coef, self._delay, self._greq,
-                          self._released, self._counters, self._lpc, self._lpz)
+                          self._state, self._coef, self._delay, self._released,
+                          self._hold_val, self._hold_age, self._lim, self._counters,
+                          self._lpc, self._lpz)
             start = end
         return out

@@ -246,9 +246,50 @@ def test_kernel_without_jit_matches_the_compiled_kernel():
     plain = SafetyChain(SR, 3000)
     got = np.empty_like(x)
     safety.safety_kernel.py_func(x, got, len(x), plain._targets, plain._state, plain._coef,
-                                 plain._delay, plain._greq, plain._released, plain._counters,
-                                 plain._lpc, plain._lpz)
-    assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+                                 plain._delay, plain._released, plain._hold_val,
+                                 plain._hold_age, plain._lim, plain._counters, plain._lpc,
+                                 plain._lpz)
+    assert_array_equal(got, expected)
+
+
+def _scan_limiter(v: np.ndarray, ceil: float, lookahead: int, release_k: float) -> np.ndarray:
+    """The limiter of the module docstring, step 5, written as the scans it describes:
+    the needed gain min-held over L+1 samples, released, averaged over L, the signal
+    delayed by L; then the hard clamp."""
+    hold, boxed = [1.0] * (lookahead + 1), [1.0] * lookahead
+    delay = [0.0] * lookahead
+    r, out = 1.0, np.zeros(len(v))
+    for i, x in enumerate(v):
+        a = abs(x)
+        hold[i % len(hold)] = 1.0 if a <= ceil else ceil / a
+        held = min(hold)
+        r = held if held < r else r + (held - r) * release_k
+        boxed[i % lookahead] = r
+        out[i] = delay[i % lookahead] * (sum(boxed) / lookahead)
+        delay[i % lookahead] = x
+    return np.clip(out, -ceil, ceil)
+
+
+@pytest.mark.parametrize("lookahead_ms", [0.02, 1.0, 5.0])
+def test_the_limiter_equals_its_scans(lookahead_ms):
+    """The monotonic queue and the fixed-point running sum give the scans' limiter:
+    the pre-limiter signal is what a chain whose limiter never acts plays (delayed by
+    L), and a chain at -20 dBFS on the same input must equal the scans applied to it."""
+    rng = np.random.default_rng(11)
+    n = 6000
+    x = rng.normal(0.0, 0.05, n) * (1.0 + 3.0 * (np.arange(n) % 1500 < 200))   # bursts
+    x[2500:2600] = 0.5 * np.sign(np.sin(np.arange(100) * 0.3))                    # a square
+    clean = SafetyChain(SR, n, ceiling_db=0.0, lookahead_ms=lookahead_ms, lowpass_hz=None)
+    through = clean.process(x)
+    L = clean.latency
+    assert clean.counters()["limited"] == 0
+    v = through[L:]                      # the signal entering the limiter, samples 0..n-L
+    loud = SafetyChain(SR, 256, ceiling_db=-20.0, lookahead_ms=lookahead_ms, lowpass_hz=None)
+    got = loud.process(x)
+    expected = _scan_limiter(v, loud.ceiling, L, loud._coef[safety.C_RELEASE_K])
+    assert loud.counters()["limited"] > 1000
+    assert_allclose(got[:n - L], expected, rtol=1e-12, atol=1e-15)
+    assert np.max(np.abs(got)) <= loud.ceiling
 
 
 def test_ceiling_is_a_float32_value_not_above_the_requested_level():
