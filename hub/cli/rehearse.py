@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from anamnesis.agents.render import realtime_text
-from anamnesis.hub.clock.crew import MAX_THREADS
+from anamnesis.hub.clock.crew import MAX_THREADS, Crew
 from anamnesis.hub.clock.rehearse import check_request, partial_path, rehearse
 
 # ---------------------------------------------------------------------------
 # The spectrogram plot
 # ---------------------------------------------------------------------------
 
-#: Most columns of a spectrogram (time slices), whatever the length.
 #: ``--threads``' default is the cores available, at most this many (two already take
 #: most of what the lockstep's GIL-held Python leaves to share: bench/bench_rehearse.py).
 DEFAULT_THREADS_MAX = 4
+#: Most columns of a spectrogram (time slices), whatever the length.
 PLOT_COLUMNS = 1200
 #: Frequency range shown (Hz, log scale; the top is capped at half the sample rate) and
 #: the number of log-spaced rows it is drawn with.
@@ -179,7 +179,9 @@ def run_rehearse(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     threads = default_threads() if args.threads is None else args.threads
-    if not 1 <= threads <= MAX_THREADS:
+    try:
+        Crew.check_threads(threads)
+    except ValueError:
         return _fail(f"--threads must be 1..{MAX_THREADS}; got {threads}")
 
     from tqdm import tqdm

@@ -114,7 +114,8 @@ class Crew:
             raise failure
 
     def close(self) -> None:
-        """Wait for the posted jobs (their errors are dropped), then stop the helpers."""
+        """Wait for the posted jobs (their errors are dropped), then stop the helpers;
+        the crew then runs every job in the caller."""
         try:
             self.join()
         except BaseException:  # closing after a failed block: the error was raised then

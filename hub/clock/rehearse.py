@@ -326,8 +326,7 @@ class Rehearsal:
 
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a whole number >= 0; got {seed!r}")
-        if threads != 1:
-            Crew.check_threads(threads)     # before any work: a bad number says so at once
+        Crew.check_threads(threads)         # before any work: a bad number says so at once
         inst = config.installation
         self.config = config
         self.seed = seed
@@ -366,7 +365,7 @@ class Rehearsal:
                                             block=self.block, seed=seed)
             self.couplings.check(self.read_weights)
         # Last: nothing after it can fail and leave its threads waiting.
-        self.crew: Crew | None = Crew(threads) if threads != 1 else None
+        self.crew = Crew(threads)
 
     def read_weights(self, agent_id: str) -> np.ndarray:
         """An agent's flat weights as the live hub reads them (``/weights``: float32)."""
@@ -388,23 +387,10 @@ class Rehearsal:
         when a ``[[coupling]]`` acts (its weight vectors)."""
         if self.couplings is not None:
             self.couplings.step(self.blocks, self.read_weights, self.write_weights)
-        if self.crew is not None:
-            self._step_crew(self.crew)
-            return
-        if self.coupling is not None:
-            self.coupling.process(self.outputs, self.mics, self.ears)
-            if self.preview is not None:
-                self.preview.process(self.ears)
-            self.graph.tick(self.outputs, out=self.inputs, mics=self.mics)
-        else:
-            self.graph.tick(self.outputs, out=self.inputs)
-        for voice in self.voices:
-            voice.process()
-        self.blocks += 1
-
-    def _step_crew(self, crew: Any) -> None:
-        """:meth:`step` on the crew's threads (:mod:`anamnesis.hub.clock.crew`): the room's
-        tails and the preview beside the mics and the graph, then the voices shared."""
+        # On the crew (anamnesis.hub.clock.crew; with one thread every job runs here, in
+        # this order): the room's tails and the preview beside the mics and the graph,
+        # then the voices.
+        crew = self.crew
         if self.coupling is not None:
             self.coupling.process(self.outputs, self.mics, self.ears, tails=False)
             crew.begin(self._side)
@@ -425,10 +411,8 @@ class Rehearsal:
             self.preview.process(self.ears)
 
     def close(self) -> None:
-        """Stop the crew's threads (nothing to do with one thread)."""
-        if self.crew is not None:
-            self.crew.close()
-            self.crew = None
+        """Stop the crew's threads; :meth:`step` then runs every job on the caller."""
+        self.crew.close()
 
     def __enter__(self) -> Rehearsal:
         return self
