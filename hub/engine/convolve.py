@@ -14,22 +14,26 @@ and the last ``B`` samples of ``irfft(Y)`` are the output block (overlap-save: t
 first ``B`` are circularly aliased and discarded). The result equals the linear
 convolution of the whole input with ``h``, block by block, with no added latency.
 
-Choices. The FFTs are numpy's (``out=`` into preallocated arrays, numpy ≥ 2.0); the
-multiply-accumulate is one numba kernel over explicit arrays. ``process`` takes
+Choices. The FFTs are :class:`~anamnesis.hub.engine.fft.RealTransform`'s (FFTW where
+pyFFTW is installed, numpy's otherwise), unscaled, over preallocated rows, with the
+``1 / 2B`` folded into the response spectra; the multiply-accumulate and the copies
+around the transforms are numba kernels over explicit arrays. ``process`` takes
 exactly ``block`` frames: a uniformly partitioned FDL advances one partition per
 call, so a shorter block would need an extra input buffer and latency, which the
 hub (always ticking whole blocks) does not need. New responses are transformed by
 ``prepare`` (on a worker: it allocates and runs FFTs) and installed by ``swap``
 (constant time, on the audio side), with a linear crossfade over one block: the FDL holds the input history, so the new
 responses' output is exact from the first block and only the switch is smoothed.
-``dtype=float32`` halves memory traffic for live use; ``float64`` (default) is exact
-to ~1e-12.
+``dtype=float32`` halves memory traffic for live use (and its transforms run in single
+precision under FFTW); ``float64`` (default) is exact to ~1e-12.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from anamnesis.hub.engine.fft import RealTransform, response_spectra
 
 MIN_BLOCK = 64
 MAX_BLOCK = 1024
@@ -63,6 +67,55 @@ def fdl_mac_range(h_re, h_im, x_re, x_im, head, p0, p1, acc_re, acc_im):
                     acc_im[o, k] += a * d + b * c
 
 
+@njit(cache=True, nogil=True)
+def stage_input(prev, x, time):
+    """Overlap-save input rows: ``time[i] = [prev[i], x[:, i]]``, then ``prev[i] =
+    x[:, i]``. prev: (n_in, B); x: (B, n_in) samples; time: (n_in, 2B)."""
+    n_in, B = prev.shape
+    for i in range(n_in):
+        for n in range(B):
+            time[i, n] = prev[i, n]
+            v = x[n, i]
+            time[i, B + n] = v
+            prev[i, n] = v
+
+
+@njit(cache=True, nogil=True)
+def store_spectrum(spectrum, fdl_re, fdl_im, slot, acc_re, acc_im):
+    """The input spectrum (n_in, K) into FDL slot ``slot`` as real and imaginary
+    parts; the accumulators (n_out, K) cleared for the block it starts."""
+    n_in, K = spectrum.shape
+    for i in range(n_in):
+        for k in range(K):
+            c = spectrum[i, k]
+            fdl_re[slot, i, k] = c.real
+            fdl_im[slot, i, k] = c.imag
+    n_out = acc_re.shape[0]
+    for o in range(n_out):
+        for k in range(K):
+            acc_re[o, k] = 0.0
+            acc_im[o, k] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def load_spectrum(acc_re, acc_im, spectrum):
+    """``spectrum = acc_re + i acc_im`` (n_out, K), for the inverse transform."""
+    n_out, K = acc_re.shape
+    for o in range(n_out):
+        for k in range(K):
+            spectrum[o, k] = complex(acc_re[o, k], acc_im[o, k])
+
+
+@njit(cache=True, nogil=True)
+def take_block(time, out):
+    """The overlap-save output: ``out[n, o] = time[o, B + n]`` with ``B = len(out)``
+    (the first B samples of each row are circularly aliased)."""
+    B, n_out = out.shape
+    for o in range(n_out):
+        for n in range(B):
+            out[n, o] = time[o, B + n]
+
+
 class MatrixConvolver:
     """Uniformly partitioned overlap-save convolution of ``n_in`` inputs to ``n_out``.
 
@@ -89,7 +142,6 @@ class MatrixConvolver:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
-        cdtype = np.complex128 if self.dtype == np.float64 else np.complex64
         self.block = B = int(block)
         self.n_out, self.n_in, self.ir_len = irs.shape
         self.n_parts = -(-self.ir_len // B)
@@ -102,23 +154,19 @@ class MatrixConvolver:
         self._fdl_re = np.zeros((self.n_parts, self.n_in, K), dtype=self.dtype)
         self._fdl_im = np.zeros((self.n_parts, self.n_in, K), dtype=self.dtype)
         self._head = 0
-        # Always float64: numpy's float32 rfft allocates a float64 copy internally;
-        # the spectrum is computed in double and cast into the FDL slot.
-        self._inbuf = np.zeros((self.n_in, 2 * B), dtype=np.float64)
-        self._prev = np.zeros((self.n_in, B), dtype=np.float64)
-        self._in_spectrum = np.zeros((self.n_in, K), dtype=np.complex128)
-        self._acc = np.zeros((self.n_out, K), dtype=cdtype)
+        self._prev = np.zeros((self.n_in, B), dtype=self.dtype)
+        self._forward = RealTransform(self.n_in, 2 * B, self.dtype)
+        self._inverse = RealTransform(self.n_out, 2 * B, self.dtype)
         self._acc_re = np.zeros((self.n_out, K), dtype=self.dtype)
         self._acc_im = np.zeros((self.n_out, K), dtype=self.dtype)
         # The new responses' output while a swap crossfades (see push).
         self._new_re = np.zeros((self.n_out, K), dtype=self.dtype)
         self._new_im = np.zeros((self.n_out, K), dtype=self.dtype)
         self._incoming: tuple | None = None      # the spectra this block fades to
-        self._time = np.zeros((self.n_out, 2 * B), dtype=self.dtype)
-        self._old = np.zeros((self.n_out, B), dtype=self.dtype)
+        self._old = np.zeros((B, self.n_out), dtype=self.dtype)
         # Fade-in weight of the new responses, (n + 1) / B: the last sample is all new.
-        self._ramp = (np.arange(1, B + 1, dtype=self.dtype) / B)[None, :]
-        self._fade = np.zeros((self.n_out, B), dtype=self.dtype)
+        self._ramp = (np.arange(1, B + 1, dtype=self.dtype) / B)[:, None]
+        self._fade = np.zeros((B, self.n_out), dtype=self.dtype)
         self._out = np.zeros((B, self.n_out), dtype=self.dtype)
         self._transform(irs, self._spectra)
 
@@ -129,7 +177,7 @@ class MatrixConvolver:
         padded = np.zeros((self.n_out, self.n_in, P * B), dtype=np.float64)
         padded[:, :, : irs.shape[2]] = irs
         parts = padded.reshape(self.n_out, self.n_in, P, B).transpose(2, 0, 1, 3)
-        full = np.fft.rfft(parts, n=2 * B, axis=-1)
+        full = response_spectra(parts, 2 * B)
         spectra[0][...] = full.real
         spectra[1][...] = full.imag
 
@@ -163,7 +211,6 @@ class MatrixConvolver:
         """Forget the input history (silence in, silence out); responses are kept."""
         self._fdl_re[...] = 0.0
         self._fdl_im[...] = 0.0
-        self._inbuf[...] = 0.0
         self._prev[...] = 0.0
         self._head = 0
 
@@ -192,20 +239,14 @@ class MatrixConvolver:
         """Take the next input block (block, n_in, shape unchecked): its spectrum enters
         the FDL, the accumulators are cleared, and a swap waiting since the last push
         is latched: this block's output fades to it."""
-        B = self.block
-        # Separate arrays: an in-place shift of one buffer makes numpy copy (overlap).
-        inbuf = self._inbuf
-        inbuf[:, :B] = self._prev
-        inbuf[:, B:] = x.T
-        self._prev[...] = x.T
         self._head += 1
         if self._head == self.n_parts:
             self._head = 0
-        np.fft.rfft(inbuf, axis=-1, out=self._in_spectrum)
-        self._fdl_re[self._head] = self._in_spectrum.real
-        self._fdl_im[self._head] = self._in_spectrum.imag
-        self._acc_re[...] = 0.0
-        self._acc_im[...] = 0.0
+        forward = self._forward
+        stage_input(self._prev, x, forward.time)
+        forward.forward()
+        store_spectrum(forward.spectrum, self._fdl_re, self._fdl_im, self._head,
+                       self._acc_re, self._acc_im)
         self._incoming = None
         if self._swap_pending:
             self._incoming = self._pending
@@ -227,24 +268,22 @@ class MatrixConvolver:
     def finish(self, out: np.ndarray) -> np.ndarray:
         """The output block (block, n_out) of what was accumulated since :meth:`push`,
         into ``out`` (crossfaded linearly to the latched responses, which then stay)."""
-        self._time_block(self._acc_re, self._acc_im, self._old)
+        inverse = self._inverse
+        load_spectrum(self._acc_re, self._acc_im, inverse.spectrum)
+        inverse.inverse()
         if self._incoming is None:
-            out[...] = self._old.T
+            take_block(inverse.time, out)
             return out
-        self._time_block(self._new_re, self._new_im, self._fade)
+        take_block(inverse.time, self._old)
+        load_spectrum(self._new_re, self._new_im, inverse.spectrum)
+        inverse.inverse()
+        take_block(inverse.time, self._fade)
         np.subtract(self._fade, self._old, out=self._fade)
         np.multiply(self._fade, self._ramp, out=self._fade)
         np.add(self._fade, self._old, out=self._fade)
-        out[...] = self._fade.T
+        out[...] = self._fade
         old, self._spectra = self._spectra, self._incoming
         if not self._swap_pending:          # (a newer swap keeps its own spectra)
             self._pending = old
         self._incoming = None
         return out
-
-    def _time_block(self, acc_re: np.ndarray, acc_im: np.ndarray, dest: np.ndarray) -> None:
-        """The last ``block`` samples of the inverse transform of ``acc``, into dest."""
-        self._acc.real = acc_re
-        self._acc.imag = acc_im
-        np.fft.irfft(self._acc, n=2 * self.block, axis=-1, out=self._time)
-        dest[...] = self._time[:, self.block:]

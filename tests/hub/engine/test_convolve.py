@@ -8,6 +8,8 @@ from support.alloc import traced_allocation
 
 from anamnesis.hub.engine.convolve import MatrixConvolver
 
+pytestmark = pytest.mark.usefixtures("fft_backend")
+
 
 def reference(x: np.ndarray, irs: np.ndarray) -> np.ndarray:
     """Full-signal numpy.convolve, truncated to the input length: (n, n_out)."""

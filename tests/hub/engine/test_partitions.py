@@ -8,6 +8,8 @@ from support.alloc import traced_allocation
 
 from anamnesis.hub.engine.partitions import GROWTH, MAX_PARTITION, RoomConvolver, levels
 
+pytestmark = pytest.mark.usefixtures("fft_backend")
+
 
 def reference(x: np.ndarray, irs: np.ndarray) -> np.ndarray:
     """Full-signal convolution (scipy's, by one FFT of the whole signal: another method
