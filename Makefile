@@ -21,7 +21,12 @@ else
 Q := @
 endif
 
-.PHONY: venv sysdeps demo renders docs lint test bench clean
+# torch for the latent agents (the [neural] extra): the CPU build of the machine image's
+# wheel cache; any other specifier pulls a 5 GB CUDA build here (NEURAL.md). CI installs it
+# (CI=true); elsewhere `make neural` does, and without it the latent tests skip.
+TORCH  := torch==2.13.0
+
+.PHONY: venv neural sysdeps demo renders docs lint test bench clean
 
 venv: $(STAMP)
 
@@ -30,10 +35,15 @@ $(STAMP): pyproject.toml
 	$(Q)$(STEP) "updating pip in $(VENV)" $(PY) -m pip install --upgrade pip
 	$(Q)$(STEP) "installing the project and its test tools into $(VENV)" \
 		$(PY) -m pip install -e '.[test]'
+	$(Q)if [ "$(CI)" = true ]; then $(STEP) "installing PyTorch ($(TORCH), the [neural] extra)" \
+		$(PY) -m pip install '$(TORCH)'; fi
 	$(Q)if [ "$(WARM)" = 1 ]; then $(STEP) "compiling the audio kernels of $(WARM_CONFIG) (numba's cache)" \
 		$(PY) -m anamnesis.hub.cli.demo --warm all $(WARM_CONFIG) || \
 		echo "  (not fatal: the demo compiles them when it starts)"; fi
 	$(Q)touch $(STAMP)
+
+neural: venv
+	$(Q)$(STEP) "installing PyTorch ($(TORCH), the [neural] extra)" $(PY) -m pip install '$(TORCH)'
 
 # Real peers for the tests (JACK, PortAudio, ffmpeg, liblo-tools). Installs with
 # apt when run as root; elsewhere it says what is missing and the tests that need

@@ -44,7 +44,7 @@ log = logging.getLogger("anamnesis.agents.main")
 AUDIO_CHOICES = ("sounddevice", "null", "hub")
 #: What an agent hears (``--input``, :mod:`anamnesis.agents.audio.inputs`).
 INPUT_CHOICES = ("mic", "preset", "silence")
-MODEL_CHOICES = ("autoregnn", "autoregnn2", "unlearn", "neuron")
+MODEL_CHOICES = ("autoregnn", "autoregnn2", "unlearn", "neuron", "latent")
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``anamnesis agent``."""
     parser.add_argument("--id", required=True, help="agent id (letters, digits, _ and -), e.g. a3")

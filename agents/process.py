@@ -92,6 +92,8 @@ async def _open(config: AgentConfig, stack: AgentStack) -> None:
     try:
         make_model, follow = config_model(config)
         model = make_model()
+        if hasattr(model, "start_worker"):   # a latent model: inference off the audio thread
+            model.start_worker()
         stack.engine = AgentEngine(model, block=config.block, sample_rate=config.sample_rate,
                                    ceiling_db=config.ceiling_db, follow=follow)
     except ValueError as exc:

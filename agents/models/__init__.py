@@ -16,15 +16,20 @@ MODEL_KINDS: dict[str, tuple[str, str]] = {
     "unlearn": ("anamnesis.agents.models.unlearn", "Unlearn"),
     "neuron": ("anamnesis.agents.models.neuron", "Neuron"),
 }
+#: Kinds that need an optional extra and a file (their constructors have no defaults to
+#: build from, so the places that build every kind with its defaults skip them).
+EXTRA_KINDS: dict[str, tuple[str, str]] = {
+    "latent": ("anamnesis.agents.models.latent", "Latent"),   # [neural]: torch
+}
 
 
 def model_class(kind: str) -> type:
     """The class implementing ``kind``; ``ValueError`` naming the known kinds otherwise."""
     try:
-        module_name, class_name = MODEL_KINDS[kind]
+        module_name, class_name = {**MODEL_KINDS, **EXTRA_KINDS}[kind]
     except KeyError:
-        raise ValueError(
-            f"unknown model {kind!r}; known models: {', '.join(sorted(MODEL_KINDS))}") from None
+        raise ValueError(f"unknown model {kind!r}; known models: "
+                         f"{', '.join(sorted({**MODEL_KINDS, **EXTRA_KINDS}))}") from None
     return getattr(importlib.import_module(module_name), class_name)
 
 
@@ -33,4 +38,4 @@ def create_model(kind: str, **kwargs: object) -> Model:
     return model_class(kind)(**kwargs)
 
 
-__all__ = ["MODEL_KINDS", "Model", "ParamSpec", "create_model", "model_class"]
+__all__ = ["EXTRA_KINDS", "MODEL_KINDS", "Model", "ParamSpec", "create_model", "model_class"]

@@ -47,9 +47,9 @@ def _describe(name: str, spec: Any) -> dict[str, Any]:
 @lru_cache(maxsize=64)
 def _cached(kind: str, args_json: str) -> str:
     from anamnesis.agents.control import GAIN_SPEC, MUTE_SPEC
-    from anamnesis.agents.models import MODEL_KINDS, create_model
+    from anamnesis.agents.models import EXTRA_KINDS, MODEL_KINDS, create_model
 
-    if kind not in MODEL_KINDS:
+    if kind not in MODEL_KINDS and kind not in EXTRA_KINDS:
         return "{}"
     try:
         model = create_model(kind, max_block=16, **json.loads(args_json))

@@ -244,7 +244,7 @@ def _read(c: _Checker, data: Mapping[str, Any], source_name: str, base: Path) ->
     inst = _read_installation(c, data.get("installation", {}))
     room = _read_room(c, data["room"]) if "room" in data else None
     ids: list[str] = []
-    agents = _read_agents(c, data.get("agent", _MISSING), inst, room, ids)
+    agents = _read_agents(c, data.get("agent", _MISSING), inst, room, ids, base)
     routes = _read_routes(c, data.get("route", []), ids, inst)
     rings = _read_rings(c, data.get("ring", []), ids, inst)
     from anamnesis.hub.installation.check_sources import read_sources
@@ -362,10 +362,10 @@ def _array_of_tables(c: _Checker, raw: Any, name: str) -> list[Any]:
 
 
 def _read_agents(c: _Checker, raw: Any, inst: Installation, room: Room | None,
-                 ids: list[str]) -> list[AgentSpec]:
+                 ids: list[str], base: Path = Path(".")) -> list[AgentSpec]:
     """Read every [[agent]]; ``ids`` receives each well-formed id (for the references
     of routes, rings and sources, even when the agent has other problems)."""
-    from anamnesis.agents.models import MODEL_KINDS
+    from anamnesis.agents.models import EXTRA_KINDS, MODEL_KINDS
     from anamnesis.agents.presets import all_presets
 
     if raw is _MISSING:
@@ -396,7 +396,7 @@ def _read_agents(c: _Checker, raw: Any, inst: Installation, room: Room | None,
             else:
                 seen[agent_id] = i
                 ids.append(agent_id)
-        model = c.string(t, "model", path, where, None, tuple(MODEL_KINDS))
+        model = c.string(t, "model", path, where, None, (*MODEL_KINDS, *EXTRA_KINDS))
         preset_name = c.string(t, "preset", path, where, None)
         preset = None
         if preset_name is not None:
@@ -414,6 +414,10 @@ def _read_agents(c: _Checker, raw: Any, inst: Installation, room: Room | None,
             c.add(path, where, "needs a model or a preset")
         seed = c.number(t, "seed", path, where, i, 0, 2**63 - 1, integer=True)
         params = c.table(t.get("params", {}), (*path, "params"), where)
+        model_file = params.get("path") if model in EXTRA_KINDS else None
+        if isinstance(model_file, str) and model_file:   # a model file, relative to the config
+            file = Path(model_file).expanduser()
+            params = {**params, "path": str(file if file.is_absolute() else (base / file).resolve())}
         if model is not None and (preset is not None or preset_name is None):
             _check_model(c, model, preset, params, seed, inst, (*path, "params"), where)
         speaker = c.vec3(t, "speaker", path, where)

@@ -261,7 +261,10 @@ class Card {
   showTelemetry(t) {
     const blowups = t.blowups ?? 0;
     const xruns = t.xruns ?? 0;
-    this.counts.textContent = `blow-ups ${blowups} · xruns ${xruns}`;
+    // a latent agent (agents/models/latent.py): its model's latency and missed chunks
+    const latent = t.latency_ms === undefined ? "" :
+      ` · latency ${Math.round(Number(t.latency_ms))} ms · late ${(t.late ?? 0) + (t.dropped ?? 0)}`;
+    this.counts.textContent = `blow-ups ${blowups} · xruns ${xruns}${latent}`;
     this.counts.dataset.blowups = String(blowups);
     this.counts.dataset.xruns = String(xruns);
     const rms = Number(t.rms) || 0;
