@@ -189,7 +189,30 @@ def test_every_module_imports_alone_in_a_fresh_interpreter():
         "    reap()\n"
         "print('FAILED', ' '.join(failed))\n"
         "sys.exit(1 if failed else 0)\n")
-    names = [n for n in MODULES if not n.endswith("__main__")]
+    import importlib.util
+
+    # the modules that are torch (the [neural] extra) need it installed
+    needs_torch = {"anamnesis.hub.neural.convvae"}
+    has_torch = importlib.util.find_spec("torch") is not None
+    names = [n for n in MODULES if not n.endswith("__main__")
+             and (has_torch or n not in needs_torch)]
     result = subprocess.run([sys.executable, "-c", script, *names], cwd="/",
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def test_torch_stays_out_of_everything_but_the_neural_modules():
+    # the [neural] extra: the hub, the agent, the rehearsal, the latent model's module
+    # and the corpus import without torch; only building a latent model or training does
+    code = ("import sys\n"
+            "import anamnesis.hub.cli.hub, anamnesis.hub.cli.demo, anamnesis.agents.main\n"
+            "import anamnesis.hub.clock.rehearse, anamnesis.agents.models.latent\n"
+            "import anamnesis.hub.neural.corpus, anamnesis.hub.cli.neural\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+    toplevel_torch = sorted(name for name, path in MODULES.items()
+                            if "torch" in {m.split(".")[0] for m in _imports(name, path)[1]})
+    assert toplevel_torch == ["anamnesis.hub.neural.convvae"]

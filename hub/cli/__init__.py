@@ -32,6 +32,10 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
                 "print the OSC address tables of an agent and of the hub (docs/osc.md)"),
     "demo": ("anamnesis.hub.cli.demo", "add_demo_arguments", "run_demo",
              "the octophonic demo: a hub, eight agents in a simulated room, the dashboard"),
+    "corpus": ("anamnesis.hub.cli.neural", "add_corpus_arguments", "run_corpus",
+               "synthesise a training corpus: synth patches playing scales (WAV files)"),
+    "train": ("anamnesis.hub.cli.neural", "add_train_arguments", "run_train",
+              "train a latent model on a corpus and export it for nn~ and latent agents"),
 }
 
 
