@@ -54,9 +54,10 @@ class _Telemetry(asyncio.DatagramProtocol):
 
 async def bench(args: argparse.Namespace) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="anamnesis-bench-") as state:
+        model_args = [a for item in getattr(args, "model_arg", []) for a in ("--model-arg", item)]
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "anamnesis.agents", "--id", "bench", "--model", args.model,
-            "--audio", "null", "--interface", LOOPBACK, "--no-announce", "--fresh",
+            *model_args, "--audio", "null", "--interface", LOOPBACK, "--no-announce", "--fresh",
             "--block", str(args.block), "--sample-rate", str(args.sample_rate),
             "--state-dir", state, "--log-level", "warning", cwd=REPO,
             stdout=asyncio.subprocess.PIPE)
@@ -99,6 +100,7 @@ async def bench(args: argparse.Namespace) -> dict[str, float]:
         "telemetry_frames": float(telemetry.frames),
         "rss_mib": mem.get("VmRSS", 0) / 1024.0,
         "peak_rss_mib": mem.get("VmHWM", 0) / 1024.0,
+        "telemetry": tele,
     }
 
 
@@ -107,6 +109,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time (s)")
     parser.add_argument("--warmup", type=float, default=3.0, help="time before measuring (s)")
     parser.add_argument("--model", default="autoregnn", help="model kind (default autoregnn)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
+                        help="a constructor argument of the model (as the agent's)")
     parser.add_argument("--block", type=int, default=256, help="frames per block")
     parser.add_argument("--sample-rate", type=int, default=48000, help="Hz")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
