@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from numpy.testing import assert_allclose
 import pytest
 import soundfile
+from numpy.testing import assert_allclose
 from support.nn_models import require_torch, write_codec
 
 from anamnesis.hub.clock import rehearse as R
