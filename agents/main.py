@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from anamnesis.agents.models import EXTRA_KINDS, MODEL_KINDS
 from anamnesis.agents.net.access import parse_networks
 from anamnesis.agents.protocol.ids import ID_RE
 from anamnesis.agents.recipe import parse_model_args
@@ -44,7 +45,8 @@ log = logging.getLogger("anamnesis.agents.main")
 AUDIO_CHOICES = ("sounddevice", "null", "hub")
 #: What an agent hears (``--input``, :mod:`anamnesis.agents.audio.inputs`).
 INPUT_CHOICES = ("mic", "preset", "silence")
-MODEL_CHOICES = ("autoregnn", "autoregnn2", "unlearn", "neuron", "latent")
+#: ``--model``: every kind of the registry (``anamnesis.agents.models``).
+MODEL_CHOICES = (*MODEL_KINDS, *EXTRA_KINDS)
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``anamnesis agent``."""
     parser.add_argument("--id", required=True, help="agent id (letters, digits, _ and -), e.g. a3")

@@ -25,11 +25,12 @@ EXTRA_KINDS: dict[str, tuple[str, str]] = {
 
 def model_class(kind: str) -> type:
     """The class implementing ``kind``; ``ValueError`` naming the known kinds otherwise."""
+    known = {**MODEL_KINDS, **EXTRA_KINDS}
     try:
-        module_name, class_name = {**MODEL_KINDS, **EXTRA_KINDS}[kind]
+        module_name, class_name = known[kind]
     except KeyError:
         raise ValueError(f"unknown model {kind!r}; known models: "
-                         f"{', '.join(sorted({**MODEL_KINDS, **EXTRA_KINDS}))}") from None
+                         f"{', '.join(sorted(known))}") from None
     return getattr(importlib.import_module(module_name), class_name)
 
 

@@ -140,7 +140,13 @@ def train(corpus_dir: str | Path, out: str | Path, *, steps: int = 3000, batch: 
     evaluation at least that many times closer than the untrained model."""
     import torch
 
-    from anamnesis.hub.neural.convvae import ConvVAE, export, kl_divergence, spectral_distance
+    from anamnesis.hub.neural.convvae import (
+        DEFAULT_RATIOS,
+        ConvVAE,
+        export,
+        kl_divergence,
+        spectral_distance,
+    )
     from anamnesis.hub.neural.corpus import read_corpus
 
     if steps < 0 or batch < 1 or not 0.0 < fidelity <= 1.0 or lr <= 0 or (
@@ -148,9 +154,9 @@ def train(corpus_dir: str | Path, out: str | Path, *, steps: int = 3000, batch: 
         raise ValueError("steps must be >= 0, batch >= 1, the learning rates > 0 and "
                          "fidelity in (0, 1]")
     torch.set_num_threads(int(threads))
-    vae_probe = ConvVAE(capacity, latent)
-    if crop % vae_probe.ratio:
-        raise ValueError(f"crop must be a multiple of the model's ratio {vae_probe.ratio}")
+    ratio = math.prod(DEFAULT_RATIOS)            # ConvVAE.ratio, known before building one
+    if crop % ratio:
+        raise ValueError(f"crop must be a multiple of the model's ratio {ratio}")
     corpus = read_corpus(corpus_dir, sample_rate, min_seconds=2 * crop / sample_rate)
     train_parts, held = _split(corpus, crop)
     torch.manual_seed(seed)
